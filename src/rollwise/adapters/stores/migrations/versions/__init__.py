@@ -1,0 +1,1 @@
+"""Migration scripts, oldest first (``v0001_initial`` creates every table)."""
