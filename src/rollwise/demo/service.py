@@ -1,0 +1,160 @@
+"""A tiny HTTP service whose faults are dialled in from the command line.
+
+    python -m rollwise.demo.service --port 8001 --version v2 --error-rate 0.05 \
+        --latency-ms 20 --latency-p99-ms 80
+
+Stdlib only (threaded ``http.server`` speaking HTTP/1.1 keep-alive) so it starts in ~50 ms and
+serves well over 300 req/s on two cores. Every response names its version in ``x-version``
+and in the body, and carries a payload that depends only on the path (and, with
+``--mismatch-rate``, on the version for that share of paths) so a shadow comparator can tell
+a behaviour change from the version label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_Z99 = 2.3263478740408408  # standard normal 99th percentile
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    version: str
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    latency_p99_ms: float | None = None
+    mismatch_rate: float = 0.0
+
+    def delay_s(self, rng: random.Random) -> float:
+        """Log-normal latency with the given median and p99: a realistic long tail."""
+        if self.latency_ms <= 0:
+            return 0.0
+        p99 = self.latency_p99_ms or self.latency_ms
+        sigma = math.log(max(p99, self.latency_ms) / self.latency_ms) / _Z99
+        return (
+            self.latency_ms * math.exp(rng.gauss(0.0, sigma)) / 1000.0 if sigma else self.latency_ms / 1000.0
+        )
+
+    def payload(self, path: str) -> str:
+        digest = hashlib.sha256(path.encode()).digest()
+        if int.from_bytes(digest[:4], "big") / 2**32 < self.mismatch_rate:
+            digest = hashlib.sha256(f"{self.version}:{path}".encode()).digest()
+        return digest.hex()[:32]
+
+
+def body_for(behaviour: Behaviour, path: str, status: int) -> bytes:
+    document: dict[str, Any] = {"version": behaviour.version, "path": path, "status": status}
+    if status < 500:
+        document["payload"] = behaviour.payload(path)
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def make_handler(behaviour: Behaviour, seed: int | None = None) -> type[BaseHTTPRequestHandler]:
+    local = threading.local()
+
+    def rng() -> random.Random:
+        if not hasattr(local, "rng"):
+            local.rng = random.Random(None if seed is None else seed + threading.get_ident())
+        generator: random.Random = local.rng
+        return generator
+
+    class DemoHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "rollwise-demo"
+        disable_nagle_algorithm = True  # else header and body segments wait on delayed ACKs (40 ms)
+        wbufsize = 65536  # headers and body leave in one write, flushed after each request
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length:
+                self.rfile.read(length)
+            self._serve()
+
+        def _serve(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                self._send(200, b'{"ok": true}')
+                return
+            generator = rng()
+            delay = behaviour.delay_s(generator)
+            if delay:
+                time.sleep(delay)
+            status = 500 if generator.random() < behaviour.error_rate else 200
+            self._send(status, body_for(behaviour, path, status))
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.send_header("x-version", behaviour.version)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: 300 req/s of logs helps nobody
+            pass
+
+    return DemoHandler
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+def serve(
+    behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0, seed: int | None = None
+) -> DemoServer:
+    """Bind (port 0 picks a free one) without serving yet: call ``serve_forever`` in a thread."""
+    return DemoServer((host, port), make_handler(behaviour, seed))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m rollwise.demo.service", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="median added latency")
+    parser.add_argument("--latency-p99-ms", type=float, default=None, help="p99 added latency")
+    parser.add_argument(
+        "--mismatch-rate", type=float, default=0.0, help="share of paths whose payload changes"
+    )
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    if not 0 <= args.error_rate <= 1 or not 0 <= args.mismatch_rate <= 1:
+        parser.error("--error-rate and --mismatch-rate must be within [0, 1]")
+    behaviour = Behaviour(
+        version=args.version,
+        error_rate=args.error_rate,
+        latency_ms=args.latency_ms,
+        latency_p99_ms=args.latency_p99_ms,
+        mismatch_rate=args.mismatch_rate,
+    )
+    server = serve(behaviour, args.host, args.port, args.seed)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
