@@ -1,0 +1,486 @@
+"""``rollwise``: validate specs, simulate them, run and steer rollouts, serve the API.
+
+Every command that prints data takes ``--output json``. Commands act on the local store
+(``--store URL`` or ``ROLLWISE_STORE``; SQLite under ~/.rollwise by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rollwise.core.model import Event, RolloutRecord
+from rollwise.spec import SpecError, load_spec
+from rollwise.spec.models import RolloutSpec
+
+app = typer.Typer(
+    help="rollwise: progressive delivery (canary, blue/green, shadow, flags) decided on live evidence.\n\n"
+    "Example: rollwise validate examples/*.yaml && rollwise simulate examples/canary.yaml "
+    "--canary-error-rate 0.05",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+rollout_app = typer.Typer(help="Start and steer rollouts. Example: rollwise rollout start examples/canary.yaml",
+                          no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
+]
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why; recorded in the history.")]
+ActorOpt = Annotated[str, typer.Option("--actor", envvar="ROLLWISE_ACTOR", help="Who is acting.")]
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or "cli"
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _store(url: str | None) -> Any:
+    from rollwise.wiring import open_store
+
+    return open_store(url)
+
+
+def _load_or_exit(path: Path) -> RolloutSpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _record_summary(record: RolloutRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "service": record.spec.service,
+        "strategy": record.spec.strategy.kind,
+        "phase": str(record.phase),
+        "stable": record.stable_version,
+        "canary": record.canary_version,
+        "canary_weight": record.route.canary_weight,
+        "mirror_percent": record.route.mirror_percent,
+        "step": record.step_index,
+        "stage": record.stage_index,
+        "paused_reason": record.paused_reason,
+        "last_verdict": record.last_verdict,
+        "decisions": record.decisions,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "finished_at": record.finished_at,
+        "revision": record.revision,
+    }
+
+
+# --------------------------------------------------------------------------- spec commands
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Rollout spec files (YAML).")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check specs. Exit 0 when all are valid; else exit 2 and print every problem as FILE:LINE: path: message.
+
+    Example: rollwise validate examples/*.yaml
+    """
+    problems: list[str] = []
+    results = []
+    for file in files:
+        try:
+            load_spec(file)
+            results.append({"file": str(file), "valid": True, "problems": []})
+        except SpecError as exc:
+            lines = [str(p) for p in exc.problems]
+            problems.extend(lines)
+            results.append({"file": str(file), "valid": False, "problems": lines})
+    if output == Output.json:
+        _print_json(results)
+    else:
+        for line in problems:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if not problems:
+            console.print(f"{len(files)} spec(s) valid")
+    if problems:
+        raise typer.Exit(2)
+
+
+class SchemaKind(StrEnum):
+    rollout = "rollout"
+
+
+@app.command()
+def schema(kind: Annotated[SchemaKind, typer.Argument(help="Which schema.")] = SchemaKind.rollout) -> None:
+    """Print the JSON Schema of a spec kind. Example: rollwise schema rollout > rollout.schema.json"""
+    _print_json(RolloutSpec.model_json_schema())
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Rollout spec.")],
+    rps: Annotated[float, typer.Option(help="Total requests per second.")] = 200.0,
+    baseline_error_rate: Annotated[float, typer.Option(help="Stable version's error rate (0.001 = 0.1%).")] = 0.001,
+    canary_error_rate: Annotated[float | None, typer.Option(help="Canary's error rate.")] = None,
+    baseline_latency_ms_p99: Annotated[float, typer.Option(help="Stable p99 latency, ms.")] = 100.0,
+    canary_latency_ms_p99: Annotated[float | None, typer.Option(help="Canary p99 latency, ms.")] = None,
+    canary_conversion_drop: Annotated[float, typer.Option(help="Relative KPI drop of the canary.")] = 0.0,
+    regression_at: Annotated[float | None, typer.Option(help="Seconds in when the canary turns bad.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    max_duration: Annotated[str, typer.Option(help="Simulated time limit.")] = "24h",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Run the whole engine on simulated traffic and a virtual clock (an hour in well under a second).
+
+    Example: rollwise simulate examples/canary.yaml --canary-error-rate 0.05 --output json
+    """
+    from rollwise.core.units import parse_duration
+    from rollwise.simulate import Behaviour, TrafficProfile
+    from rollwise.simulate import simulate as run_simulation
+
+    spec = _load_or_exit(file)
+    baseline = Behaviour(error_rate=baseline_error_rate, latency_p99_ms=baseline_latency_ms_p99,
+                         latency_p50_ms=min(20.0, baseline_latency_ms_p99 / 2))
+    canary_error = canary_error_rate if canary_error_rate is not None else baseline_error_rate
+    canary_p99 = canary_latency_ms_p99 if canary_latency_ms_p99 is not None else baseline_latency_ms_p99
+    conversion = baseline.conversion * (1 - canary_conversion_drop)
+    if regression_at is None:
+        canary = Behaviour(error_rate=canary_error, latency_p99_ms=canary_p99,
+                           latency_p50_ms=baseline.latency_p50_ms, conversion=conversion)
+    else:
+        canary = Behaviour(error_rate=baseline_error_rate, latency_p99_ms=baseline_latency_ms_p99,
+                           latency_p50_ms=baseline.latency_p50_ms, change_at=regression_at,
+                           error_rate_after=canary_error, latency_p99_after_ms=canary_p99,
+                           conversion_after=conversion)
+    result = run_simulation(spec, baseline, canary, TrafficProfile(rps=rps), seed=seed,
+                            max_duration_s=parse_duration(max_duration))
+    if output == Output.json:
+        _print_json(result.to_dict())
+        return
+    console.print(f"[bold]{result.name}[/]: {result.phase} after {result.duration_s:.0f}s simulated")
+    console.print("weights: " + " -> ".join(f"{s['weight']:g}%" for s in result.steps))
+    console.print(f"canary requests {result.canary_requests}, bad {result.canary_bad_requests}")
+    for decision in result.decisions:
+        console.print(f"  t={decision['at_s']:>7.0f}s {decision['action']:<12} {decision['reason']}",
+                      markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Table:
+    table = Table(title="rollwise", expand=False)
+    for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict", "latest"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r.name, str(r.phase), r.stable_version, r.canary_version, f"{r.route.canary_weight:g}%",
+                      str(r.step_index), r.last_verdict or "-", last_events.get(r.name, ""))
+    return table
+
+
+def run_controller_foreground(store: Any, names: list[str], output: Output, max_seconds: float | None) -> list[
+    RolloutRecord
+]:
+    from rich.live import Live
+
+    from rollwise.controller import Controller
+
+    controller = Controller(store)
+    seen: dict[str, int] = {}
+    last: dict[str, str] = {}
+    try:
+        if output == Output.json:
+            return controller.run(names, max_seconds=max_seconds)
+        with Live(console=console, refresh_per_second=4) as live:
+            def show(records: list[RolloutRecord]) -> None:
+                for record in records:
+                    for event in store.events(record.name, seen.get(record.name, 0)):
+                        seen[record.name] = event.seq
+                        last[record.name] = event.message[:90]
+                        live.console.print(f"[dim]{record.name}[/] {event.type}: {event.message}",
+                                           highlight=False)
+                live.update(_live_table(records, last))
+
+            return controller.run(names, on_tick=show, max_seconds=max_seconds)
+    finally:
+        controller.runtime.close()
+
+
+@rollout_app.command("start")
+def rollout_start(
+    file: Annotated[Path, typer.Argument(help="Rollout spec.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the controller here until it ends.")] = True,
+    commit_time: Annotated[str | None, typer.Option(help="ISO time of the change, for lead time.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
+    store: StoreOpt = None,
+    actor: ActorOpt = "",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Create a rollout and (by default) drive it in the foreground with a live view.
+
+    Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
+    """
+    from datetime import datetime
+
+    from rollwise.core.clock import SystemClock
+    from rollwise.core.engine import RolloutEngine
+    from rollwise.core.protocols import ConflictError
+
+    spec = _load_or_exit(file)
+    the_store = _store(store)
+    engine = RolloutEngine(store=the_store, clock=SystemClock())
+    commit_ts = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
+    try:
+        record = engine.start(spec, actor=_actor(actor), commit_time=commit_ts)
+    except ConflictError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    if wait:
+        records = run_controller_foreground(the_store, [spec.name], output, max_seconds)
+        record = records[0] if records else the_store.get(spec.name)
+    if output == Output.json:
+        _print_json(_record_summary(record))
+    else:
+        console.print(f"{record.name}: {record.phase}")
+    if record.phase in ("RolledBack", "Aborted"):
+        raise typer.Exit(3)
+
+
+@rollout_app.command("status")
+def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+    """Show one rollout's phase, weights and latest verdict. Example: rollwise rollout status checkout"""
+    record = _get_or_exit(_store(store), name)
+    summary = _record_summary(record)
+    if output == Output.json:
+        _print_json(summary)
+        return
+    for key, value in summary.items():
+        console.print(f"{key:>15}: {value}", highlight=False)
+
+
+def _get_or_exit(store: Any, name: str) -> RolloutRecord:
+    from rollwise.core.protocols import NotFoundError
+
+    try:
+        return store.get(name)  # type: ignore[no-any-return]
+    except NotFoundError:
+        err_console.print(f"error: no rollout named {name!r}")
+        raise typer.Exit(1) from None
+
+
+@rollout_app.command("list")
+def rollout_list(
+    active: Annotated[bool, typer.Option(help="Only rollouts that have not ended.")] = False,
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """List rollouts. Example: rollwise rollout list --active"""
+    records = _store(store).list(active_only=active)
+    if output == Output.json:
+        _print_json([_record_summary(r) for r in records])
+        return
+    console.print(_live_table(records, {}))
+
+
+def _command(name: str, command: str, store: str | None, actor: str, reason: str, output: Output,
+             full: bool = False) -> None:
+    from rollwise.core.clock import SystemClock
+    from rollwise.core.engine import CommandError, RolloutEngine
+    from rollwise.core.protocols import NotFoundError
+
+    engine = RolloutEngine(store=_store(store), clock=SystemClock())
+    try:
+        record = engine.command(name, command, actor=_actor(actor), reason=reason, full=full)
+    except NotFoundError:
+        err_console.print(f"error: no rollout named {name!r}")
+        raise typer.Exit(1) from None
+    except CommandError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    if output == Output.json:
+        _print_json(_record_summary(record))
+    else:
+        console.print(f"{record.name}: {command} recorded; phase {record.phase}")
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    name: str,
+    full: Annotated[bool, typer.Option("--full", help="Skip remaining steps and analysis: 100% now.")] = False,
+    store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
+) -> None:
+    """Advance one step (or all with --full). Example: rollwise rollout promote checkout --reason 'looks good'"""
+    _command(name, "promote", store, actor, reason, output, full=full)
+
+
+@rollout_app.command("pause")
+def rollout_pause(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                  output: OutputOpt = Output.text) -> None:
+    """Hold the rollout where it is. Example: rollwise rollout pause checkout -r 'incident in progress'"""
+    _command(name, "pause", store, actor, reason, output)
+
+
+@rollout_app.command("resume")
+def rollout_resume(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                   output: OutputOpt = Output.text) -> None:
+    """Continue a paused rollout. Example: rollwise rollout resume checkout"""
+    _command(name, "resume", store, actor, reason, output)
+
+
+@rollout_app.command("abort")
+def rollout_abort(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                  output: OutputOpt = Output.text) -> None:
+    """Send all traffic back to stable and end the rollout. Example: rollwise rollout abort checkout"""
+    _command(name, "abort", store, actor, reason, output)
+
+
+@rollout_app.command("approve")
+def rollout_approve(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                    output: OutputOpt = Output.text) -> None:
+    """Pass an untilApproved gate (or a blue/green cutover approval). Example: rollwise rollout approve checkout"""
+    _command(name, "approve", store, actor, reason, output)
+
+
+@rollout_app.command("undo")
+def rollout_undo(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                 output: OutputOpt = Output.text) -> None:
+    """Go back to the previous stable within the rollback window. Example: rollwise rollout undo checkout"""
+    _command(name, "undo", store, actor, reason, output)
+
+
+@rollout_app.command("update")
+def rollout_update(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="The new spec; rejected whole if invalid.")],
+    store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
+) -> None:
+    """Replace a running rollout's spec (analysis, steps). Invalid specs change nothing.
+
+    Example: rollwise rollout update checkout examples/canary.yaml -r 'longer pauses'
+    """
+    from rollwise.core.clock import SystemClock
+    from rollwise.core.engine import CommandError, RolloutEngine
+
+    spec = _load_or_exit(file)
+    engine = RolloutEngine(store=_store(store), clock=SystemClock())
+    _get_or_exit(engine.store, name)
+    try:
+        record = engine.update_spec(name, spec, actor=_actor(actor), reason=reason)
+    except CommandError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    if output == Output.json:
+        _print_json(_record_summary(record))
+    else:
+        console.print(f"{record.name}: spec updated")
+
+
+@app.command()
+def history(
+    name: Annotated[str | None, typer.Argument(help="Rollout name; all rollouts if omitted.")] = None,
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout"""
+    events: list[Event] = _store(store).events(name)
+    if output == Output.json:
+        _print_json([e.model_dump(mode="json") for e in events])
+        return
+    from datetime import UTC, datetime
+
+    for e in events:
+        when = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(f"{when} {e.rollout:<14} #{e.seq:<4} {e.actor:<10} {e.type:<12} {e.message}",
+                      markup=False, highlight=False)
+
+
+@app.command()
+def controller(
+    store: StoreOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Tick every active rollout once and exit.")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between ticks.")] = 0.25,
+    max_seconds: Annotated[float | None, typer.Option(help="Exit after this long.")] = None,
+) -> None:
+    """Drive every active rollout in the store until stopped. Safe to kill and restart at any time.
+
+    Example: ROLLWISE_STORE=sqlite:///r.db rollwise controller
+    """
+    from rollwise.controller import Controller
+
+    ctl = Controller(_store(store))
+    try:
+        if once:
+            ctl.tick_all()
+        else:
+            ctl.run(None, poll_s=poll, until_done=False, max_seconds=max_seconds)
+    finally:
+        ctl.runtime.close()
+
+
+@app.command()
+def explain(
+    name: str,
+    decision: Annotated[int | None, typer.Option("--decision", "-d", help="Decision number (default: last).")] = None,
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Explain a decision in plain words: metric, numbers, the rule that fired.
+
+    Example: rollwise explain checkout --decision 3
+    """
+    from rollwise.analysis.explain import explain_decision
+
+    events = [e for e in _store(store).events(name) if e.type == "decision"]
+    if not events:
+        err_console.print(f"error: no decisions recorded for {name!r}")
+        raise typer.Exit(1)
+    chosen = events[-1] if decision is None else next((e for e in events if e.data.get("index") == decision), None)
+    if chosen is None:
+        err_console.print(f"error: {name!r} has decisions 1..{len(events)}")
+        raise typer.Exit(1)
+    if output == Output.json:
+        _print_json(chosen.model_dump(mode="json"))
+        return
+    console.print(explain_decision(chosen), markup=False, highlight=False)
+
+
+def _mount_optional() -> None:
+    """Sub-commands owned by other parts of the system, mounted when present."""
+    try:
+        from rollwise.flags.cli import flags_app
+    except ImportError:
+        pass
+    else:
+        app.add_typer(flags_app, name="flags")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""The domain model shared by the engine, the judges and every adapter.
+
+Plain dataclasses and pydantic models with no behaviour that touches the outside world.
+Observations flow in as ``Window``s, verdicts flow out of judges as ``Verdict``s, and the
+engine's durable state is a ``RolloutRecord`` plus an append-only list of ``Event``s.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollwise.spec.models import HeaderRouteSpec, RolloutSpec
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+
+class Action(enum.StrEnum):
+    """What a judge tells the engine to do with the current stage."""
+
+    CONTINUE = "continue"  # keep observing, nothing decided yet
+    EXPAND = "expand"  # no regression: the stage may end
+    HOLD = "hold"  # cannot judge now (no data): wait, do not count as bad
+    ROLLBACK = "rollback"  # regression decided
+    INCONCLUSIVE = "inconclusive"  # cannot decide within the stage's cap: ask a human
+
+
+# ---------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """What one version did in one window. Latency buckets are cumulative, in ms, like Envoy's."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_buckets: tuple[tuple[float, int], ...] = ()
+    latency_sum_ms: float = 0.0
+    kpis: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "latency_buckets": [[b, c] for b, c in self.latency_buckets],
+            "latency_sum_ms": self.latency_sum_ms,
+            "kpis": dict(self.kpis),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VersionStats:
+        return cls(
+            requests=int(data.get("requests", 0)),
+            errors=int(data.get("errors", 0)),
+            latency_buckets=tuple((float(b), int(c)) for b, c in data.get("latency_buckets", [])),
+            latency_sum_ms=float(data.get("latency_sum_ms", 0.0)),
+            kpis={k: float(v) for k, v in data.get("kpis", {}).items()},
+            extra={k: float(v) for k, v in data.get("extra", {}).items()},
+        )
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """Latency quantile in ms by linear interpolation inside the cumulative bucket that holds it."""
+        if not self.latency_buckets or self.latency_buckets[-1][1] <= 0:
+            return None
+        total = self.latency_buckets[-1][1]
+        rank = q * total
+        lower_bound, lower_count = 0.0, 0
+        for bound, cumulative in self.latency_buckets:
+            if cumulative >= rank:
+                if bound == float("inf"):
+                    return lower_bound
+                span = cumulative - lower_count
+                frac = (rank - lower_count) / span if span else 1.0
+                return lower_bound + (bound - lower_bound) * frac
+            lower_bound, lower_count = bound, cumulative
+        return lower_bound
+
+    @classmethod
+    def merge(cls, parts: list[VersionStats]) -> VersionStats:
+        """Sum of several windows' stats (buckets must share a layout, as one source's do)."""
+        if not parts:
+            return cls()
+        buckets: dict[float, int] = {}
+        kpis: dict[str, float] = {}
+        extra: dict[str, float] = {}
+        for part in parts:
+            for bound, count in part.latency_buckets:
+                buckets[bound] = buckets.get(bound, 0) + count
+            for key, value in part.kpis.items():
+                kpis[key] = kpis.get(key, 0.0) + value
+            for key, value in part.extra.items():
+                extra[key] = extra.get(key, 0.0) + value
+        return cls(
+            requests=sum(p.requests for p in parts),
+            errors=sum(p.errors for p in parts),
+            latency_buckets=tuple(sorted(buckets.items())),
+            latency_sum_ms=sum(p.latency_sum_ms for p in parts),
+            kpis=kpis,
+            extra=extra,
+        )
+
+    def count_above(self, threshold_ms: float) -> int:
+        """Requests slower than ``threshold_ms``, read off the cumulative buckets.
+
+        Counts requests in buckets whose lower edge is at or above the threshold, which is exact
+        when the threshold is a bucket bound (the judge freezes thresholds on bucket bounds).
+        """
+        if not self.latency_buckets:
+            return 0
+        below = 0
+        for bound, cumulative in self.latency_buckets:
+            if bound <= threshold_ms:
+                below = cumulative
+            else:
+                break
+        total = self.latency_buckets[-1][1]
+        return max(0, total - below)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Observations of baseline and canary over [start, end). ``None`` means no data arrived."""
+
+    start: float
+    end: float
+    baseline: VersionStats | None
+    canary: VersionStats | None
+    cursor: dict[str, Any] | None = None  # opaque source state to diff the next window against
+
+    @property
+    def has_data(self) -> bool:
+        return self.baseline is not None and self.canary is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "baseline": self.baseline.to_dict() if self.baseline else None,
+            "canary": self.canary.to_dict() if self.canary else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Window:
+        return cls(
+            start=float(data["start"]),
+            end=float(data["end"]),
+            baseline=VersionStats.from_dict(data["baseline"]) if data.get("baseline") else None,
+            canary=VersionStats.from_dict(data["canary"]) if data.get("canary") else None,
+        )
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    rollout: str
+    service: str
+    baseline_version: str
+    canary_version: str
+    start: float
+    end: float
+    cursor: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's evidence: enough to recompute its verdict offline."""
+
+    metric: str
+    test: str
+    action: Action
+    statistic: float | None = None
+    threshold: float | None = None
+    canary: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    effect: float | None = None
+    interval: tuple[float, float] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "test": self.test,
+            "action": str(self.action),
+            "statistic": self.statistic,
+            "threshold": self.threshold,
+            "canary": self.canary,
+            "baseline": self.baseline,
+            "effect": self.effect,
+            "interval": list(self.interval) if self.interval else None,
+            "params": self.params,
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+    rule: str
+    culprit: str | None = None
+    metrics: tuple[MetricResult, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_evidence(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "culprit": self.culprit,
+            "metrics": [m.to_dict() for m in self.metrics],
+            **self.evidence,
+        }
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a judge sees: the analysis spec, this stage's windows and what earlier stages left."""
+
+    analysis: Any  # rollwise.spec.models.AnalysisSpec (kept loose to avoid an import cycle in judges)
+    stage_index: int
+    canary_weight: float
+    stage_started_at: float
+    now: float
+    windows: tuple[Window, ...]
+    carry: dict[str, Any] = field(default_factory=dict)
+    run: int = 1
+
+    @property
+    def elapsed(self) -> float:
+        return self.now - self.stage_started_at
+
+
+# ---------------------------------------------------------------- routes and state
+
+
+class RouteState(BaseModel):
+    """The desired data-plane state. Declarative, so applying it twice is harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stable: str
+    canary: str | None = None
+    canary_weight: float = 0.0  # percent of primary traffic to the canary
+    mirror_to: str | None = None
+    mirror_percent: float = 0.0
+    header_routes: list[HeaderRouteSpec] = Field(default_factory=list)
+    sticky_header: str | None = None
+    upstreams: dict[str, str] = Field(
+        default_factory=dict, description="version name -> host:port of its running instance"
+    )
+    revision: int = 0
+
+    @property
+    def stable_weight(self) -> float:
+        return 100.0 - self.canary_weight
+
+
+class Event(BaseModel):
+    """One line of a rollout's append-only history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rollout: str
+    seq: int = 0  # assigned by the store
+    at: float
+    actor: str = "engine"
+    type: str  # started, step, decision, phase, command, spec-updated, ...
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutRecord(BaseModel):
+    """A rollout's durable state. Every field the engine needs to resume after kill -9."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    spec: RolloutSpec
+    phase: Phase = Phase.PENDING
+    revision: int = 0
+    created_at: float
+    updated_at: float
+    step_index: int = 0
+    step_started_at: float | None = None
+    stage_index: int = 0
+    stage_started_at: float | None = None
+    route: RouteState
+    paused_reason: str | None = None
+    approved_step: int | None = None
+    last_window_end: float | None = None
+    cursor: dict[str, Any] | None = None
+    no_data_since: float | None = None
+    last_verdict: str | None = None
+    carry: dict[str, Any] = Field(default_factory=dict)
+    finished_at: float | None = None
+    rollback_until: float | None = None
+    previous_stable: str | None = None
+    decisions: int = 0
+    bg_phase: str | None = None  # blue/green: preview | promoted
+    commit_time: float | None = None
+    run: int = 1
+
+    @property
+    def stable_version(self) -> str:
+        return self.spec.versions.stable.name
+
+    @property
+    def canary_version(self) -> str:
+        return self.spec.versions.canary.name

@@ -1,0 +1,109 @@
+"""Run a whole rollout on simulated traffic and a virtual clock, with the real engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollwise.adapters.stores.memory import MemoryStore
+from rollwise.analysis import judge_for
+from rollwise.core.clock import VirtualClock
+from rollwise.core.engine import JudgeFactory, RolloutEngine
+from rollwise.core.model import Phase
+from rollwise.core.protocols import Store
+from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
+from rollwise.spec.models import RolloutSpec
+
+T0 = 1_700_000_000.0  # a fixed epoch so simulated events carry plausible timestamps
+
+
+@dataclass
+class SimulationResult:
+    name: str
+    phase: str
+    duration_s: float
+    canary_requests: int
+    canary_bad_requests: int
+    steps: list[dict[str, float]]
+    decisions: list[dict[str, Any]]
+    shadow_mismatches: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, with_events: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "phase": self.phase,
+            "duration_s": round(self.duration_s, 3),
+            "canary_requests": self.canary_requests,
+            "canary_bad_requests": self.canary_bad_requests,
+            "steps": self.steps,
+            "decisions": self.decisions,
+        }
+        if self.shadow_mismatches:
+            data["shadow_mismatches"] = self.shadow_mismatches
+        if with_events:
+            data["events"] = self.events
+        return data
+
+
+def latency_slo_of(spec: RolloutSpec) -> float | None:
+    analysis = spec.analysis()
+    if analysis is None:
+        return None
+    for metric in analysis.metrics:
+        if metric.type == "latency" and metric.slo is not None:
+            return metric.slo.value
+    return None
+
+
+def simulate(
+    spec: RolloutSpec,
+    baseline: Behaviour | None = None,
+    canary: Behaviour | None = None,
+    profile: TrafficProfile | None = None,
+    seed: int = 0,
+    max_duration_s: float = 24 * 3600.0,
+    tick_s: float | None = None,
+    store: Store | None = None,
+    judges: JudgeFactory = judge_for,
+) -> SimulationResult:
+    """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time."""
+    clock = VirtualClock(T0)
+    world = SimulatedWorld(
+        baseline or Behaviour(), canary or Behaviour(), profile, seed=seed,
+        latency_slo_ms=latency_slo_of(spec), t0=T0,
+    )
+    store = store or MemoryStore()
+    engine = RolloutEngine(store=store, clock=clock, judges=judges, router=world, metrics=world)
+    analysis = spec.analysis()
+    step = tick_s or (min(analysis.interval, 10.0) if analysis is not None else 1.0)
+    engine.start(spec)
+    record = engine.tick(spec.name)
+    while not record.phase.terminal and record.phase != Phase.PAUSED:
+        if clock.now() - T0 >= max_duration_s:
+            break
+        clock.advance(step)
+        record = engine.tick(spec.name)
+    events = store.events(spec.name)
+    steps = [
+        {"at_s": round(e.at - T0, 3), "weight": float(e.data["weight"])}
+        for e in events
+        if e.type == "step" and "weight" in e.data
+    ]
+    decisions = [
+        {"at_s": round(e.at - T0, 3), "action": e.data.get("action"), "reason": e.message,
+         "evidence": e.data.get("evidence", {})}
+        for e in events
+        if e.type == "decision"
+    ]
+    return SimulationResult(
+        name=spec.name,
+        phase=str(record.phase),
+        duration_s=clock.now() - T0,
+        canary_requests=world.truth.canary_requests,
+        canary_bad_requests=world.truth.canary_bad_requests,
+        steps=steps,
+        decisions=decisions,
+        shadow_mismatches=world.truth.shadow_mismatches,
+        events=[e.model_dump(mode="json") for e in events],
+    )

@@ -1,0 +1,104 @@
+"""Load a spec from YAML and report every problem as ``FILE:LINE: field.path: message``.
+
+PyYAML's node tree keeps each value's position, so a pydantic error location can be mapped
+back to the line a user has to fix. The whole spec is rejected if any part is invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rollwise.spec.models import RolloutSpec
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+
+
+class SpecError(Exception):
+    """An invalid spec; ``problems`` lists every one found, in file order."""
+
+    def __init__(self, problems: list[SpecProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the deepest node that ``loc`` reaches in the YAML tree."""
+    node = root
+    line = (node.start_mark.line + 1) if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    node = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _clean_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message
+
+
+def parse_yaml_document(text: str, file: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise SpecError([SpecProblem(file, line, "(yaml)", str(getattr(exc, "problem", exc)))]) from None
+    return data, root
+
+
+def problems_from_validation(exc: ValidationError, root: yaml.Node | None, file: str) -> list[SpecProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        path = ".".join(str(p) for p in loc) or "(document)"
+        problems.append(SpecProblem(file, _line_of(root, loc), path, _clean_message(dict(error))))
+    problems.sort(key=lambda p: (p.line, p.path))
+    return problems
+
+
+def load_spec_text(text: str, file: str = "<spec>") -> RolloutSpec:
+    data, root = parse_yaml_document(text, file)
+    if not isinstance(data, dict):
+        raise SpecError([SpecProblem(file, 1, "(document)", "a rollout spec must be a YAML mapping")])
+    try:
+        return RolloutSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from_validation(exc, root, file)) from None
+
+
+def load_spec(path: str | Path) -> RolloutSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecProblem(str(path), 0, "(file)", exc.strerror or str(exc))]) from None
+    return load_spec_text(text, str(path))

@@ -1,0 +1,357 @@
+"""Pydantic models of a rollout spec, in the vocabulary Argo Rollouts users know.
+
+Durations and percentages stay human-readable in YAML (``30s``, ``0.1%``); validators turn
+them into seconds and fractions so the engine only ever sees numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+
+from rollwise.core.units import format_duration, parse_duration, parse_fraction, parse_latency_ms
+
+Seconds = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    Field(json_schema_extra={"examples": ["30s", "5m"]}),
+]
+Fraction = Annotated[float, BeforeValidator(parse_fraction)]
+Milliseconds = Annotated[float, BeforeValidator(parse_latency_ms)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class VersionRef(Model):
+    """One deployable version: an upstream address, or a command rollwise starts itself."""
+
+    name: str = Field(min_length=1, description="Version name, e.g. v2 or a git SHA.")
+    address: str | None = Field(default=None, description="host:port of an already running upstream.")
+    command: str | None = Field(
+        default=None, description="Command that starts the version; {port} is replaced by its port."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535)
+    healthPath: str = "/healthz"
+    readyTimeout: Seconds = 20.0
+    commitTime: str | None = Field(default=None, description="ISO time of the change, for lead time.")
+
+    @model_validator(mode="after")
+    def _address_or_command(self) -> VersionRef:
+        if not self.address and not self.command:
+            raise ValueError("give either address or command")
+        if self.address and not re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.address):
+            raise ValueError(f"address {self.address!r} must be host:port")
+        return self
+
+
+class Versions(Model):
+    stable: VersionRef
+    canary: VersionRef
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Versions:
+        if self.stable.name == self.canary.name:
+            raise ValueError("stable and canary must have different version names")
+        return self
+
+
+Comparison = Literal["<", "<=", ">", ">="]
+_THRESHOLD = re.compile(r"^\s*(?:(?P<metric>[A-Za-z][\w.]*)\s*)?(?P<op><=|>=|<|>)\s*(?P<value>.+?)\s*$")
+
+
+class Threshold(Model):
+    """An absolute gate such as ``errorRate < 0.1%`` or ``latencyP99 < 200ms``."""
+
+    op: Comparison
+    value: float
+    text: str
+
+    @classmethod
+    def parse(cls, raw: Any, unit: Literal["fraction", "ms", "number"]) -> Threshold:
+        if isinstance(raw, Threshold):
+            return raw
+        if isinstance(raw, dict):
+            return cls.model_validate(raw)
+        match = _THRESHOLD.match(str(raw))
+        if not match:
+            raise ValueError(f"invalid threshold {raw!r}: write e.g. '< 0.1%' or '< 200ms'")
+        value_text = match.group("value")
+        if unit == "fraction":
+            value = parse_fraction(value_text)
+        elif unit == "ms":
+            value = parse_latency_ms(value_text)
+        else:
+            try:
+                value = float(value_text)
+            except ValueError:
+                raise ValueError(f"invalid number {value_text!r} in threshold {raw!r}") from None
+        return cls(op=match.group("op"), value=value, text=str(raw).strip())  # type: ignore[arg-type]
+
+    def holds(self, observed: float) -> bool:
+        return {
+            "<": observed < self.value,
+            "<=": observed <= self.value,
+            ">": observed > self.value,
+            ">=": observed >= self.value,
+        }[self.op]
+
+
+MetricKind = Literal["errorRate", "latency", "kpi", "custom"]
+
+
+class MetricSpec(Model):
+    """One metric the judge watches, with an SLO gate and/or a comparison with the baseline."""
+
+    name: str = Field(min_length=1)
+    type: MetricKind = "errorRate"
+    quantile: float = Field(default=0.99, gt=0, lt=1, description="For latency: which quantile.")
+    slo: Threshold | None = Field(default=None, description="Absolute gate, e.g. '< 0.1%' or '< 200ms'.")
+    maxIncrease: float | None = Field(
+        default=None,
+        ge=0,
+        description="Tolerated increase over the baseline: a fraction for rates (0.1% = 0.001), "
+        "a share for latency exceedance and relative drop for KPIs.",
+    )
+    minEffect: float | None = Field(
+        default=None,
+        gt=0,
+        description="Smallest regression worth catching (same unit as maxIncrease); enables an SPRT.",
+    )
+    weight: float = Field(default=1.0, gt=0)
+    critical: bool = Field(default=False, description="A critical metric rolls back on its own evidence.")
+    numerator: str | None = Field(default=None, description="KPI event counted as success, e.g. checkout.")
+    denominator: str | None = Field(default=None, description="KPI event counted as a trial, e.g. visit.")
+    query: str | None = Field(default=None, description="PromQL; {version} is replaced per version.")
+    higherIsBetter: bool | None = None
+    interval: Seconds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_units(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        kind = data.get("type", "errorRate")
+        unit: Literal["fraction", "ms", "number"] = (
+            "fraction" if kind == "errorRate" else "ms" if kind == "latency" else "number"
+        )
+        if data.get("slo") is not None:
+            data["slo"] = Threshold.parse(data["slo"], unit)
+        for key in ("maxIncrease", "minEffect"):
+            if isinstance(data.get(key), str):
+                data[key] = parse_fraction(data[key])
+        return data
+
+    @model_validator(mode="after")
+    def _kpi_needs_events(self) -> MetricSpec:
+        if self.type == "kpi" and not (self.numerator and self.denominator):
+            raise ValueError("a kpi metric needs numerator and denominator event names")
+        return self
+
+
+class AnalysisSpec(Model):
+    """How a stage is judged. The defaults are the statistically valid sequential judge."""
+
+    judge: Literal["sequential", "threshold", "kayenta"] = "sequential"
+    interval: Seconds = 10.0
+    alpha: float = Field(default=0.01, gt=0, lt=0.5, description="Tolerated false-rollback probability.")
+    minSamples: int = Field(default=100, ge=0, description="Canary requests a stage needs before expanding.")
+    minStageTime: Seconds = 30.0
+    maxStageTime: Seconds = Field(default=900.0, description="Stage time cap; then onInconclusive.")
+    adaptive: bool = Field(default=True, description="End a stage as soon as the evidence says so.")
+    onNoData: Literal["hold", "abort"] = "hold"
+    noDataLimit: Seconds = 300.0
+    onInconclusive: Literal["hold", "rollback", "promote"] = "hold"
+    burnRateLimit: float = Field(default=14.4, gt=0, description="Predictive rollback error-budget burn rate.")
+    runs: int = Field(default=1, ge=1, description="Independent runs a stage requires (non-deterministic apps).")
+    failureLimit: int = Field(default=3, ge=1, description="Threshold judge: failed checks before rollback.")
+    kayenta: KayentaSpec | None = None
+    metrics: list[MetricSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> AnalysisSpec:
+        seen: set[str] = set()
+        for metric in self.metrics:
+            if metric.name in seen:
+                raise ValueError(f"metric name {metric.name!r} is used twice")
+            seen.add(metric.name)
+        if self.maxStageTime < self.minStageTime:
+            raise ValueError("maxStageTime must not be shorter than minStageTime")
+        return self
+
+
+class KayentaSpec(Model):
+    """Spinnaker/Kayenta-compatible scoring for teams migrating from it."""
+
+    passScore: float = Field(default=95, ge=0, le=100)
+    marginalScore: float = Field(default=75, ge=0, le=100)
+    confidence: float = Field(default=0.98, gt=0, lt=1)
+    bucket: Seconds = 10.0
+
+
+class PauseSpec(Model):
+    duration: Seconds | None = None
+    untilApproved: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PauseSpec:
+        if (self.duration is None) == (not self.untilApproved):
+            raise ValueError("pause needs either duration or untilApproved: true")
+        return self
+
+
+class MirrorSpec(Model):
+    percent: float = Field(ge=0, le=100)
+
+
+class HeaderMatch(Model):
+    name: str
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+
+class HeaderRouteSpec(Model):
+    """Send requests that match a header or cookie to the canary (A/B, internal testers)."""
+
+    name: str = "ab"
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    cookie: dict[str, str] | None = Field(default=None, description="Cookie name -> exact value.")
+
+    @model_validator(mode="after")
+    def _needs_match(self) -> HeaderRouteSpec:
+        if not self.headers and not self.cookie:
+            raise ValueError("setHeaderRoute needs headers or cookie")
+        return self
+
+
+class InlineAnalysisStep(Model):
+    duration: Seconds | None = None
+    metrics: list[MetricSpec] | None = None
+
+
+class CanaryStep(Model):
+    """Exactly one of the step kinds, as in Argo Rollouts."""
+
+    setWeight: int | None = Field(default=None, ge=0, le=100)
+    pause: PauseSpec | None = None
+    analysis: InlineAnalysisStep | None = None
+    setMirror: MirrorSpec | None = None
+    setHeaderRoute: HeaderRouteSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("a step must be a mapping such as {setWeight: 5}")
+        known = set(cls.model_fields)
+        unknown = [key for key in data if key not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown step type {unknown[0]!r}; expected one of {', '.join(sorted(known))}"
+            )
+        if len(data) != 1:
+            raise ValueError("a step has exactly one of " + ", ".join(sorted(known)))
+        return data
+
+    @property
+    def kind(self) -> str:
+        for key in type(self).model_fields:
+            if getattr(self, key) is not None:
+                return key
+        raise AssertionError("validated step without a kind")
+
+
+class CanaryStrategy(Model):
+    steps: list[CanaryStep] = Field(min_length=1)
+    analysis: AnalysisSpec | None = Field(default=None, description="Background analysis for every stage.")
+    stickyHeader: str | None = Field(default=None, description="Keep a user on one version, e.g. x-user.")
+
+
+class BlueGreenStrategy(Model):
+    previewAnalysis: AnalysisSpec | None = None
+    previewMirrorPercent: float = Field(default=0, ge=0, le=100, description="Mirror live traffic to preview.")
+    previewHeader: HeaderRouteSpec | None = None
+    previewDuration: Seconds = 60.0
+    autoPromote: bool = True
+    rollbackWindow: Seconds = 600.0
+    postPromotionAnalysis: AnalysisSpec | None = None
+
+
+class ShadowStrategy(Model):
+    percent: float = Field(default=100, gt=0, le=100)
+    duration: Seconds = 300.0
+    compare: list[Literal["status", "body", "headers", "latency"]] = Field(default=["status"])
+    maxMismatchRate: Fraction = 0.01
+    analysis: AnalysisSpec | None = None
+
+
+class Strategy(Model):
+    canary: CanaryStrategy | None = None
+    blueGreen: BlueGreenStrategy | None = None
+    shadow: ShadowStrategy | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Strategy:
+        chosen = [k for k in ("canary", "blueGreen", "shadow") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("choose exactly one strategy: canary, blueGreen or shadow")
+        return self
+
+    @property
+    def kind(self) -> Literal["canary", "blueGreen", "shadow"]:
+        if self.canary is not None:
+            return "canary"
+        return "blueGreen" if self.blueGreen is not None else "shadow"
+
+
+class TrafficSpec(Model):
+    router: Literal["envoy", "simulated", "file", "none"] = "envoy"
+    listen: str = "127.0.0.1:10000"
+    adminPort: int | None = None
+    path: str | None = Field(default=None, description="For the file router: where desired routes go.")
+
+
+class MetricsSourceSpec(Model):
+    source: Literal["envoy", "prometheus", "simulated"] = "envoy"
+    prometheusUrl: str = "http://127.0.0.1:9090"
+
+
+class NotifySpec(Model):
+    slack: str | None = Field(default=None, description="Slack incoming webhook URL.")
+    teams: str | None = None
+    webhook: str | None = None
+    webhookSecret: str | None = None
+    reportUrl: str | None = None
+
+
+class RolloutSpec(Model):
+    apiVersion: Literal["rollwise/v1"] = "rollwise/v1"
+    kind: Literal["Rollout"] = "Rollout"
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.\-]{0,61}[a-z0-9])?$")
+    service: str = Field(min_length=1)
+    region: str | None = None
+    versions: Versions
+    strategy: Strategy
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    metrics: MetricsSourceSpec = Field(default_factory=MetricsSourceSpec)
+    notify: NotifySpec | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def analysis(self) -> AnalysisSpec | None:
+        """The analysis that gates stages of this rollout's strategy, if any."""
+        strategy = self.strategy
+        if strategy.canary is not None:
+            return strategy.canary.analysis
+        if strategy.blueGreen is not None:
+            return strategy.blueGreen.previewAnalysis
+        assert strategy.shadow is not None
+        return strategy.shadow.analysis
+
+
+AnalysisSpec.model_rebuild()

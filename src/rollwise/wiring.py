@@ -1,0 +1,104 @@
+"""The composition root: turns a spec's choices into concrete adapters.
+
+This is the one place that knows every adapter. The core only sees protocols, and adapters
+never see each other; the controller, CLI and API ask this module for what a spec needs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, TrafficRouter
+from rollwise.spec.models import RolloutSpec
+
+DEFAULT_STORE_PATH = Path("~/.rollwise/rollwise.db")
+
+
+def default_store_url() -> str:
+    env = os.environ.get("ROLLWISE_STORE")
+    if env:
+        return env
+    path = DEFAULT_STORE_PATH.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_store(url: str | None = None) -> Store:
+    url = url or default_store_url()
+    if url == "memory://":
+        from rollwise.adapters.stores.memory import MemoryStore
+
+        return MemoryStore()
+    from rollwise.adapters.stores.sql import SqlStore
+
+    return SqlStore(url)
+
+
+@dataclass
+class Runtime:
+    """The adapters one controller process uses, shared across the rollouts it drives."""
+
+    workdir: Path = field(default_factory=lambda: Path("~/.rollwise").expanduser())
+    routers: dict[str, Any] = field(default_factory=dict)
+    deployer: Deployer | None = None
+    notifier: Notifier | None = None
+
+    def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
+        traffic = spec.traffic
+        if traffic.router == "none":
+            return None
+        if traffic.router == "file":
+            from rollwise.adapters.routers.file import FileRouter
+
+            path = traffic.path or str(self.workdir / "routes" / f"{spec.name}.json")
+            key = f"file:{path}"
+            if key not in self.routers:
+                self.routers[key] = FileRouter(path)
+            return self.routers[key]  # type: ignore[no-any-return]
+        if traffic.router == "envoy":
+            key = f"envoy:{traffic.listen}"
+            if key not in self.routers:
+                from rollwise.adapters.routers.envoy import EnvoyRouter
+
+                self.routers[key] = EnvoyRouter(listen=traffic.listen, admin_port=traffic.adminPort,
+                                                workdir=self.workdir / "envoy")
+            return self.routers[key]  # type: ignore[no-any-return]
+        raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
+
+    def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
+        source = spec.metrics.source
+        if source == "envoy":
+            router = self.router_for(spec)
+            admin_url = getattr(router, "admin_url", None)
+            if admin_url is None:
+                return None
+            from rollwise.adapters.metrics.envoy import EnvoyMetricSource
+
+            return EnvoyMetricSource(admin_url)  # type: ignore[no-any-return]
+        if source == "prometheus":
+            from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+
+            return PrometheusMetricSource(spec.metrics.prometheusUrl)  # type: ignore[no-any-return]
+        return None
+
+    def deployer_for(self, spec: RolloutSpec) -> Deployer | None:
+        needs_process = any(v.command for v in (spec.versions.stable, spec.versions.canary))
+        if not needs_process:
+            return None
+        if self.deployer is None:
+            from rollwise.adapters.deployers.local import LocalProcessDeployer
+
+            self.deployer = LocalProcessDeployer(log_dir=self.workdir / "logs")
+        return self.deployer
+
+    def close(self) -> None:
+        for router in self.routers.values():
+            close = getattr(router, "close", None)
+            if close is not None:
+                close()
+        close_deployer = getattr(self.deployer, "close", None)
+        if close_deployer is not None:
+            close_deployer()

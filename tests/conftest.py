@@ -1,0 +1,25 @@
+"""Shared fixtures. Service-backed tests skip only when a service is missing locally; under CI
+(ROLLWISE_REQUIRE_SERVICES=1) a missing service is a failure, never a skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+def require_or_skip(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if os.environ.get("ROLLWISE_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return EXAMPLES
