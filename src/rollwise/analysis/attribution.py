@@ -1,0 +1,283 @@
+"""The attribution test: is the canary responsible for more than its share of bad events?
+
+Under "no change", a bad event (an error, a slow request, a conversion) comes from the canary with
+probability equal to the canary's share of the trials in the same window. That conditional
+Bernoulli needs no estimate of the baseline's rate and absorbs any traffic drift (bursts, diurnal
+load, a baseline that gets worse too), so the only parameter is the rate ratio
+``psi = canary rate / baseline rate``: in a window with canary share ``s``, a bad event is the
+canary's with probability ``theta(psi) = psi*s / (psi*s + 1 - s)``.
+
+All the statistics here are folds over windows of one sufficient state, ``AttributionState``:
+
+* the log-likelihood of the attribution data at every ratio of a fixed grid (from which the
+  mixture e-process, the maximum-likelihood ratio and an anytime-valid confidence sequence all
+  follow), and
+* two running log-likelihood ratios with predictable (data-before-this-window) parameters: the
+  SPRT at the stated minimal effect, and the "accept" ratio that decides the no-regression side.
+
+Each is a non-negative supermartingale under its null (the binomial family has a monotone
+likelihood ratio, so a ratio ``LR(psi1 vs psi0)`` with ``psi1 > psi0`` is a supermartingale under
+every ``psi <= psi0``), so by Ville's inequality crossing ``1/alpha`` at *any* look has
+probability at most ``alpha``. Carrying the state into the next stage or run keeps that true:
+e-values multiply across stages and runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+#: Rate ratios for rates (errors, slow requests): 1/1000 .. 1000, ~12 % apart, exactly 1 in the middle.
+RATE_GRID: FloatArray = np.exp(np.linspace(math.log(1e-3), math.log(1e3), 121))
+#: Ratios for business KPIs, whose effects are a few percent: 0.5 .. 2, ~1.2 % apart.
+KPI_GRID: FloatArray = np.exp(np.linspace(math.log(0.5), math.log(2.0), 121))
+
+#: How far the alternative of the mixture e-process reaches beyond the null ratio.
+MIXTURE_REACH = 100.0
+#: Miss probability the no-regression ("accept") side is decided at.
+DEFAULT_BETA = 0.05
+
+
+def canary_probability(ratio: float | FloatArray, share: float) -> Any:
+    """P(a bad event is the canary's) when the canary has ``share`` of the trials."""
+    return ratio * share / (ratio * share + (1.0 - share))
+
+
+def _binomial_loglik(canary_bad: float, baseline_bad: float, theta: Any) -> Any:
+    return canary_bad * np.log(theta) + baseline_bad * np.log1p(-theta)
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """One window of the attribution data: trials and bad events per version."""
+
+    canary_trials: float
+    baseline_trials: float
+    canary_bad: float
+    baseline_bad: float
+
+    @property
+    def share(self) -> float:
+        return self.canary_trials / (self.canary_trials + self.baseline_trials)
+
+    @property
+    def informative(self) -> bool:
+        return (
+            self.canary_trials > 0 and self.baseline_trials > 0 and (self.canary_bad + self.baseline_bad) > 0
+        )
+
+
+@dataclass
+class AttributionState:
+    """The sufficient state of one metric's attribution test (JSON-able via ``to_dict``)."""
+
+    grid_size: int
+    canary_trials: float = 0.0
+    baseline_trials: float = 0.0
+    canary_bad: float = 0.0
+    baseline_bad: float = 0.0
+    loglik: FloatArray = field(default_factory=lambda: np.zeros(0))
+    null_loglik: float = 0.0
+    sprt_llr: float = 0.0
+    accept_llr: float = 0.0
+    windows: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loglik.size == 0:
+            self.loglik = np.zeros(self.grid_size)
+
+    def copy(self) -> AttributionState:
+        return AttributionState(
+            self.grid_size, self.canary_trials, self.baseline_trials, self.canary_bad, self.baseline_bad,
+            self.loglik.copy(), self.null_loglik, self.sprt_llr, self.accept_llr, self.windows,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "canary_trials": self.canary_trials,
+            "baseline_trials": self.baseline_trials,
+            "canary_bad": self.canary_bad,
+            "baseline_bad": self.baseline_bad,
+            "loglik": [round(float(x), 9) for x in self.loglik],
+            "null_loglik": self.null_loglik,
+            "sprt_llr": self.sprt_llr,
+            "accept_llr": self.accept_llr,
+            "windows": self.windows,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, grid_size: int) -> AttributionState:
+        if not data or len(data.get("loglik", [])) != grid_size:
+            return cls(grid_size)
+        return cls(
+            grid_size,
+            float(data["canary_trials"]), float(data["baseline_trials"]),
+            float(data["canary_bad"]), float(data["baseline_bad"]),
+            np.asarray(data["loglik"], dtype=float), float(data["null_loglik"]),
+            float(data["sprt_llr"]), float(data["accept_llr"]), int(data.get("windows", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """What one attribution test says now, with the numbers that say it."""
+
+    rejected: bool  # regression decided
+    accepted: bool  # no-regression side decided
+    e_value: float
+    threshold: float
+    accept_llr: float
+    accept_threshold: float
+    ratio: float  # maximum-likelihood rate ratio
+    ratio_interval: tuple[float, float]
+    baseline_rate: float
+    null_ratio: float
+    alternative_ratio: float | None
+    concern_ratio: float
+
+
+@dataclass(frozen=True)
+class SequentialErrorTest:
+    """One-sided sequential test of "the canary's rate is no worse than the baseline's + tolerance".
+
+    With ``min_effect`` it is Wald's SPRT at that effect (fastest when the effect is right); without
+    it a mixture e-process over every ratio up to ``MIXTURE_REACH`` times the null (valid whatever
+    the effect). ``tolerance``, ``min_effect`` and ``concern`` are absolute rate increases
+    (``0.001`` = +0.1 percentage point), or relative changes when ``relative`` is set (KPIs).
+    ``concern`` is the effect whose absence decides the no-regression side; when the tolerance is
+    absolute, the ratio it stands for is computed from the baseline rate seen *before* each window,
+    so the parameters stay predictable.
+    """
+
+    alpha: float
+    tolerance: float = 0.0
+    min_effect: float | None = None
+    concern: float = 0.01
+    relative: bool = False
+    lower_is_worse: bool = False
+    beta: float = DEFAULT_BETA
+    grid: FloatArray = field(default_factory=lambda: RATE_GRID, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return "attribution-sprt" if self.min_effect is not None else "attribution-mixture"
+
+    @property
+    def sign(self) -> float:
+        return -1.0 if self.lower_is_worse else 1.0
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "delta": self.tolerance,
+            "minEffect": self.min_effect,
+            "concern": self.concern,
+            "relative": self.relative,
+            "lowerIsWorse": self.lower_is_worse,
+            "grid": [float(self.grid[0]), float(self.grid[-1]), len(self.grid)],
+            "mixtureReach": MIXTURE_REACH,
+        }
+
+    # -------------------------------------------------------------- parameters
+
+    @staticmethod
+    def baseline_rate(state: AttributionState) -> float:
+        """The baseline's rate so far, shrunk towards 1 % by half an event so it is never 0 (nor 50 %)."""
+        return (state.baseline_bad + 0.5) / (state.baseline_trials + 50.0)
+
+    def ratio_for(self, effect: float, baseline_rate: float) -> float:
+        """The rate ratio that an increase (or, for KPIs, a drop) of ``effect`` stands for."""
+        scale = 1.0 if self.relative else max(baseline_rate, 1e-12)
+        ratio = 1.0 + self.sign * effect / scale
+        return float(np.clip(ratio, self.grid[0], self.grid[-1]))
+
+    # -------------------------------------------------------------- the fold
+
+    def update(self, state: AttributionState, counts: WindowCounts) -> AttributionState:
+        """``state`` after one more window (``state`` is not modified)."""
+        new = state.copy()
+        new.canary_trials += counts.canary_trials
+        new.baseline_trials += counts.baseline_trials
+        new.canary_bad += counts.canary_bad
+        new.baseline_bad += counts.baseline_bad
+        if not counts.informative:
+            return new
+        new.windows += 1
+        rate = self.baseline_rate(state)  # predictable: data before this window only
+        share = counts.share
+        c, b = counts.canary_bad, counts.baseline_bad
+        new.loglik = state.loglik + _binomial_loglik(c, b, canary_probability(self.grid, share))
+        theta0 = canary_probability(self.ratio_for(self.tolerance, rate), share)
+        null = float(_binomial_loglik(c, b, theta0))
+        new.null_loglik = state.null_loglik + null
+        theta_a = canary_probability(self.ratio_for(self.tolerance + self.concern, rate), share)
+        new.accept_llr = state.accept_llr + null - float(_binomial_loglik(c, b, theta_a))
+        if self.min_effect is not None:
+            theta1 = canary_probability(self.ratio_for(self.tolerance + self.min_effect, rate), share)
+            new.sprt_llr = state.sprt_llr + float(_binomial_loglik(c, b, theta1)) - null
+        return new
+
+    # -------------------------------------------------------------- decisions
+
+    def e_value(self, state: AttributionState) -> float:
+        """Evidence against "no regression beyond the tolerance" (an e-process: E[.] <= 1 under it)."""
+        if self.min_effect is not None:
+            return math.exp(min(state.sprt_llr, 700.0))
+        null = self.ratio_for(self.tolerance, self.baseline_rate(state))
+        log_grid = np.log(self.grid)
+        if self.lower_is_worse:
+            mask = (log_grid < math.log(null) - 1e-12) & (log_grid >= math.log(null / MIXTURE_REACH))
+        else:
+            mask = (log_grid > math.log(null) + 1e-12) & (log_grid <= math.log(null * MIXTURE_REACH))
+        if not mask.any():
+            return 1.0
+        terms = state.loglik[mask] - state.null_loglik
+        top = float(terms.max())
+        return math.exp(min(700.0, top + math.log(float(np.exp(terms - top).mean()))))
+
+    def confidence_interval(self, state: AttributionState, alpha: float) -> tuple[float, float]:
+        """Anytime-valid interval for the rate ratio: the grid points a uniform mixture cannot reject."""
+        loglik = state.loglik
+        top = loglik.max()
+        log_mix = top + math.log(float(np.exp(loglik - top).mean()))
+        inside = self.grid[log_mix - loglik < math.log(1.0 / alpha)]
+        if inside.size == 0:
+            best = float(self.grid[int(np.argmax(loglik))])
+            return best, best
+        return float(inside.min()), float(inside.max())
+
+    def outcome(self, state: AttributionState) -> TestOutcome:
+        rate = self.baseline_rate(state)
+        e_value = self.e_value(state)
+        threshold = 1.0 / self.alpha
+        accept_threshold = math.log(1.0 / self.beta)
+        return TestOutcome(
+            rejected=e_value >= threshold,
+            accepted=state.accept_llr >= accept_threshold,
+            e_value=e_value,
+            threshold=threshold,
+            accept_llr=state.accept_llr,
+            accept_threshold=accept_threshold,
+            ratio=float(self.grid[int(np.argmax(state.loglik))]) if state.windows else 1.0,
+            ratio_interval=self.confidence_interval(state, self.alpha),
+            baseline_rate=rate,
+            null_ratio=self.ratio_for(self.tolerance, rate),
+            alternative_ratio=(
+                self.ratio_for(self.tolerance + self.min_effect, rate) if self.min_effect is not None else None
+            ),
+            concern_ratio=self.ratio_for(self.tolerance + self.concern, rate),
+        )
+
+
+def fold(test: SequentialErrorTest, state: AttributionState, windows: list[WindowCounts]) -> AttributionState:
+    """Fold a run of windows into ``state``: the offline recomputation path."""
+    for counts in windows:
+        state = test.update(state, counts)
+    return state

@@ -1,0 +1,487 @@
+"""The default judge: anytime-valid sequential tests on every metric, combined by weighted Bonferroni.
+
+Every metric gets a share ``w_i * alpha`` of the false-rollback budget (weights normalised to sum to
+1) and rolls back the canary when its e-value reaches ``1 / (w_i * alpha)``. E-values are valid at
+every look and under any dependence between metrics, so looking every window and watching many
+metrics still keeps P(false rollback) <= alpha, and the metric that crossed is the culprit.
+
+Per metric (see the modules named):
+
+* comparison with the baseline: ``attribution`` (errors, custom bad-event counters), ``latency``
+  (requests slower than the baseline's frozen quantile), ``kpi`` (non-inferiority of a ratio, after
+  a sample-ratio-mismatch check);
+* an absolute gate, if the metric has ``slo``: ``slo`` (anytime-valid bounds, never a point estimate);
+* for error rates with a gate, a ``predictive`` burn-rate projection made once, when expanding.
+
+Within a metric its share is split: half to the comparison and half across its other rollback
+tests (all of it to the comparison when there is none).
+
+A stage may **expand** once it has ``minSamples`` canary requests, no metric is undecided on the
+no-regression side (the accept SPRT at ``minEffect`` — or at a default effect of concern — crossed
+``1/beta``, or a KPI's confidence sequence cleared the bar, or an SLO-only gate is met), no rising
+trend is seen, and the latest window has data. Metrics marked ``critical`` are the ones that must
+be decided; when none is marked, all must be. A window without data is unknown, not bad: the judge
+holds and the engine's ``noDataLimit`` decides what happens when that lasts.
+
+Carry (``Verdict.evidence["carry"]``): ``{"sequential": {metric name: {...}}}`` holding each
+metric's cumulative attribution state (grid log-likelihood, SPRT and accept log-ratios, counts),
+its SLO counts, its frozen latency threshold and its SRM state. The engine stores it when a stage
+ends and hands it back in ``StageContext.carry``; evidence therefore accumulates across stages and
+runs (e-values multiply), which is also what makes later stages of a healthy canary short.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rollwise.analysis.attribution import (
+    AttributionState,
+    SequentialErrorTest,
+    TestOutcome,
+    WindowCounts,
+)
+from rollwise.analysis.kpi import (
+    SampleRatioState,
+    kpi_counts,
+    kpi_test,
+    non_inferior,
+    srm_e_value,
+    srm_update,
+)
+from rollwise.analysis.latency import baseline_needed, exceedance_counts, frozen_bound
+from rollwise.analysis.predictive import TrendState, project_burn_rate
+from rollwise.analysis.slo import SloCounts, SloGate
+from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
+from rollwise.core.units import format_percent
+from rollwise.spec.models import AnalysisSpec, MetricSpec
+
+CARRY_KEY = "sequential"
+
+#: Effect of concern (absolute increase) that must be ruled out before expanding, when the metric
+#: states no minEffect: Flagger's usual 99 % success bar for errors, 1 % -> 3 % slow requests.
+DEFAULT_CONCERN = {"errorRate": 0.01, "latency": 0.02, "custom": 0.01}
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """How one metric is judged: its share of alpha and its tests."""
+
+    metric: MetricSpec
+    weight: float
+    alpha: float
+    compare: SequentialErrorTest | None
+    gate: SloGate | None
+    burn_alpha: float | None
+    blocking: bool
+
+
+def plan_metrics(analysis: AnalysisSpec) -> list[MetricPlan]:
+    total = sum(m.weight for m in analysis.metrics)
+    any_critical = any(m.critical for m in analysis.metrics)
+    plans = []
+    for metric in analysis.metrics:
+        weight = metric.weight / total
+        alpha = analysis.alpha * weight
+        has_gate = metric.slo is not None
+        has_burn = has_gate and metric.type == "errorRate" and metric.slo is not None and metric.slo.op in ("<", "<=")
+        wants_compare = metric.maxIncrease is not None or metric.minEffect is not None or not has_gate
+        others = int(has_gate) + int(has_burn)
+        compare_alpha = alpha / 2 if (wants_compare and others) else alpha
+        other_alpha = (alpha - compare_alpha) / others if wants_compare and others else (alpha / max(others, 1))
+        compare: SequentialErrorTest | None = None
+        if wants_compare:
+            if metric.type == "kpi":
+                compare = kpi_test(metric, compare_alpha)
+            else:
+                compare = SequentialErrorTest(
+                    alpha=compare_alpha,
+                    tolerance=metric.maxIncrease or 0.0,
+                    min_effect=metric.minEffect,
+                    concern=metric.minEffect or DEFAULT_CONCERN.get(metric.type, 0.01),
+                )
+        plans.append(MetricPlan(
+            metric=metric,
+            weight=weight,
+            alpha=alpha,
+            compare=compare,
+            gate=SloGate(metric, other_alpha) if has_gate else None,
+            burn_alpha=other_alpha if has_burn else None,
+            blocking=metric.critical or not any_critical,
+        ))
+    return plans
+
+
+# ------------------------------------------------------------------ the fold over windows
+
+
+@dataclass(frozen=True)
+class MetricFold:
+    """One metric's state after some windows of the stage (cumulative with what was carried in)."""
+
+    attribution: AttributionState | None
+    slo: SloCounts
+    trend: TrendState = field(default_factory=TrendState)
+    threshold_ms: float | None = None
+    pooled_baseline: tuple[tuple[float, int], ...] = ()  # latency, until the threshold is frozen
+    frozen_in_stage: bool = False
+    srm: SampleRatioState | None = None
+    stage_bad: float = 0.0  # canary bad events served in this stage
+    stage_trials: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageFold:
+    metrics: dict[str, MetricFold]
+    canary_requests: int = 0
+    canary_errors: int = 0
+    windows_with_data: int = 0
+    last_has_data: bool = False
+
+
+def _metric_counts(metric: MetricSpec, window: Window, threshold_ms: float | None) -> WindowCounts | None:
+    canary, baseline = window.canary, window.baseline
+    if canary is None or baseline is None:
+        return None
+    if metric.type == "errorRate":
+        return WindowCounts(canary.requests, baseline.requests, canary.errors, baseline.errors)
+    if metric.type == "latency":
+        return exceedance_counts(window, threshold_ms) if threshold_ms is not None else None
+    if metric.type == "kpi":
+        return kpi_counts(metric, window)
+    if metric.name not in canary.extra and metric.name not in baseline.extra:
+        return None
+    return WindowCounts(
+        canary.requests, baseline.requests, canary.extra.get(metric.name, 0.0), baseline.extra.get(metric.name, 0.0)
+    )
+
+
+def _pool(pooled: tuple[tuple[float, int], ...], stats: VersionStats) -> tuple[tuple[float, int], ...]:
+    merged = dict(pooled)
+    for bound, cumulative in stats.latency_buckets:
+        merged[bound] = merged.get(bound, 0) + cumulative
+    return tuple(sorted(merged.items()))
+
+
+def _fold_metric(plan: MetricPlan, fold: MetricFold, window: Window, t: float) -> MetricFold:
+    metric = plan.metric
+    if metric.type == "latency" and fold.threshold_ms is None:
+        if window.baseline is None or not window.baseline.latency_buckets:
+            return fold
+        pooled = _pool(fold.pooled_baseline, window.baseline)
+        threshold = None
+        if pooled[-1][1] >= baseline_needed(metric.quantile):
+            threshold = frozen_bound(VersionStats(latency_buckets=pooled), metric.quantile)
+        gate_counts = plan.gate.counts(window.canary) if (plan.gate and window.canary) else SloCounts()
+        return replace(fold, pooled_baseline=() if threshold else pooled, threshold_ms=threshold,
+                       frozen_in_stage=threshold is not None, slo=fold.slo.plus(gate_counts))
+    updated = fold
+    if plan.gate is not None and window.canary is not None:
+        updated = replace(updated, slo=fold.slo.plus(plan.gate.counts(window.canary)))
+    counts = _metric_counts(metric, window, fold.threshold_ms)
+    if counts is not None and plan.compare is not None and fold.attribution is not None:
+        updated = replace(
+            updated,
+            attribution=plan.compare.update(fold.attribution, counts),
+            trend=fold.trend.update(counts, t),
+            stage_bad=fold.stage_bad + counts.canary_bad,
+            stage_trials=fold.stage_trials + counts.canary_trials,
+        )
+    if metric.type == "kpi" and fold.srm is not None:
+        assert metric.denominator
+        updated = replace(updated, srm=srm_update(fold.srm, window, metric.denominator))
+    return updated
+
+
+def _initial(plans: list[MetricPlan], carry: dict[str, Any]) -> StageFold:
+    metrics = {}
+    for plan in plans:
+        saved = carry.get(plan.metric.name, {}) if isinstance(carry, dict) else {}
+        grid_size = plan.compare.grid.size if plan.compare is not None else 0
+        metrics[plan.metric.name] = MetricFold(
+            attribution=AttributionState.from_dict(saved.get("attribution"), grid_size) if plan.compare else None,
+            slo=SloCounts.from_dict(saved.get("slo")),
+            threshold_ms=saved.get("threshold_ms"),
+            srm=SampleRatioState.from_dict(saved.get("srm")) if plan.metric.type == "kpi" else None,
+        )
+    return StageFold(metrics=metrics)
+
+
+def _fold_window(plans: list[MetricPlan], fold: StageFold, window: Window, stage_start: float) -> StageFold:
+    if not window.has_data:
+        return replace(fold, last_has_data=False)
+    assert window.canary is not None
+    t = window.end - stage_start
+    metrics = {plan.metric.name: _fold_metric(plan, fold.metrics[plan.metric.name], window, t) for plan in plans}
+    return StageFold(
+        metrics=metrics,
+        canary_requests=fold.canary_requests + window.canary.requests,
+        canary_errors=fold.canary_errors + window.canary.errors,
+        windows_with_data=fold.windows_with_data + 1,
+        last_has_data=True,
+    )
+
+
+def carry_of(fold: StageFold) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, metric in fold.metrics.items():
+        entry: dict[str, Any] = {"slo": metric.slo.to_dict()}
+        if metric.attribution is not None:
+            entry["attribution"] = metric.attribution.to_dict()
+        if metric.threshold_ms is not None:
+            entry["threshold_ms"] = metric.threshold_ms
+        if metric.srm is not None:
+            entry["srm"] = metric.srm.to_dict()
+        out[name] = entry
+    return out
+
+
+# ------------------------------------------------------------------ the judge
+
+
+@dataclass
+class _Memo:
+    """Folds of the windows seen so far, so a judge asked once per window does O(1) work per call."""
+
+    key: tuple[Any, ...]
+    carry: Any
+    windows: list[Window] = field(default_factory=list)
+    folds: list[StageFold] = field(default_factory=list)
+
+
+class SequentialJudge:
+    """Anytime-valid, multi-metric judge; see the module docstring for the rules."""
+
+    name = "sequential"
+
+    def __init__(self, analysis: AnalysisSpec):
+        self.analysis = analysis
+        self.plans = plan_metrics(analysis)
+        self._memo: _Memo | None = None
+
+    # -------------------------------------------------------------- folding
+
+    def fold(self, context: StageContext) -> StageFold:
+        carry = context.carry.get(CARRY_KEY, {}) if context.carry else {}
+        key = (context.stage_index, context.stage_started_at, context.run)
+        memo = self._memo
+        if memo is None or memo.key != key or memo.carry is not carry:
+            memo = self._memo = _Memo(key=key, carry=carry, folds=[_initial(self.plans, carry)])
+        same = 0
+        windows = context.windows
+        while same < len(memo.windows) and same < len(windows) and memo.windows[same] is windows[same]:
+            same += 1
+        del memo.windows[same:]
+        del memo.folds[same + 1:]
+        for window in windows[same:]:
+            memo.folds.append(_fold_window(self.plans, memo.folds[-1], window, context.stage_started_at))
+            memo.windows.append(window)
+        return memo.folds[-1]
+
+    # -------------------------------------------------------------- judging
+
+    def evaluate(self, context: StageContext) -> Verdict:
+        analysis = self.analysis
+        fold = self.fold(context)
+        carry = {CARRY_KEY: carry_of(fold)}
+        base_evidence: dict[str, Any] = {
+            "judge": "sequential",
+            "alpha": analysis.alpha,
+            "stage": context.stage_index,
+            "run": context.run,
+            "runs": analysis.runs,
+            "elapsed": context.elapsed,
+            "canaryRequests": fold.canary_requests,
+            "minSamples": analysis.minSamples,
+            "windows": len(context.windows),
+            "windowsWithData": fold.windows_with_data,
+            "carry": carry,
+        }
+        if fold.windows_with_data == 0:
+            return Verdict(Action.HOLD, "no metrics arrived in this stage yet: holding (unknown, not bad)",
+                           rule="no-data", evidence=base_evidence)
+
+        results: list[MetricResult] = []
+        rollbacks: list[tuple[float, str, str, str]] = []  # (margin, metric, rule, reason)
+        undecided: list[str] = []
+        rising: list[str] = []
+        inconclusive: list[str] = []
+        for plan in self.plans:
+            result, verdicts = self._judge_metric(plan, fold.metrics[plan.metric.name], context)
+            results.append(result)
+            rollbacks.extend(verdicts["rollback"])
+            if plan.blocking and not verdicts["decided"]:
+                undecided.append(plan.metric.name)
+            if verdicts["rising"]:
+                rising.append(plan.metric.name)
+            if verdicts["srm"]:
+                inconclusive.append(plan.metric.name)
+
+        if rollbacks:
+            margin, culprit, rule, reason = max(rollbacks)
+            return Verdict(Action.ROLLBACK, reason, rule=rule, culprit=culprit, metrics=tuple(results),
+                           evidence={**base_evidence, "marginNats": margin})
+        if inconclusive:
+            return Verdict(Action.INCONCLUSIVE,
+                           f"sample-ratio mismatch on {', '.join(inconclusive)}: visits do not split like "
+                           "requests, so the KPI comparison cannot be trusted; ask a human",
+                           rule="sample-ratio-mismatch", culprit=inconclusive[0], metrics=tuple(results),
+                           evidence=base_evidence)
+        if not fold.last_has_data:
+            return Verdict(Action.HOLD, "the latest window has no data: holding (unknown, not bad)",
+                           rule="no-data", metrics=tuple(results), evidence=base_evidence)
+        enough = fold.canary_requests >= analysis.minSamples
+        if enough and not undecided and not rising:
+            burn = self._burn_check(fold, context)
+            if burn is not None:
+                name, detail = burn
+                return Verdict(
+                    Action.ROLLBACK,
+                    f"{name}: at 100 % the canary would burn the error budget at ≥ "
+                    f"{detail['burnRate']:.1f}x (limit {detail['limit']:g}x)",
+                    rule="predicted-burn-rate", culprit=name, metrics=tuple(results),
+                    evidence={**base_evidence, "burn": detail},
+                )
+            return Verdict(Action.EXPAND,
+                           f"no regression on any metric after {fold.canary_requests} canary requests",
+                           rule="no-regression-decided", metrics=tuple(results), evidence=base_evidence)
+        waiting = []
+        if not enough:
+            waiting.append(f"{fold.canary_requests}/{analysis.minSamples} canary requests")
+        if undecided:
+            waiting.append("undecided: " + ", ".join(undecided))
+        if rising:
+            waiting.append("rising trend: " + ", ".join(rising))
+        return Verdict(Action.CONTINUE, "observing (" + "; ".join(waiting) + ")", rule="undecided",
+                       metrics=tuple(results), evidence=base_evidence)
+
+    def _burn_check(self, fold: StageFold, context: StageContext) -> tuple[str, dict[str, Any]] | None:
+        for plan in self.plans:
+            if plan.burn_alpha is None or plan.metric.slo is None:
+                continue
+            detail = project_burn_rate(
+                fold.canary_errors, fold.canary_requests, plan.metric.slo.value, plan.burn_alpha,
+                self.analysis.burnRateLimit,
+            )
+            if detail["fires"]:
+                return plan.metric.name, detail
+        return None
+
+    def _judge_metric(
+        self, plan: MetricPlan, fold: MetricFold, context: StageContext
+    ) -> tuple[MetricResult, dict[str, Any]]:
+        metric = plan.metric
+        rollback: list[tuple[float, str, str, str]] = []
+        params: dict[str, Any] = {"weight": plan.weight, "alphaShare": plan.alpha, "critical": metric.critical,
+                                  "blocking": plan.blocking}
+        decided = False
+        rising = False
+        srm = False
+        action = Action.CONTINUE
+        statistic = threshold = effect = None
+        interval: tuple[float, float] | None = None
+        canary: dict[str, float] = {}
+        baseline: dict[str, float] = {}
+        summary_parts: list[str] = []
+        test_name = "none"
+
+        if plan.compare is not None and fold.attribution is not None:
+            test = plan.compare
+            state = fold.attribution
+            outcome = test.outcome(state)
+            test_name = test.name
+            statistic, threshold = outcome.e_value, outcome.threshold
+            params.update(test.params())
+            params.update(_outcome_params(outcome))
+            params["trendZ"] = fold.trend.z()
+            if metric.type == "latency":
+                params["thresholdMs"] = fold.threshold_ms
+                params["frozenInStage"] = fold.frozen_in_stage
+            canary = {"trials": state.canary_trials, "bad": state.canary_bad, "badThisStage": fold.stage_bad,
+                      "trialsThisStage": fold.stage_trials}
+            baseline = {"trials": state.baseline_trials, "bad": state.baseline_bad}
+            base_rate = state.baseline_bad / state.baseline_trials if state.baseline_trials else 0.0
+            if test.relative:
+                effect = outcome.ratio - 1.0
+                interval = (outcome.ratio_interval[0] - 1.0, outcome.ratio_interval[1] - 1.0)
+            else:
+                effect = (outcome.ratio - 1.0) * base_rate
+                interval = ((outcome.ratio_interval[0] - 1.0) * base_rate,
+                            (outcome.ratio_interval[1] - 1.0) * base_rate)
+            if metric.type == "kpi":
+                decided, cs = non_inferior(test, state)
+                params["nonInferiorBar"] = test.ratio_for(test.tolerance + test.concern, test.baseline_rate(state))
+                assert fold.srm is not None
+                srm_e = srm_e_value(fold.srm)
+                params["srmEValue"] = srm_e
+                params["srmThreshold"] = 1.0 / self.analysis.alpha
+                srm = srm_e >= 1.0 / self.analysis.alpha
+            else:
+                decided = outcome.accepted
+            rising = fold.trend.rising()
+            if outcome.rejected:
+                action = Action.ROLLBACK
+                margin = math.log(outcome.e_value) - math.log(outcome.threshold)
+                rollback.append((margin, metric.name, "e-value-bonferroni", (
+                    f"{metric.name}: e-value {outcome.e_value:.3g} ≥ 1/(w·α) = {outcome.threshold:.3g} "
+                    f"({test_name}); canary {_rate(metric, state.canary_bad, state.canary_trials)} vs "
+                    f"baseline {_rate(metric, state.baseline_bad, state.baseline_trials)}"
+                )))
+            elif decided:
+                action = Action.EXPAND
+            summary_parts.append(
+                f"{test_name}: E={outcome.e_value:.3g} (bar {outcome.threshold:.3g}), "
+                f"accept {outcome.accept_llr:.2f}/{outcome.accept_threshold:.2f} nats, "
+                f"canary {_rate(metric, state.canary_bad, state.canary_trials)} vs baseline "
+                f"{_rate(metric, state.baseline_bad, state.baseline_trials)}"
+            )
+        elif metric.type == "latency" and fold.threshold_ms is None:
+            summary_parts.append("waiting for enough baseline requests to freeze the latency bar")
+
+        if plan.gate is not None:
+            gate = plan.gate.judge(fold.slo)
+            params["slo"] = gate
+            assert metric.slo is not None
+            if gate["breached"]:
+                action = Action.ROLLBACK
+                rollback.append((math.inf, metric.name, "slo-breach", (
+                    f"{metric.name}: canary breaks its SLO {metric.slo.text} with confidence "
+                    f"(bounds {format_percent(gate['lower'])}–{format_percent(gate['upper'])}, "
+                    f"gate {format_percent(gate['limit'])})"
+                )))
+            if plan.compare is None:
+                decided = bool(gate["met"])
+            summary_parts.append(
+                f"SLO {metric.slo.text}: bounds {format_percent(gate['lower'])}–{format_percent(gate['upper'])}"
+                f" → {'breached' if gate['breached'] else 'met' if gate['met'] else 'undecided'}"
+            )
+        result = MetricResult(
+            metric=metric.name, test=test_name, action=action, statistic=statistic, threshold=threshold,
+            canary=canary, baseline=baseline, effect=effect, interval=interval, params=params,
+            summary="; ".join(summary_parts),
+        )
+        return result, {"rollback": rollback, "decided": decided, "rising": rising, "srm": srm}
+
+
+def _outcome_params(outcome: TestOutcome) -> dict[str, Any]:
+    return {
+        "eValue": outcome.e_value,
+        "acceptLlr": outcome.accept_llr,
+        "acceptThreshold": outcome.accept_threshold,
+        "ratio": outcome.ratio,
+        "ratioInterval": list(outcome.ratio_interval),
+        "baselineRate": outcome.baseline_rate,
+        "nullRatio": outcome.null_ratio,
+        "alternativeRatio": outcome.alternative_ratio,
+        "concernRatio": outcome.concern_ratio,
+        "rejected": outcome.rejected,
+        "accepted": outcome.accepted,
+    }
+
+
+def _rate(metric: MetricSpec, bad: float, trials: float) -> str:
+    if trials <= 0:
+        return "n/a"
+    label = {"errorRate": "errors", "latency": "slow", "kpi": metric.numerator or "hits"}.get(metric.type, "bad")
+    return f"{format_percent(bad / trials)} ({bad:g} {label}/{trials:g})"
