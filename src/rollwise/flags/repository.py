@@ -1,0 +1,429 @@
+"""FlagRepository: the served flag configuration, its version, and the audited history of its changes.
+
+The flag file is the source of truth. Every change made through rollwise (CLI, API, schedules) is a
+read-modify-write of that file under an exclusive lock, validated before it is written, written
+atomically (temp file + os.replace), and appended to the history as who/when/what/why. Every process
+serving the file (servers, in-process providers) polls it and swaps in a freshly compiled FlagSet, so a
+kill switch written by the CLI reaches all of them within one poll interval. A file that does not
+validate is never served: the previous configuration stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rollwise.flags import controls
+from rollwise.flags.controls import ControlError, Schedule
+from rollwise.flags.definitions import (
+    FlagValidationError,
+    dump_document,
+    load_document,
+    parse_text,
+    validate_document,
+)
+from rollwise.flags.evaluator import FlagSet
+from rollwise.flags.watcher import FileStamp, PollingWatcher, file_stamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One audited change: what happened to which flag, by whom, when and why."""
+
+    version: int
+    at: str
+    actor: str
+    reason: str
+    action: str
+    flag: str | None
+    before: Any = None
+    after: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ChangeRecord:
+        fields: dict[str, Any] = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        return cls(**fields)
+
+
+class HistoryStore(Protocol):
+    """Append-only change history; the JSON-lines file is the default, a SQL table can replace it."""
+
+    def append(self, record: ChangeRecord) -> None: ...
+
+    def entries(self, flag: str | None = None) -> list[ChangeRecord]: ...
+
+
+class JsonlHistory:
+    """History as JSON lines next to the flag file (`<flags>.history.jsonl`); one write() per record."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def beside(cls, flags_path: str | Path) -> JsonlHistory:
+        p = Path(flags_path)
+        return cls(p.with_name(p.name + ".history.jsonl"))
+
+    def append(self, record: ChangeRecord) -> None:
+        line = (json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def entries(self, flag: str | None = None) -> list[ChangeRecord]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = ChangeRecord.from_json(json.loads(line))
+            if flag is None or rec.flag == flag:
+                out.append(rec)
+        return out
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """Told to subscribers whenever the served configuration changes."""
+
+    version: int
+    etag: str
+    flags_changed: list[str]
+    at: float
+    action: str
+
+
+@dataclass(frozen=True)
+class _Served:
+    raw: dict[str, Any]
+    served_raw: dict[str, Any]
+    flag_set: FlagSet
+    etag: str
+    version: int
+    stamp: FileStamp
+
+
+def _etag(raw: dict[str, Any]) -> str:
+    body = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return '"' + hashlib.sha256(body.encode()).hexdigest()[:20] + '"'
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory and os.replace, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class FlagRepository:
+    """Holds the current FlagSet for one flag file, keeps it fresh, and makes audited changes to it.
+
+    `apply_schedules=True` (servers) persists due schedules into the file with a history record;
+    `False` (in-process providers) applies them in memory only, so readers need no write access.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        history: HistoryStore | None = None,
+        clock: Callable[[], float] = time.time,
+        fractional_version: int | None = None,
+        apply_schedules: bool = True,
+        poll_interval: float = 0.15,
+    ):
+        self.path = Path(path)
+        self.history: HistoryStore = history if history is not None else JsonlHistory.beside(self.path)
+        self.clock = clock
+        self.fractional_version = fractional_version
+        self.apply_schedules = apply_schedules
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[ConfigChange], None]] = []
+        self._watcher = PollingWatcher(self.tick, poll_interval)
+        self.last_error: str | None = None
+        stamp = file_stamp(self.path)
+        doc = load_document(self.path)
+        self._served = self._build(doc.raw, stamp)
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    @property
+    def flag_set(self) -> FlagSet:
+        return self._served.flag_set
+
+    @property
+    def version(self) -> int:
+        return self._served.version
+
+    @property
+    def etag(self) -> str:
+        return self._served.etag
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The document as written in the file (with pending schedules and kill records)."""
+        return self._served.raw
+
+    def schedules(self) -> list[Schedule]:
+        return controls.schedules(self._served.raw)
+
+    def killed(self) -> dict[str, Any]:
+        return controls.killed(self._served.raw)
+
+    def changes(self, flag: str | None = None) -> list[ChangeRecord]:
+        return self.history.entries(flag)
+
+    # --- subscriptions and freshness ----------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[ConfigChange], None]) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def start(self) -> None:
+        """Start polling the file (and due schedules) on a background thread."""
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._watcher.stop()
+
+    def tick(self) -> None:
+        """One poll: reload the file if it changed, then apply schedules that have come due."""
+        if file_stamp(self.path) != self._served.stamp:
+            self.reload()
+        due_at = controls.next_due(self._served.served_raw)
+        if due_at is not None and due_at <= self.clock():
+            if self.apply_schedules:
+                self.apply_due_schedules()
+            else:
+                with self._lock:
+                    self._install(self._build(self._served.raw, self._served.stamp), "schedule")
+
+    def reload(self) -> bool:
+        """Re-read the file; an invalid file is logged and ignored (the served configuration stays)."""
+        with self._lock:
+            stamp = file_stamp(self.path)
+            try:
+                doc = load_document(self.path)
+                served = self._build(doc.raw, stamp)
+            except (FlagValidationError, ValueError) as e:
+                self.last_error = str(e)
+                log.error("flag file %s rejected, still serving version %s: %s", self.path, self.version, e)
+                # Remember the stamp so one bad write is reported once, not on every tick.
+                self._served = _replace_stamp(self._served, stamp)
+                return False
+            self.last_error = None
+            return self._install(served, "reload")
+
+    def _build(self, raw: dict[str, Any], stamp: FileStamp) -> _Served:
+        served_raw, _ = controls.materialize(raw, self.clock())
+        doc = validate_document(served_raw, str(self.path))
+        flag_set = FlagSet(doc, fractional_version=self.fractional_version, source=str(self.path))
+        return _Served(raw, served_raw, flag_set, _etag(served_raw), controls.doc_version(raw), stamp)
+
+    def _install(self, served: _Served, action: str) -> bool:
+        old = self._served
+        self._served = served
+        if served.etag == old.etag:
+            return False
+        old_flags = old.served_raw.get("flags", {})
+        new_flags = served.served_raw.get("flags", {})
+        changed = sorted(k for k in set(old_flags) | set(new_flags) if old_flags.get(k) != new_flags.get(k))
+        event = ConfigChange(served.version, served.etag, changed, self.clock(), action)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("flag change listener failed")
+        return True
+
+    # --- audited changes ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _mutate(
+        self,
+        action: str,
+        flag: str | None,
+        actor: str,
+        reason: str,
+        transform: Callable[[dict[str, Any]], dict[str, Any]],
+        details: dict[str, Any] | None = None,
+    ) -> ChangeRecord:
+        if not actor:
+            raise ControlError("every change needs an actor (who is making it)")
+        with self._lock, self._file_lock():
+            current = load_document(self.path).raw  # fresh: another process may have written since
+            new_raw = transform(current)
+            version = controls.bump_version(new_raw)
+            served = self._build(new_raw, None)  # validates the whole new document before writing
+            atomic_write(self.path, dump_document(new_raw, self.path))
+            served = _replace_stamp(served, file_stamp(self.path))
+            before = current.get("flags", {}).get(flag) if flag else None
+            after = new_raw.get("flags", {}).get(flag) if flag else None
+            record = ChangeRecord(
+                version, controls.iso(self.clock()), actor, reason, action, flag, before, after, details or {}
+            )
+            self.history.append(record)
+            self._install(served, action)
+            return record
+
+    def kill(self, key: str, actor: str, reason: str) -> ChangeRecord:
+        def transform(raw: dict[str, Any]) -> dict[str, Any]:
+            return controls.kill(raw, key, actor, reason, self.clock())
+
+        return self._mutate("kill", key, actor, reason, transform)
+
+    def restore(self, key: str, actor: str, reason: str) -> ChangeRecord:
+        return self._mutate("restore", key, actor, reason, lambda raw: controls.restore(raw, key))
+
+    def set_rollout_percent(self, key: str, percent: float, actor: str, reason: str) -> ChangeRecord:
+        return self._mutate(
+            "set-percent",
+            key,
+            actor,
+            reason,
+            lambda raw: controls.set_percent(raw, key, percent),
+            {"percent": percent},
+        )
+
+    def set_enabled(self, key: str, enabled: bool, actor: str, reason: str) -> ChangeRecord:
+        action = "enable" if enabled else "disable"
+        return self._mutate(action, key, actor, reason, lambda raw: controls.set_state(raw, key, enabled))
+
+    def dark_launch(self, key: str, segment_rule: Any, actor: str, reason: str) -> ChangeRecord:
+        return self._mutate(
+            "dark-launch",
+            key,
+            actor,
+            reason,
+            lambda raw: controls.dark_launch(raw, key, segment_rule),
+            {"segment": segment_rule},
+        )
+
+    def schedule(
+        self, key: str, at: float, action: str, actor: str, reason: str, percent: float | None = None
+    ) -> ChangeRecord:
+        created: list[Schedule] = []
+
+        def transform(raw: dict[str, Any]) -> dict[str, Any]:
+            out, sched = controls.add_schedule(raw, key, at, action, percent, actor, reason, self.clock())
+            created.append(sched)
+            return out
+
+        details = {"at": controls.iso(at), "scheduled_action": action, "percent": percent}
+        return self._mutate("schedule", key, actor, reason, transform, details)
+
+    def cancel_schedule(self, schedule_id: str, actor: str, reason: str) -> ChangeRecord:
+        return self._mutate(
+            "cancel-schedule",
+            None,
+            actor,
+            reason,
+            lambda raw: controls.remove_schedule(raw, schedule_id),
+            {"schedule": schedule_id},
+        )
+
+    def replace(self, new_document: dict[str, Any] | str, actor: str, reason: str) -> ChangeRecord:
+        """Replace the whole flag document (validated whole; rejected whole)."""
+        data = parse_text(new_document, str(self.path)) if isinstance(new_document, str) else new_document
+        validate_document(data, "<new document>")
+
+        def transform(raw: dict[str, Any]) -> dict[str, Any]:
+            out = dict(data)
+            out.setdefault("$rollwise", {})
+            if isinstance(out["$rollwise"], dict):
+                out["$rollwise"] = {**out["$rollwise"], "version": controls.doc_version(raw)}
+            return out
+
+        return self._mutate("replace", None, actor, reason, transform)
+
+    def apply_due_schedules(self) -> list[ChangeRecord]:
+        """Persist every schedule that has come due, each as its own audited change."""
+        records = []
+        now = self.clock()
+        for sched in controls.due_schedules(self._served.raw, now):
+            details = {"schedule": sched.id, "scheduled_action": sched.action, "percent": sched.percent}
+            actor = f"schedule:{sched.actor}"
+
+            def transform(raw: dict[str, Any], s: Schedule = sched) -> dict[str, Any]:
+                if s.id not in {x.id for x in controls.schedules(raw)}:
+                    raise _AlreadyApplied
+                return controls.apply_schedule(raw, s)
+
+            try:
+                records.append(self._mutate(sched.action, sched.flag, actor, sched.reason, transform, details))
+            except _AlreadyApplied:
+                continue  # another server applied it first
+            except (ControlError, FlagValidationError) as e:
+                # A schedule that can no longer apply is dropped and the failure audited, not retried forever.
+                fail_details = {**details, "error": str(e)}
+                with contextlib.suppress(ControlError, FlagValidationError):
+                    records.append(
+                        self._mutate(
+                            "schedule-failed",
+                            sched.flag,
+                            actor,
+                            sched.reason,
+                            lambda raw, s=sched: controls.remove_schedule(raw, s.id),  # type: ignore[misc]
+                            fail_details,
+                        )
+                    )
+        return records
+
+
+class _AlreadyApplied(Exception):
+    pass
+
+
+def _replace_stamp(served: _Served, stamp: FileStamp) -> _Served:
+    return _Served(served.raw, served.served_raw, served.flag_set, served.etag, served.version, stamp)
+
+
+def set_rollout_percent(flags_path: str | Path, key: str, percent: float, actor: str, reason: str) -> ChangeRecord:
+    """Set a flag's rollout share in a flag file (for the rollout engine); audited like any change."""
+    return FlagRepository(flags_path, apply_schedules=False).set_rollout_percent(key, percent, actor, reason)
