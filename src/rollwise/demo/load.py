@@ -98,7 +98,7 @@ class LoadGenerator:
         sticky_header: str | None = None,
         users: int = 100,
         headers: dict[str, str] | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = 128,
         timeout_s: float = 5.0,
         seed: int = 1,
     ) -> None:
@@ -162,9 +162,7 @@ class LoadGenerator:
         A synchronous ``httpx.Client`` in worker threads costs about half the CPU per request of
         ``httpx.AsyncClient`` here, which matters on two cores shared with Envoy and upstreams.
         """
-        limits = httpx.Limits(
-            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
-        )
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
         in_flight = threading.BoundedSemaphore(self.max_in_flight)
         self._started_at = time.time()
         with (
@@ -190,9 +188,7 @@ class LoadGenerator:
                 pool.submit(self._one, client, path, user, in_flight)
         self._finished_at = time.time()
 
-    def _one(
-        self, client: httpx.Client, path: str, user: str | None, slot: threading.BoundedSemaphore
-    ) -> None:
+    def _one(self, client: httpx.Client, path: str, user: str | None, slot: threading.BoundedSemaphore) -> None:
         try:
             headers = dict(self.headers)
             if user is not None and self.sticky_header:
@@ -207,9 +203,7 @@ class LoadGenerator:
                 return
             latency = (time.perf_counter() - began) * 1000
             version = response.headers.get("x-version")
-            error = (
-                None if response.status_code < 500 else f"HTTP {response.status_code}: {response.text[:120]}"
-            )
+            error = None if response.status_code < 500 else f"HTTP {response.status_code}: {response.text[:120]}"
             self._record(Sample(sent_at, latency, response.status_code, version, path, user, error))
         finally:
             slot.release()
@@ -227,9 +221,7 @@ class LoadGenerator:
 
     def summary(self, since: float | None = None, until: float | None = None) -> LoadSummary:
         samples = [
-            s
-            for s in self.samples
-            if (since is None or s.sent_at >= since) and (until is None or s.sent_at < until)
+            s for s in self.samples if (since is None or s.sent_at >= since) and (until is None or s.sent_at < until)
         ]
         failed = [s for s in samples if s.failed]
         by_version = Counter(s.version or "-" for s in samples)

@@ -41,9 +41,7 @@ class Behaviour:
             return 0.0
         p99 = self.latency_p99_ms or self.latency_ms
         sigma = math.log(max(p99, self.latency_ms) / self.latency_ms) / _Z99
-        return (
-            self.latency_ms * math.exp(rng.gauss(0.0, sigma)) / 1000.0 if sigma else self.latency_ms / 1000.0
-        )
+        return self.latency_ms * math.exp(rng.gauss(0.0, sigma)) / 1000.0 if sigma else self.latency_ms / 1000.0
 
     def payload(self, path: str) -> str:
         digest = hashlib.sha256(path.encode()).digest()
@@ -115,26 +113,20 @@ class DemoServer(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-def serve(
-    behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0, seed: int | None = None
-) -> DemoServer:
+def serve(behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0, seed: int | None = None) -> DemoServer:
     """Bind (port 0 picks a free one) without serving yet: call ``serve_forever`` in a thread."""
     return DemoServer((host, port), make_handler(behaviour, seed))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m rollwise.demo.service", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m rollwise.demo.service", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--version", required=True)
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 500")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="median added latency")
     parser.add_argument("--latency-p99-ms", type=float, default=None, help="p99 added latency")
-    parser.add_argument(
-        "--mismatch-rate", type=float, default=0.0, help="share of paths whose payload changes"
-    )
+    parser.add_argument("--mismatch-rate", type=float, default=0.0, help="share of paths whose payload changes")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     if not 0 <= args.error_rate <= 1 or not 0 <= args.mismatch_rate <= 1:

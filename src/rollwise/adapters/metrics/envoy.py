@@ -58,9 +58,7 @@ def parse_cluster_stats(text: str, clusters: set[str]) -> dict[str, ClusterSnaps
             elif sample.name.endswith("_count"):
                 entry["count"] = int(sample.value)
     for entry in snapshots.values():
-        buckets = sorted(
-            ((float(le), n) for le, n in entry["buckets"].items() if le != "+Inf"), key=lambda b: b[0]
-        )
+        buckets = sorted(((float(le), n) for le, n in entry["buckets"].items() if le != "+Inf"), key=lambda b: b[0])
         buckets.append((float("inf"), int(entry["buckets"].get("+Inf", entry["count"]))))
         entry["buckets"] = [[_json_bound(le), n] for le, n in buckets]
     return snapshots
@@ -87,9 +85,7 @@ def diff_cluster(now: ClusterSnapshot, before: ClusterSnapshot | None) -> Versio
     # +Inf stays out: Window must be JSON (stores use JSONB), and the route timeout (30 s) keeps
     # every request under the last finite bound (60 s).
     buckets = tuple(
-        (_bound(bound), max(0, n - old_buckets.get(_bound(bound), 0)))
-        for bound, n in now["buckets"]
-        if bound != "+Inf"
+        (_bound(bound), max(0, n - old_buckets.get(_bound(bound), 0))) for bound, n in now["buckets"] if bound != "+Inf"
     )
     latency_sum = now["sum"] if histogram_reset else max(0.0, now["sum"] - before["sum"])
     return VersionStats(

@@ -122,11 +122,7 @@ def _cluster_resource(name: str, address: str) -> dict[str, Any]:
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
-                    ]
-                }
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
             ],
         },
         # Close idle upstream connections before any sane server does, so Envoy never reuses a
@@ -152,9 +148,7 @@ def _string_match(match: HeaderMatch) -> dict[str, Any]:
 
 
 def _header_route_matchers(spec: HeaderRouteSpec) -> list[dict[str, Any]]:
-    matchers: list[dict[str, Any]] = [
-        {"name": h.name.lower(), "string_match": _string_match(h)} for h in spec.headers
-    ]
+    matchers: list[dict[str, Any]] = [{"name": h.name.lower(), "string_match": _string_match(h)} for h in spec.headers]
     for name, value in (spec.cookie or {}).items():
         # Envoy's safe_regex must match the whole header value: allow other cookies around it.
         pattern = rf"(.*;\s*)?{re.escape(name)}={re.escape(value)}(\s*;.*)?"
@@ -264,9 +258,7 @@ def clusters_needed(rollouts: dict[str, _RolloutState]) -> dict[str, str]:
                 versions.append(route.mirror_to)
         for version in versions:
             if version not in state.upstreams:
-                raise RouterError(
-                    f"{rollout}: version {version!r} has no upstream address; call register() first"
-                )
+                raise RouterError(f"{rollout}: version {version!r} has no upstream address; call register() first")
             needed[cluster_name(rollout, version)] = state.upstreams[version]
     return needed
 
@@ -321,9 +313,7 @@ def render_listener(host: str, port: int, rds_path: Path) -> dict[str, Any]:
     }
 
 
-def render_bootstrap(
-    admin_port: int, lds_path: Path, cds_path: Path, flush_interval_s: float
-) -> dict[str, Any]:
+def render_bootstrap(admin_port: int, lds_path: Path, cds_path: Path, flush_interval_s: float) -> dict[str, Any]:
     def source(path: Path) -> dict[str, Any]:
         return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
 
