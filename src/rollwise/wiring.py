@@ -37,6 +37,56 @@ def open_store(url: str | None = None) -> Store:
     return SqlStore(url)
 
 
+NOTIFY_ENV = {
+    "slack": "ROLLWISE_SLACK_WEBHOOK_URL",
+    "teams": "ROLLWISE_TEAMS_WEBHOOK_URL",
+    "webhook": "ROLLWISE_WEBHOOK_URL",
+}
+
+
+def build_notifier(env: Any = None, log_path: str | Path | None = None) -> Notifier:
+    """Every channel the environment names, plus the ones each rollout's ``spec.notify`` names.
+
+    Env: ROLLWISE_SLACK_WEBHOOK_URL, ROLLWISE_TEAMS_WEBHOOK_URL, ROLLWISE_WEBHOOK_URL (signed with
+    ROLLWISE_WEBHOOK_SECRET). Delivery outcomes go to ROLLWISE_NOTIFY_LOG (JSONL) or
+    ``~/.rollwise/notifications.jsonl``. With nothing configured the notifier does nothing.
+    """
+    from rollwise.adapters.notifiers.delivery import DeliveryLog
+    from rollwise.adapters.notifiers.fanout import FanoutNotifier
+
+    env = os.environ if env is None else env
+    path = log_path or env.get("ROLLWISE_NOTIFY_LOG") or Path("~/.rollwise/notifications.jsonl").expanduser()
+    delivery_log = DeliveryLog(path)
+    secret = env.get("ROLLWISE_WEBHOOK_SECRET") or None
+
+    def make(channel: str, url: str, secret: str | None = None) -> Notifier:
+        if channel == "slack":
+            from rollwise.adapters.notifiers.slack import SlackNotifier
+
+            return SlackNotifier(url, log=delivery_log)
+        if channel == "teams":
+            from rollwise.adapters.notifiers.teams import TeamsNotifier
+
+            return TeamsNotifier(url, log=delivery_log)
+        from rollwise.adapters.notifiers.webhook import WebhookNotifier
+
+        return WebhookNotifier(url, secret=secret, log=delivery_log)
+
+    static = {(channel, env[var]): make(channel, env[var], secret)
+              for channel, var in NOTIFY_ENV.items() if env.get(var)}
+
+    def for_spec(record: Any) -> list[tuple[Any, Any]]:
+        notify = record.spec.notify
+        if notify is None:
+            return []
+        wanted = [("slack", notify.slack, None), ("teams", notify.teams, None),
+                  ("webhook", notify.webhook, notify.webhookSecret or secret)]
+        return [((channel, url, key), lambda c=channel, u=url, k=key: make(c, u, k))
+                for channel, url, key in wanted if url and (channel, url) not in static]
+
+    return FanoutNotifier(list(static.values()), for_spec=for_spec)
+
+
 @dataclass
 class Runtime:
     """The adapters one controller process uses, shared across the rollouts it drives."""
@@ -45,6 +95,10 @@ class Runtime:
     routers: dict[str, Any] = field(default_factory=dict)
     deployer: Deployer | None = None
     notifier: Notifier | None = None
+
+    def __post_init__(self) -> None:
+        if self.notifier is None:
+            self.notifier = build_notifier()
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
         traffic = spec.traffic
@@ -102,3 +156,6 @@ class Runtime:
         close_deployer = getattr(self.deployer, "close", None)
         if close_deployer is not None:
             close_deployer()
+        close_notifier = getattr(self.notifier, "close", None)
+        if close_notifier is not None:
+            close_notifier()
