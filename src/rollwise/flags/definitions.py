@@ -143,8 +143,10 @@ def validate_document(data: Any, source: str = "<flags>") -> FlagDocument:
         except ValidationError as e:
             for err in e.errors():
                 problems.append(f"{prefix}: field {_loc(err['loc']) or '(flag)'}: {err['msg']}")
+            if isinstance(raw, dict) and isinstance(raw.get("variants"), dict):
+                problems.extend(_check_variants(prefix, raw["variants"], raw.get("defaultVariant")))
             continue
-        problems.extend(_check_flag(prefix, flag))
+        problems.extend(_check_variants(prefix, flag.variants, flag.default_variant))
         flags[key] = flag
     from rollwise.flags.controls import validate_section  # controls builds on this module
 
@@ -160,9 +162,9 @@ def validate_document(data: Any, source: str = "<flags>") -> FlagDocument:
     )
 
 
-def _check_flag(prefix: str, flag: FlagDefinition) -> list[str]:
+def _check_variants(prefix: str, variants: dict[str, Any], default_variant: Any) -> list[str]:
     problems = []
-    kinds = {name: variant_kind(v) for name, v in flag.variants.items()}
+    kinds = {name: variant_kind(v) for name, v in variants.items()}
     for name, kind in kinds.items():
         if kind is None:
             problems.append(f"{prefix}: field variants.{name}: a variant value must not be null")
@@ -170,10 +172,9 @@ def _check_flag(prefix: str, flag: FlagDefinition) -> list[str]:
     if len(distinct) > 1:
         listing = ", ".join(f"{n}={k}" for n, k in kinds.items())
         problems.append(f"{prefix}: field variants: all variants must have one type, found {listing}")
-    if flag.default_variant and flag.default_variant not in flag.variants:
+    if isinstance(default_variant, str) and default_variant and default_variant not in variants:
         problems.append(
-            f"{prefix}: field defaultVariant: {flag.default_variant!r} is not one of the variants "
-            f"{sorted(flag.variants)}"
+            f"{prefix}: field defaultVariant: {default_variant!r} is not one of the variants {sorted(variants)}"
         )
     return problems
 
