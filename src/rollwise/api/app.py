@@ -1,0 +1,163 @@
+"""The FastAPI application: API, live stream, flags (OFREP) and the dashboard, in one process.
+
+``create_app`` is the factory ``rollwise serve`` runs under uvicorn; tests call it too. With
+``run_controller=True`` the app also ticks every active rollout in a background thread, so a
+rollout started over HTTP progresses without a separate ``rollwise controller``. The thread and
+the request handlers share nothing but the store, whose optimistic revisions keep them (and any
+other controller on the same store) from overwriting each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+from rollwise.api import admin, insights, rollouts, stream
+from rollwise.api.auth import Gatekeeper
+from rollwise.api.control import ControlPlane
+from rollwise.core.engine import CommandError
+from rollwise.core.protocols import ConflictError, NotFoundError, Store
+from rollwise.wiring import Runtime
+
+log = logging.getLogger("rollwise.api")
+STATIC = Path(__file__).parent / "static"
+
+
+class ControllerThread:
+    """Ticks every active rollout until stopped. One failing rollout never stalls the others."""
+
+    def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25) -> None:
+        from rollwise.controller import Controller
+
+        self.controller = Controller(store, runtime=runtime)
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rollwise-controller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.controller.runtime.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                records = self.controller.store.list(active_only=True)
+            except Exception:
+                log.exception("controller: cannot list rollouts")
+                records = []
+            for record in records:
+                if self._stop.is_set():
+                    break
+                try:
+                    self.controller.engine_for(record).tick(record.name)
+                except ConflictError:
+                    pass  # someone else (the API, another controller) moved it; next tick catches up
+                except Exception:
+                    log.exception("controller: tick of %s failed", record.name)
+            self._stop.wait(self.poll_s)
+
+
+def create_app(
+    store_url: str | None = None,
+    flags_path: str | None = None,
+    *,
+    store: Store | None = None,
+    run_controller: bool = False,
+    controller_poll_s: float = 0.25,
+    runtime: Runtime | None = None,
+    allow_commands: bool = False,
+    stream_poll_s: float = 0.5,
+) -> FastAPI:
+    """The control-plane app over the store at ``store_url`` (or an already open ``store``)."""
+    if store is None:
+        from rollwise.wiring import open_store
+
+        store = open_store(store_url)
+    audit = SqlAuditLog(store)
+    tokens = SqlTokenRepository(store, audit.database)
+    plane = ControlPlane(store=store, audit=audit, allow_commands=allow_commands)
+    flags = _open_flags(flags_path) if flags_path else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stopping = asyncio.Event()
+        controller = ControllerThread(store, runtime, controller_poll_s) if run_controller else None
+        if controller is not None:
+            controller.start()
+        if flags is not None:
+            flags.start()
+        try:
+            yield
+        finally:
+            app.state.stopping.set()
+            if controller is not None:
+                controller.stop()
+            if flags is not None:
+                flags.stop()
+
+    app = FastAPI(
+        title="rollwise",
+        version="1",
+        summary="Progressive delivery control plane: rollouts, decisions with evidence, flags, audit.",
+        description="Reads need a `viewer` token, starting rollouts and pushing KPIs `deployer`, steering "
+        "rollouts and flags `releaser`, tokens and audit `admin` (each role implies the ones before). "
+        "While no token exists, loopback callers act as a local admin.",
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    app.state.tokens = tokens
+    app.state.gatekeeper = Gatekeeper(tokens, audit)
+    app.state.stream_poll_s = stream_poll_s
+    app.state.stopping = asyncio.Event()
+    app.state.flags = flags
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": f"no rollout named {exc.args[0]!r}"})
+
+    @app.exception_handler(CommandError)
+    async def _command_error(_request: Request, exc: CommandError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_request: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    app.include_router(rollouts.router)
+    app.include_router(stream.router)
+    app.include_router(insights.router)
+    app.include_router(admin.router)
+    from rollwise.api import flags as flags_api
+
+    flags_api.mount(app, flags)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _open_flags(path: str) -> Any:
+    from rollwise.flags import FlagRepository
+
+    return FlagRepository(path)

@@ -1,0 +1,169 @@
+"""The control plane's operations, each one a store change plus its audit row.
+
+Routes stay thin: they authenticate, then call one method here. Every successful write appends an
+audit entry with the actor, what the rollout looked like before and after (phase, weights, step),
+and the reason. The controller thread, not these methods, moves traffic: a command only records
+intent, exactly as the CLI's does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic_core import to_jsonable_python
+
+from rollwise.adapters.stores.sql_audit import SqlAuditLog
+from rollwise.api.auth import Principal
+from rollwise.core.clock import SystemClock
+from rollwise.core.engine import RolloutEngine
+from rollwise.core.model import RolloutRecord
+from rollwise.core.protocols import ConflictError, NotFoundError, Store
+from rollwise.spec import SpecError, SpecProblem, load_spec_text
+from rollwise.spec.models import RolloutSpec
+
+MAX_SPEC_BYTES = 1 << 20
+
+
+def state_of(record: RolloutRecord | None) -> dict[str, Any] | None:
+    """The part of a rollout people ask about after the fact: where traffic went and why."""
+    if record is None:
+        return None
+    return {
+        "phase": str(record.phase),
+        "stable_weight": record.route.stable_weight,
+        "canary_weight": record.route.canary_weight,
+        "mirror_percent": record.route.mirror_percent,
+        "step": record.step_index,
+        "stage": record.stage_index,
+        "paused_reason": record.paused_reason,
+        "revision": record.revision,
+    }
+
+
+def spec_json(spec: RolloutSpec) -> dict[str, Any]:
+    # Python mode: the JSON serializer rounds durations for humans ("1.5s" -> "2s").
+    dumped: dict[str, Any] = to_jsonable_python(spec.model_dump(mode="python", exclude_none=True))
+    return dumped
+
+
+def parse_spec_body(body: bytes, source: str, allow_commands: bool) -> RolloutSpec:
+    """A spec from a request body, YAML or JSON, with every problem as ``SOURCE:LINE: path: message``."""
+    if len(body) > MAX_SPEC_BYTES:
+        raise SpecError([SpecProblem(source, 1, "(body)", f"larger than {MAX_SPEC_BYTES} bytes")])
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([SpecProblem(source, 1, "(body)", f"not UTF-8: {exc.reason}")]) from None
+    if "\x00" in text:
+        raise SpecError([SpecProblem(source, 1 + text[: text.index("\x00")].count("\n"), "(body)",
+                                     "contains a NUL character")])
+    if not text.strip():
+        raise SpecError([SpecProblem(source, 1, "(body)", "empty: send the rollout spec as YAML or JSON")])
+    spec = _load_yaml_or_json(text, source)
+    if not allow_commands:
+        problems = [
+            SpecProblem(source, _line_of_path(text, ("versions", side, "command")), f"versions.{side}.command",
+                        "this server does not start processes (run `rollwise serve --allow-commands` to allow "
+                        "it); give an address instead")
+            for side in ("stable", "canary")
+            if getattr(spec.versions, side).command
+        ]
+        if problems:
+            raise SpecError(problems)
+    return spec
+
+
+def _load_yaml_or_json(text: str, source: str) -> RolloutSpec:
+    try:
+        return load_spec_text(text, source)
+    except SpecError as exc:
+        if not any(p.path == "(yaml)" for p in exc.problems):
+            raise
+        # Valid JSON that YAML refuses (tabs as indentation) still deserves its field-level errors.
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise exc from None
+        return load_spec_text(json.dumps(data, indent=2), source)
+
+
+def _line_of_path(text: str, path: tuple[str, ...]) -> int:
+    try:
+        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return 1
+    line = 1
+    for part in path:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key, value in node.value:
+            if key.value == part:
+                node, line = value, key.start_mark.line + 1
+                break
+        else:
+            break
+    return line
+
+
+@dataclass
+class ControlPlane:
+    store: Store
+    audit: SqlAuditLog
+    allow_commands: bool = False
+
+    def engine(self) -> RolloutEngine:
+        return RolloutEngine(store=self.store, clock=SystemClock())
+
+    def get(self, name: str) -> RolloutRecord:
+        if not name or "\x00" in name or len(name) > 255:
+            raise NotFoundError(name)
+        return self.store.get(name)
+
+    def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None) -> RolloutRecord:
+        try:
+            before = self.store.get(spec.name)
+        except NotFoundError:
+            before = None
+        record = self.engine().start(spec, actor=who.actor, commit_time=commit_time)
+        self.audit.append(actor=who.actor, role=who.role.name, action="rollout.start", target=spec.name,
+                          before=state_of(before), after={**(state_of(record) or {}), "spec": spec_json(spec)},
+                          reason=reason)
+        return record
+
+    def command(self, name: str, command: str, who: Principal, reason: str, full: bool = False) -> RolloutRecord:
+        before = self.get(name)
+        record = self.engine().command(name, command, actor=who.actor, reason=reason, full=full)
+        after = state_of(record) or {}
+        if command == "promote":
+            after["full"] = full
+        self.audit.append(actor=who.actor, role=who.role.name, action=f"rollout.{command}", target=name,
+                          before=state_of(before), after=after, reason=reason)
+        return record
+
+    def update_spec(self, name: str, spec: RolloutSpec, who: Principal, reason: str) -> RolloutRecord:
+        for _ in range(5):
+            before = self.get(name)
+            try:
+                record = self.engine().update_spec(name, spec, actor=who.actor, reason=reason)
+            except ConflictError:
+                continue
+            self.audit.append(actor=who.actor, role=who.role.name, action="rollout.update", target=name,
+                              before={"spec": spec_json(before.spec)}, after={"spec": spec_json(spec)},
+                              reason=reason)
+            return record
+        raise ConflictError(f"rollout {name!r} kept changing; try again")
+
+    def push_kpi(self, name: str, version: str, metric: str, value: float, at: float | None,
+                 who: Principal) -> float:
+        record = self.get(name)
+        if version not in (record.stable_version, record.canary_version):
+            raise ValueError(f"version: {version!r} is neither {record.stable_version!r} (stable) nor "
+                             f"{record.canary_version!r} (canary) of rollout {name!r}")
+        when = at if at is not None else time.time()
+        self.store.push_kpi(name, version, metric, value, when)
+        # KPI pushes are high-volume telemetry, not control: they are not written to the audit log.
+        return when

@@ -1,0 +1,204 @@
+"""Request and response bodies of the HTTP API, so ``/openapi.json`` documents every shape."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rollwise.core.model import Event, RolloutRecord, VersionStats, Window
+
+Reason = Field(default="", max_length=2000, description="Why; recorded in the history and the audit log.")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommandRequest(StrictBody):
+    reason: str = Reason
+    _check_reason = field_validator("reason")(_no_nul)
+
+
+class PromoteRequest(CommandRequest):
+    full: bool = Field(default=False, description="Skip remaining steps and analysis: 100% now.")
+
+
+class KpiPush(StrictBody):
+    version: str = Field(min_length=1, max_length=255, description="stable or canary version name")
+    metric: str = Field(min_length=1, max_length=255, description="KPI name, e.g. checkouts")
+    value: float = Field(default=1.0, allow_inf_nan=False)
+    at: float | None = Field(default=None, allow_inf_nan=False, description="Epoch seconds; default: now.")
+    _check_text = field_validator("version", "metric")(_no_nul)
+
+
+class TokenCreate(StrictBody):
+    name: str = Field(min_length=1, max_length=255)
+    role: Literal["viewer", "deployer", "releaser", "admin"]
+    _check_name = field_validator("name")(_no_nul)
+
+
+class RolloutSummary(BaseModel):
+    name: str
+    service: str
+    strategy: str
+    phase: str
+    stable: str
+    canary: str
+    canary_weight: float
+    stable_weight: float
+    mirror_percent: float
+    step: int
+    steps: int
+    stage: int
+    paused_reason: str | None
+    last_verdict: str | None
+    decisions: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    rollback_until: float | None
+    revision: int
+
+    @classmethod
+    def of(cls, record: RolloutRecord) -> RolloutSummary:
+        canary = record.spec.strategy.canary
+        return cls(
+            name=record.name, service=record.spec.service, strategy=record.spec.strategy.kind,
+            phase=str(record.phase), stable=record.stable_version, canary=record.canary_version,
+            canary_weight=record.route.canary_weight, stable_weight=record.route.stable_weight,
+            mirror_percent=record.route.mirror_percent, step=record.step_index,
+            steps=len(canary.steps) if canary is not None else 0, stage=record.stage_index,
+            paused_reason=record.paused_reason, last_verdict=record.last_verdict, decisions=record.decisions,
+            created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
+            rollback_until=record.rollback_until, revision=record.revision,
+        )
+
+
+class RolloutDetail(RolloutSummary):
+    route: dict[str, Any]
+    spec: dict[str, Any]
+
+
+class EventOut(BaseModel):
+    rollout: str
+    seq: int
+    at: float
+    actor: str
+    type: str
+    message: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls.model_validate(event.model_dump(mode="json"))
+
+
+class DecisionOut(BaseModel):
+    index: int | None
+    seq: int
+    at: float
+    action: str | None
+    rule: str | None
+    culprit: str | None
+    message: str
+    evidence: dict[str, Any]
+    explanation: str | None = Field(description="Plain words, when rollwise.analysis.explain is installed.")
+
+
+class SideStats(BaseModel):
+    requests: int
+    errors: int
+    error_rate: float
+    p99_ms: float | None
+    kpis: dict[str, float]
+
+    @classmethod
+    def of(cls, stats: VersionStats | None) -> SideStats | None:
+        if stats is None:
+            return None
+        return cls(requests=stats.requests, errors=stats.errors, error_rate=stats.error_rate,
+                   p99_ms=stats.quantile(0.99), kpis=dict(stats.kpis))
+
+
+class WindowOut(BaseModel):
+    stage: int
+    start: float
+    end: float
+    baseline: SideStats | None
+    canary: SideStats | None
+
+    @classmethod
+    def of(cls, stage: int, window: Window) -> WindowOut:
+        return cls(stage=stage, start=window.start, end=window.end, baseline=SideStats.of(window.baseline),
+                   canary=SideStats.of(window.canary))
+
+
+class KpiAccepted(BaseModel):
+    rollout: str
+    version: str
+    metric: str
+    value: float
+    at: float
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+    active: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret. Shown once; only its sha256 is stored.")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: float
+    actor: str
+    role: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+    reason: str | None
+    denied: bool
+    prev_hash: str
+    hash: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    rows: int
+    head: str
+    first_bad_row: int | None
+    problem: str | None
+
+
+class WhoAmI(BaseModel):
+    authenticated: bool
+    name: str | None
+    role: str | None
+    tokens_required: bool = Field(description="False only while no token exists and the caller is on loopback.")
+
+
+class ProblemList(BaseModel):
+    detail: str
+    problems: list[str]
+
+
+# OpenAPI ``responses=`` fragments shared by the routers.
+Responses = dict[int | str, dict[str, Any]]
+DENIED: Responses = {401: {"description": "No or unknown token"}, 403: {"description": "Role too low"}}
+NOT_FOUND: Responses = {404: {"description": "No rollout of that name"}}
+CONFLICT: Responses = {409: {"description": "The command does not apply to the rollout's state"}}
+SPEC_PROBLEMS: Responses = {422: {"model": ProblemList, "description": "Invalid spec: every problem as SOURCE:LINE"}}
