@@ -74,9 +74,7 @@ def test_create_refuses_an_active_name_and_replaces_a_finished_one(store: SqlSto
     with pytest.raises(ConflictError):
         store.create(make_record(), [])
 
-    finished = store.save(
-        first.model_copy(update={"phase": Phase.SUCCEEDED}), [make_event("checkout", "phase")]
-    )
+    finished = store.save(first.model_copy(update={"phase": Phase.SUCCEEDED}), [make_event("checkout", "phase")])
     again = store.create(make_record(at=1_700_000_500.0), [make_event("checkout", "started", run=2)])
 
     assert again.phase is Phase.PENDING
@@ -142,9 +140,7 @@ def test_windows_round_trip_by_stage(store: SqlStore) -> None:
 
 def test_non_finite_numbers_are_stored_as_null(store: SqlStore) -> None:
     record = store.create(make_record(), [])
-    store.save(
-        record.model_copy(update={"carry": {"llr": math.inf}}), [make_event("checkout", "x", z=math.nan)]
-    )
+    store.save(record.model_copy(update={"carry": {"llr": math.inf}}), [make_event("checkout", "x", z=math.nan)])
     assert store.get("checkout").carry == {"llr": None}
     assert store.events("checkout")[0].data == {"z": None}
 
@@ -211,9 +207,7 @@ def test_history_tables_refuse_rewrites(store: SqlStore) -> None:
     assert store.events("checkout")[0].message == "started happened"
 
 
-def test_default_url_comes_from_the_environment_or_home(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_default_url_comes_from_the_environment_or_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("ROLLWISE_STORE", raising=False)
     assert default_store_url() == f"sqlite:///{tmp_path}/.rollwise/rollwise.db"
