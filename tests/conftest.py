@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/, home of shared helpers such as pg.py
+
+from pg import postgres_url  # session fixture: a throwaway PostgreSQL database
+
+__all__ = ["postgres_url"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -6,6 +6,7 @@ import pytest
 
 from rollwise.core.units import parse_duration, parse_fraction, parse_latency_ms
 from rollwise.spec import SpecError, load_spec, load_spec_text
+from tests_support import broken_canary  # type: ignore[import-not-found]
 
 
 def test_every_example_is_valid(examples_dir: Path) -> None:
@@ -28,12 +29,7 @@ def test_canary_example_climbs_5_10_25_50_100(examples_dir: Path) -> None:
 
 
 def _broken_canary(examples_dir: Path) -> str:
-    text = (examples_dir / "canary.yaml").read_text()
-    text = text.replace("- setWeight: 25", "- setWeight: 150", 1)
-    text = text.replace("- setWeight: 10\n", "- setWieght: 10\n", 1)
-    text = text.replace("- pause: {duration: 2m}\n      - setWeight: 50", "- pause: {duration: 30 parsecs}\n"
-                        "      - setWeight: 50", 1)
-    return text
+    return broken_canary((examples_dir / "canary.yaml").read_text())
 
 
 def test_three_mistakes_are_all_named_with_their_lines(examples_dir: Path) -> None:
