@@ -47,6 +47,12 @@ StoreOpt = Annotated[
 ]
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why; recorded in the history.")]
 ActorOpt = Annotated[str, typer.Option("--actor", envvar="ROLLWISE_ACTOR", help="Who is acting.")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", envvar="ROLLWISE_SERVER",
+                 help="Talk to a `rollwise serve` at this URL instead of the local store."),
+]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ROLLWISE_TOKEN", help="API token for --server.")]
 
 
 def _actor(actor: str | None) -> str:
@@ -236,11 +242,18 @@ def rollout_start(
     store: StoreOpt = None,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Create a rollout and (by default) drive it in the foreground with a live view.
 
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
     """
+    if server:
+        from rollwise.api.cli import remote_start
+
+        remote_start(server, token, file, wait, commit_time, max_seconds, output.value)
+        return
     from datetime import datetime
 
     from rollwise.core.clock import SystemClock
@@ -268,8 +281,14 @@ def rollout_start(
 
 
 @rollout_app.command("status")
-def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text, server: ServerOpt = None,
+                   token: TokenOpt = None) -> None:
     """Show one rollout's phase, weights and latest verdict. Example: rollwise rollout status checkout"""
+    if server:
+        from rollwise.api.cli import remote_status
+
+        remote_status(server, token, name, output.value)
+        return
     record = _get_or_exit(_store(store), name)
     summary = _record_summary(record)
     if output == Output.json:
@@ -294,8 +313,15 @@ def rollout_list(
     active: Annotated[bool, typer.Option(help="Only rollouts that have not ended.")] = False,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """List rollouts. Example: rollwise rollout list --active"""
+    if server:
+        from rollwise.api.cli import remote_list
+
+        remote_list(server, token, active, output.value)
+        return
     records = _store(store).list(active_only=active)
     if output == Output.json:
         _print_json([_record_summary(r) for r in records])
@@ -304,7 +330,12 @@ def rollout_list(
 
 
 def _command(name: str, command: str, store: str | None, actor: str, reason: str, output: Output,
-             full: bool = False) -> None:
+             full: bool = False, server: str | None = None, token: str | None = None) -> None:
+    if server:
+        from rollwise.api.cli import remote_command
+
+        remote_command(server, token, name, command, reason, output.value, full=full)
+        return
     from rollwise.core.clock import SystemClock
     from rollwise.core.engine import CommandError, RolloutEngine
     from rollwise.core.protocols import NotFoundError
@@ -329,44 +360,50 @@ def rollout_promote(
     name: str,
     full: Annotated[bool, typer.Option("--full", help="Skip remaining steps and analysis: 100% now.")] = False,
     store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
+    server: ServerOpt = None, token: TokenOpt = None,
 ) -> None:
     """Advance one step (or all with --full). Example: rollwise rollout promote checkout --reason 'looks good'"""
-    _command(name, "promote", store, actor, reason, output, full=full)
+    _command(name, "promote", store, actor, reason, output, full=full, server=server, token=token)
 
 
 @rollout_app.command("pause")
 def rollout_pause(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                  output: OutputOpt = Output.text) -> None:
+                  output: OutputOpt = Output.text, server: ServerOpt = None,
+                  token: TokenOpt = None) -> None:
     """Hold the rollout where it is. Example: rollwise rollout pause checkout -r 'incident in progress'"""
-    _command(name, "pause", store, actor, reason, output)
+    _command(name, "pause", store, actor, reason, output, server=server, token=token)
 
 
 @rollout_app.command("resume")
 def rollout_resume(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                   output: OutputOpt = Output.text) -> None:
+                   output: OutputOpt = Output.text, server: ServerOpt = None,
+                   token: TokenOpt = None) -> None:
     """Continue a paused rollout. Example: rollwise rollout resume checkout"""
-    _command(name, "resume", store, actor, reason, output)
+    _command(name, "resume", store, actor, reason, output, server=server, token=token)
 
 
 @rollout_app.command("abort")
 def rollout_abort(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                  output: OutputOpt = Output.text) -> None:
+                  output: OutputOpt = Output.text, server: ServerOpt = None,
+                  token: TokenOpt = None) -> None:
     """Send all traffic back to stable and end the rollout. Example: rollwise rollout abort checkout"""
-    _command(name, "abort", store, actor, reason, output)
+    _command(name, "abort", store, actor, reason, output, server=server, token=token)
 
 
 @rollout_app.command("approve")
 def rollout_approve(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                    output: OutputOpt = Output.text) -> None:
+                    output: OutputOpt = Output.text, server: ServerOpt = None,
+                    token: TokenOpt = None) -> None:
     """Pass an untilApproved gate (or a blue/green cutover approval). Example: rollwise rollout approve checkout"""
-    _command(name, "approve", store, actor, reason, output)
+    _command(name, "approve", store, actor, reason, output, server=server, token=token)
 
 
 @rollout_app.command("undo")
 def rollout_undo(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                 output: OutputOpt = Output.text) -> None:
+                 output: OutputOpt = Output.text, server: ServerOpt = None,
+                 token: TokenOpt = None) -> None:
     """Go back to the previous stable within the rollback window. Example: rollwise rollout undo checkout"""
-    _command(name, "undo", store, actor, reason, output)
+    _command(name, "undo", store, actor, reason, output, server=server, token=token)
 
 
 @rollout_app.command("update")
@@ -374,11 +411,17 @@ def rollout_update(
     name: str,
     file: Annotated[Path, typer.Argument(help="The new spec; rejected whole if invalid.")],
     store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
+    server: ServerOpt = None, token: TokenOpt = None,
 ) -> None:
     """Replace a running rollout's spec (analysis, steps). Invalid specs change nothing.
 
     Example: rollwise rollout update checkout examples/canary.yaml -r 'longer pauses'
     """
+    if server:
+        from rollwise.api.cli import remote_update
+
+        remote_update(server, token, name, file, reason, output.value)
+        return
     from rollwise.core.clock import SystemClock
     from rollwise.core.engine import CommandError, RolloutEngine
 
@@ -401,8 +444,15 @@ def history(
     name: Annotated[str | None, typer.Argument(help="Rollout name; all rollouts if omitted.")] = None,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout"""
+    if server:
+        from rollwise.api.cli import remote_history
+
+        remote_history(server, token, name, output.value)
+        return
     events: list[Event] = _store(store).events(name)
     if output == Output.json:
         _print_json([e.model_dump(mode="json") for e in events])
@@ -467,12 +517,18 @@ def explain(
 
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
+    from rollwise.api.cli import register as register_api_commands
+
+    register_api_commands(app)
     try:
         from rollwise.flags.cli import flags_app
     except ImportError:
         pass
     else:
         app.add_typer(flags_app, name="flags")
+    from rollwise.report.cli import register as register_report_commands
+
+    register_report_commands(app)  # rollwise report, rollwise metrics
 
 
 _mount_optional()

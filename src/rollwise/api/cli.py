@@ -1,0 +1,370 @@
+"""``rollwise serve``, ``rollwise tokens …``, ``rollwise audit …`` and the CLI's ``--server`` mode.
+
+``register(app)`` mounts the commands on the main CLI. The ``remote_*`` functions are what the
+rollout commands run when a server is configured (``--server URL`` or ``ROLLWISE_SERVER``): same
+arguments, same output and exit codes as local mode, but the server's store, roles and audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+tokens_app = typer.Typer(help="API tokens with roles. Example: rollwise tokens create --role releaser --name alice",
+                         no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log of every write. Example: rollwise audit verify",
+                        no_args_is_help=True)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _local_actor() -> str:
+    return f"cli:{os.environ.get('USER') or 'unknown'}"
+
+
+def _open(store_url: str | None) -> tuple[Any, Any, Any]:
+    from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+    from rollwise.wiring import open_store
+
+    store = open_store(store_url)
+    audit = SqlAuditLog(store)
+    return store, audit, SqlTokenRepository(store, audit.database)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    store: StoreOpt = None,
+    flags: Annotated[Path | None, typer.Option("--flags", help="Serve this flagd-format flag file (OFREP).")] = None,
+    controller: Annotated[bool, typer.Option("--controller/--no-controller",
+                                             help="Drive rollouts in this process.")] = True,
+    allow_commands: Annotated[bool, typer.Option("--allow-commands",
+                                                 help="Let specs from the API start processes (versions.*.command).")
+                              ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the API, the dashboard (/) and the controller in one process.
+
+    While no API token exists, callers on 127.0.0.1 act as a local admin; create the first token with
+    `rollwise tokens create --role admin --name you` to require tokens from then on.
+
+    Example: rollwise serve --port 8080 --flags flags.json
+    """
+    import uvicorn
+
+    from rollwise.api.app import create_app
+
+    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands)
+    if not app.state.tokens.any_exist():
+        err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
+                          "Create one with: rollwise tokens create --role admin --name <you>[/]")
+    console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, OpenAPI /openapi.json)",
+                  highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option("--role", help="viewer, deployer, releaser or admin.")],
+    name: Annotated[str, typer.Option("--name", help="Who or what holds it; shown in the audit log.")],
+    store: StoreOpt = None,
+) -> None:
+    """Create a token and print it once, alone on the last line (only its sha256 is stored).
+
+    Example: TOKEN=$(rollwise tokens create --role releaser --name ci | tail -1)
+    """
+    from rollwise.adapters.stores.sql_audit import TokenError
+
+    _, audit, tokens = _open(store)
+    try:
+        token, secret = tokens.create(name, role)
+    except TokenError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    audit.append(actor=_local_actor(), role="local", action="tokens.create", target=f"token:{token.id}",
+                 after={"name": token.name, "role": token.role})
+    err_console.print(f"token {token.id} for {token.name!r} ({token.role}); it is shown only now:")
+    sys.stdout.write(secret + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List tokens (never their secrets). Example: rollwise tokens list"""
+    _, _, tokens = _open(store)
+    rows = [t.to_dict() for t in tokens.list()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="API tokens")
+    for column in ("id", "name", "role", "created", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["id"]), row["name"], row["role"], _when(row["created_at"]),
+                      _when(row["revoked_at"]) if row["revoked_at"] else "-")
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `tokens list`.")],
+                  store: StoreOpt = None) -> None:
+    """Revoke a token; requests with it get 401 from then on. Example: rollwise tokens revoke 3"""
+    _, audit, tokens = _open(store)
+    before = tokens.get(token_id)
+    if before is None:
+        err_console.print(f"error: no token with id {token_id}")
+        raise typer.Exit(1)
+    token = tokens.revoke(token_id)
+    audit.append(actor=_local_actor(), role="local", action="tokens.revoke", target=f"token:{token_id}",
+                 before=before.to_dict(), after=token.to_dict())
+    console.print(f"token {token_id} ({token.name}) revoked")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@audit_app.command("verify")
+def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Recompute the hash chain. Exit 0 if intact; else exit 1 naming the first edited, removed or moved row.
+
+    Example: rollwise audit verify --store postgresql://postgres@127.0.0.1/rollwise
+    """
+    _, audit, _ = _open(store)
+    report = audit.verify()
+    if as_json:
+        _print_json({"ok": report.ok, "rows": report.rows, "head": report.head,
+                     "first_bad_row": report.problem.row_id if report.problem else None,
+                     "problem": str(report.problem) if report.problem else None})
+    elif report.ok:
+        console.print(f"audit log intact: {report.rows} row(s), head {report.head or '(empty)'}", highlight=False)
+    else:
+        err_console.print(f"audit log BROKEN: {report.problem}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option(help="Newest N rows.")] = 50,
+    target: Annotated[str | None, typer.Option(help="Only this target (rollout name, token:ID, flag:KEY).")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who did what, when, before/after and why; refused attempts are marked DENIED.
+
+    Example: rollwise audit list --target checkout
+    """
+    _, audit, _ = _open(store)
+    entries = list(reversed(audit.entries(target, limit, newest_first=True)))
+    if as_json:
+        _print_json([e.to_dict() for e in entries])
+        return
+    for e in entries:
+        outcome = "DENIED " if e.denied else ""
+        change = _change_text(e.before, e.after)
+        reason = f"  reason: {e.reason}" if e.reason else ""
+        console.print(f"#{e.id:<5} {_when(e.at)} {e.actor:<20} {e.role:<9} {outcome}{e.action} {e.target}"
+                      f"{change}{reason}", markup=False, highlight=False)
+
+
+def _change_text(before: Any, after: Any) -> str:
+    if isinstance(after, dict) and after.get("outcome") == "denied":
+        return f"  ({after.get('status')}: {after.get('error')})"
+    keys = ("phase", "canary_weight")
+    if isinstance(before, dict) and isinstance(after, dict) and any(k in after for k in keys):
+        parts = [f"{k} {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
+        return "  " + ", ".join(parts) if parts else ""
+    return ""
+
+
+def _when(ts: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(audit_app, name="audit")
+
+
+# --------------------------------------------------------------------------- --server mode
+
+
+def _client(server: str, token: str | None) -> Any:
+    from rollwise.api.client import ControlPlaneClient
+
+    return ControlPlaneClient(server, token)
+
+
+def _fail(exc: Any, not_found: str | None = None) -> typer.Exit:
+    """Print an API error like local mode would and choose its exit code."""
+    if exc.problems:
+        for line in exc.problems:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return typer.Exit(2)
+    if exc.status == 404 and not_found:
+        err_console.print(f"error: no rollout named {not_found!r}")
+    else:
+        err_console.print(f"error: {exc.message}" + (f" (HTTP {exc.status})" if exc.status else ""),
+                          markup=False, highlight=False)
+    return typer.Exit(1)
+
+
+def remote_start(server: str, token: str | None, file: Path, wait: bool, commit_time: str | None,
+                 max_seconds: float | None, output: str) -> None:
+    from rollwise.api.client import ApiError
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    with _client(server, token) as client:
+        try:
+            summary = client.start(text, source=str(file), commit_time=commit_time)
+            if wait:
+                summary = _watch(client, summary["name"], output, max_seconds)
+        except ApiError as exc:
+            raise _fail(exc) from None
+    _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
+    if summary["phase"] in ("RolledBack", "Aborted"):
+        raise typer.Exit(3)
+
+
+def _watch(client: Any, name: str, output: str, max_seconds: float | None) -> dict[str, Any]:
+    """Follow a rollout the server drives: print its events until it ends (or time runs out)."""
+    started = time.monotonic()
+    seen = 0
+    while True:
+        summary: dict[str, Any] = client.status(name)
+        for event in client.events(name, seen):
+            seen = event["seq"]
+            if output != "json":
+                console.print(f"[dim]{name}[/] {event['type']}: {event['message']}", highlight=False)
+        if summary["phase"] in ("Succeeded", "RolledBack", "Aborted"):
+            return summary
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            return summary
+        time.sleep(1.0)
+
+
+def remote_status(server: str, token: str | None, name: str, output: str) -> None:
+    from rollwise.api.client import ApiError
+
+    with _client(server, token) as client:
+        try:
+            summary = client.status(name)
+        except ApiError as exc:
+            raise _fail(exc, name) from None
+    summary.pop("spec", None)
+    summary.pop("route", None)
+    if output == "json":
+        _print_json(summary)
+        return
+    for key, value in summary.items():
+        console.print(f"{key:>15}: {value}", highlight=False)
+
+
+def remote_list(server: str, token: str | None, active: bool, output: str) -> None:
+    from rollwise.api.client import ApiError
+
+    with _client(server, token) as client:
+        try:
+            rows = client.list(active)
+        except ApiError as exc:
+            raise _fail(exc) from None
+    if output == "json":
+        _print_json(rows)
+        return
+    table = Table(title=f"rollwise @ {server}")
+    for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["phase"], r["stable"], r["canary"], f"{r['canary_weight']:g}%", str(r["step"]),
+                      r["last_verdict"] or "-")
+    console.print(table)
+
+
+def remote_command(server: str, token: str | None, name: str, command: str, reason: str, output: str,
+                   full: bool = False) -> None:
+    from rollwise.api.client import ApiError
+
+    with _client(server, token) as client:
+        try:
+            summary = client.command(name, command, reason=reason, full=full)
+        except ApiError as exc:
+            raise _fail(exc, name) from None
+    _print_summary(summary, output, f"{summary['name']}: {command} recorded; phase {summary['phase']}")
+
+
+def remote_update(server: str, token: str | None, name: str, file: Path, reason: str, output: str) -> None:
+    from rollwise.api.client import ApiError
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    with _client(server, token) as client:
+        try:
+            summary = client.update(name, text, source=str(file), reason=reason)
+        except ApiError as exc:
+            if exc.status == 409:
+                err_console.print(f"error: {exc.message}")
+                raise typer.Exit(2) from None
+            raise _fail(exc, name) from None
+    _print_summary(summary, output, f"{summary['name']}: spec updated")
+
+
+def remote_history(server: str, token: str | None, name: str | None, output: str) -> None:
+    from datetime import UTC, datetime
+
+    from rollwise.api.client import ApiError
+
+    with _client(server, token) as client:
+        try:
+            events = client.events(name)
+        except ApiError as exc:
+            raise _fail(exc, name) from None
+    if output == "json":
+        _print_json(events)
+        return
+    for e in events:
+        when = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(f"{when} {e['rollout']:<14} #{e['seq']:<4} {e['actor']:<10} {e['type']:<12} {e['message']}",
+                      markup=False, highlight=False)
+
+
+def _print_summary(summary: dict[str, Any], output: str, text: str) -> None:
+    if output == "json":
+        _print_json(summary)
+    else:
+        console.print(text, highlight=False)
