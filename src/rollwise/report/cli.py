@@ -1,0 +1,138 @@
+"""``rollwise report`` and ``rollwise metrics``: the postmortem of one rollout, and delivery metrics
+over the store's history. Mounted on the main CLI by ``register(app)``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ReportFormat(StrEnum):
+    md = "md"
+    html = "html"
+    text = "text"
+
+
+class MetricsOutput(StrEnum):
+    text = "text"
+    json = "json"
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
+]
+
+
+def _open(url: str | None) -> Any:
+    from rollwise.wiring import open_store
+
+    return open_store(url)
+
+
+def report(
+    name: Annotated[str, typer.Argument(help="Rollout name.")],
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="md, html, or text (the RCA only).")] = (
+        ReportFormat.md),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE (default: stdout).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Postmortem of a rollout: timeline, weights, canary vs baseline charts, decisions, RCA, follow-ups.
+
+    Example: rollwise report checkout --format html -o checkout.html
+    """
+    from rollwise.core.protocols import NotFoundError
+    from rollwise.report.postmortem import load_postmortem, to_html, to_markdown
+
+    try:
+        pm = load_postmortem(_open(store), name)
+    except NotFoundError:
+        err_console.print(f"error: no rollout named {name!r}")
+        raise typer.Exit(1) from None
+    if format == ReportFormat.html:
+        text = to_html(pm)
+    elif format == ReportFormat.md:
+        text = to_markdown(pm)
+    else:
+        text = pm.rca.text() + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {output} ({len(text):,} bytes)")
+
+
+def _fmt_seconds(value: float | None) -> str:
+    from rollwise.core.units import format_duration
+
+    return "—" if value is None else format_duration(value)
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def metrics(
+    service: Annotated[str | None, typer.Option("--service", "-s", help="Only this service.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Window, e.g. 30d or 12h (default: all history).")] = (
+        None),
+    output: Annotated[MetricsOutput, typer.Option("--output", "-o", help="text or json")] = MetricsOutput.text,
+    store: StoreOpt = None,
+) -> None:
+    """Delivery metrics (deployment frequency, change failure rate, recovery time, rollbacks, lead time,
+    observability) per service and overall, with DORA performance bands.
+
+    Example: rollwise metrics --since 30d --output json
+    """
+    from rollwise.core.units import parse_duration
+    from rollwise.report.metrics import delivery_metrics
+
+    since_s = None
+    if since is not None:
+        try:
+            since_s = parse_duration(since)
+        except ValueError as exc:
+            err_console.print(f"error: --since: {exc}")
+            raise typer.Exit(2) from None
+    data = delivery_metrics(_open(store), service=service, since_s=since_s)
+    if output == MetricsOutput.json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    table = Table(title="rollwise delivery metrics" + (f" — {service}" if service else ""))
+    for column in ("scope", "releases", "deploys/day", "change failure", "recovery (median)", "rollbacks/week",
+                   "lead time (median)", "observability"):
+        table.add_column(column)
+    scopes = [("all services", data["overall"]), *data["services"].items()]
+    for scope, m in scopes:
+        dora = m["dora"]
+        table.add_row(
+            scope, str(m["releases_ended"]),
+            _fmt(m["deployment_frequency_per_day"], "{:.2f}") + (f" ({dora['deployment_frequency']})"
+                                                                  if dora["deployment_frequency"] else ""),
+            _fmt(m["change_failure_rate"], "{:.0%}") + (f" ({dora['change_failure_rate']})"
+                                                         if dora["change_failure_rate"] else ""),
+            _fmt_seconds(m["recovery_time_s"]["median"]) + (f" ({dora['recovery_time']})"
+                                                             if dora["recovery_time"] else ""),
+            _fmt(m["rollback_frequency_per_week"], "{:.2f}"),
+            _fmt_seconds(m["lead_time_s"]["median"]) + (f" ({dora['lead_time']})" if dora["lead_time"] else ""),
+            _fmt(m["release_observability"], "{:.0%}"),
+        )
+    console.print(table)
+    console.print("Bands: DORA 2023 clusters (elite/high/medium/low). Definitions: rollwise metrics --output json",
+                  style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+    app.command("metrics")(metrics)
