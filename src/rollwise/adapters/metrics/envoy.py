@@ -25,6 +25,7 @@ from rollwise.core.model import VersionStats, Window, WindowQuery
 
 _CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
+MIRROR_SUFFIX = "-shadow"  # EnvoyRouter's cluster for mirrored copies sent via a comparator
 ClusterSnapshot = dict[str, Any]  # {"xx": {"2": n}, "buckets": [[le, n]], "sum": ms, "count": n}
 
 
@@ -48,7 +49,7 @@ def parse_cluster_stats(text: str, clusters: set[str]) -> dict[str, ClusterSnaps
             if cluster not in clusters:
                 continue
             entry = snap(cluster)
-            if sample.name == "envoy_cluster_upstream_rq_xx":
+            if family.name == "envoy_cluster_upstream_rq_xx":  # samples may carry a "_total" suffix
                 entry["xx"][sample.labels["envoy_response_code_class"]] = int(sample.value)
             elif sample.name.endswith("_bucket"):
                 le = sample.labels["le"]
@@ -127,7 +128,8 @@ class EnvoyMetricSource:
         self._http.close()
 
     def snapshot(self, rollout: str, versions: list[str]) -> dict[str, ClusterSnapshot]:
-        clusters = {self._cluster_name(rollout, v) for v in versions}
+        names = [self._cluster_name(rollout, v) for v in versions]
+        clusters = set(names) | {name + MIRROR_SUFFIX for name in names}
         pattern = "|".join(re.escape(c) for c in sorted(clusters))
         response = self._http.get(
             f"{self.admin_url}/stats/prometheus",
@@ -162,6 +164,10 @@ class EnvoyMetricSource:
 
         def stats(version: str) -> VersionStats | None:
             name = self._cluster_name(query.rollout, version)
+            if name not in clusters:
+                # Only mirrored (shadow) traffic: its cluster points at a comparator that answers
+                # with the shadow's status, so that cluster's stats are the shadow's.
+                name += MIRROR_SUFFIX
             if name not in clusters:
                 return None
             # A cluster missing from the previous scrape was created since: it started at zero.
