@@ -21,7 +21,7 @@ from rollwise.flags.definitions import (
     validate_document,
 )
 from rollwise.flags.jsonlogic import STANDARD_OPERATORS, Compiler, Rule
-from rollwise.flags.operators import FLAGD_OPERATORS, FRACTIONAL_VERSIONS
+from rollwise.flags.operators import FLAGD_OPERATORS, FRACTIONAL_VERSIONS, direct_fractional
 
 OPERATORS = {**STANDARD_OPERATORS, **FLAGD_OPERATORS}
 
@@ -129,7 +129,8 @@ def compile_flag(
         return build(CompiledFlagArgs(lambda _c, _d: static, static, []))
 
     compiler = Compiler(key, OPERATORS, fractional_version, clock)
-    rule: Rule = compiler.compile(_substitute_refs(flag.targeting, evaluators))
+    rule_json = _substitute_refs(flag.targeting, evaluators)
+    rule: Rule = compiler.compile(rule_json)
     matches = {name: Resolution(v, name, TARGETING_MATCH, None, md) for name, v in variants.items()}
     bool_matches = {b: matches[str(b).lower()] for b in (True, False) if str(b).lower() in matches}
 
@@ -161,7 +162,21 @@ def compile_flag(
             f"flag {key!r}: targeting chose {out!r}, which is not a variant",
         )
 
-    return build(CompiledFlagArgs(targeted, None, compiler.problems))
+    evaluate: Evaluate = targeted
+    if list(rule_json) == ["fractional"] and isinstance(rule_json["fractional"], list):
+
+        def outcome(variant: Any) -> Resolution | None:
+            if isinstance(variant, bool):
+                return bool_matches.get(variant)
+            return matches.get(variant) if isinstance(variant, str) else None
+
+        def on_null(default: Any) -> Resolution:
+            return default_result if default_result is not None else Resolution(default, None, DEFAULT, None, md)
+
+        fast = direct_fractional(rule_json["fractional"], compiler, outcome, on_null, targeted)
+        if fast is not None:
+            evaluate = fast
+    return build(CompiledFlagArgs(evaluate, None, compiler.problems))
 
 
 @dataclass

@@ -359,3 +359,103 @@ FLAGD_OPERATORS: dict[str, OperatorBuilder] = {
     "starts_with": _string_test("startswith"),
     "ends_with": _string_test("endswith"),
 }
+
+
+# --- whole-flag fast path -------------------------------------------------------------------------------
+
+
+def direct_fractional(
+    args: list[Any],
+    c: Compiler,
+    outcome: Callable[[Any], Any],
+    on_null: Callable[[Any], Any],
+    fallback: Callable[[Any, Any], Any],
+) -> Callable[[Any, Any], Any] | None:
+    """For a flag whose whole targeting is one `fractional` with literal buckets, a single closure
+    `(context, default) -> outcome` that goes from context to the bucket's precomputed outcome without
+    intermediate calls; None when the shape needs the general path (nested rules, v1, computed seeds).
+
+    This is the rollout hot path, so hashing, bucketing and the result lookup are inlined here.
+    """
+    version = c.fractional_version
+    if version == 1 or not args:
+        return None
+    first = args[0]
+    if isinstance(first, list):
+        seed_key, raw_buckets = None, args
+    elif (
+        isinstance(first, dict)
+        and list(first) == ["var"]
+        and isinstance(first["var"], str)
+        and first["var"]
+        and "." not in first["var"]
+        and not first["var"].startswith("$flagd")
+    ):
+        seed_key, raw_buckets = first["var"], args[1:]
+    else:
+        return None
+    if not all(is_literal(b) for b in raw_buckets):
+        return None
+    buckets = _parse_buckets(raw_buckets)
+    if buckets is None or any(outcome(v) is None for v, _ in buckets):
+        return None
+    total = sum(w for _, w in buckets)
+    ends = []
+    end = 0
+    for variant, w in buckets:
+        end += w
+        ends.append((end, outcome(variant)))
+    heads, hash_, cbor_text = _TEXT_HEADS, _hash, _cbor_text
+    first_end, first_out = ends[0]
+    second_out = ends[1][1] if len(ends) > 1 else None
+    two = len(ends) == 2
+
+    def pick(h: int, default: Any) -> Any:
+        point = (h * total) >> 32
+        if two:
+            return first_out if point < first_end else second_out
+        for e, out in ends:
+            if point < e:
+                return out
+        return on_null(default)
+
+    if seed_key is None and version == 3:
+        prefix = b"\x82" + _cbor_text(c.flag_key.encode("utf-8", "surrogatepass"))
+
+        def shorthand_v3(ctx: Any, default: Any) -> Any:
+            tk = ctx.get("targetingKey")
+            if tk.__class__ is not str or not tk:
+                return on_null(default)
+            data = tk.encode("utf-8", "surrogatepass")
+            n = len(data)
+            h = hash_(prefix + heads[n] + data if n < 24 else prefix + cbor_text(data), 0, False)
+            if two:
+                return first_out if (h * total) >> 32 < first_end else second_out
+            return pick(h, default)
+
+        return shorthand_v3
+    if seed_key is None:
+        flag_key = c.flag_key
+
+        def shorthand_v2(ctx: Any, default: Any) -> Any:
+            tk = ctx.get("targetingKey")
+            if tk.__class__ is not str:
+                return on_null(default)
+            return pick(hash_(flag_key + tk, 0, False), default)
+
+        return shorthand_v2
+    seed_hash = _seed_hasher(version)
+    name = seed_key
+
+    def seeded(ctx: Any, default: Any) -> Any:
+        seed = ctx.get(name)
+        if version == 3 and seed.__class__ is list:
+            return fallback(ctx, default)  # a list seed means "these are buckets": general semantics
+        h = seed_hash(seed)
+        if h is None:
+            return on_null(default)
+        if two:
+            return first_out if (h * total) >> 32 < first_end else second_out
+        return pick(h, default)
+
+    return seeded
