@@ -89,7 +89,7 @@ def test_deployer_reports_a_version_that_dies_with_its_log(tmp_path: Path) -> No
 def test_deployer_gives_up_on_a_version_that_never_gets_healthy(tmp_path: Path) -> None:
     deployer = LocalProcessDeployer(tmp_path)
     never = VersionRef(name="v4", command=f"{sys.executable} -c 'import time; time.sleep(60)'", readyTimeout="1s")
-    with pytest.raises(DeployError, match="not ready within 1.0s"):
+    with pytest.raises(DeployError, match=r"not ready within 1\.0s"):
         deployer.ensure("shop", never)
     assert deployer.pid("shop", "v4") is None
 
