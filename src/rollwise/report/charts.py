@@ -43,6 +43,7 @@ class Chart:
     height: int = 240
     y_min: float | None = 0.0
     y_max: float | None = None
+    x_start: float | None = 0.0  # seconds since the rollout began; None: the first point
     x_end: float | None = None
 
 
@@ -66,6 +67,17 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
+_TIME_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def time_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Tick times on clock-friendly steps (10 s, 1 min, 15 min, 1 h …) covering [low, high]."""
+    span = max(high - low, 1.0)
+    step = next((s for s in _TIME_STEPS if span / s <= count), _TIME_STEPS[-1] * math.ceil(span / 86400 / count))
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) // step) + 1)]
+
+
 def format_clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds >= 3600:
@@ -80,7 +92,7 @@ def render(chart: Chart) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [x for s in chart.series for x, _ in s.points] + [m.x for m in chart.markers]
     ys = [y for s in chart.series for _, y in s.points if y is not None and math.isfinite(y)]
-    x_lo = min(xs) if xs else 0.0
+    x_lo = chart.x_start if chart.x_start is not None else (min(xs) if xs else 0.0)
     x_hi = max([*xs, chart.x_end or 0.0]) if xs else 1.0
     if x_hi <= x_lo:
         x_hi = x_lo + 1.0
@@ -109,8 +121,10 @@ def render(chart: Chart) -> str:
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{PALETTE["grid"]}"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
                    f'fill="{PALETTE["axis"]}">{escape(chart.y_format(tick))}</text>')
-    for tick in nice_ticks(0.0, x_hi - x_lo, 6):
-        x = px(x_lo + tick)
+    for tick in time_ticks(x_lo, x_hi):
+        x = px(tick)
+        if x < left - 0.5:
+            continue
         if x > left + plot_w + 0.5:
             break
         out.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="11" text-anchor="middle" '
@@ -121,7 +135,9 @@ def render(chart: Chart) -> str:
         x = px(marker.x)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="{marker.color}" '
                    'stroke-dasharray="3 3"/>')
-        out.append(f'<text x="{x + 3:.1f}" y="{top + 10}" font-size="10" fill="{marker.color}">'
+        near_end = x > left + plot_w - 8 * len(marker.label)
+        anchor = f'x="{x - 3:.1f}" text-anchor="end"' if near_end else f'x="{x + 3:.1f}"'
+        out.append(f'<text {anchor} y="{top + 10}" font-size="10" fill="{marker.color}">'
                    f"{escape(marker.label)}</text>")
     for series in chart.series:
         for path in _paths(series, px, py, x_hi):

@@ -29,6 +29,21 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def escape_clip(text: str, limit: int) -> str:
+    """Escape for mrkdwn and clip to ``limit`` characters without cutting an entity in half."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    out, size = [], 0
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out) + "…"
+
+
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
 
@@ -52,7 +67,7 @@ def slack_message(notice: Notice) -> dict[str, Any]:
         fields.append(f"*Region*\n{escape(notice.region)}")
     blocks.append({"type": "section",
                    "fields": [{"type": "mrkdwn", "text": clip(f, MAX_FIELD)} for f in fields[:MAX_FIELDS]]})
-    blocks.append(_section(escape(notice.summary)))
+    blocks.append(_section(escape_clip(notice.summary, MAX_SECTION)))
     if notice.culprit is not None:
         culprit = notice.culprit
         lines = [f"*Culprit metric: {escape(culprit.name)}* ({escape(culprit.test)} test)"]
