@@ -219,3 +219,18 @@ def test_mirror_percentage_mirrors_about_that_share(envoy_router: EnvoyRouter, s
     ).text
     mirrored = int(stats.split(":")[1])
     assert 40 <= mirrored <= 130  # 20 % of 400 = 80; binomial sd = 8
+
+
+def test_route_upstreams_need_no_register_and_a_retired_canary_drops_out(
+    envoy_router: EnvoyRouter, start_service: ServiceFactory
+) -> None:
+    v1, v2 = start_service("v1"), start_service("v2")
+    upstreams = {"v1": v1.address, "v2": v2.address}
+    envoy_router.apply("shop", RouteState(stable="v1", canary="v2", canary_weight=100, upstreams=upstreams))
+    assert versions_seen(envoy_router.listen_url, 10) == Counter({"v2": 10})
+
+    # Rolled back and v2 stopped: the engine drops v2 from upstreams, weight 0.
+    envoy_router.apply("shop", RouteState(stable="v1", canary="v2", canary_weight=0, upstreams={"v1": v1.address}))
+    assert versions_seen(envoy_router.listen_url, 10) == Counter({"v1": 10})
+    with pytest.raises(RouterError, match="'v2' has no upstream"):
+        envoy_router.apply("shop", RouteState(stable="v1", canary="v2", canary_weight=5, upstreams={"v1": v1.address}))

@@ -97,7 +97,8 @@ def _default_binary() -> str:
 
 @dataclass
 class _RolloutState:
-    upstreams: dict[str, str] = field(default_factory=dict)  # version -> host:port
+    registered: dict[str, str] = field(default_factory=dict)  # version -> host:port, via register()
+    upstreams: dict[str, str] = field(default_factory=dict)  # registered + the route's own upstreams
     mirror_upstreams: dict[str, str] = field(default_factory=dict)  # version -> comparator host:port
     route: RouteState | None = None
     primary: bool = False  # owns the "*" virtual host
@@ -241,6 +242,19 @@ def render_route_config(rollouts: dict[str, _RolloutState], version: str) -> dic
             }
         ],
     }
+
+
+def _without_retired_canary(route: RouteState, upstreams: dict[str, str]) -> RouteState:
+    """A canary at weight 0 whose process was stopped (rolled back, retired) is simply gone."""
+    if (
+        route.canary is not None
+        and route.canary not in upstreams
+        and route.canary_weight == 0
+        and not route.header_routes
+        and route.mirror_to != route.canary
+    ):
+        return route.model_copy(update={"canary": None})
+    return route
 
 
 def clusters_needed(rollouts: dict[str, _RolloutState]) -> dict[str, str]:
@@ -433,7 +447,7 @@ class EnvoyRouter:
         """Tell the router where a version listens (the deployer's answer)."""
         split_address(address)
         with self._lock:
-            self._state(rollout).upstreams[version] = address
+            self._state(rollout).registered[version] = address
 
     def register_mirror_target(self, rollout: str, version: str, address: str) -> None:
         """Send mirrored copies for ``version`` to ``address`` (e.g. a ShadowComparator) instead."""
@@ -450,13 +464,14 @@ class EnvoyRouter:
         with self._lock:
             self._ensure_running()
             state = self._state(rollout)
-            previous = state.route
-            state.route = route
+            previous = state.route, state.upstreams
+            state.upstreams = {**state.registered, **route.upstreams}
+            state.route = route = _without_retired_canary(route, state.upstreams)
             try:
                 desired = clusters_needed(self._rollouts)
                 routes = render_route_config(self._rollouts, "")
             except BaseException:
-                state.route = previous
+                state.route, state.upstreams = previous
                 raise
             body = json.dumps(routes["resources"], sort_keys=True)
             try:
@@ -467,7 +482,7 @@ class EnvoyRouter:
                     self._push_routes()
                     self._rds_body = body
             except BaseException:
-                state.route = previous
+                state.route, state.upstreams = previous
                 raise
             if desired != self._clusters:
                 # In-flight requests on a cluster finish before it disappears.
@@ -566,7 +581,7 @@ class EnvoyRouter:
                     f"(it shows {now.version if now else 'nothing'})"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 2, 0.005)
 
     def _read_counters(self, prefix: str) -> _XdsCounters:
         stats = self._stats(rf"^{re.escape(prefix)}\.(version_text|update_rejected|update_failure)$")
