@@ -7,7 +7,7 @@ default; this one stays for teams that want exactly the behaviour they know.
 
 from __future__ import annotations
 
-from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats
+from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
 from rollwise.core.units import format_percent
 from rollwise.spec.models import AnalysisSpec, MetricSpec
 
@@ -37,6 +37,34 @@ def _fmt(metric: MetricSpec, value: float | None) -> str:
 class ThresholdJudge:
     def __init__(self, analysis: AnalysisSpec):
         self.analysis = analysis
+        self._checked: dict[tuple[float, float], tuple[list[str], list[MetricResult]]] = {}
+
+    def _check_window(self, window: Window) -> tuple[list[str], list[MetricResult]]:
+        """Checks of one window; memoised, since a stage's windows are judged again every tick."""
+        key = (window.start, window.end)
+        cached = self._checked.get(key)
+        if cached is not None:
+            return cached
+        assert window.canary is not None and window.baseline is not None
+        analysis = self.analysis
+        failed: list[str] = []
+        results: list[MetricResult] = []
+        for metric in analysis.metrics:
+            ok, text = self._check(metric, window.canary, window.baseline)
+            results.append(MetricResult(
+                metric=metric.name, test="threshold", action=Action.CONTINUE if ok else Action.ROLLBACK,
+                statistic=_observed(metric, window.canary),
+                threshold=metric.slo.value if metric.slo else None,
+                canary={"requests": window.canary.requests, "errors": window.canary.errors},
+                baseline={"requests": window.baseline.requests, "errors": window.baseline.errors},
+                params={"failureLimit": analysis.failureLimit}, summary=text,
+            ))
+            if not ok:
+                failed.append(text)
+        if len(self._checked) > 10_000:
+            self._checked.clear()
+        self._checked[key] = (failed, results)
+        return failed, results
 
     def _check(self, metric: MetricSpec, canary: VersionStats, baseline: VersionStats) -> tuple[bool, str]:
         value = _observed(metric, canary)
@@ -65,23 +93,10 @@ class ThresholdJudge:
         for window in context.windows:
             if not window.has_data:
                 continue
-            assert window.canary is not None and window.baseline is not None
+            assert window.canary is not None
             if window.canary.requests == 0:
                 continue
-            failed_now = []
-            results = []
-            for metric in analysis.metrics:
-                ok, text = self._check(metric, window.canary, window.baseline)
-                results.append(MetricResult(
-                    metric=metric.name, test="threshold", action=Action.CONTINUE if ok else Action.ROLLBACK,
-                    statistic=_observed(metric, window.canary),
-                    threshold=metric.slo.value if metric.slo else None,
-                    canary={"requests": window.canary.requests, "errors": window.canary.errors},
-                    baseline={"requests": window.baseline.requests, "errors": window.baseline.errors},
-                    params={"failureLimit": analysis.failureLimit}, summary=text,
-                ))
-                if not ok:
-                    failed_now.append(text)
+            failed_now, results = self._check_window(window)
             if failed_now:
                 failures += 1
             last_failed, last_results = failed_now, results

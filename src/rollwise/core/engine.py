@@ -80,6 +80,7 @@ class RolloutEngine:
         self.notifier = notifier
         self.deployer = deployer
         self._applied_route: dict[str, int] = {}
+        self._judge_cache: dict[str, Judge] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -292,7 +293,7 @@ class RolloutEngine:
             carry=dict(record.carry),
             run=record.run,
         )
-        verdict = self.judges(analysis).evaluate(context)
+        verdict = self._judge(analysis).evaluate(context)
         updated = record.model_copy(
             update={"last_window_end": now, "cursor": window.cursor, "updated_at": now}
         )
@@ -304,6 +305,29 @@ class RolloutEngine:
         if verdict.action == Action.ROLLBACK or str(verdict.action) != record.last_verdict:
             updated = self._record_decision(updated, verdict, change, canary_weight)
         return updated, verdict
+
+    def _close_window(self, record: RolloutRecord, change: _Change, now: float) -> RolloutRecord:
+        """End the current window at a stage boundary so the next stage's windows start fresh.
+
+        The closing window is kept under the old stage (charts show it); the source's cursor moves
+        to ``now`` so cumulative-counter sources diff the new stage against the right snapshot.
+        """
+        start = record.last_window_end if record.last_window_end is not None else now
+        if now > start:
+            window = self._collect(record, start, now)
+            change.windows.append((record.stage_index, window))
+            return record.model_copy(update={"last_window_end": now, "cursor": window.cursor})
+        return record.model_copy(update={"last_window_end": now})
+
+    def _judge(self, analysis: AnalysisSpec) -> Judge:
+        """One judge per analysis spec, so judges may memoise per-window work across ticks."""
+        key = analysis.model_dump_json()
+        judge = self._judge_cache.get(key)
+        if judge is None:
+            if len(self._judge_cache) > 64:
+                self._judge_cache.clear()
+            judge = self._judge_cache[key] = self.judges(analysis)
+        return judge
 
     def _collect(self, record: RolloutRecord, start: float, end: float) -> Window:
         query = WindowQuery(
@@ -457,6 +481,8 @@ class RolloutEngine:
             expanding = target > weight
             if expanding and not ready:
                 return current if change.events or change.windows else None
+            if analysis is not None and target != weight:
+                current = self._close_window(current, change, now)
             updated = self._set_route(current, change, canary_weight=target)
             stage = self._new_stage(current, verdict, now) if target != weight else {}
             updated = self._next_step(updated, now, **stage)

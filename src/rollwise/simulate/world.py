@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri
 
 from rollwise.core.model import RouteState, VersionStats, Window, WindowQuery
 
@@ -21,7 +21,8 @@ BUCKETS_MS: tuple[float, ...] = (
     0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 100, 125, 150, 200, 250,
     300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000, math.inf,
 )
-_Z99 = float(norm.ppf(0.99))
+_Z99 = float(ndtri(0.99))
+_FINITE_EDGES = np.log(np.array([b for b in BUCKETS_MS if math.isfinite(b)]))
 
 
 @dataclass
@@ -135,8 +136,7 @@ class SimulatedWorld:
         errors = int(self.rng.binomial(n, error_rate))
         mu = math.log(p50)
         sigma = max(1e-6, (math.log(p99) - mu) / _Z99)
-        edges = np.array([b for b in BUCKETS_MS if math.isfinite(b)])
-        cdf = norm.cdf((np.log(edges) - mu) / sigma)
+        cdf = ndtr((_FINITE_EDGES - mu) / sigma)
         probs = np.diff(np.concatenate(([0.0], cdf, [1.0])))
         counts = self.rng.multinomial(n, np.clip(probs, 0, None) / probs.sum())
         cumulative = np.cumsum(counts)
@@ -144,7 +144,7 @@ class SimulatedWorld:
         visits = n
         checkouts = int(self.rng.binomial(visits, conversion))
         if truth:
-            p_slow = float(1.0 - norm.cdf((math.log(self.latency_slo_ms) - mu) / sigma))
+            p_slow = float(1.0 - ndtr((math.log(self.latency_slo_ms) - mu) / sigma))
             slow_ok = int(self.rng.binomial(n - errors, p_slow)) if n > errors else 0
             self.truth.canary_requests += n
             self.truth.canary_errors += errors

@@ -11,6 +11,9 @@ from rollwise.core.protocols import ConflictError, NotFoundError
 
 
 class MemoryStore:
+    """Records are pydantic models the engine never mutates (it always ``model_copy(update=…)``),
+    so they are stored and returned as they are, without copies: the simulator's hot path."""
+
     def __init__(self) -> None:
         self._records: dict[str, RolloutRecord] = {}
         self._events: list[Event] = []
@@ -28,13 +31,13 @@ class MemoryStore:
             self._records[record.name] = stored
             self._windows[record.name] = []
             self._append(events)
-            return stored.model_copy(deep=True)
+            return stored
 
     def get(self, name: str) -> RolloutRecord:
         with self._lock:
             if name not in self._records:
                 raise NotFoundError(name)
-            return self._records[name].model_copy(deep=True)
+            return self._records[name]
 
     def save(
         self,
@@ -50,11 +53,11 @@ class MemoryStore:
                 raise ConflictError(
                     f"rollout {record.name!r} changed (revision {current.revision}, had {record.revision})"
                 )
-            stored = record.model_copy(update={"revision": record.revision + 1}, deep=True)
+            stored = record.model_copy(update={"revision": record.revision + 1})
             self._records[record.name] = stored
             self._append(events)
             self._windows.setdefault(record.name, []).extend(windows)
-            return stored.model_copy(deep=True)
+            return stored
 
     def _append(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -64,7 +67,7 @@ class MemoryStore:
 
     def list(self, active_only: bool = False) -> list[RolloutRecord]:
         with self._lock:
-            records = [r.model_copy(deep=True) for r in self._records.values()]
+            records = list(self._records.values())
         if active_only:
             records = [r for r in records if not r.phase.terminal]
         return sorted(records, key=lambda r: r.created_at)
