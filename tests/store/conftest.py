@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, home of the shared pg helper
-
-from pg import postgres_schema, postgres_url
-
-__all__ = ["postgres_url"]
+from pg import postgres_schema  # tests/conftest.py puts tests/ on sys.path and provides postgres_url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty database of each kind, private to the test."""
     if request.param == "sqlite":
