@@ -119,8 +119,11 @@ def test_kill_reaches_ofrep_client_sse_subscriber_and_provider_within_budget(tmp
             assert sse_ready.wait(5), "SSE stream did not open"
 
             kill = subprocess.run(
-                [sys.executable, "-m", "rollwise.flags.cli", "kill", "new-checkout", "--file", str(flags_file)]
-                + ["--reason", "checkout errors spiking", "--actor", "oncall@example.com"],
+                [
+                    *(sys.executable, "-m", "rollwise.flags.cli", "kill", "new-checkout"),
+                    *("--file", str(flags_file), "--reason", "checkout errors spiking"),
+                    *("--actor", "oncall@example.com"),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=30,

@@ -318,7 +318,10 @@ def _build_if(args: list[Any], c: Compiler) -> Rule:
         cond, then, other = parts
 
         def if3(d: Any) -> Any:
-            return then(d) if truthy(cond(d)) else other(d)
+            c = cond(d)
+            if c is True or (c is not False and c is not None and truthy(c)):
+                return then(d)
+            return other(d)
 
         return if3
     pairs = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]

@@ -336,19 +336,27 @@ def build_sem_ver(args: list[Any], c: Compiler) -> Rule:
 # --- starts_with / ends_with ----------------------------------------------------------------------------
 
 
-def _string_test(method: str) -> OperatorBuilder:
+def _string_test(test: Callable[[str, str], bool]) -> OperatorBuilder:
     def build(args: list[Any], c: Compiler) -> Rule:
         if len(args) != 2:
             return lambda _d: None
         subject, affix = c.compile_all(args)
+        if isinstance(args[1], str):
+            const = args[1]
 
-        def test(d: Any) -> bool | None:
+            def test_const(d: Any) -> bool | None:
+                s = subject(d)
+                return test(s, const) if s.__class__ is str else None
+
+            return test_const
+
+        def test_any(d: Any) -> bool | None:
             s, a = subject(d), affix(d)
             if s.__class__ is not str or a.__class__ is not str:
                 return None
-            return getattr(s, method)(a)  # type: ignore[no-any-return]
+            return test(s, a)
 
-        return test
+        return test_any
 
     return build
 
@@ -356,8 +364,8 @@ def _string_test(method: str) -> OperatorBuilder:
 FLAGD_OPERATORS: dict[str, OperatorBuilder] = {
     "fractional": build_fractional,
     "sem_ver": build_sem_ver,
-    "starts_with": _string_test("startswith"),
-    "ends_with": _string_test("endswith"),
+    "starts_with": _string_test(str.startswith),
+    "ends_with": _string_test(str.endswith),
 }
 
 
@@ -405,15 +413,17 @@ def direct_fractional(
     for variant, w in buckets:
         end += w
         ends.append((end, outcome(variant)))
-    heads, hash_, cbor_text = _TEXT_HEADS, _hash, _cbor_text
+    hash_, cbor_text = _hash, _cbor_text
     first_end, first_out = ends[0]
     second_out = ends[1][1] if len(ends) > 1 else None
     two = len(ends) == 2
+    # floor(h * total / 2**32) < first_end  <=>  h < ceil(first_end * 2**32 / total): one comparison.
+    threshold = -(-(first_end << 32) // total)
 
     def pick(h: int, default: Any) -> Any:
-        point = (h * total) >> 32
         if two:
-            return first_out if point < first_end else second_out
+            return first_out if h < threshold else second_out
+        point = (h * total) >> 32
         for e, out in ends:
             if point < e:
                 return out
@@ -421,17 +431,33 @@ def direct_fractional(
 
     if seed_key is None and version == 3:
         prefix = b"\x82" + _cbor_text(c.flag_key.encode("utf-8", "surrogatepass"))
+        framed = tuple(prefix + head for head in _TEXT_HEADS)
+
+        def slow_key(tk: str) -> bytes:
+            data = tk.encode("utf-8", "surrogatepass")
+            n = len(data)
+            return framed[n] + data if n < 24 else prefix + cbor_text(data)
+
+        if two:
+
+            def shorthand_v3_two(ctx: Any, default: Any) -> Any:
+                tk = ctx.get("targetingKey")
+                if tk.__class__ is not str or not tk:
+                    return on_null(default)
+                try:
+                    data = tk.encode()
+                    key = framed[len(data)] + data
+                except (IndexError, UnicodeEncodeError):
+                    key = slow_key(tk)
+                return first_out if hash_(key, 0, False) < threshold else second_out
+
+            return shorthand_v3_two
 
         def shorthand_v3(ctx: Any, default: Any) -> Any:
             tk = ctx.get("targetingKey")
             if tk.__class__ is not str or not tk:
                 return on_null(default)
-            data = tk.encode("utf-8", "surrogatepass")
-            n = len(data)
-            h = hash_(prefix + heads[n] + data if n < 24 else prefix + cbor_text(data), 0, False)
-            if two:
-                return first_out if (h * total) >> 32 < first_end else second_out
-            return pick(h, default)
+            return pick(hash_(slow_key(tk), 0, False), default)
 
         return shorthand_v3
     if seed_key is None:
@@ -454,8 +480,6 @@ def direct_fractional(
         h = seed_hash(seed)
         if h is None:
             return on_null(default)
-        if two:
-            return first_out if (h * total) >> 32 < first_end else second_out
         return pick(h, default)
 
     return seeded
