@@ -226,13 +226,16 @@ class FlagRepository:
         """One poll: reload the file if it changed, then apply schedules that have come due."""
         if file_stamp(self.path) != self._served.stamp:
             self.reload()
-        due_at = controls.next_due(self._served.served_raw)
-        if due_at is not None and due_at <= self.clock():
-            if self.apply_schedules:
+        now = self.clock()
+        if self.apply_schedules:
+            # Judge by the file's document: the served view may already show a due schedule in memory.
+            if controls.due_schedules(self._served.raw, now):
                 self.apply_due_schedules()
-            else:
-                with self._lock:
-                    self._install(self._build(self._served.raw, self._served.stamp), "schedule")
+            return
+        due_at = controls.next_due(self._served.served_raw)
+        if due_at is not None and due_at <= now:
+            with self._lock:
+                self._install(self._build(self._served.raw, self._served.stamp), "schedule")
 
     def reload(self) -> bool:
         """Re-read the file; an invalid file is logged and ignored (the served configuration stays)."""
