@@ -3,18 +3,20 @@ OFREP routes when ``rollwise.flags.service`` is installed.
 
 The kill switch lives here (not only in the flags service) because it is a control-plane write:
 it needs the ``releaser`` role and an audit row like every other write. The flags service's own
-routes are mounted behind the same gate: OFREP evaluation (``/ofrep/...``) is the flags' data plane
-and stays open to applications; any other non-GET route of that service needs ``releaser``.
+routes (``create_flags_router``: OFREP under ``/ofrep/v1``, ``/flags…`` controls) are mounted behind
+the same roles: OFREP evaluation is the flags' data plane and needs any token (none while no token
+exists, on loopback); the service's other writes need ``releaser`` and are audited here too.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
-import inspect
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Request
+from starlette.concurrency import run_in_threadpool
 
 from rollwise.api.auth import Principal, Role, requires
 from rollwise.api.schemas import DENIED, CommandRequest
@@ -106,7 +108,7 @@ def _flag_target(request: Request) -> str:
 
 
 def _service_guard(request: Request) -> None:
-    """OFREP evaluation is open; the service's other writes need releaser and are audited on refusal."""
+    """OFREP evaluation is left to the service; its other routes need viewer (reads) or releaser (writes)."""
     path = request.url.path
     if path.startswith("/ofrep/"):
         return
@@ -114,41 +116,68 @@ def _service_guard(request: Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         gatekeeper.authorize(request, Role.viewer, None, path)
         return
-    gatekeeper.authorize(request, Role.releaser, f"flags.{request.method.lower()}", path)
+    key = request.path_params.get("key", "")
+    gatekeeper.authorize(request, Role.releaser, f"flag.{path.rstrip('/').rsplit('/', 1)[-1]}", f"flag:{key}")
 
 
-def _service_router(repo: Any) -> APIRouter | None:
-    """The flags service's router for ``repo``, if that module is installed."""
+def _token_check(tokens: Any) -> Any:
+    """The flags service's ``(token, scope) -> actor`` hook, answered by rollwise's API tokens and roles."""
+    needed = {"evaluate": Role.viewer, "admin": Role.releaser}
+
+    def check(token: str, scope: str) -> str | None:
+        found = tokens.resolve(token)
+        if found is None or Role[found.role] < needed.get(scope, Role.admin):
+            return None
+        return str(found.name)
+
+    return check
+
+
+def _service_router(repo: Any, tokens: Any) -> APIRouter | None:
+    """The flags service's router for ``repo``, if that module is installed.
+
+    While no token exists the service runs its own loopback-only rule; once tokens exist (at start)
+    it asks rollwise's tokens. Either way its writes also pass ``_service_guard`` (releaser).
+    """
     try:
         service = importlib.import_module("rollwise.flags.service")
-    except ImportError:
+        factory = service.create_flags_router
+    except (ImportError, AttributeError):
         return None
-    for name in ("create_router", "ofrep_router", "make_router", "router_for", "build_router"):
-        factory = getattr(service, name, None)
-        if factory is None:
-            continue
-        params = inspect.signature(factory).parameters
-        try:
-            built = factory(repo) if params else factory()
-        except TypeError:
-            continue
-        if isinstance(built, APIRouter):
-            return built
-    found = getattr(service, "router", None)
-    return found if isinstance(found, APIRouter) else None
+    check = _token_check(tokens) if tokens.any_exist() else None
+    built = factory(repo, token_check=check)
+    return built if isinstance(built, APIRouter) else None
 
 
 def mount(app: FastAPI, repo: Any) -> None:
     app.include_router(router)
     if repo is None:
         return
-    service = _service_router(repo)
+    service = _service_router(repo, app.state.tokens)
     if service is None:
         log.warning("rollwise.flags.service not found: serving the kill switch only, no OFREP routes")
         return
-    taken = {(getattr(r, "path", None), m) for r in app.routes for m in (getattr(r, "methods", None) or ())}
-    clash = [r for r in service.routes
-             if any((getattr(r, "path", None), m) in taken for m in (getattr(r, "methods", None) or ()))]
-    for route in clash:  # our audited kill switch wins over a same-path route of the service
-        service.routes.remove(route)
     app.include_router(service, dependencies=[Depends(_service_guard)])
+
+    @app.middleware("http")
+    async def audit_flag_writes(request: Request, call_next: Any) -> Any:
+        """Successful writes through the flags service's own routes get an audit row like ours do."""
+        path = request.url.path
+        parts = path.strip("/").split("/")
+        if request.method != "POST" or len(parts) != 3 or parts[0] != "flags":
+            return await call_next(request)
+        key, action = parts[1], parts[2]
+        before = copy.deepcopy(repo.document.get("flags", {}).get(key))
+        response = await call_next(request)
+        if response.status_code < 300:
+            gatekeeper = request.app.state.gatekeeper
+            try:
+                who = await run_in_threadpool(gatekeeper.identify, request)
+            except Exception:
+                who = None
+            after = repo.document.get("flags", {}).get(key)
+            await run_in_threadpool(
+                request.app.state.plane.audit.append, actor=who.name if who else "unknown",
+                role=who.role.name if who else "none", action=f"flag.{action}", target=f"flag:{key}",
+                before=before, after=after)
+        return response

@@ -192,13 +192,17 @@ class WhoAmI(BaseModel):
 
 
 class ProblemList(BaseModel):
-    detail: str
-    problems: list[str]
+    detail: str | list[dict[str, Any]] = Field(description="What was wrong (FastAPI's list for bad parameters)")
+    problems: list[str] = Field(default_factory=list, description="Spec problems as SOURCE:LINE: path: message")
 
 
 # OpenAPI ``responses=`` fragments shared by the routers.
 Responses = dict[int | str, dict[str, Any]]
-DENIED: Responses = {401: {"description": "No or unknown token"}, 403: {"description": "Role too low"}}
+DENIED: Responses = {
+    400: {"description": "The body is not parseable JSON"},
+    401: {"description": "No or unknown token"},
+    403: {"description": "Role too low"},
+}
 NOT_FOUND: Responses = {404: {"description": "No rollout of that name"}}
 CONFLICT: Responses = {409: {"description": "The command does not apply to the rollout's state"}}
 SPEC_PROBLEMS: Responses = {422: {"model": ProblemList, "description": "Invalid spec: every problem as SOURCE:LINE"}}

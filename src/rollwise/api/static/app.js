@@ -1,0 +1,439 @@
+// rollwise dashboard: plain JS over the JSON API; live updates from the SSE stream.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "rollwise.token";
+  const view = document.getElementById("view");
+  const notice = document.getElementById("notice");
+  const esc = Charts.esc;
+  const COLORS = { canary: "#d97706", baseline: "#2563eb", weight: "#7c3aed" };
+  const TERMINAL = new Set(["Succeeded", "RolledBack", "Aborted"]);
+  let route = { page: "rollouts" };
+  let stream = null;
+  let refreshTimer = null;
+
+  // ------------------------------------------------------------------ API
+
+  function token() { return localStorage.getItem(TOKEN_KEY) || ""; }
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (token()) headers.Authorization = "Bearer " + token();
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    if (!response.ok) {
+      let detail = data && data.detail !== undefined ? data.detail : response.statusText;
+      if (Array.isArray(detail)) detail = detail.map((d) => (d.loc || []).join(".") + ": " + d.msg).join("; ");
+      throw new ApiError(response.status, String(detail));
+    }
+    return data;
+  }
+
+  const STATUS_TEXT = { 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 409: "Not possible now", 422: "Invalid request", 503: "Unavailable" };
+
+  function showError(err) {
+    const status = err.status || 0;
+    const title = status ? `${status} ${STATUS_TEXT[status] || "Error"}` : "Error";
+    let hint = "";
+    if (status === 401) hint = " Set a token with the Token button.";
+    if (status === 403) hint = " Ask an admin for a token with a higher role.";
+    notice.className = "notice error";
+    notice.innerHTML = `<strong>${esc(title)}</strong> ${esc(err.message)}${esc(hint)}` +
+      `<button type="button" class="close" aria-label="Dismiss">×</button>`;
+    notice.hidden = false;
+  }
+
+  function showOk(message) {
+    notice.className = "notice ok";
+    notice.innerHTML = `${esc(message)}<button type="button" class="close" aria-label="Dismiss">×</button>`;
+    notice.hidden = false;
+  }
+
+  notice.addEventListener("click", (e) => { if (e.target.classList.contains("close")) notice.hidden = true; });
+
+  // ------------------------------------------------------------------ formatting
+
+  const pct = (v, digits = 2) => (v === null || v === undefined || !Number.isFinite(v) ? "–" : `${(v * 100).toFixed(digits)}%`);
+  const ms = (v) => (v === null || v === undefined ? "–" : `${v.toFixed(v < 10 ? 1 : 0)} ms`);
+  const num = (v) => (v === null || v === undefined ? "–" : Number(v).toLocaleString(undefined, { maximumFractionDigits: 4 }));
+  const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "–");
+
+  function ago(ts) {
+    if (!ts) return "–";
+    const s = Math.max(0, Date.now() / 1000 - ts);
+    if (s < 60) return `${Math.round(s)}s ago`;
+    if (s < 3600) return `${Math.round(s / 60)}m ago`;
+    if (s < 86400) return `${Math.round(s / 3600)}h ago`;
+    return `${Math.round(s / 86400)}d ago`;
+  }
+
+  function phaseBadge(phase) {
+    return `<span class="badge phase-${esc(String(phase).toLowerCase())}">${esc(phase)}</span>`;
+  }
+
+  function weightBar(r) {
+    const c = Math.max(0, Math.min(100, r.canary_weight));
+    return `<div class="weightbar" title="${esc(r.stable)} ${100 - c}% / ${esc(r.canary)} ${c}%">` +
+      `<span class="stable" style="width:${100 - c}%"></span><span class="canary" style="width:${c}%"></span></div>`;
+  }
+
+  // ------------------------------------------------------------------ pages
+
+  async function renderRollouts() {
+    view.innerHTML = `<section class="page-head"><h1>Rollouts</h1><p class="muted">Every release rollwise has run or is running, newest first. Weights move live.</p></section><div id="rollout-list" class="card">Loading…</div>`;
+    const rollouts = await api("GET", "/api/v1/rollouts");
+    rollouts.sort((a, b) => b.created_at - a.created_at);
+    const list = document.getElementById("rollout-list");
+    if (rollouts.length === 0) {
+      list.innerHTML = `<div class="empty">No rollouts yet. Start one with <code>rollwise rollout start spec.yaml --server ${esc(location.origin)}</code>.</div>`;
+      return;
+    }
+    list.innerHTML = `<table id="rollouts" class="table"><thead><tr><th>Rollout</th><th>Phase</th><th>Versions</th>` +
+      `<th class="wide">Traffic</th><th>Verdict</th><th>Updated</th></tr></thead><tbody>` +
+      rollouts.map(rowHtml).join("") + `</tbody></table>`;
+  }
+
+  function rowHtml(r) {
+    return `<tr data-rollout="${esc(r.name)}"><td><a href="#/rollouts/${encodeURIComponent(r.name)}">${esc(r.name)}</a>` +
+      `<div class="muted small">${esc(r.service)} · ${esc(r.strategy)}</div></td>` +
+      `<td>${phaseBadge(r.phase)}</td><td>${esc(r.stable)} → ${esc(r.canary)}</td>` +
+      `<td class="wide">${weightBar(r)}<span class="weight small">${num(r.canary_weight)}% to ${esc(r.canary)}</span></td>` +
+      `<td>${esc(r.last_verdict || "–")}</td><td class="muted">${esc(ago(r.updated_at))}</td></tr>`;
+  }
+
+  async function renderRollout(name) {
+    view.innerHTML = `<div class="loading">Loading ${esc(name)}…</div>`;
+    const r = await api("GET", `/api/v1/rollouts/${encodeURIComponent(name)}`);
+    view.innerHTML = `
+      <section class="page-head">
+        <a class="back" href="#/">← Rollouts</a>
+        <h1>${esc(r.name)} <span id="rollout-phase">${phaseBadge(r.phase)}</span></h1>
+        <p class="muted">${esc(r.service)} · ${esc(r.strategy)} · <b>${esc(r.stable)}</b> (stable) → <b>${esc(r.canary)}</b> (canary) · started ${esc(when(r.created_at))}</p>
+      </section>
+      <section class="grid-2">
+        <div class="card">
+          <h2>Traffic</h2>
+          <div id="traffic"></div>
+        </div>
+        <div class="card">
+          <h2>Controls</h2>
+          <div class="controls">
+            <input id="reason" type="text" maxlength="2000" placeholder="Reason (recorded in the audit log)">
+            <div class="buttons">
+              <button type="button" data-command="promote">Promote step</button>
+              <button type="button" data-command="promote" data-full="1">Promote fully</button>
+              <button type="button" data-command="approve">Approve</button>
+              <button type="button" data-command="pause">Pause</button>
+              <button type="button" data-command="resume">Resume</button>
+              <button type="button" data-command="abort" class="danger">Abort</button>
+            </div>
+            <p class="muted small">Needs a <b>releaser</b> or <b>admin</b> token.</p>
+          </div>
+        </div>
+      </section>
+      <section class="card"><h2>Canary vs baseline</h2>
+        <div class="grid-3">
+          <div><h3>Error rate</h3><div id="chart-errors"></div></div>
+          <div><h3>Latency p99</h3><div id="chart-latency"></div></div>
+          <div><h3>Canary weight</h3><div id="chart-weight"></div></div>
+        </div>
+        <div id="chart-kpis" class="grid-3"></div>
+      </section>
+      <section class="card"><h2>Decisions <span class="muted small">every verdict with its evidence</span></h2><div id="decisions"></div></section>
+      <section class="card"><h2>History</h2><div id="history"></div></section>`;
+    view.querySelectorAll("button[data-command]").forEach((button) => {
+      button.addEventListener("click", () => sendCommand(r.name, button.dataset.command, !!button.dataset.full));
+    });
+    drawTraffic(r);
+    await refreshDetails(r.name);
+  }
+
+  function drawTraffic(r) {
+    const el = document.getElementById("traffic");
+    if (!el) return;
+    document.getElementById("rollout-phase").innerHTML = phaseBadge(r.phase);
+    const steps = r.steps ? `step ${Math.min(r.step + (TERMINAL.has(r.phase) ? 0 : 1), r.steps)} of ${r.steps}` : `stage ${r.stage}`;
+    el.innerHTML = `
+      <div class="weights">
+        <div class="weight-box stable"><div class="label">${esc(r.stable)} · stable</div><div id="weight-stable" class="big">${num(r.stable_weight)}%</div></div>
+        <div class="weight-box canary"><div class="label">${esc(r.canary)} · canary</div><div id="weight-canary" class="big">${num(r.canary_weight)}%</div></div>
+      </div>
+      ${weightBar(r)}
+      <dl class="facts">
+        <dt>Progress</dt><dd>${esc(steps)}</dd>
+        <dt>Last verdict</dt><dd>${esc(r.last_verdict || "–")}</dd>
+        ${r.mirror_percent ? `<dt>Mirrored</dt><dd>${num(r.mirror_percent)}% to ${esc(r.canary)}</dd>` : ""}
+        ${r.paused_reason ? `<dt>Paused</dt><dd>${esc(r.paused_reason)}</dd>` : ""}
+        ${r.rollback_until ? `<dt>Undo until</dt><dd>${esc(when(r.rollback_until))}</dd>` : ""}
+        <dt>Updated</dt><dd>${esc(when(r.updated_at))}</dd>
+      </dl>`;
+  }
+
+  async function refreshDetails(name) {
+    const base = `/api/v1/rollouts/${encodeURIComponent(name)}`;
+    const [windows, decisions, events] = await Promise.all([
+      api("GET", base + "/windows"), api("GET", base + "/decisions"), api("GET", base + "/events"),
+    ]);
+    if (route.page !== "rollout" || route.name !== name) return;
+    drawCharts(windows, events);
+    drawDecisions(decisions);
+    drawHistory(events);
+  }
+
+  function sidePoints(windows, side, pick) {
+    return windows.map((w) => [w.end, w[side] ? pick(w[side]) : null]);
+  }
+
+  function drawCharts(windows, events) {
+    const errors = document.getElementById("chart-errors");
+    if (!errors) return;
+    errors.innerHTML = Charts.line([
+      { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => (s.requests ? s.error_rate : null)) },
+      { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => (s.requests ? s.error_rate : null)) },
+    ], { format: (v) => pct(v, v < 0.01 ? 2 : 1), title: "error rate", empty: "No traffic observed yet" });
+    document.getElementById("chart-latency").innerHTML = Charts.line([
+      { name: "baseline p99", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => s.p99_ms) },
+      { name: "canary p99", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => s.p99_ms) },
+    ], { format: (v) => `${Math.round(v)} ms`, title: "latency p99", empty: "No latency observed yet" });
+    const weights = [];
+    for (const e of events) {
+      if (e.data && typeof e.data.weight === "number" && e.type === "step") weights.push([e.at, e.data.weight]);
+      else if (e.type === "phase" && /Aborted|RolledBack/.test(e.data.phase || "")) weights.push([e.at, 0]);
+      else if (e.type === "created") weights.push([e.at, 0]);
+    }
+    document.getElementById("chart-weight").innerHTML = Charts.line(
+      [{ name: "canary weight", color: COLORS.weight, points: weights, step: true }],
+      { format: (v) => `${Math.round(v)}%`, yMax: 100, until: Date.now() / 1000, title: "canary weight", empty: "No steps yet" });
+    const kpiNames = new Set();
+    windows.forEach((w) => ["baseline", "canary"].forEach((side) => w[side] && Object.keys(w[side].kpis).forEach((k) => kpiNames.add(k))));
+    document.getElementById("chart-kpis").innerHTML = [...kpiNames].sort().map((k) => `<div><h3>KPI ${esc(k)} per request</h3>` +
+      Charts.line([
+        { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => (s.requests ? (s.kpis[k] || 0) / s.requests : null)) },
+        { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => (s.requests ? (s.kpis[k] || 0) / s.requests : null)) },
+      ], { format: (v) => pct(v, 1), title: "KPI " + k }) + `</div>`).join("");
+  }
+
+  function describeMetric(m) {
+    const side = (stats) => Object.entries(stats || {}).map(([k, v]) => `${k} ${num(v)}`).join(", ");
+    const parts = [`<b>${esc(m.metric)}</b> — ${esc(m.test)} test says <b>${esc(m.action)}</b>`];
+    if (m.summary) parts.push(esc(m.summary));
+    if (m.statistic !== null && m.statistic !== undefined) {
+      parts.push(`statistic ${esc(num(m.statistic))}${m.threshold !== null && m.threshold !== undefined ? ` against threshold ${esc(num(m.threshold))}` : ""}`);
+    }
+    if (m.canary && Object.keys(m.canary).length) parts.push(`canary: ${esc(side(m.canary))}`);
+    if (m.baseline && Object.keys(m.baseline).length) parts.push(`baseline: ${esc(side(m.baseline))}`);
+    if (m.interval) parts.push(`interval [${esc(num(m.interval[0]))}, ${esc(num(m.interval[1]))}]`);
+    return `<li>${parts.join("; ")}</li>`;
+  }
+
+  function drawDecisions(decisions) {
+    const el = document.getElementById("decisions");
+    if (!el) return;
+    if (decisions.length === 0) {
+      el.innerHTML = `<div class="empty">No decisions yet: the judge speaks once the first observation window closes.</div>`;
+      return;
+    }
+    el.innerHTML = decisions.slice().reverse().map((d) => {
+      const metrics = (d.evidence.evidence && d.evidence.evidence.metrics) || d.evidence.metrics || [];
+      return `<article class="decision action-${esc(d.action || "none")}">
+        <header><span class="badge">${esc(d.action || "decision")}</span> <b>#${esc(d.index ?? d.seq)}</b>
+          <span class="muted">${esc(when(d.at))}${d.rule ? " · rule " + esc(d.rule) : ""}${d.culprit ? " · culprit " + esc(d.culprit) : ""}</span></header>
+        <p>${esc(d.message)}</p>
+        ${d.explanation ? `<pre class="explain">${esc(d.explanation)}</pre>` : ""}
+        ${metrics.length ? `<ul class="evidence">${metrics.map(describeMetric).join("")}</ul>` : ""}
+      </article>`;
+    }).join("");
+  }
+
+  function drawHistory(events) {
+    const el = document.getElementById("history");
+    if (!el) return;
+    el.innerHTML = `<ol class="history">` + events.slice().reverse().slice(0, 200).map((e) =>
+      `<li><span class="muted mono">#${e.seq} ${esc(Charts.clock(e.at))}</span> <span class="tag">${esc(e.type)}</span> ` +
+      `<span class="muted">${esc(e.actor)}</span> ${esc(e.message)}</li>`).join("") + `</ol>`;
+  }
+
+  async function sendCommand(name, command, full) {
+    const reason = (document.getElementById("reason") || {}).value || "";
+    const body = command === "promote" ? { reason, full } : { reason };
+    try {
+      const r = await api("POST", `/api/v1/rollouts/${encodeURIComponent(name)}/${command}`, body);
+      showOk(`${command}${full ? " (full)" : ""} recorded: ${r.name} is ${r.phase}`);
+      drawTraffic(r);
+      await refreshDetails(name);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  async function renderFlags() {
+    view.innerHTML = `<section class="page-head"><h1>Feature flags</h1><p class="muted">The kill switch serves a flag's off variant to everyone at once. Needs a <b>releaser</b> token.</p></section><div id="flags" class="card">Loading…</div>`;
+    const data = await api("GET", "/api/v1/flags");
+    const el = document.getElementById("flags");
+    if (!data.enabled) {
+      el.innerHTML = `<div class="empty">This server serves no flags. Start it with <code>rollwise serve --flags flags.json</code>.</div>`;
+      return;
+    }
+    el.innerHTML = (data.last_error ? `<div class="notice error">The flag file was rejected; still serving version ${esc(data.version)}: ${esc(data.last_error)}</div>` : "") +
+      `<p class="muted small">${esc(data.source)} · version ${esc(data.version)}</p>` +
+      `<table class="table" id="flag-table"><thead><tr><th>Flag</th><th>State</th><th>Default</th><th>Variants</th><th></th></tr></thead><tbody>` +
+      data.flags.map((f) => `<tr data-flag="${esc(f.key)}"><td><b>${esc(f.key)}</b>${f.targeted ? ' <span class="tag">targeted</span>' : ""}</td>
+        <td>${f.killed ? '<span class="badge phase-aborted">killed</span>' : `<span class="badge ${f.state === "ENABLED" ? "phase-succeeded" : "phase-paused"}">${esc(f.state)}</span>`}</td>
+        <td>${esc(f.default_variant ?? "–")}</td><td class="mono small">${esc(Object.keys(f.variants).join(", "))}</td>
+        <td>${f.killed ? `<button type="button" data-flag-action="restore" data-key="${esc(f.key)}">Restore</button>`
+                        : `<button type="button" class="danger" data-flag-action="kill" data-key="${esc(f.key)}">Kill switch</button>`}</td></tr>`).join("") +
+      `</tbody></table>`;
+    el.querySelectorAll("button[data-flag-action]").forEach((b) => b.addEventListener("click", async () => {
+      try {
+        await api("POST", `/api/v1/flags/${encodeURIComponent(b.dataset.key)}/${b.dataset.flagAction}`, { reason: "from the dashboard" });
+        showOk(`${b.dataset.key}: ${b.dataset.flagAction} done`);
+        await renderFlags();
+      } catch (err) { showError(err); }
+    }));
+  }
+
+  function metricTiles(data, prefix = "") {
+    const tiles = [];
+    for (const [key, value] of Object.entries(data || {})) {
+      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        tiles.push(...metricTiles(value, prefix + key + " · "));
+      } else if (!Array.isArray(value)) {
+        tiles.push(`<div class="tile"><div class="label">${esc((prefix + key).replace(/_/g, " "))}</div><div class="big">${esc(typeof value === "number" ? num(value) : value ?? "–")}</div></div>`);
+      }
+    }
+    return tiles;
+  }
+
+  async function renderMetrics() {
+    view.innerHTML = `<section class="page-head"><h1>Delivery metrics</h1><p class="muted">Deployment frequency, lead time, change failure rate and time to restore, from this store's rollouts.</p></section><div id="metrics" class="card">Loading…</div>`;
+    const el = document.getElementById("metrics");
+    try {
+      const data = await api("GET", "/api/v1/metrics");
+      const tiles = metricTiles(data);
+      el.innerHTML = tiles.length ? `<div class="tiles">${tiles.join("")}</div>` : `<div class="empty">No rollouts to measure yet.</div>`;
+    } catch (err) {
+      el.innerHTML = `<div class="empty">${esc(err.status === 503 ? err.message : "Could not load metrics: " + err.message)}</div>`;
+      if (err.status !== 503) showError(err);
+    }
+  }
+
+  async function renderAudit() {
+    view.innerHTML = `<section class="page-head"><h1>Audit log</h1><p class="muted">Every write and every refused write, chained by hashes. Needs an <b>admin</b> token.</p></section><div id="audit" class="card">Loading…</div>`;
+    const el = document.getElementById("audit");
+    const [verify, rows] = await Promise.all([api("GET", "/api/v1/audit/verify"), api("GET", "/api/v1/audit?limit=300")]);
+    el.innerHTML = `<p>${verify.ok ? `<span class="badge phase-succeeded">chain intact</span> ${esc(verify.rows)} rows` : `<span class="badge phase-aborted">chain broken</span> ${esc(verify.problem)}`}</p>` +
+      `<table class="table"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Target</th><th>Change</th><th>Reason</th></tr></thead><tbody>` +
+      rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small">${esc(when(a.at))}</td><td>${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
+        <td>${a.denied ? '<span class="badge phase-aborted">denied</span> ' : ""}${esc(a.action)}</td><td>${esc(a.target)}</td>
+        <td class="small">${esc(changeText(a))}</td><td class="small">${esc(a.reason || "")}</td></tr>`).join("") + `</tbody></table>`;
+  }
+
+  function changeText(a) {
+    if (a.denied) return `${a.after.status}: ${a.after.error}`;
+    const b = a.before || {}, f = a.after || {};
+    const keys = ["phase", "canary_weight"].filter((k) => k in f && b[k] !== f[k]);
+    return keys.map((k) => `${k} ${b[k] ?? "–"} → ${f[k]}`).join(", ");
+  }
+
+  // ------------------------------------------------------------------ live updates
+
+  function connectStream() {
+    if (stream) stream.close();
+    const live = document.getElementById("live");
+    const url = "/api/v1/events/stream" + (token() ? "?access_token=" + encodeURIComponent(token()) : "");
+    stream = new EventSource(url);
+    stream.addEventListener("hello", () => { live.className = "live on"; });
+    stream.onerror = () => { live.className = "live off"; };
+    stream.addEventListener("rollout", (msg) => {
+      const data = JSON.parse(msg.data);
+      const r = data.rollout;
+      if (route.page === "rollouts") {
+        const row = document.querySelector(`tr[data-rollout="${CSS.escape(r.name)}"]`);
+        if (row) row.outerHTML = rowHtml(r);
+        else scheduleRefresh(() => renderRollouts());
+      } else if (route.page === "rollout" && route.name === r.name) {
+        drawTraffic(r);
+        scheduleRefresh(() => refreshDetails(r.name));
+      }
+    });
+  }
+
+  function scheduleRefresh(fn) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => fn().catch(showError), 250);
+  }
+
+  // ------------------------------------------------------------------ session and routing
+
+  async function refreshIdentity() {
+    const el = document.getElementById("identity");
+    try {
+      const me = await api("GET", "/api/v1/whoami");
+      if (me.authenticated) el.innerHTML = `${esc(me.name)} <span class="badge">${esc(me.role)}</span>`;
+      else if (!me.tokens_required) el.innerHTML = `local <span class="badge">admin</span>`;
+      else if (token()) el.textContent = "token not recognised";
+      else el.textContent = "not signed in";
+    } catch (err) {
+      el.textContent = token() ? "token not recognised" : "not signed in";
+    }
+  }
+
+  const form = document.getElementById("token-form");
+  document.getElementById("token-button").addEventListener("click", () => {
+    form.hidden = !form.hidden;
+    if (!form.hidden) document.getElementById("token-input").focus();
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = document.getElementById("token-input").value.trim();
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    document.getElementById("token-input").value = "";
+    form.hidden = true;
+    onSession();
+  });
+  document.getElementById("token-clear").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN_KEY);
+    form.hidden = true;
+    onSession();
+  });
+
+  function onSession() {
+    notice.hidden = true;
+    refreshIdentity();
+    connectStream();
+    render();
+  }
+
+  function parseRoute() {
+    const hash = location.hash.replace(/^#\/?/, "");
+    const [first, ...rest] = hash.split("/");
+    if (first === "rollouts" && rest.length) return { page: "rollout", name: decodeURIComponent(rest.join("/")) };
+    if (["flags", "metrics", "audit"].includes(first)) return { page: first };
+    return { page: "rollouts" };
+  }
+
+  async function render() {
+    route = parseRoute();
+    document.querySelectorAll("[data-nav]").forEach((a) =>
+      a.classList.toggle("active", a.dataset.nav === (route.page === "rollout" ? "rollouts" : route.page)));
+    try {
+      if (route.page === "rollout") await renderRollout(route.name);
+      else if (route.page === "flags") await renderFlags();
+      else if (route.page === "metrics") await renderMetrics();
+      else if (route.page === "audit") await renderAudit();
+      else await renderRollouts();
+    } catch (err) {
+      view.innerHTML = `<div class="empty">Could not load this page.</div>`;
+      showError(err);
+    }
+  }
+
+  window.addEventListener("hashchange", () => { notice.hidden = true; render(); });
+  onSession();
+})();
