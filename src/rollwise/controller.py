@@ -21,6 +21,8 @@ class Controller:
     def __init__(self, store: Store, runtime: Runtime | None = None, clock: Clock | None = None):
         self.store = store
         self.runtime = runtime or Runtime()
+        if self.runtime.store is None:
+            self.runtime.store = store
         self.clock = clock or SystemClock()
         self._engines: dict[str, RolloutEngine] = {}
 

@@ -94,6 +94,7 @@ class Runtime:
     workdir: Path = field(default_factory=lambda: Path("~/.rollwise").expanduser())
     routers: dict[str, Any] = field(default_factory=dict)
     deployer: Deployer | None = None
+    store: Store | None = None  # for sources that read what applications pushed
     notifier: Notifier | None = None
 
     def __post_init__(self) -> None:
@@ -111,6 +112,14 @@ class Runtime:
             key = f"file:{path}"
             if key not in self.routers:
                 self.routers[key] = FileRouter(path)
+            return self.routers[key]  # type: ignore[no-any-return]
+        if traffic.router == "flag":
+            from rollwise.adapters.routers.flag import FlagRouter
+
+            assert traffic.flagsFile is not None and traffic.flag is not None
+            key = f"flag:{traffic.flagsFile}:{traffic.flag}"
+            if key not in self.routers:
+                self.routers[key] = FlagRouter(traffic.flagsFile, traffic.flag)
             return self.routers[key]  # type: ignore[no-any-return]
         if traffic.router == "envoy":
             key = f"envoy:{traffic.listen}"
@@ -136,6 +145,10 @@ class Runtime:
             from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
 
             return PrometheusMetricSource(spec.metrics.prometheusUrl)  # type: ignore[no-any-return]
+        if source == "pushed" and self.store is not None:
+            from rollwise.adapters.metrics.pushed import PushedMetricSource
+
+            return PushedMetricSource(self.store)
         return None
 
     def deployer_for(self, spec: RolloutSpec) -> Deployer | None:

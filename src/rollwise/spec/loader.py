@@ -6,6 +6,7 @@ back to the line a user has to fix. The whole spec is rejected if any part is in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from rollwise.spec.models import RolloutSpec
+
+_NAMED_PATH = re.compile(r"^([A-Za-z][\w]*(?:\.[\w]+)+): ")
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,13 @@ def problems_from_validation(exc: ValidationError, root: yaml.Node | None, file:
     problems = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        message = _clean_message(dict(error))
+        named = _NAMED_PATH.match(message)
+        if named:  # a cross-field rule names the field it is about: "versions.stable: …"
+            loc = (*loc, *(int(p) if p.isdigit() else p for p in named.group(1).split(".")))
+            message = message[named.end():]
         path = ".".join(str(p) for p in loc) or "(document)"
-        problems.append(SpecProblem(file, _line_of(root, loc), path, _clean_message(dict(error))))
+        problems.append(SpecProblem(file, _line_of(root, loc), path, message))
     problems.sort(key=lambda p: (p.line, p.path))
     return problems
 

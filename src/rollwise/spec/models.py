@@ -41,9 +41,7 @@ class VersionRef(Model):
     commitTime: str | None = Field(default=None, description="ISO time of the change, for lead time.")
 
     @model_validator(mode="after")
-    def _address_or_command(self) -> VersionRef:
-        if not self.address and not self.command:
-            raise ValueError("give either address or command")
+    def _address_shape(self) -> VersionRef:
         if self.address and not re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.address):
             raise ValueError(f"address {self.address!r} must be host:port")
         return self
@@ -311,14 +309,24 @@ class Strategy(Model):
 
 
 class TrafficSpec(Model):
-    router: Literal["envoy", "simulated", "file", "none"] = "envoy"
+    """Who moves the users: Envoy, a feature flag (progressive flag rollout), a file, or nobody."""
+
+    router: Literal["envoy", "flag", "simulated", "file", "none"] = "envoy"
     listen: str = "127.0.0.1:10000"
     adminPort: int | None = None
     path: str | None = Field(default=None, description="For the file router: where desired routes go.")
+    flag: str | None = Field(default=None, description="For the flag router: the flag whose share is rolled out.")
+    flagsFile: str | None = Field(default=None, description="For the flag router: the flagd-format flag file.")
+
+    @model_validator(mode="after")
+    def _flag_router_needs_flag(self) -> TrafficSpec:
+        if self.router == "flag" and not (self.flag and self.flagsFile):
+            raise ValueError("router: flag needs flag (the flag key) and flagsFile")
+        return self
 
 
 class MetricsSourceSpec(Model):
-    source: Literal["envoy", "prometheus", "simulated"] = "envoy"
+    source: Literal["envoy", "prometheus", "pushed", "simulated"] = "envoy"
     prometheusUrl: str = "http://127.0.0.1:9090"
 
 
@@ -342,6 +350,16 @@ class RolloutSpec(Model):
     metrics: MetricsSourceSpec = Field(default_factory=MetricsSourceSpec)
     notify: NotifySpec | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _versions_reachable(self) -> RolloutSpec:
+        if self.traffic.router in ("flag", "none", "file", "simulated"):
+            return self  # flag variants and dry runs need no upstream
+        for role in ("stable", "canary"):
+            ref: VersionRef = getattr(self.versions, role)
+            if not ref.address and not ref.command:
+                raise ValueError(f"versions.{role}: give either address or command")
+        return self
 
     def analysis(self) -> AnalysisSpec | None:
         """The analysis that gates stages of this rollout's strategy, if any."""
