@@ -68,7 +68,9 @@ class VersionStats:
         return cls(
             requests=int(data.get("requests", 0)),
             errors=int(data.get("errors", 0)),
-            latency_buckets=tuple((float(b), int(c)) for b, c in data.get("latency_buckets", [])),
+            # JSON stores cannot hold +Inf: the SQL store writes the overflow bucket's bound as null
+            latency_buckets=tuple((float("inf") if b is None else float(b), int(c))
+                                  for b, c in data.get("latency_buckets", [])),
             latency_sum_ms=float(data.get("latency_sum_ms", 0.0)),
             kpis={k: float(v) for k, v in data.get("kpis", {}).items()},
             extra={k: float(v) for k, v in data.get("extra", {}).items()},
