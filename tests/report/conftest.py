@@ -17,7 +17,6 @@ import pytest
 from rollwise.adapters.stores.memory import MemoryStore
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import RolloutEngine
-from rollwise.core.model import Window, WindowQuery
 from rollwise.core.protocols import Notifier, Store
 from rollwise.simulate import Behaviour
 from rollwise.simulate.runner import T0
@@ -102,34 +101,13 @@ def canary_spec() -> RolloutSpec:
     return load_spec(REPO / "examples" / "canary.yaml")
 
 
-class FiniteBuckets:
-    """Metric source wrapper dropping the +Inf latency bucket, which the SQL store cannot round-trip
-    (it stores non-finite floats as JSON null); every finite bucket and count is kept."""
-
-    def __init__(self, world: SimulatedWorld):
-        self.world = world
-
-    def collect(self, query: WindowQuery) -> Window:
-        window = self.world.collect(query)
-        import dataclasses
-
-        def strip(stats: Any) -> Any:
-            if stats is None:
-                return None
-            return dataclasses.replace(stats, latency_buckets=tuple(b for b in stats.latency_buckets
-                                                                    if b[0] != float("inf")))
-
-        return dataclasses.replace(window, baseline=strip(window.baseline), canary=strip(window.canary))
-
-
 def run_rollout(spec: RolloutSpec, canary: Behaviour, store: Store | None = None, notifier: Notifier | None = None,
-                seed: int = 0, finite: bool = False, max_s: float = 3600.0) -> tuple[Store, str]:
+                seed: int = 0, max_s: float = 3600.0) -> tuple[Store, str]:
     """Drive ``spec`` with the real engine on simulated traffic and a virtual clock; return (store, phase)."""
     store = store or MemoryStore()
     clock = VirtualClock(T0)
     world = SimulatedWorld(Behaviour(), canary, seed=seed, t0=T0)
-    metrics: Any = FiniteBuckets(world) if finite else world
-    engine = RolloutEngine(store=store, clock=clock, router=world, metrics=metrics, notifier=notifier)
+    engine = RolloutEngine(store=store, clock=clock, router=world, metrics=world, notifier=notifier)
     engine.start(spec)
     record = engine.tick(spec.name)
     while not record.phase.terminal and clock.now() - T0 < max_s:
