@@ -177,3 +177,26 @@ def test_invalid_changes_and_files_are_rejected_whole(flags_file: Path, clock: V
     assert repo.last_error is not None and "field state" in repo.last_error
     with pytest.raises(FlagValidationError):
         repo.kill("legacy", "a", "r")  # changes refuse to build on an invalid file
+
+
+def test_time_based_targeting_follows_the_repository_clock(tmp_path: Path, clock: VirtualClock) -> None:
+    path = tmp_path / "timed.json"
+    launch = T0 + 3600
+    path.write_text(
+        json.dumps(
+            {
+                "flags": {
+                    "promo": {
+                        "state": "ENABLED",
+                        "variants": {"on": True, "off": False},
+                        "defaultVariant": "off",
+                        "targeting": {"if": [{">=": [{"var": "$flagd.timestamp"}, launch]}, "on", "off"]},
+                    }
+                }
+            }
+        )
+    )
+    repo = repo_for(path, clock)
+    assert value(repo, "promo") is False
+    clock.set(launch)
+    assert value(repo, "promo") is True

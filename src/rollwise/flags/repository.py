@@ -256,7 +256,7 @@ class FlagRepository:
     def _build(self, raw: dict[str, Any], stamp: FileStamp) -> _Served:
         served_raw, _ = controls.materialize(raw, self.clock())
         doc = validate_document(served_raw, str(self.path))
-        flag_set = FlagSet(doc, fractional_version=self.fractional_version, source=str(self.path))
+        flag_set = FlagSet(doc, fractional_version=self.fractional_version, clock=self.clock, source=str(self.path))
         return _Served(raw, served_raw, flag_set, _etag(served_raw), controls.doc_version(raw), stamp)
 
     def _install(self, served: _Served, action: str) -> bool:
