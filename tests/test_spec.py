@@ -87,3 +87,20 @@ def test_slo_expressions_parse_to_numbers(examples_dir: Path) -> None:
     assert error.slo is not None and error.slo.op == "<" and error.slo.value == pytest.approx(0.001)
     latency = next(m for m in analysis.metrics if m.type == "latency")
     assert latency.slo is not None and latency.slo.value == 500
+
+
+def test_a_dumped_spec_loads_back_identical(examples_dir: Path) -> None:
+    from rollwise.spec.models import RolloutSpec
+
+    for file in sorted(examples_dir.glob("*.yaml")):
+        spec = load_spec(file)
+        again = RolloutSpec.model_validate(spec.model_dump(mode="json"))
+        assert again == spec, file
+        assert RolloutSpec.model_validate(spec.model_dump()) == spec
+
+
+@pytest.mark.parametrize("seconds", [0.25, 1.5, 30, 90, 3600, 5400.5])
+def test_formatted_durations_parse_back(seconds: float) -> None:
+    from rollwise.core.units import format_duration
+
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)

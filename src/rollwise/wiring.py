@@ -14,27 +14,16 @@ from typing import Any
 from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, TrafficRouter
 from rollwise.spec.models import RolloutSpec
 
-DEFAULT_STORE_PATH = Path("~/.rollwise/rollwise.db")
-
-
-def default_store_url() -> str:
-    env = os.environ.get("ROLLWISE_STORE")
-    if env:
-        return env
-    path = DEFAULT_STORE_PATH.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
 
 def open_store(url: str | None = None) -> Store:
-    url = url or default_store_url()
+    """The store at ``url``, ``ROLLWISE_STORE``, or SQLite under ~/.rollwise; ``memory://`` for none."""
     if url == "memory://":
         from rollwise.adapters.stores.memory import MemoryStore
 
         return MemoryStore()
-    from rollwise.adapters.stores.sql import SqlStore
+    from rollwise.adapters.stores.sql import SqlStore, default_store_url
 
-    return SqlStore(url)
+    return SqlStore(url or default_store_url())
 
 
 NOTIFY_ENV = {

@@ -38,10 +38,12 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Short human form: 90 -> '1m30s', 0.25 -> '250ms'."""
+    """Short human form that parses back to the same number: 90 -> '1m30s', 0.25 -> '250ms'."""
     if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    seconds = round(seconds)
+        return f"{seconds * 1000:g}ms"
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    seconds = int(seconds)
     parts = []
     for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:

@@ -247,6 +247,7 @@ class CanaryStep(Model):
     def _exactly_one(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError("a step must be a mapping such as {setWeight: 5}")
+        data = {key: value for key, value in data.items() if value is not None}  # a dumped step has Nones
         known = set(cls.model_fields)
         unknown = [key for key in data if key not in known]
         if unknown:
