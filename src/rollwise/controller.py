@@ -20,7 +20,7 @@ from rollwise.wiring import Runtime
 class Controller:
     def __init__(self, store: Store, runtime: Runtime | None = None, clock: Clock | None = None):
         self.store = store
-        self.runtime = runtime or Runtime()
+        self.runtime = runtime or Runtime(store=store)
         if self.runtime.store is None:
             self.runtime.store = store
         self.clock = clock or SystemClock()

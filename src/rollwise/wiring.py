@@ -33,7 +33,7 @@ NOTIFY_ENV = {
 }
 
 
-def build_notifier(env: Any = None, log_path: str | Path | None = None) -> Notifier:
+def build_notifier(env: Any = None, log_path: str | Path | None = None, store: Store | None = None) -> Notifier:
     """Every channel the environment names, plus the ones each rollout's ``spec.notify`` names.
 
     Env: ROLLWISE_SLACK_WEBHOOK_URL, ROLLWISE_TEAMS_WEBHOOK_URL, ROLLWISE_WEBHOOK_URL (signed with
@@ -45,7 +45,7 @@ def build_notifier(env: Any = None, log_path: str | Path | None = None) -> Notif
 
     env = os.environ if env is None else env
     path = log_path or env.get("ROLLWISE_NOTIFY_LOG") or Path("~/.rollwise/notifications.jsonl").expanduser()
-    delivery_log = DeliveryLog(path)
+    delivery_log = DeliveryLog(path, store=store)
     secret = env.get("ROLLWISE_WEBHOOK_SECRET") or None
 
     def make(channel: str, url: str, secret: str | None = None) -> Notifier:
@@ -88,7 +88,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if self.notifier is None:
-            self.notifier = build_notifier()
+            self.notifier = build_notifier(store=self.store)
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
         traffic = spec.traffic

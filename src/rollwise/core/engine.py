@@ -81,6 +81,7 @@ class RolloutEngine:
         self.deployer = deployer
         self._applied_route: dict[str, int] = {}
         self._judge_cache: dict[str, Judge] = {}
+        self._last_seq: dict[str, int] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -103,7 +104,7 @@ class RolloutEngine:
             type="created",
             message=f"rollout of {spec.service} {spec.versions.stable.name} -> "
             f"{spec.versions.canary.name} created ({spec.strategy.kind})",
-            data={"strategy": spec.strategy.kind},
+            data={"strategy": spec.strategy.kind, "commit_time": commit_time},
         )
         return self.store.create(record, [event])
 
@@ -164,10 +165,18 @@ class RolloutEngine:
             # Apply before committing: a change the data plane refuses is never recorded as applied.
             self._apply_route(record)
         saved = self.store.save(record, change.events, change.windows)
-        if self.notifier is not None:
-            for event in change.events:
+        if self.notifier is not None and change.events:
+            for event in self._numbered(saved.name, len(change.events)):
                 self.notifier.notify(saved, event)
         return saved
+
+    def _numbered(self, name: str, count: int) -> list[Event]:
+        """The last ``count`` events as stored, with the sequence numbers the store gave them."""
+        since = self._last_seq.get(name)
+        events = self.store.events(name, since or 0)
+        if events:
+            self._last_seq[name] = events[-1].seq
+        return events[-count:]
 
     def _reconcile_route(self, record: RolloutRecord) -> None:
         if self.router is None:

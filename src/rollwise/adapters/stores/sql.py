@@ -401,6 +401,24 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [(row.stage, Window.from_dict(row.data)) for row in conn.execute(query)]
 
+    def record_notification(
+        self, rollout: str, event_seq: int, channel: str, status: str, attempts: int, response: str | None,
+        at: float,
+    ) -> None:
+        """One notifier delivery outcome (the delivery log calls this from its worker thread)."""
+        with self.write() as conn:
+            conn.execute(notifications_table.insert().values(
+                rollout=rollout, event_seq=event_seq, channel=channel, status=status, attempts=attempts,
+                response=response, at=at,
+            ))
+
+    def notifications(self, rollout: str | None = None) -> builtins.list[dict[str, Any]]:
+        query = select(notifications_table).order_by(notifications_table.c.id)
+        if rollout is not None:
+            query = query.where(notifications_table.c.rollout == rollout)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
     def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None:
         with self.write() as conn:
             conn.execute(
