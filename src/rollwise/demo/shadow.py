@@ -206,3 +206,41 @@ class ShadowComparator:
                 pass
 
         return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rollwise.demo.shadow --primary HOST:PORT --shadow HOST:PORT --port P``.
+
+    Its own process, so comparing never competes for a GIL with the load or the controller.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m rollwise.demo.shadow", description=main.__doc__)
+    parser.add_argument("--primary", required=True, help="host:port of the version users get")
+    parser.add_argument("--shadow", required=True, help="host:port of the version under test")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--compare", default="status,body", help="comma-separated: status, body")
+    parser.add_argument("--ignore", default="version", help="comma-separated JSON fields to ignore")
+    args = parser.parse_args(argv)
+    comparator = ShadowComparator(
+        args.primary,
+        args.shadow,
+        port=args.port,
+        compare=[c for c in args.compare.split(",") if c],
+        ignore_fields=[f for f in args.ignore.split(",") if f],
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    comparator.start()
+    print(f"shadow comparator on {comparator.address}: {args.primary} vs {args.shadow}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        comparator.close()
+
+
+if __name__ == "__main__":
+    main()

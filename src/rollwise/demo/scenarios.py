@@ -1,0 +1,256 @@
+"""End-to-end demo rollouts on this machine: real processes, a real Envoy, real load, the real engine.
+
+Each scenario deploys two versions of the demo service with ``LocalProcessDeployer``, routes
+through ``EnvoyRouter``, drives open-loop load at the listener, observes with
+``EnvoyMetricSource`` and lets ``RolloutEngine`` decide. Timings are compressed (2 s windows,
+seconds-long pauses) so a scenario ends within a minute or two; everything it starts it stops.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from rollwise.adapters.deployers.local import LocalProcessDeployer
+from rollwise.adapters.metrics.envoy import EnvoyMetricSource
+from rollwise.adapters.metrics.prometheus import LocalPrometheus, PrometheusMetricSource
+from rollwise.adapters.routers.envoy import EnvoyRouter, free_port
+from rollwise.adapters.stores.memory import MemoryStore
+from rollwise.core.clock import SystemClock
+from rollwise.core.engine import RolloutEngine
+from rollwise.core.model import Event, Phase, RolloutRecord
+from rollwise.core.protocols import Store
+from rollwise.demo.load import LoadGenerator, LoadSummary
+from rollwise.demo.shadow import STATS_PATH
+from rollwise.spec import load_spec_text
+from rollwise.spec.models import VersionRef
+
+ANALYSIS = """
+      judge: sequential
+      interval: 2s
+      minSamples: 100
+      minStageTime: 4s
+      maxStageTime: 60s
+      metrics:
+        - {name: error-rate, type: errorRate, slo: "< 2%", maxIncrease: 1%, minEffect: 3%, critical: true}
+        - {name: latency-p99, type: latency, quantile: 0.99, slo: "< 250ms"}
+"""
+
+STRATEGIES = {
+    "canary": """
+  canary:
+    stickyHeader: x-user
+    analysis:"""
+    + ANALYSIS
+    + """
+    steps:
+      - setWeight: 20
+      - pause: {duration: 4s}
+      - setWeight: 50
+      - pause: {duration: 4s}
+      - setWeight: 100
+""",
+    "blueGreen": """
+  blueGreen:
+    previewMirrorPercent: 50
+    previewDuration: 8s
+    autoPromote: true
+    rollbackWindow: 10s
+    previewAnalysis:"""
+    + ANALYSIS.replace("      ", "      ", 1),
+    "shadow": """
+  shadow:
+    percent: 100
+    duration: 8s
+    compare: [status, body]
+    maxMismatchRate: 1%
+    analysis:"""
+    + ANALYSIS,
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    strategy: str
+    canary_flags: str
+    expected: Phase
+    about: str
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("canary-good", "canary", "", Phase.SUCCEEDED, "v2 is as good as v1: 20% -> 50% -> 100%"),
+        Scenario(
+            "canary-bad", "canary", "--error-rate 0.08", Phase.ROLLED_BACK, "v2 fails 8% of requests: rolled back"
+        ),
+        Scenario(
+            "canary-slow",
+            "canary",
+            "--latency-ms 150 --latency-p99-ms 400",
+            Phase.ROLLED_BACK,
+            "v2's p99 is 400 ms against a 250 ms SLO: rolled back",
+        ),
+        Scenario("blue-green", "blueGreen", "", Phase.SUCCEEDED, "green previewed on mirrored traffic, then cut over"),
+        Scenario("shadow", "shadow", "", Phase.SUCCEEDED, "v2 gets a mirrored copy of live traffic; users see v1 only"),
+    )
+}
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    phase: Phase
+    reason: str
+    seconds: float
+    load: LoadSummary
+    events: list[Event] = field(default_factory=list)
+    shadow: dict[str, int] | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        return self.phase == SCENARIOS[self.scenario].expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "phase": str(self.phase),
+            "expected": str(SCENARIOS[self.scenario].expected),
+            "reason": self.reason,
+            "seconds": round(self.seconds, 1),
+            "requests": self.load.sent,
+            "by_version": self.load.by_version,
+            "failed_requests": self.load.failures,
+            "shadow": self.shadow,
+        }
+
+
+def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy") -> str:
+    service = f"{shlex.quote(sys.executable)} -m rollwise.demo.service --port {{port}}"
+    # Both versions fail a little (0.5 %), as real services do; a canary's flags override that.
+    base = "--latency-ms 5 --latency-p99-ms 20 --error-rate 0.005"
+    stable = f"{service} --version v1 {base}"
+    canary = f"{service} --version v2 {base} {scenario.canary_flags}".strip()
+    return (
+        f"name: demo-{scenario.name}\n"
+        "service: demo\n"
+        "versions:\n"
+        f"  stable: {{name: v1, command: {stable!r}}}\n"
+        f"  canary: {{name: v2, command: {canary!r}}}\n"
+        f"traffic: {{router: envoy, listen: '{listen}'}}\n"
+        f"metrics: {{source: {metrics}}}\n"
+        "strategy:" + STRATEGIES[scenario.strategy]
+    )
+
+
+def run_scenario(
+    name: str,
+    *,
+    rate: float = 150.0,
+    max_seconds: float = 150.0,
+    store: Store | None = None,
+    workdir: str | Path | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    metrics: Literal["envoy", "prometheus"] = "envoy",
+    prometheus_binary: str | None = None,
+) -> ScenarioResult:
+    """Run one scenario to its end (or ``max_seconds``); every process started is stopped.
+
+    ``metrics="prometheus"`` starts a local Prometheus scraping Envoy every second and lets the
+    engine decide from PromQL instead of Envoy's admin API (needs ``apt-get install prometheus``).
+    """
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    scenario = SCENARIOS[name]
+    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rollwise-demo-"))
+    store = store or MemoryStore()
+    router = EnvoyRouter(listen=f"127.0.0.1:{free_port()}", workdir=folder / "envoy")
+    deployer = LocalProcessDeployer(folder / "logs")
+    comparator_stats: str | None = None
+    prometheus: LocalPrometheus | None = None
+    load: LoadGenerator | None = None
+    seen = 0
+    began = time.monotonic()
+    try:
+        spec = load_spec_text(spec_text(scenario, f"127.0.0.1:{router.listen_port}", metrics), f"<scenario {name}>")
+        engine = RolloutEngine(
+            store=store,
+            clock=SystemClock(),
+            router=router,
+            metrics=EnvoyMetricSource(router.admin_url),
+            deployer=deployer,
+        )
+        # Deploy first so the router knows both upstreams before the engine's first reconcile
+        # (the engine deploys again at its first step: ensure() is idempotent).
+        for ref in (spec.versions.stable, spec.versions.canary):
+            router.register(spec.name, ref.name, deployer.ensure(spec.name, ref))
+        record = engine.start(spec, actor="demo")
+        record = engine.tick(record.name)  # deploys both versions and routes all traffic to v1
+        if scenario.strategy in ("shadow", "blueGreen"):
+            # The comparator runs as its own process so comparing costs the load no CPU time.
+            comparator = deployer.ensure(
+                spec.name,
+                VersionRef(
+                    name="shadow-compare",
+                    command=f"{shlex.quote(sys.executable)} -m rollwise.demo.shadow --port {{port}} "
+                    f"--primary {record.route.upstreams['v1']} --shadow {record.route.upstreams['v2']}",
+                    healthPath=STATS_PATH,
+                ),
+            )
+            router.register_mirror_target(record.name, "v2", comparator)
+            comparator_stats = f"http://{comparator}{STATS_PATH}"
+            engine.metrics = EnvoyMetricSource(router.admin_url, shadow_stats_url=comparator_stats)
+        if metrics == "prometheus":
+            prometheus = LocalPrometheus(targets=[f"127.0.0.1:{router.admin_port}"], binary=prometheus_binary)
+            prometheus.start()
+            prometheus.wait_for_scrape()
+            engine.metrics = PrometheusMetricSource(prometheus.url)
+        load = LoadGenerator(
+            router.listen_url, rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
+        ).start()
+        while time.monotonic() - began < max_seconds:
+            record = engine.tick(record.name)
+            for event in store.events(record.name, seen):
+                seen = event.seq
+                if on_event is not None:
+                    on_event(event)
+            if _settled(record):
+                break
+            time.sleep(0.25)
+        load.stop()
+        summary = load.wait()
+        phase_events = [e for e in store.events(record.name) if e.type == "phase"]
+        return ScenarioResult(
+            scenario=name,
+            phase=record.phase,
+            reason=phase_events[-1].message if phase_events else "",
+            seconds=time.monotonic() - began,
+            load=summary,
+            events=store.events(record.name),
+            shadow=_shadow_stats(comparator_stats) if comparator_stats else None,
+        )
+    finally:
+        if load is not None and load.running:
+            load.stop()
+            load.wait()
+        if prometheus is not None:
+            prometheus.stop()
+        deployer.close()
+        router.close()
+
+
+def _shadow_stats(url: str) -> dict[str, int]:
+    return {k: int(v) for k, v in httpx.get(url, timeout=5).json().items()}
+
+
+def _settled(record: RolloutRecord) -> bool:
+    return record.phase.terminal or record.phase == Phase.PAUSED
