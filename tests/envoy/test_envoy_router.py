@@ -234,3 +234,14 @@ def test_route_upstreams_need_no_register_and_a_retired_canary_drops_out(
     assert versions_seen(envoy_router.listen_url, 10) == Counter({"v1": 10})
     with pytest.raises(RouterError, match="'v2' has no upstream"):
         envoy_router.apply("shop", RouteState(stable="v1", canary="v2", canary_weight=5, upstreams={"v1": v1.address}))
+
+
+def test_a_listener_that_cannot_bind_fails_the_start_loudly() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RouterError, match=f"could not listen on 127.0.0.1:{port}"):
+            EnvoyRouter(listen=f"127.0.0.1:{port}")

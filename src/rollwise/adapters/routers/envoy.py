@@ -420,12 +420,21 @@ class EnvoyRouter:
 
         write_atomically(self.cds_path, render_clusters({}, self._next_version()))
         write_atomically(self.rds_path, render_route_config({}, self._next_version()))
-        write_atomically(self.lds_path, render_listener(self.listen_host, self.listen_port, self.rds_path))
+        listener = render_listener(self.listen_host, self.listen_port, self.rds_path)
+        self._lds_version = listener["version_info"] = self._next_version()
+        write_atomically(self.lds_path, listener)
         write_atomically(
             self.bootstrap_path,
             render_bootstrap(self.admin_port, self.lds_path, self.cds_path, stats_flush_interval_s),
         )
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            self._stop_process()
+            self._http.close()
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         self._supervisor = threading.Thread(target=self._supervise, name="envoy-supervisor", daemon=True)
         self._supervisor.start()
 
@@ -634,7 +643,13 @@ class EnvoyRouter:
             )
         finally:
             log_file.close()
-        self._wait_ready()
+        try:
+            self._wait_ready()
+            # Envoy is "ready" even when its listener could not bind: LDS then shows a rejection.
+            self._confirm("listener_manager.lds", self._lds_version, _XdsCounters(None, 0, 0))
+        except RouterError as exc:
+            self._stop_process()
+            raise RouterError(f"Envoy could not listen on {self.listen_host}:{self.listen_port}: {exc}") from exc
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         assert self._process is not None
