@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import platform
 import sys
 import tempfile
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # peers log on every evaluation in some paths
 
+    load_before = os.getloadavg()[0]
     results: dict[str, dict[str, tuple[float, int]]] = {}
     for name, (factory, _) in ENGINES.items():
         passes = factory()
@@ -266,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, one core (single thread). "
         f"{USERS:,} distinct users per pass; best of {args.rounds} rounds of ≥ {args.seconds:g} s per cell. "
-        "Ratio = evaluations/s ÷ the fastest peer's in the same column.",
+        "Ratio = evaluations/s ÷ the fastest peer's in the same column. "
+        f"Load average (1 min) at start {load_before:.1f}, at end {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores: other work shares the machine, so absolute numbers move between runs; "
+        "the ratios, taken in the same run, are the comparison.",
         "",
         "| engine | static flag | targeting rule | 50 % rollout | rollout share on |",
         "|---|---|---|---|---|",
