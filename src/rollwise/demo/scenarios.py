@@ -254,3 +254,30 @@ def _shadow_stats(url: str) -> dict[str, int]:
 
 def _settled(record: RolloutRecord) -> bool:
     return record.phase.terminal or record.phase == Phase.PAUSED
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rollwise.demo.scenarios canary-bad [--metrics prometheus]``: run and narrate one."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m rollwise.demo.scenarios", description=main.__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--rate", type=float, default=150.0)
+    parser.add_argument("--max-seconds", type=float, default=150.0)
+    parser.add_argument("--metrics", choices=["envoy", "prometheus"], default="envoy")
+    args = parser.parse_args(argv)
+    print(f"{args.scenario}: {SCENARIOS[args.scenario].about}", flush=True)
+    result = run_scenario(
+        args.scenario,
+        rate=args.rate,
+        max_seconds=args.max_seconds,
+        metrics=args.metrics,
+        on_event=lambda e: print(f"  {e.type:>9}  {e.message}", flush=True),
+    )
+    print(json.dumps(result.to_dict(), indent=2))
+    raise SystemExit(0 if result.as_expected else 1)
+
+
+if __name__ == "__main__":
+    main()
