@@ -195,3 +195,18 @@ def test_sse_stream_emits_every_configuration_change(flags_file: Path) -> None:
         t.join(10)
     assert [e["flagsChanged"] for e in events] == [["ratio"], ["color"]]
     assert events[0]["action"] == "kill" and events[1]["action"] == "reload"
+
+
+def test_router_without_controls_keeps_ofrep_and_exposures(flags_file: Path) -> None:
+    from fastapi import FastAPI
+
+    from rollwise.flags import FlagRepository
+    from rollwise.flags.service import create_flags_router
+
+    app = FastAPI()
+    app.include_router(create_flags_router(FlagRepository(flags_file), include_controls=False))
+    with TestClient(app) as client:
+        assert client.post("/ofrep/v1/evaluate/flags/ratio", json={}).status_code == 200
+        assert client.get("/flags/exposures").status_code == 200
+        assert client.post("/flags/ratio/kill", json={"reason": "x"}).status_code == 404
+        assert client.get("/flags").status_code == 404

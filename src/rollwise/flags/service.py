@@ -128,8 +128,13 @@ def create_flags_router(
     exposures: ExposureLog | None = None,
     keepalive_seconds: float = 15.0,
     clock: Callable[[], float] = time.time,
+    include_controls: bool = True,
 ) -> APIRouter:
-    """All flag endpoints over one repository. The caller runs `repository.start()` (the app factory does)."""
+    """All flag endpoints over one repository. The caller runs `repository.start()` (the app factory does).
+
+    `include_controls=False` leaves out `/flags`, `/flags/history` and the `/flags/{key}/...` release
+    controls, for a host app that serves its own; OFREP, the change stream and exposures stay.
+    """
     router = APIRouter()
     broadcaster = ChangeBroadcaster(repository)
     exposure_log = exposures if exposures is not None else ExposureLog()
@@ -232,6 +237,22 @@ def create_flags_router(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
+    @router.get("/flags/exposures", tags=["flags"])
+    async def exposures_endpoint(
+        request: Request, flag: str | None = None, variant: str | None = None, since: float | None = None
+    ) -> Response:
+        who = authorize(request, ADMIN)
+        if isinstance(who, Response):
+            return who
+        events = exposure_log.query(flag, variant, since=since)
+        body: dict[str, Any] = {"exposures": [asdict(e) for e in events]}
+        if flag is not None:
+            body["summary"] = {v: asdict(s) for v, s in exposure_log.summary(flag).items()}
+        return JSONResponse(body)
+
+    if not include_controls:
+        return router
+
     # --- inspection --------------------------------------------------------------------------------
 
     @router.get("/flags", tags=["flags"])
@@ -268,19 +289,6 @@ def create_flags_router(
         if isinstance(who, Response):
             return who
         return JSONResponse([r.to_json() for r in repository.changes(flag)])
-
-    @router.get("/flags/exposures", tags=["flags"])
-    async def exposures_endpoint(
-        request: Request, flag: str | None = None, variant: str | None = None, since: float | None = None
-    ) -> Response:
-        who = authorize(request, ADMIN)
-        if isinstance(who, Response):
-            return who
-        events = exposure_log.query(flag, variant, since=since)
-        body: dict[str, Any] = {"exposures": [asdict(e) for e in events]}
-        if flag is not None:
-            body["summary"] = {v: asdict(s) for v, s in exposure_log.summary(flag).items()}
-        return JSONResponse(body)
 
     # --- release controls --------------------------------------------------------------------------
 
