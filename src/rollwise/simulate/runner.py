@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollwise.adapters.stores.memory import MemoryStore
+from rollwise.core.memory_store import MemoryStore
 from rollwise.analysis import judge_for
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import JudgeFactory, RolloutEngine

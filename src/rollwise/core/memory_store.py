@@ -1,0 +1,95 @@
+"""A process-local store for the simulator and tests: the SQL store's semantics, no disk, no I/O."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Sequence
+
+from rollwise.core.model import Event, RolloutRecord, Window
+from rollwise.core.protocols import ConflictError, NotFoundError
+
+
+class MemoryStore:
+    """Records are pydantic models the engine never mutates (it always ``model_copy(update=…)``),
+    so they are stored and returned as they are, without copies: the simulator's hot path."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, RolloutRecord] = {}
+        self._events: list[Event] = []
+        self._seq: dict[str, int] = {}
+        self._windows: dict[str, list[tuple[int, Window]]] = {}
+        self._kpis: list[tuple[str, str, str, float, float]] = []
+        self._lock = threading.Lock()
+
+    def create(self, record: RolloutRecord, events: Sequence[Event]) -> RolloutRecord:
+        with self._lock:
+            existing = self._records.get(record.name)
+            if existing is not None and not existing.phase.terminal:
+                raise ConflictError(f"rollout {record.name!r} is already {existing.phase}")
+            stored = record.model_copy(update={"revision": 1})
+            self._records[record.name] = stored
+            self._windows[record.name] = []
+            self._append(events)
+            return stored
+
+    def get(self, name: str) -> RolloutRecord:
+        with self._lock:
+            if name not in self._records:
+                raise NotFoundError(name)
+            return self._records[name]
+
+    def save(
+        self,
+        record: RolloutRecord,
+        events: Sequence[Event] = (),
+        windows: Sequence[tuple[int, Window]] = (),
+    ) -> RolloutRecord:
+        with self._lock:
+            current = self._records.get(record.name)
+            if current is None:
+                raise NotFoundError(record.name)
+            if current.revision != record.revision:
+                raise ConflictError(
+                    f"rollout {record.name!r} changed (revision {current.revision}, had {record.revision})"
+                )
+            stored = record.model_copy(update={"revision": record.revision + 1})
+            self._records[record.name] = stored
+            self._append(events)
+            self._windows.setdefault(record.name, []).extend(windows)
+            return stored
+
+    def _append(self, events: Sequence[Event]) -> None:
+        for event in events:
+            seq = self._seq.get(event.rollout, 0) + 1
+            self._seq[event.rollout] = seq
+            self._events.append(event.model_copy(update={"seq": seq}))
+
+    def list(self, active_only: bool = False) -> list[RolloutRecord]:
+        with self._lock:
+            records = list(self._records.values())
+        if active_only:
+            records = [r for r in records if not r.phase.terminal]
+        return sorted(records, key=lambda r: r.created_at)
+
+    def events(self, name: str | None = None, since_seq: int = 0) -> builtins.list[Event]:
+        with self._lock:
+            return [
+                e for e in self._events if (name is None or e.rollout == name) and e.seq > since_seq
+            ]
+
+    def windows(self, name: str, stage: int | None = None) -> builtins.list[tuple[int, Window]]:
+        with self._lock:
+            return [(s, w) for s, w in self._windows.get(name, []) if stage is None or s == stage]
+
+    def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None:
+        with self._lock:
+            self._kpis.append((rollout, version, metric, value, at))
+
+    def kpi_totals(self, rollout: str, version: str, start: float, end: float) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        with self._lock:
+            for r, v, m, value, at in self._kpis:
+                if r == rollout and v == version and start <= at < end:
+                    totals[m] = totals.get(m, 0.0) + value
+        return totals
