@@ -70,7 +70,8 @@ def test_deployer_restarts_a_dead_version_and_honours_a_fixed_port(tmp_path: Pat
         while Path(f"/proc/{first}/stat").read_text().split()[2] != "Z":  # dead, not yet reaped
             time.sleep(0.01)
         assert deployer.ensure("shop", version) == f"127.0.0.1:{port}"
-        assert deployer.pid("shop", "v1") not in (None, first)
+        second = deployer.pid("shop", "v1")
+        assert second not in (None, first), f"first pid {first}, second {second}"
     finally:
         deployer.close()
 

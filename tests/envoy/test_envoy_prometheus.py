@@ -54,7 +54,9 @@ def test_promql_windows_match_the_load(
     assert window.baseline.errors == 0
     canary_error_rate = window.canary.errors / window.canary.requests
     seen_error_rate = summary.errors_by_version["v2"] / summary.by_version["v2"]
-    assert abs(canary_error_rate - seen_error_rate) < 0.03  # rates survive the extrapolation
+    # Envoy creates a class's counter at its first request, so increase() misses that first
+    # count and extrapolates the series from mid-window: rates agree loosely, not exactly.
+    assert abs(canary_error_rate - seen_error_rate) < 0.08
     assert window.canary.count_above(20) / window.canary.latency_buckets[-1][1] > 0.6  # median 30 ms
     assert window.baseline.count_above(20) / window.baseline.latency_buckets[-1][1] < 0.4
 

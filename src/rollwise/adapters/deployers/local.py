@@ -139,8 +139,8 @@ class LocalProcessDeployer:
                     )
                 try:
                     response = client.get(url)
-                    if 200 <= response.status_code < 300:
-                        return
+                    if 200 <= response.status_code < 300 and running.process.poll() is None:
+                        return  # healthy, and it is our process answering (not a stranger on the port)
                     last = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
