@@ -67,7 +67,8 @@ def test_deployer_restarts_a_dead_version_and_honours_a_fixed_port(tmp_path: Pat
         first = deployer.pid("shop", "v1")
         assert first is not None
         os.kill(first, 9)
-        while Path(f"/proc/{first}/stat").read_text().split()[2] != "Z":  # dead, not yet reaped
+        # A killed multi-threaded process shows "Z" before waitpid reports it: wait for the latter.
+        while deployer.is_running("shop", "v1"):
             time.sleep(0.01)
         assert deployer.ensure("shop", version) == f"127.0.0.1:{port}"
         second = deployer.pid("shop", "v1")

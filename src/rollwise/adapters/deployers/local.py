@@ -122,6 +122,10 @@ class LocalProcessDeployer:
         running = self._running.get((rollout, version))
         return running.process.pid if running else None
 
+    def is_running(self, rollout: str, version: str) -> bool:
+        running = self._running.get((rollout, version))
+        return running is not None and running.process.poll() is None
+
     def log_path(self, rollout: str, version: str) -> Path:
         return self.log_dir / f"{rollout}-{version}.log"
 
