@@ -65,7 +65,7 @@ STRATEGIES = {
     autoPromote: true
     rollbackWindow: 10s
     previewAnalysis:"""
-    + ANALYSIS.replace("      ", "      ", 1),
+    + ANALYSIS,
     "shadow": """
   shadow:
     percent: 100
