@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.envoy, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def test_healthy_canary_is_promoted_without_a_dropped_request() -> None:
-    result = run_scenario("canary-good", rate=150, max_seconds=90)
+    result = run_scenario("good-canary", rate=150, max_seconds=90)
 
     assert result.phase == Phase.SUCCEEDED, result.reason
     assert result.load.transport_errors == 0  # every failure is a service's own (0.5 %) 500
@@ -22,30 +22,32 @@ def test_healthy_canary_is_promoted_without_a_dropped_request() -> None:
 
 
 def test_failing_canary_is_rolled_back_and_traffic_returns_to_stable() -> None:
-    result = run_scenario("canary-bad", rate=150, max_seconds=90)
+    result = run_scenario("bad-canary", rate=150, max_seconds=90)
 
     assert result.phase == Phase.ROLLED_BACK, result.reason
-    assert "error-rate" in result.reason
+    assert "error-rate" in result.reason or "latency-p99" in result.reason
     assert result.load.transport_errors == 0
+    assert result.load.errors_by_version.get("v1", 0) <= 0.03 * result.load.by_version["v1"]
     v2_errors = result.load.errors_by_version.get("v2", 0)
     assert v2_errors > 0  # some users did see the bad canary before the decision...
     assert v2_errors < result.load.by_version["v2"] * 0.3  # ...and they were few
 
 
-def test_shadow_rollout_compares_mirrored_traffic_and_users_only_see_stable() -> None:
+def test_failing_shadow_is_caught_while_users_only_see_stable() -> None:
     result = run_scenario("shadow", rate=150, max_seconds=90)
 
-    assert result.phase == Phase.SUCCEEDED, result.reason
-    assert set(result.load.by_version) == {"v1"}
+    assert result.phase == Phase.ROLLED_BACK, result.reason
+    assert set(result.load.by_version) == {"v1"}  # nobody was served by the shadow
+    assert result.load.errors_by_version.get("v3", 0) == 0
     assert result.shadow is not None and result.shadow["compared"] > 100
-    # Both versions fail 0.5 % at random, so only those requests' statuses differ.
-    assert result.shadow["mismatches"] <= 0.05 * result.shadow["compared"]
+    # v3 fails 5 % and changes 20 % of payloads: the comparator sees it, the client never does
+    assert result.shadow["mismatches"] >= 0.1 * result.shadow["compared"]
 
 
 @pytest.mark.prometheus
 def test_rollout_decided_from_promql(prometheus_binary: str) -> None:
     result = run_scenario(
-        "canary-bad", rate=150, max_seconds=120, metrics="prometheus", prometheus_binary=prometheus_binary
+        "bad-canary", rate=150, max_seconds=120, metrics="prometheus", prometheus_binary=prometheus_binary
     )
 
     assert result.phase == Phase.ROLLED_BACK, result.reason

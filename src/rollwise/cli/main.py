@@ -517,6 +517,9 @@ def explain(
 
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
+    from rollwise.demo.cli import demo
+
+    app.command(name="demo")(demo)
     from rollwise.api.cli import register as register_api_commands
 
     register_api_commands(app)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollwise.analysis.shadow_compare import mismatch_verdict
 from rollwise.core.clock import Clock
 from rollwise.core.model import (
     Action,
@@ -112,7 +113,8 @@ class RolloutEngine:
         """Advance one rollout by at most one decision; safe to call at any rate."""
         for _ in range(attempts):
             record = self.store.get(name)
-            self._reconcile_route(record)
+            if record.phase != Phase.PENDING:  # a pending rollout has deployed nothing to route to
+                self._reconcile_route(record)
             change = _Change()
             updated = self._advance(record, change)
             if updated is None:
@@ -653,6 +655,16 @@ class RolloutEngine:
         if not ready and shadow.analysis is not None:
             reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
             return self._pause(current, change, reason, actor="engine")
+        if "status" in shadow.compare or "body" in shadow.compare:
+            windows = [w for _, w in self.store.windows(current.name, current.stage_index)]
+            windows += [w for stage, w in change.windows if stage == current.stage_index]
+            alpha = shadow.analysis.alpha if shadow.analysis is not None else 0.01
+            compared = mismatch_verdict(windows, shadow.maxMismatchRate, alpha)
+            if compared.action != Action.HOLD:
+                current = self._record_decision(current, compared, change, 0.0)
+            if compared.action == Action.ROLLBACK:
+                return self._finish(current, change, Phase.ROLLED_BACK, compared.reason,
+                                    evidence=compared.to_evidence())
         updated = self._set_route(current, change, mirror_to=None, mirror_percent=0.0)
         return self._finish(updated, change, Phase.SUCCEEDED,
                             f"shadow of {record.canary_version} passed; ready for a canary",

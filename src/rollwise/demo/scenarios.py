@@ -27,8 +27,8 @@ from rollwise.adapters.stores.memory import MemoryStore
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import Event, Phase, RolloutRecord
-from rollwise.core.protocols import Store
-from rollwise.demo.load import LoadGenerator, LoadSummary
+from rollwise.core.protocols import Notifier, Store
+from rollwise.demo.load import LoadGenerator, LoadSummary, Sample
 from rollwise.demo.shadow import STATS_PATH
 from rollwise.spec import load_spec_text
 from rollwise.spec.models import VersionRef
@@ -63,7 +63,7 @@ STRATEGIES = {
     previewMirrorPercent: 50
     previewDuration: 8s
     autoPromote: true
-    rollbackWindow: 10s
+    rollbackWindow: 5m
     previewAnalysis:"""
     + ANALYSIS,
     "shadow": """
@@ -84,24 +84,32 @@ class Scenario:
     canary_flags: str
     expected: Phase
     about: str
+    canary_version: str = "v2"
 
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("canary-good", "canary", "", Phase.SUCCEEDED, "v2 is as good as v1: 20% -> 50% -> 100%"),
         Scenario(
-            "canary-bad", "canary", "--error-rate 0.08", Phase.ROLLED_BACK, "v2 fails 8% of requests: rolled back"
+            "bad-canary",
+            "canary",
+            "--error-rate 0.08 --latency-ms 20 --latency-p99-ms 400",
+            Phase.ROLLED_BACK,
+            "v2 fails 8% of requests and has a slow tail: rolled back by itself",
         ),
+        Scenario("good-canary", "canary", "", Phase.SUCCEEDED, "v2 is as good as v1: 20% -> 50% -> 100%"),
         Scenario(
-            "canary-slow",
+            "slow-canary",
             "canary",
             "--latency-ms 150 --latency-p99-ms 400",
             Phase.ROLLED_BACK,
             "v2's p99 is 400 ms against a 250 ms SLO: rolled back",
         ),
-        Scenario("blue-green", "blueGreen", "", Phase.SUCCEEDED, "green previewed on mirrored traffic, then cut over"),
-        Scenario("shadow", "shadow", "", Phase.SUCCEEDED, "v2 gets a mirrored copy of live traffic; users see v1 only"),
+        Scenario("blue-green", "blueGreen", "", Phase.SUCCEEDED,
+                 "v2 previewed on mirrored traffic, then cut over; v1 kept warm for an instant undo"),
+        Scenario("shadow", "shadow", "--error-rate 0.05 --mismatch-rate 0.2", Phase.ROLLED_BACK,
+                 "v3 gets a mirrored copy of live traffic; its errors and mismatches are caught, users see v1 only",
+                 canary_version="v3"),
     )
 }
 
@@ -115,6 +123,9 @@ class ScenarioResult:
     load: LoadSummary
     events: list[Event] = field(default_factory=list)
     shadow: dict[str, int] | None = None
+    samples: list[Sample] = field(default_factory=list)
+    name: str = ""
+    undo: dict[str, float] | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -136,16 +147,16 @@ class ScenarioResult:
 
 def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy") -> str:
     service = f"{shlex.quote(sys.executable)} -m rollwise.demo.service --port {{port}}"
-    # Both versions fail a little (0.5 %), as real services do; a canary's flags override that.
-    base = "--latency-ms 5 --latency-p99-ms 20 --error-rate 0.005"
+    # Both versions answer in ~5 ms (p99 20 ms) without errors; a scenario's canary flags override that.
+    base = "--latency-ms 5 --latency-p99-ms 20"
     stable = f"{service} --version v1 {base}"
-    canary = f"{service} --version v2 {base} {scenario.canary_flags}".strip()
+    canary = f"{service} --version {scenario.canary_version} {base} {scenario.canary_flags}".strip()
     return (
         f"name: demo-{scenario.name}\n"
         "service: demo\n"
         "versions:\n"
         f"  stable: {{name: v1, command: {stable!r}}}\n"
-        f"  canary: {{name: v2, command: {canary!r}}}\n"
+        f"  canary: {{name: {scenario.canary_version}, command: {canary!r}}}\n"
         f"traffic: {{router: envoy, listen: '{listen}'}}\n"
         f"metrics: {{source: {metrics}}}\n"
         "strategy:" + STRATEGIES[scenario.strategy]
@@ -162,6 +173,9 @@ def run_scenario(
     on_event: Callable[[Event], None] | None = None,
     metrics: Literal["envoy", "prometheus"] = "envoy",
     prometheus_binary: str | None = None,
+    notifier: Notifier | None = None,
+    on_tick: Callable[[RolloutRecord], None] | None = None,
+    demonstrate_undo: bool = False,
 ) -> ScenarioResult:
     """Run one scenario to its end (or ``max_seconds``); every process started is stopped.
 
@@ -188,11 +202,8 @@ def run_scenario(
             router=router,
             metrics=EnvoyMetricSource(router.admin_url),
             deployer=deployer,
+            notifier=notifier,
         )
-        # Deploy first so the router knows both upstreams before the engine's first reconcile
-        # (the engine deploys again at its first step: ensure() is idempotent).
-        for ref in (spec.versions.stable, spec.versions.canary):
-            router.register(spec.name, ref.name, deployer.ensure(spec.name, ref))
         record = engine.start(spec, actor="demo")
         record = engine.tick(record.name)  # deploys both versions and routes all traffic to v1
         if scenario.strategy in ("shadow", "blueGreen"):
@@ -202,11 +213,12 @@ def run_scenario(
                 VersionRef(
                     name="shadow-compare",
                     command=f"{shlex.quote(sys.executable)} -m rollwise.demo.shadow --port {{port}} "
-                    f"--primary {record.route.upstreams['v1']} --shadow {record.route.upstreams['v2']}",
+                    f"--primary {record.route.upstreams[record.stable_version]} "
+                    f"--shadow {record.route.upstreams[record.canary_version]}",
                     healthPath=STATS_PATH,
                 ),
             )
-            router.register_mirror_target(record.name, "v2", comparator)
+            router.register_mirror_target(record.name, record.canary_version, comparator)
             comparator_stats = f"http://{comparator}{STATS_PATH}"
             engine.metrics = EnvoyMetricSource(router.admin_url, shadow_stats_url=comparator_stats)
         if metrics == "prometheus":
@@ -223,9 +235,17 @@ def run_scenario(
                 seen = event.seq
                 if on_event is not None:
                     on_event(event)
+            if on_tick is not None:
+                on_tick(record)
             if _settled(record):
                 break
             time.sleep(0.25)
+        undo = None
+        if demonstrate_undo and record.phase == Phase.SUCCEEDED and scenario.strategy == "blueGreen":
+            undo = _instant_undo(engine, record, load)
+            if on_event is not None:
+                for event in store.events(record.name, seen):
+                    on_event(event)
         load.stop()
         summary = load.wait()
         phase_events = [e for e in store.events(record.name) if e.type == "phase"]
@@ -237,6 +257,9 @@ def run_scenario(
             load=summary,
             events=store.events(record.name),
             shadow=_shadow_stats(comparator_stats) if comparator_stats else None,
+            samples=load.samples,
+            name=record.name,
+            undo=undo,
         )
     finally:
         if load is not None and load.running:
@@ -248,6 +271,29 @@ def run_scenario(
         router.close()
 
 
+def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenerator) -> dict[str, float]:
+    """Undo a blue/green cutover under load and time how long until users are all back on stable."""
+    time.sleep(2.0)  # let users settle on the new version first
+    began = time.time()
+    engine.command(record.name, "undo", actor="demo", reason="showing the instant rollback")
+    engine.tick(record.name)  # the controller applies the route
+    back_at = None
+    while time.time() - began < 10.0:
+        recent = [s for s in load.samples if s.sent_at >= began and s.version]
+        tail = recent[-20:]
+        if len(tail) == 20 and all(s.version == record.stable_version for s in tail):
+            back_at = next(s.sent_at for s in recent if s.version == record.stable_version and all(
+                t.version == record.stable_version for t in recent if t.sent_at >= s.sent_at))
+            break
+        time.sleep(0.05)
+    during = [s for s in load.samples if s.sent_at >= began]
+    return {
+        "seconds_to_stable": round((back_at - began) if back_at else float("nan"), 3),
+        "failed_requests": float(sum(1 for s in during if s.failed)),
+        "requests": float(len(during)),
+    }
+
+
 def _shadow_stats(url: str) -> dict[str, int]:
     return {k: int(v) for k, v in httpx.get(url, timeout=5).json().items()}
 
@@ -257,7 +303,7 @@ def _settled(record: RolloutRecord) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rollwise.demo.scenarios canary-bad [--metrics prometheus]``: run and narrate one."""
+    """``python -m rollwise.demo.scenarios bad-canary [--metrics prometheus]``: run and narrate one."""
     import argparse
     import json
 

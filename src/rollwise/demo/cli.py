@@ -1,0 +1,184 @@
+"""``rollwise demo``: the four release stories on real processes — Envoy, services, load, the engine.
+
+Unattended, it shows what the agent sees and does as it happens: weights, canary against baseline
+(error rate and p99), every decision in plain words; then it writes a postmortem per rollout and
+says where. With ``--scenario X --output json`` it prints the ``simulate`` JSON shape plus what the
+load generator's users saw (``client_errors``) and, for a shadow, the mismatches it caught.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from rollwise.core.model import Event, RolloutRecord
+from rollwise.core.protocols import Store
+from rollwise.core.units import format_percent
+
+console = Console()
+
+DEMO_ORDER = ("bad-canary", "good-canary", "blue-green", "shadow")
+LATENCY_SLO_MS = 250.0  # the demo specs' latency-p99 gate
+
+
+class DemoScenario(StrEnum):
+    bad_canary = "bad-canary"
+    good_canary = "good-canary"
+    blue_green = "blue-green"
+    shadow = "shadow"
+    slow_canary = "slow-canary"
+
+
+class DemoOutput(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO_MS) -> dict[str, Any]:
+    """The ``simulate`` JSON shape, measured on real traffic, plus what clients saw."""
+    record = store.get(result.name)
+    t0 = record.created_at
+    events = store.events(result.name)
+    canary = record.canary_version
+    canary_samples = [s for s in result.samples if s.version == canary]
+    bad = [s for s in canary_samples if s.failed or s.latency_ms > latency_slo_ms]
+    client_errors: dict[str, int] = {record.stable_version: 0, canary: 0}
+    for sample in result.samples:
+        if sample.failed:
+            version = sample.version or "unanswered"
+            client_errors[version] = client_errors.get(version, 0) + 1
+    data: dict[str, Any] = {
+        "name": record.name,
+        "scenario": result.scenario,
+        "phase": str(record.phase),
+        "duration_s": round((record.finished_at or time.time()) - t0, 3),
+        "canary_requests": len(canary_samples),
+        "canary_bad_requests": len(bad),
+        "steps": [{"at_s": round(e.at - t0, 3), "weight": float(e.data["weight"])}
+                  for e in events if e.type == "step" and "weight" in e.data],
+        "decisions": [{"at_s": round(e.at - t0, 3), "action": e.data.get("action"), "reason": e.message,
+                       "evidence": e.data.get("evidence", {})} for e in events if e.type == "decision"],
+        "client_errors": client_errors,
+        "requests": len(result.samples),
+    }
+    if result.undo is not None:
+        data["undo"] = result.undo
+    if result.shadow is not None:
+        data["shadow_mismatches"] = int(result.shadow.get("mismatches", 0))
+        data["shadow_compared"] = int(result.shadow.get("compared", 0))
+        data["shadow_errors"] = int(result.shadow.get("shadow_errors", 0))
+    return data
+
+
+class LiveView:
+    """Narrates a scenario: every event, and every two seconds the weights and both versions' numbers."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._last_status = 0.0
+
+    def on_event(self, event: Event) -> None:
+        style = {"decision": "yellow", "phase": "bold", "step": "cyan"}.get(event.type, "dim")
+        action = escape(f" [{event.data['action']}]") if event.type == "decision" else ""
+        console.print(f"  [{style}]{event.type:>9}{action}[/] {escape(event.message)}", highlight=False)
+
+    def on_tick(self, record: RolloutRecord) -> None:
+        now = time.monotonic()
+        if now - self._last_status < 2.0:
+            return
+        self._last_status = now
+        windows = [w for _, w in self.store.windows(record.name, record.stage_index)]
+        text = f"weight {record.route.canary_weight:g}% → {record.canary_version}"
+        if record.route.mirror_percent:
+            text += f", mirror {record.route.mirror_percent:g}%"
+        recent = [w for w in windows[-3:] if w.has_data]
+        if recent:
+            from rollwise.core.model import VersionStats
+
+            canary = VersionStats.merge([w.canary for w in recent if w.canary is not None])
+            baseline = VersionStats.merge([w.baseline for w in recent if w.baseline is not None])
+
+            def p99(stats: VersionStats) -> str:
+                value = stats.quantile(0.99)
+                return f"{value:.0f}ms" if value is not None else "n/a"
+
+            text += (f" | canary err {format_percent(canary.error_rate)} p99 {p99(canary)} ({canary.requests} req)"
+                     f" vs baseline err {format_percent(baseline.error_rate)} p99 {p99(baseline)}"
+                     f" ({baseline.requests} req)")
+        console.print(f"  [dim]{'status':>9}[/] {text}", highlight=False)
+
+
+def demo(
+    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all four).")] = None,
+    output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
+    store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
+    rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
+    max_seconds: Annotated[float, typer.Option(help="Time cap per scenario.")] = 120.0,
+    reports: Annotated[Path | None, typer.Option(help="Folder for the HTML postmortems.")] = None,
+) -> None:
+    """Run the release stories on real processes: a bad canary rolled back by itself, a good one
+    promoted to 100%, a blue/green cutover with instant undo, and a shadow users never see.
+
+    Example: rollwise demo --scenario bad-canary --output json
+    """
+    from rollwise.demo.scenarios import SCENARIOS, run_scenario
+    from rollwise.report.postmortem import load_postmortem, to_html
+    from rollwise.wiring import build_notifier, open_store
+
+    the_store = open_store(store)
+    notifier = build_notifier(store=the_store)
+    names = [scenario.value] if scenario is not None else list(DEMO_ORDER)
+    folder = reports or Path("~/.rollwise/reports").expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    failed = False
+    try:
+        for name in names:
+            view = LiveView(the_store)
+            if output == DemoOutput.text:
+                console.rule(f"[bold]{name}[/]: {SCENARIOS[name].about}")
+            result = run_scenario(
+                name, rate=rate, max_seconds=max_seconds, store=the_store, notifier=notifier,
+                on_event=view.on_event if output == DemoOutput.text else None,
+                on_tick=view.on_tick if output == DemoOutput.text else None,
+                demonstrate_undo=scenario is None,
+            )
+            data = scenario_json(result, the_store)
+            report = folder / f"{result.name}.html"
+            report.write_text(to_html(load_postmortem(the_store, result.name)), encoding="utf-8")
+            data["report"] = str(report)
+            results.append(data)
+            failed = failed or not result.as_expected
+            if output == DemoOutput.text:
+                errors = ", ".join(f"{v}: {n}" for v, n in data["client_errors"].items())
+                phase = f"{result.phase}, then undone on purpose" if result.undo is not None else data["phase"]
+                console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; "
+                              f"client errors by version: {errors}; canary requests {data['canary_requests']}, "
+                              f"bad {data['canary_bad_requests']}", highlight=False)
+                if "shadow_mismatches" in data:
+                    console.print(f"  shadow: {data['shadow_compared']} compared, {data['shadow_mismatches']} "
+                                  f"mismatches, {data['shadow_errors']} shadow errors — none served to users")
+                if result.undo is not None:
+                    console.print(f"  instant rollback: `undo` put every user back on v1 in "
+                                  f"{result.undo['seconds_to_stable'] * 1000:.0f} ms, "
+                                  f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
+                console.print(f"  report: {report}")
+    finally:
+        close = getattr(notifier, "close", None)
+        if close is not None:
+            close()
+    if output == DemoOutput.json:
+        sys.stdout.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
+    else:
+        console.rule("done")
+        console.print(f"reports: {folder}  (open the .html files in a browser; `rollwise report NAME` for more)")
+    if failed:
+        raise typer.Exit(1)
