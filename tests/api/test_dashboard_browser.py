@@ -1,0 +1,115 @@
+"""The dashboard in headless Chromium: live weights without reload, role-checked abort, a screenshot."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import REPO, require_or_skip  # tests/conftest.py, on sys.path as the rootdir conftest
+
+from .conftest import LiveServer, file_spec, make_tokens
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    require_or_skip(os.path.exists(CHROMIUM), f"{CHROMIUM} missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def start(live: LiveServer, token: str, name: str, route: Path, **spec: Any) -> None:
+    response = httpx.post(f"{live.url}/api/v1/rollouts", content=file_spec(name, route, **spec).encode(),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"})
+    assert response.status_code == 201, response.text
+
+
+def sign_in(page: Any, token: str) -> None:
+    if page.is_hidden("#token-form"):
+        page.click("#token-button")
+    page.fill("#token-input", token)
+    page.click("#token-save")
+
+
+def phase(live: LiveServer, token: str, name: str) -> str:
+    response = httpx.get(f"{live.url}/api/v1/rollouts/{name}", headers={"Authorization": f"Bearer {token}"})
+    return str(response.json()["phase"])
+
+
+def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServer, browser: Any,
+                                                      tmp_path: Path) -> None:
+    live = live_controller
+    tokens = make_tokens(live.store_url)
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # 1. Weights change on screen, pushed by SSE, with no reload.
+    page.goto(f"{live.url}/")
+    sign_in(page, tokens["releaser"])
+    start(live, tokens["releaser"], "web", tmp_path / "web.json", pause="2s", weights=(10, 40, 70, 100))
+    page.goto(f"{live.url}/#/rollouts/web")
+    page.wait_for_selector("#weight-canary")
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_selector("#live.on", timeout=10_000)
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = page.text_content("#weight-canary") or ""
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if text == "100%":
+            break
+        time.sleep(0.1)
+    assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    assert len(seen) >= 3 and seen[-1] == "100%", seen
+    page.wait_for_selector("#rollout-phase >> text=Succeeded", timeout=10_000)
+    page.wait_for_selector("#history >> text=Succeeded", timeout=10_000)
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "dashboard-rollout.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"dashboard screenshot: {shot} (weights seen: {seen})")
+
+    # 2. A viewer's abort is refused and the page says so; the rollout keeps going.
+    start(live, tokens["releaser"], "held", tmp_path / "held.json", pause="1h", weights=(10, 100))
+    page.click("#token-button")
+    page.click("#token-clear")
+    sign_in(page, tokens["viewer"])
+    page.goto(f"{live.url}/#/rollouts/held")
+    page.wait_for_selector("button[data-command=abort]")
+    page.wait_for_selector("#identity >> text=viewer")
+    page.click("button[data-command=abort]")
+    page.wait_for_selector("#notice.error", timeout=10_000)
+    notice = page.text_content("#notice") or ""
+    assert "403" in notice and "releaser" in notice, notice
+    assert phase(live, tokens["admin"], "held") == "Progressing"
+
+    # 3. A releaser's abort works, and the page shows it.
+    sign_in(page, tokens["releaser"])
+    page.goto(f"{live.url}/#/rollouts/held")
+    page.wait_for_selector("#identity >> text=releaser")
+    page.fill("#reason", "browser test")
+    page.click("button[data-command=abort]")
+    page.wait_for_selector("#notice.ok", timeout=10_000)
+    page.wait_for_selector("#rollout-phase >> text=Aborted", timeout=10_000)
+    assert phase(live, tokens["admin"], "held") == "Aborted"
+    assert page.text_content("#weight-canary") == "0%"
+    assert errors == []
