@@ -38,7 +38,7 @@ def test_bad_canary_demo_notifies_slack_and_reports(receiver: Receiver, tmp_path
            "ROLLWISE_STORE": store}
     for key in ("ROLLWISE_TEAMS_WEBHOOK_URL", "ROLLWISE_WEBHOOK_URL"):
         env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-m", "rollwise.cli.main", "demo", "--scenario", "bad-canary",
+    proc = subprocess.run([sys.executable, "-m", "rollwise", "demo", "--scenario", "bad-canary",
                            "--output", "json", "--store", store],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
     assert proc.returncode in (0, 3), proc.stderr[-2000:]  # 3: the rollout ended rolled back, as it should
@@ -60,5 +60,5 @@ def test_bad_canary_demo_notifies_slack_and_reports(receiver: Receiver, tmp_path
     result = CliRunner().invoke(app, ["report", records[-1].name, "--format", "html", "-o", str(out),
                                       "--store", store])
     assert result.exit_code == 0, result.output
-    boxes = render_in_chromium(out, tmp_path / "demo-report.png")
+    boxes = render_in_chromium(out, tmp_path / "demo-report.png", heading="demo")
     assert len(boxes) >= 3 and all(b["width"] > 0 and b["height"] > 0 for b in boxes)

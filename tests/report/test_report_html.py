@@ -43,7 +43,7 @@ def history(tmp_path: Path) -> str:
     return url
 
 
-def render_in_chromium(html: Path, screenshot: Path) -> list[dict[str, float]]:
+def render_in_chromium(html: Path, screenshot: Path, heading: str = "checkout") -> list[dict[str, float]]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -59,7 +59,7 @@ def render_in_chromium(html: Path, screenshot: Path) -> list[dict[str, float]]:
             page.goto(html.as_uri())
             boxes = [box for svg in page.query_selector_all("svg.chart") if (box := svg.bounding_box())]
             assert page.title().startswith("Postmortem")
-            assert page.inner_text("h1").startswith("checkout")
+            assert page.inner_text("h1").startswith(heading)
             page.screenshot(path=str(screenshot), full_page=True)
             assert failed == []  # nothing to fetch: the file is self-contained
             return boxes  # type: ignore[return-value]
