@@ -37,13 +37,21 @@ def parse_duration(value: str | int | float) -> float:
     return total
 
 
-def format_duration(seconds: float) -> str:
-    """Short human form that parses back to the same number: 90 -> '1m30s', 0.25 -> '250ms'."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    seconds = int(seconds)
+def format_duration(seconds: float, exact: bool = False) -> str:
+    """Short human form: 90 -> '1m30s', 10.23 -> '10.2s', 0.25 -> '250ms'.
+
+    ``exact=True`` keeps every digit so the text parses back to the same number (spec dumps).
+    """
+    if exact:
+        if seconds < 1:
+            return f"{seconds * 1000:g}ms"
+        if seconds != int(seconds):
+            return f"{seconds:g}s"
+    elif seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    elif seconds < 60 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    seconds = round(seconds)
     parts = []
     for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:

@@ -16,7 +16,7 @@ from rollwise.core.units import format_duration, parse_duration, parse_fraction,
 Seconds = Annotated[
     float,
     BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    PlainSerializer(lambda s: format_duration(s, exact=True), return_type=str, when_used="json"),
     Field(json_schema_extra={"examples": ["30s", "5m"]}),
 ]
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
