@@ -27,7 +27,8 @@ Carry (``Verdict.evidence["carry"]``): ``{"sequential": {metric name: {...}}}`` 
 metric's cumulative attribution state (grid log-likelihood, SPRT and accept log-ratios, counts),
 its SLO counts, its frozen latency threshold and its SRM state. The engine stores it when a stage
 ends and hands it back in ``StageContext.carry``; evidence therefore accumulates across stages and
-runs (e-values multiply), which is also what makes later stages of a healthy canary short.
+runs (e-values multiply). Only the no-regression side starts afresh (from at most 0) in each
+stage: a canary that degrades as it grows must not ride on an earlier stage's "fine".
 """
 
 from __future__ import annotations
@@ -194,13 +195,18 @@ def _fold_metric(plan: MetricPlan, fold: MetricFold, window: Window, t: float) -
     return updated
 
 
-def _initial(plans: list[MetricPlan], carry: dict[str, Any]) -> StageFold:
+def _initial(plans: list[MetricPlan], carry: dict[str, Any] | None) -> StageFold:
     metrics = {}
     for plan in plans:
         saved = carry.get(plan.metric.name, {}) if isinstance(carry, dict) else {}
         grid_size = plan.compare.grid.size if plan.compare is not None else 0
+        attribution = AttributionState.from_dict(saved.get("attribution"), grid_size) if plan.compare else None
+        if attribution is not None:
+            # The no-regression side is re-earned in every stage (on more traffic, so faster): a canary
+            # that degrades as it grows must not ride on an earlier stage's "fine".
+            attribution.accept_llr = min(attribution.accept_llr, 0.0)
         metrics[plan.metric.name] = MetricFold(
-            attribution=AttributionState.from_dict(saved.get("attribution"), grid_size) if plan.compare else None,
+            attribution=attribution,
             slo=SloCounts.from_dict(saved.get("slo")),
             threshold_ms=saved.get("threshold_ms"),
             srm=SampleRatioState.from_dict(saved.get("srm")) if plan.metric.type == "kpi" else None,
@@ -263,7 +269,7 @@ class SequentialJudge:
     # -------------------------------------------------------------- folding
 
     def fold(self, context: StageContext) -> StageFold:
-        carry = context.carry.get(CARRY_KEY, {}) if context.carry else {}
+        carry = context.carry.get(CARRY_KEY) if context.carry else None
         key = (context.stage_index, context.stage_started_at, context.run)
         memo = self._memo
         if memo is None or memo.key != key or memo.carry is not carry:

@@ -1,0 +1,381 @@
+"""How fast and how safely do judges decide? Canary scenarios on simulated traffic, side by side.
+
+Every method sees the same simulated service (``rollwise.simulate.world``: 200 req/s, canary
+weights 5 -> 10 -> 25 -> 50 -> 100 %, baseline 0.1 % errors, p99 100 ms, 5 % conversion) with the
+same seeds. Judges are driven window by window with the engine's stage semantics (minSamples,
+minStageTime, maxStageTime -> inconclusive, HOLD -> noDataLimit), which is what the engine does,
+without its store round-trips so that hundreds of seeds run in minutes.
+
+Methods:
+  sequential        rollwise's default judge (mixture e-processes, no effect size stated), 1-s windows
+  sequential+min    the same with minEffect stated (SPRT): errors 1 pp, slow requests 2 pp
+  flagger           1-min checks on the canary alone, success >= 99 %, p99 <= 125 ms, threshold 5,
+                    "no values" counts as a failed check, one step per passing check
+  argo              5-min measurements, same conditions, failureLimit 3, consecutiveErrorLimit 4
+  kayenta           rollwise's Kayenta-style judge (Mann-Whitney over 10-s buckets, 50 points/stage)
+  wald bound        expected requests of the best possible test (Wald-Wolfowitz), computed
+
+Usage:  python bench/decisions.py --seeds 500 --output markdown > bench/results/decisions.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy.stats import norm
+
+from rollwise.analysis.kayenta import KayentaJudge
+from rollwise.analysis.sequential import SequentialJudge
+from rollwise.core.model import Action, RouteState, StageContext, Window, WindowQuery
+from rollwise.core.protocols import Judge
+from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
+from rollwise.spec.models import AnalysisSpec
+
+STAGES = (5, 10, 25, 50)
+RPS = 200.0
+ALPHA = 0.01
+BASE = Behaviour(error_rate=0.001, latency_p50_ms=20.0, latency_p99_ms=100.0, conversion=0.05)
+SLOW_MS = 100.0  # the baseline's p99: "slow" means slower than this
+FLAGGER_P99_MS = 125.0  # the next bucket bound: a bar healthy canaries pass
+
+
+def p99_for_exceedance(share: float, p50: float = 20.0, bar: float = SLOW_MS) -> float:
+    """The lognormal p99 for which ``share`` of requests are slower than ``bar``."""
+    sigma = (math.log(bar) - math.log(p50)) / float(norm.ppf(1.0 - share))
+    return p50 * math.exp(sigma * float(norm.ppf(0.99)))
+
+
+def errors_of(window: Window) -> float:
+    return float(window.canary.errors) if window.canary is not None else 0.0
+
+
+def slow_of(window: Window) -> float:
+    return float(window.canary.count_above(SLOW_MS)) if window.canary is not None else 0.0
+
+
+def lost_conversions_of(window: Window) -> float:
+    return window.canary.kpis.get("visit", 0.0) * 0.005 if window.canary is not None else 0.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    canary: Behaviour
+    healthy: bool
+    bad: Callable[[Window], float] = errors_of
+    profile: Callable[[], TrafficProfile] = lambda: TrafficProfile(rps=RPS)
+    kpi: bool = False
+    bound: tuple[float, float] | None = None  # (p0, p1) for the Wald bound on canary requests
+    seed_share: float = 1.0  # fraction of --seeds to run (slow scenarios run fewer)
+    max_time: float = 4 * 3600.0
+
+
+SCENARIOS = [
+    Scenario("healthy A/A", Behaviour(), healthy=True),
+    Scenario("errors 0.1%→1%", Behaviour(error_rate=0.01), healthy=False, bound=(0.001, 0.01), seed_share=0.4),
+    Scenario("errors 0.1%→2%", Behaviour(error_rate=0.02), healthy=False, bound=(0.001, 0.02), seed_share=0.4),
+    Scenario("slow >p99 1%→3%", Behaviour(latency_p99_ms=p99_for_exceedance(0.03)), healthy=False,
+             bad=slow_of, bound=(0.01, 0.03), seed_share=0.4),
+    Scenario("degrading 0.1%→2% over 2 min", Behaviour(error_drift_per_hour=0.019 * 30), healthy=False,
+             seed_share=0.2),
+    Scenario("KPI conversion −10%", Behaviour(conversion=0.045), healthy=False, bad=lost_conversions_of,
+             kpi=True, seed_share=0.05),
+    Scenario("low traffic 2 req/s, errors 0.1%→2%", Behaviour(error_rate=0.02), healthy=False,
+             profile=lambda: TrafficProfile(rps=2.0), bound=(0.001, 0.02), seed_share=0.1),
+    Scenario("metrics outage 6 min (healthy)", Behaviour(), healthy=True,
+             profile=lambda: TrafficProfile(rps=RPS, outages=[(20.0, 380.0)]), seed_share=0.2),
+    Scenario("bursty baseline (healthy)", Behaviour(), healthy=True,
+             profile=lambda: TrafficProfile(rps=RPS, burst_probability=0.05, burst_factor=5.0,
+                                            burst_error_rate=0.01), seed_share=0.2),
+]
+
+
+def analysis_for(scenario: Scenario, min_effect: bool, judge: str = "sequential") -> AnalysisSpec:
+    errors: dict[str, Any] = {"name": "errors", "type": "errorRate"}
+    latency: dict[str, Any] = {"name": "latency", "type": "latency", "quantile": 0.99}
+    if min_effect:
+        errors["minEffect"] = 0.01
+        latency["minEffect"] = 0.02
+    metrics = [errors, latency]
+    if scenario.kpi:
+        metrics.append({"name": "conversion", "type": "kpi", "numerator": "checkout", "denominator": "visit",
+                        "maxIncrease": 0.0})
+    return AnalysisSpec.model_validate({
+        "judge": judge, "interval": "1s", "alpha": ALPHA, "minSamples": 100, "minStageTime": "10s",
+        "maxStageTime": "30m", "noDataLimit": "15m", "metrics": metrics,
+    })
+
+
+@dataclass
+class Run:
+    outcome: str  # promoted | rolledback | inconclusive | paused | timeout
+    time: float
+    bad: float
+    stage: int
+    stage_times: list[float] = field(default_factory=list)
+
+
+def _world(scenario: Scenario, seed: int) -> SimulatedWorld:
+    return SimulatedWorld(BASE, scenario.canary, scenario.profile(), seed=seed, latency_slo_ms=SLOW_MS, t0=0.0)
+
+
+def _route(weight: float) -> RouteState:
+    return RouteState(stable="v1", canary="v2", canary_weight=weight)
+
+
+def _query(start: float, end: float) -> WindowQuery:
+    return WindowQuery("bench", "svc", "v1", "v2", start, end)
+
+
+def run_judge(judge: Judge, analysis: AnalysisSpec, scenario: Scenario, seed: int, step: float) -> Run:
+    """A rollout driven like the engine drives it, one window per ``step`` seconds."""
+    world = _world(scenario, seed)
+    t, bad, carry = 0.0, 0.0, {}
+    stage_times = []
+    for index, weight in enumerate(STAGES):
+        world.apply("bench", _route(weight))
+        start, windows, silent_since = t, [], None
+        stage_carry = dict(carry)
+        while True:
+            window = world.collect(_query(t, t + step))
+            t += step
+            windows.append(window)
+            bad += scenario.bad(window)
+            verdict = judge.evaluate(StageContext(
+                analysis=analysis, stage_index=index, canary_weight=weight, stage_started_at=start, now=t,
+                windows=tuple(windows), carry=stage_carry, run=1,
+            ))
+            if verdict.action == Action.ROLLBACK:
+                return Run("rolledback", t, bad, index, stage_times)
+            if verdict.action == Action.HOLD:
+                silent_since = t - step if silent_since is None else silent_since
+                if t - silent_since >= analysis.noDataLimit:
+                    return Run("paused", t, bad, index, stage_times)
+            else:
+                silent_since = None
+            if verdict.action == Action.EXPAND and t - start >= analysis.minStageTime:
+                carry.update(verdict.evidence.get("carry", {}))
+                stage_times.append(t - start)
+                break
+            if verdict.action == Action.INCONCLUSIVE or t - start >= analysis.maxStageTime:
+                return Run("inconclusive", t, bad, index, stage_times)
+            if t >= scenario.max_time:
+                return Run("timeout", t, bad, index, stage_times)
+    return Run("promoted", t, bad, len(STAGES), stage_times)
+
+
+def run_checker(scenario: Scenario, seed: int, interval: float, failure_limit: int, error_limit: int | None) -> Run:
+    """Flagger / Argo style: one point-estimate check per interval; failures accumulate, never reset."""
+    world = _world(scenario, seed)
+    t, bad, failures, errors_in_row, index = 0.0, 0.0, 0, 0, 0
+    world.apply("bench", _route(STAGES[0]))
+    stage_start, stage_times = 0.0, []
+    while t < scenario.max_time:
+        window = world.collect(_query(t, t + interval))
+        t += interval
+        bad += scenario.bad(window)
+        if window.canary is None or window.baseline is None or window.canary.requests == 0:
+            ok = False
+            errors_in_row += 1
+            if error_limit is not None and errors_in_row > error_limit:
+                return Run("rolledback", t, bad, index, stage_times)
+            if error_limit is not None:
+                continue  # Argo: a measurement error is not a failed measurement
+        else:
+            errors_in_row = 0
+            canary, baseline = window.canary, window.baseline
+            p99 = canary.quantile(0.99) or 0.0
+            ok = (1.0 - canary.error_rate) >= 0.99 and p99 <= FLAGGER_P99_MS
+            if scenario.kpi:
+                conv_c = canary.kpis.get("checkout", 0.0) / max(1.0, canary.kpis.get("visit", 0.0))
+                conv_b = baseline.kpis.get("checkout", 0.0) / max(1.0, baseline.kpis.get("visit", 0.0))
+                ok = ok and conv_c >= 0.95 * conv_b
+        if not ok:
+            failures += 1
+            if failures >= failure_limit:
+                return Run("rolledback", t, bad, index, stage_times)
+            continue
+        stage_times.append(t - stage_start)
+        stage_start = t
+        index += 1
+        if index == len(STAGES):
+            return Run("promoted", t, bad, index, stage_times)
+        world.apply("bench", _route(STAGES[index]))
+    return Run("timeout", t, bad, index, stage_times)
+
+
+def wald_bound(p0: float, p1: float, canary_rps: float) -> tuple[float, float]:
+    """(seconds, bad requests): Wald's expected sample size of the optimal test, known baseline rate."""
+    beta = 0.05
+    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
+    n = ((1 - beta) * math.log((1 - beta) / ALPHA) + beta * math.log(beta / (1 - ALPHA))) / kl
+    return n / canary_rps, n * p1
+
+
+METHODS = ("sequential", "sequential+min", "flagger", "argo", "kayenta")
+
+
+def run_method(method: str, scenario: Scenario, seed: int) -> Run:
+    if method == "flagger":
+        return run_checker(scenario, seed, interval=60.0, failure_limit=5, error_limit=None)
+    if method == "argo":
+        return run_checker(scenario, seed, interval=300.0, failure_limit=4, error_limit=4)
+    if method == "kayenta":
+        analysis = analysis_for(scenario, min_effect=False, judge="kayenta")
+        return run_judge(KayentaJudge(analysis), analysis, scenario, seed, step=10.0)
+    analysis = analysis_for(scenario, min_effect=method == "sequential+min")
+    return run_judge(SequentialJudge(analysis), analysis, scenario, seed, step=1.0)
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def summarise(scenario: Scenario, runs: list[Run]) -> dict[str, Any]:
+    rolled = [r for r in runs if r.outcome == "rolledback"]
+    promoted = [r for r in runs if r.outcome == "promoted"]
+    stages_judged = sum(min(r.stage + 1, len(STAGES)) for r in runs)
+    return {
+        "runs": len(runs),
+        "rollback_rate": len(rolled) / len(runs),
+        "false_rollback_rate": len(rolled) / len(runs) if scenario.healthy else 0.0,
+        "false_rollback_per_stage": len(rolled) / stages_judged if scenario.healthy else 0.0,
+        "promote_rate": len(promoted) / len(runs),
+        "inconclusive_rate": sum(r.outcome in ("inconclusive", "paused", "timeout") for r in runs) / len(runs),
+        "median_time_to_decision_s": _median([r.time for r in runs if r.outcome in ("rolledback", "promoted")]),
+        "median_time_to_rollback_s": _median([r.time for r in rolled]),
+        "median_bad_served": _median([r.bad for r in runs]),
+        "median_bad_at_rollback": _median([r.bad for r in rolled]),
+        "median_time_to_promote_s": _median([r.time for r in promoted]),
+    }
+
+
+def run_all(seeds: int, methods: tuple[str, ...], only: str | None) -> dict[str, Any]:
+    results: dict[str, Any] = {"seeds": seeds, "alpha": ALPHA, "rps": RPS, "stages": list(STAGES), "scenarios": []}
+    for scenario in SCENARIOS:
+        if only and only.lower() not in scenario.name.lower():
+            continue
+        n = max(20, round(seeds * scenario.seed_share))
+        entry: dict[str, Any] = {"name": scenario.name, "healthy": scenario.healthy, "seeds": n, "methods": {}}
+        for method in methods:
+            began = time.perf_counter()
+            runs = [run_method(method, scenario, seed) for seed in range(n)]
+            entry["methods"][method] = {**summarise(scenario, runs), "cpu_s": round(time.perf_counter() - began, 1)}
+            print(f"{scenario.name:40s} {method:15s} {entry['methods'][method]}", file=sys.stderr)
+        if scenario.bound is not None:
+            rps = (RPS if "low traffic" not in scenario.name else 2.0) * STAGES[0] / 100.0
+            seconds, bad = wald_bound(*scenario.bound, canary_rps=rps)
+            entry["wald_bound"] = {"time_s": seconds, "bad": bad}
+        results["scenarios"].append(entry)
+    results["acceptance"] = acceptance(results)
+    return results
+
+
+def acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
+    by_name = {s["name"]: s for s in results["scenarios"]}
+    checks: list[dict[str, Any]] = []
+
+    def add(what: str, value: float | None, target: str, ok: bool | None) -> None:
+        checks.append({"check": what, "value": value, "target": target, "ok": ok})
+
+    aa = by_name.get("healthy A/A")
+    if aa:
+        seq = aa["methods"].get("sequential")
+        if seq:
+            add("false rollbacks per stage, healthy A/A (sequential)", seq["false_rollback_per_stage"], "≤ 1 %",
+                seq["false_rollback_per_stage"] <= 0.01)
+            flag = aa["methods"].get("flagger")
+            if flag and flag["median_time_to_promote_s"] and seq["median_time_to_promote_s"]:
+                ratio = seq["median_time_to_promote_s"] / flag["median_time_to_promote_s"]
+                add("time to promote 5→100 %, sequential / flagger", ratio, "≤ 1/3", ratio <= 1 / 3)
+    outage = next((s for n, s in by_name.items() if n.startswith("metrics outage")), None)
+    if outage and "sequential" in outage["methods"]:
+        rate = outage["methods"]["sequential"]["rollback_rate"]
+        add("rollbacks of a healthy canary during a metrics outage (sequential)", rate, "0", rate == 0)
+    for name in ("errors 0.1%→2%", "slow >p99 1%→3%"):
+        scenario = by_name.get(name)
+        if not scenario or "wald_bound" not in scenario:
+            continue
+        bound = scenario["wald_bound"]["bad"]
+        for method, limit in (("sequential", 3.0), ("sequential+min", 1.5)):
+            stats = scenario["methods"].get(method)
+            if stats and stats["median_bad_at_rollback"] is not None:
+                ratio = stats["median_bad_at_rollback"] / bound
+                add(f"{name}: median bad / Wald bound ({method})", ratio, f"≤ {limit}", ratio <= limit)
+        seq, flag = scenario["methods"].get("sequential"), scenario["methods"].get("flagger")
+        if seq and flag and seq["median_bad_served"] and flag["median_bad_served"]:
+            ratio = flag["median_bad_served"] / seq["median_bad_served"]
+            add(f"{name}: flagger bad / sequential bad", ratio, "≥ 10", ratio >= 10)
+    return checks
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "pct":
+        return f"{100 * value:.1f} %"
+    if kind == "s":
+        return f"{value / 60:.1f} min" if value >= 600 else f"{value:.0f} s"
+    return f"{value:.3g}"
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    lines = [
+        "# Decision benchmark: rollwise's sequential judge vs peers",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Simulated service: {results['rps']:.0f} req/s, canary stages {results['stages']} % then 100 %, "
+        f"α = {results['alpha']:.0%}; baseline 0.1 % errors, p99 100 ms, 5 % conversion. Medians over seeds. "
+        "Bad = canary requests that failed (or were slower than the baseline's p99, or expected lost "
+        "conversions for the KPI case) until the decision. Times are from the start of the rollout.",
+        "",
+        "| scenario | method | runs | rollback | promoted | undecided | time to decision | bad served | "
+        "bad at rollback | time to promote |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in results["scenarios"]:
+        for method, s in scenario["methods"].items():
+            lines.append(
+                f"| {scenario['name']} | {method} | {s['runs']} | {_fmt(s['rollback_rate'], 'pct')} | "
+                f"{_fmt(s['promote_rate'], 'pct')} | {_fmt(s['inconclusive_rate'], 'pct')} | "
+                f"{_fmt(s['median_time_to_decision_s'], 's')} | {_fmt(s['median_bad_served'], 'n')} | "
+                f"{_fmt(s['median_bad_at_rollback'], 'n')} | {_fmt(s['median_time_to_promote_s'], 's')} |"
+            )
+        if "wald_bound" in scenario:
+            b = scenario["wald_bound"]
+            lines.append(f"| {scenario['name']} | **Wald bound** | – | – | – | – | {_fmt(b['time_s'], 's')} | "
+                         f"{b['bad']:.2f} | {b['bad']:.2f} | – |")
+    lines += ["", "## Acceptance targets", "", "| check | measured | target | met |", "|---|---|---|---|"]
+    for check in results["acceptance"]:
+        value = check["value"]
+        shown = _fmt(value, "pct") if "rollback" in check["check"] else _fmt(value, "n")
+        lines.append(f"| {check['check']} | {shown} | {check['target']} | {'yes' if check['ok'] else 'NO'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=100, help="runs of the healthy A/A scenario (others fewer)")
+    parser.add_argument("--output", choices=("json", "markdown"), default="markdown")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--only", default=None, help="run only scenarios whose name contains this")
+    args = parser.parse_args()
+    results = run_all(args.seeds, tuple(m for m in args.methods.split(",") if m), args.only)
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        print(markdown(results, "python bench/decisions.py " + " ".join(sys.argv[1:])))
+
+
+if __name__ == "__main__":
+    main()

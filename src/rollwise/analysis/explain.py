@@ -1,0 +1,136 @@
+"""Plain words for a decision: which metric, which numbers, which rule fired.
+
+Works on the stored evidence (``Verdict.to_evidence()``, as kept in the rollout's events), so
+``rollwise explain`` can say why a canary was rolled back long after the fact, without re-running
+anything. Every number it prints is in the evidence, so a reader can recompute the decision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rollwise.core.model import Verdict
+from rollwise.core.units import format_percent
+
+RULES = {
+    "e-value-bonferroni": "a metric's e-value reached 1/(w·α): with weighted Bonferroni over metrics and "
+    "anytime-valid e-values, the chance this happens to a healthy canary is at most α",
+    "slo-breach": "the lower confidence bound of the canary's rate is above the SLO gate",
+    "predicted-burn-rate": "at 100 % traffic the canary's error rate (lower confidence bound) would burn "
+    "the error budget at or above the burn-rate limit",
+    "no-regression-decided": "every required metric ruled out a regression of concern and the stage has "
+    "its minimum canary requests",
+    "undecided": "not enough evidence either way yet: keep observing",
+    "no-data": "no metrics arrived: unknown, not bad — holding",
+    "sample-ratio-mismatch": "visits do not split like requests, so the KPI comparison cannot be trusted",
+    "kayenta-score": "the Kayenta score (weighted share of passing metrics) crossed a threshold",
+    "kayenta-marginal": "the Kayenta score is between the marginal and the pass thresholds",
+}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return str(value)
+    if isinstance(value, int | float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _metric_lines(metric: dict[str, Any]) -> list[str]:
+    params = metric.get("params", {})
+    name = metric["metric"]
+    lines = [f"- {name} [{metric.get('test', '?')}] → {metric.get('action', '?')}"]
+    if metric.get("statistic") is not None and metric.get("test", "").startswith("attribution"):
+        weight = params.get("weight")
+        lines.append(
+            f"  e-value {_num(metric['statistic'])} vs threshold 1/(w·α) = {_num(metric.get('threshold'))}"
+            f" (weight {_num(weight)}, α share {_num(params.get('alphaShare'))}, test α {_num(params.get('alpha'))},"
+            f" δ {_num(params.get('delta'))}, minEffect {_num(params.get('minEffect'))})"
+        )
+        canary, baseline = metric.get("canary", {}), metric.get("baseline", {})
+        if canary.get("trials"):
+            lines.append(
+                f"  canary {_num(canary.get('bad'), 6)} bad of {_num(canary.get('trials'), 8)} "
+                f"({format_percent(canary['bad'] / canary['trials'])}); baseline {_num(baseline.get('bad'), 6)} of "
+                f"{_num(baseline.get('trials'), 8)}"
+                + (f" ({format_percent(baseline['bad'] / baseline['trials'])})" if baseline.get("trials") else "")
+                + f"; bad canary requests this stage: {_num(canary.get('badThisStage'), 6)}"
+            )
+        interval = metric.get("interval")
+        if metric.get("effect") is not None and interval:
+            relative = params.get("relative")
+            unit = "relative change" if relative else "rate increase"
+            fmt = (lambda v: f"{100 * v:+.2f} %") if relative else (lambda v: f"{100 * v:+.3g} pp")
+            lines.append(
+                f"  effect ({unit}) {fmt(metric['effect'])}, anytime-valid interval "
+                f"[{fmt(interval[0])}, {fmt(interval[1])}]; rate ratio {_num(params.get('ratio'))}"
+            )
+        lines.append(
+            f"  no-regression side: {_num(params.get('acceptLlr'))} of {_num(params.get('acceptThreshold'))} nats"
+            f" against a regression of {_num(params.get('concern'))}"
+            + (" — decided" if params.get("accepted") else "")
+        )
+        if params.get("thresholdMs") is not None:
+            lines.append(f"  slow = slower than {_num(params['thresholdMs'])} ms (the baseline's quantile, frozen)")
+        if params.get("trendZ"):
+            lines.append(f"  trend z = {_num(params['trendZ'])}")
+    elif metric.get("test") == "mann-whitney":
+        lines.append(
+            f"  {params.get('classification')}: p-value {_num(metric.get('statistic'))} vs "
+            f"{_num(metric.get('threshold'))}, shift {_num(metric.get('effect'))}"
+        )
+    slo = params.get("slo")
+    if slo:
+        lines.append(
+            f"  SLO gate {format_percent(slo['limit'])}: canary {_num(slo['bad'], 6)} of {_num(slo['trials'], 8)}, "
+            f"anytime-valid bounds [{format_percent(slo['lower'])}, {format_percent(slo['upper'])}] → "
+            + ("breached" if slo["breached"] else "met" if slo["met"] else "undecided")
+        )
+    if metric.get("summary") and len(lines) == 1:
+        lines.append(f"  {metric['summary']}")
+    return lines
+
+
+def explain(evidence: dict[str, Any], action: str | None = None, reason: str | None = None) -> str:
+    """A short, plain-text account of a verdict from its stored evidence."""
+    rule = evidence.get("rule", "?")
+    head = f"Decision: {action}" if action else "Decision"
+    if reason:
+        head += f" — {reason}"
+    lines = [head, f"Rule: {rule}: {RULES.get(rule, 'see the metric details')}"]
+    if evidence.get("culprit"):
+        lines.append(f"Culprit: {evidence['culprit']}")
+    context = []
+    if "alpha" in evidence:
+        context.append(f"α = {_num(evidence['alpha'])}")
+    if "stage" in evidence:
+        context.append(f"stage {evidence['stage']}")
+    if "run" in evidence:
+        context.append(f"run {evidence['run']}/{evidence.get('runs', 1)}")
+    if "canaryRequests" in evidence:
+        context.append(f"{evidence['canaryRequests']} canary requests (minimum {evidence.get('minSamples')})")
+    if "score" in evidence:
+        context.append(f"score {_num(evidence['score'])} (pass {evidence.get('passScore')}, "
+                       f"marginal {evidence.get('marginalScore')})")
+    if context:
+        lines.append("Context: " + ", ".join(context))
+    burn = evidence.get("burn")
+    if burn:
+        lines.append(
+            f"Burn projection: canary {burn['errors']} errors of {burn['requests']}, lower bound "
+            f"{format_percent(burn['lower'])} = {burn['burnRate']:.1f}x the {format_percent(burn['budget'])} "
+            f"budget (limit {burn['limit']:g}x)"
+        )
+    metrics = evidence.get("metrics", [])
+    if metrics:
+        lines.append("Metrics:")
+        for metric in metrics:
+            lines.extend(_metric_lines(metric))
+    return "\n".join(lines)
+
+
+def explain_verdict(verdict: Verdict) -> str:
+    return explain(verdict.to_evidence(), action=str(verdict.action), reason=verdict.reason)
