@@ -27,8 +27,9 @@ Carry (``Verdict.evidence["carry"]``): ``{"sequential": {metric name: {...}}}`` 
 metric's cumulative attribution state (grid log-likelihood, SPRT and accept log-ratios, counts),
 its SLO counts, its frozen latency threshold and its SRM state. The engine stores it when a stage
 ends and hands it back in ``StageContext.carry``; evidence therefore accumulates across stages and
-runs (e-values multiply). Only the no-regression side starts afresh (from at most 0) in each
-stage: a canary that degrades as it grows must not ride on an earlier stage's "fine".
+runs (e-values multiply). Only the no-regression side is capped at half its bar when a stage
+starts, so each stage re-earns half of it: a canary that degrades as it grows must not ride on an
+earlier stage's "fine".
 """
 
 from __future__ import annotations
@@ -201,10 +202,10 @@ def _initial(plans: list[MetricPlan], carry: dict[str, Any] | None) -> StageFold
         saved = carry.get(plan.metric.name, {}) if isinstance(carry, dict) else {}
         grid_size = plan.compare.grid.size if plan.compare is not None else 0
         attribution = AttributionState.from_dict(saved.get("attribution"), grid_size) if plan.compare else None
-        if attribution is not None:
-            # The no-regression side is re-earned in every stage (on more traffic, so faster): a canary
-            # that degrades as it grows must not ride on an earlier stage's "fine".
-            attribution.accept_llr = min(attribution.accept_llr, 0.0)
+        if attribution is not None and plan.compare is not None:
+            # Half of the no-regression evidence is re-earned in every stage (on more traffic, so
+            # faster): a canary that degrades as it grows must not ride on an earlier stage's "fine".
+            attribution.accept_llr = min(attribution.accept_llr, 0.5 * math.log(1.0 / plan.compare.beta))
         metrics[plan.metric.name] = MetricFold(
             attribution=attribution,
             slo=SloCounts.from_dict(saved.get("slo")),
