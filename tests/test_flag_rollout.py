@@ -14,6 +14,7 @@ from pathlib import Path
 from rollwise.adapters.metrics.pushed import PushedMetricSource
 from rollwise.adapters.routers.flag import FlagRouter
 from rollwise.adapters.stores.memory import MemoryStore
+from rollwise.analysis.explain import explain_decision
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import Phase
@@ -106,7 +107,8 @@ def test_regression_turns_the_flag_off_by_itself(tmp_path: Path) -> None:
     assert changes[-1].actor == "rollwise-engine" and "rolled back" in changes[-1].reason
     decision = [e for e in store.events("checkout-flag") if e.type == "decision"][-1]
     assert decision.data["action"] == "rollback" and decision.data["culprit"] == "error-rate"
-    assert "error-rate" in decision.message and "%" in decision.message
+    text = explain_decision(decision)
+    assert "Culprit: error-rate" in text and "%" in text
 
 
 def test_healthy_flag_climbs_to_everyone(tmp_path: Path) -> None:

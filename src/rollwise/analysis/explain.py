@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rollwise.core.model import Verdict
+from rollwise.core.model import Event, Verdict
 from rollwise.core.units import format_percent
 
 RULES = {
@@ -134,3 +134,16 @@ def explain(evidence: dict[str, Any], action: str | None = None, reason: str | N
 
 def explain_verdict(verdict: Verdict) -> str:
     return explain(verdict.to_evidence(), action=str(verdict.action), reason=verdict.reason)
+
+
+def explain_decision(event: Event) -> str:
+    """A recorded decision event in plain words: what ``rollwise explain NAME`` prints."""
+    from datetime import UTC, datetime
+
+    data = event.data
+    when = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    weight = data.get("weight")
+    where = f"stage {data.get('stage')}" + (f" at {weight:g}% canary traffic" if isinstance(weight, int | float)
+                                            else "")
+    header = f"{event.rollout} · decision #{data.get('index', '?')} · {when} · {where}"
+    return header + "\n" + explain(data.get("evidence", {}), action=data.get("action"), reason=event.message)
