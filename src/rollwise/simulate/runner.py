@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollwise.core.memory_store import MemoryStore
 from rollwise.analysis import judge_for
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import JudgeFactory, RolloutEngine
+from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Phase
 from rollwise.core.protocols import Store
 from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
