@@ -3,10 +3,17 @@ flag file, the same value, variant, reason and error code as the in-process Roll
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from flags_bdd_support import TESTBED
@@ -71,8 +78,54 @@ def _shape(details: Any) -> tuple[Any, ...]:
 @pytest.mark.parametrize("flag_file", FLAG_FILES)
 def test_ofrep_client_matches_in_process_provider(ofrep_server: str, flag_file: str) -> None:
     path = TESTBED / "flags" / flag_file
+    _compare(path, f"{ofrep_server}/{path.stem}/")
+
+
+@pytest.mark.timeout(300)
+def test_rollwise_serve_process_answers_like_the_in_process_provider(tmp_path: Path) -> None:
+    """The same comparison against the real ``rollwise serve --flags FILE`` command, one process per file."""
+    for flag_file in FLAG_FILES:
+        path = TESTBED / "flags" / flag_file
+        with rollwise_serve(path, tmp_path) as base_url:
+            _compare(path, f"{base_url}/")
+
+
+@contextlib.contextmanager
+def rollwise_serve(flags: Path, tmp_path: Path) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollwise", "serve", "--flags", str(flags), "--port", str(port), "--no-controller",
+         "--store", f"sqlite:///{tmp_path / 'serve.db'}", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rollwise serve did not start: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _compare(path: Path, base_url: str) -> None:
+    flag_file = path.name
     in_process = RollwiseProvider(path, watch=False)
-    remote = OFREPProvider(f"{ofrep_server}/{path.stem}/", timeout=5)
+    remote = OFREPProvider(base_url, timeout=5)
     local_client, remote_client = _client(in_process), _client(remote)
     compared = 0
     try:
