@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -104,7 +105,7 @@ class AttributionState:
             "baseline_trials": self.baseline_trials,
             "canary_bad": self.canary_bad,
             "baseline_bad": self.baseline_bad,
-            "loglik": [round(float(x), 9) for x in self.loglik],
+            "loglik": np.round(self.loglik, 9).tolist(),
             "null_loglik": self.null_loglik,
             "sprt_llr": self.sprt_llr,
             "accept_llr": self.accept_llr,
@@ -271,21 +272,23 @@ class SequentialErrorTest:
         loglik = state.loglik
         size = loglik.size
         steps = round(math.log(MIXTURE_REACH) / (math.log(self.grid[1]) - math.log(self.grid[0])))
-        diff = loglik[None, :] - loglik[:, None]  # [k, j] = L_j - L_k
-        offset = np.arange(size)[None, :] - np.arange(size)[:, None]
         bar = math.log(1.0 / alpha)
+        # Row k of each view holds the log-likelihoods of the ratios within ``steps`` grid points
+        # above (below) ratio k, padded with -inf: O(grid x reach) work, not O(grid^2).
+        pad = np.full(steps, -np.inf)
+        above = sliding_window_view(np.concatenate((loglik, pad)), steps)[1:size + 1]
+        below = sliding_window_view(np.concatenate((pad, loglik)), steps)[:size]
+        counts = np.minimum(steps, np.arange(size)[::-1]), np.minimum(steps, np.arange(size))
 
-        def log_mean(mask: NDArray[np.bool_]) -> FloatArray:
-            masked = np.where(mask, diff, -np.inf)
-            top = masked.max(axis=1)
+        def log_mean(rows: FloatArray, count: NDArray[np.int_]) -> FloatArray:
+            top = rows.max(axis=1)
             safe = np.where(np.isfinite(top), top, 0.0)
-            total = np.exp(masked - safe[:, None]).sum(axis=1)
-            count = mask.sum(axis=1)
             with np.errstate(divide="ignore"):
-                return np.where(count > 0, safe + np.log(total) - np.log(np.maximum(count, 1)), -np.inf)
+                total = np.log(np.exp(rows - safe[:, None]).sum(axis=1))
+                return np.where(count > 0, safe + total - np.log(np.maximum(count, 1)) - loglik, -np.inf)
 
-        up = log_mean((offset > 0) & (offset <= steps))
-        down = log_mean((offset < 0) & (offset >= -steps))
+        up = log_mean(above, counts[0])
+        down = log_mean(below, counts[1])
         low_ok = np.nonzero(up < bar)[0]
         high_ok = np.nonzero(down < bar)[0]
         low = float(self.grid[low_ok[0]]) if low_ok.size else float(self.grid[-1])

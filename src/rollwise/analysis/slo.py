@@ -15,9 +15,11 @@ bucket bound on the conservative side for each direction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from scipy.optimize import brentq
 from scipy.special import betainc, betaincc, betaln
 
 from rollwise.core.model import VersionStats
@@ -35,20 +37,28 @@ class BetaMixtureBound:
     ``e_above(p0)`` tests "rate <= p0" against a Beta(a, b) prior truncated to (p0, 1);
     ``e_below(p0)`` tests "rate >= p0" with the prior truncated to (0, p0). The prior's mean is
     put near the gate (``b = a / scale``) so it wastes little mass on irrelevant rates.
+
+    The bounds are roots of a monotone function of ``log p0``, found with Brent's method (a dozen
+    evaluations instead of a 60-step bisection: the judge computes them at every window). A gate's
+    *decision* never depends on the root's precision: ``breaches``/``meets`` evaluate the e-value
+    at the gate itself, which is what "the bound is above the gate" means.
     """
 
     scale: float  # a typical rate, e.g. the gate's threshold
     a: float = 1.0
+    b: float = field(init=False)
+    _log_prior_norm: float = field(init=False, repr=False)
 
-    @property
-    def b(self) -> float:
-        return max(1.0, self.a * (1.0 - self.scale) / max(self.scale, 1e-9))
+    def __post_init__(self) -> None:
+        b = max(1.0, self.a * (1.0 - self.scale) / max(self.scale, 1e-9))
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "_log_prior_norm", float(betaln(self.a, b)))
 
     def _log_lr_core(self, bad: float, trials: float, p0: float) -> tuple[float, float]:
         good = trials - bad
-        log_post = betaln(self.a + bad, self.b + good) - betaln(self.a, self.b)
+        log_post = float(betaln(self.a + bad, self.b + good)) - self._log_prior_norm
         log_null = bad * _log(p0) + good * math.log1p(-p0)
-        return float(log_post), log_null
+        return log_post, log_null
 
     def log_e_above(self, bad: float, trials: float, p0: float) -> float:
         log_post, log_null = self._log_lr_core(bad, trials, p0)
@@ -68,13 +78,9 @@ class BetaMixtureBound:
         if trials <= 0 or bad <= 0 or self.log_e_above(bad, trials, 1e-9) < target:
             return 0.0
         lo, hi = 1e-9, min(1.0 - 1e-9, bad / trials)
-        for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            if self.log_e_above(bad, trials, mid) >= target:
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        if self.log_e_above(bad, trials, hi) >= target:
+            return hi
+        return _root(lambda p: self.log_e_above(bad, trials, p) - target, lo, hi)
 
     def upper(self, bad: float, trials: float, alpha: float) -> float:
         """Smallest p0 that "rate >= p0" is rejected at (1 if none): the anytime-valid upper bound."""
@@ -82,13 +88,30 @@ class BetaMixtureBound:
         if trials <= 0 or self.log_e_below(bad, trials, 1.0 - 1e-9) < target:
             return 1.0
         lo, hi = max(1e-12, bad / trials), 1.0 - 1e-9
-        for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            if self.log_e_below(bad, trials, mid) >= target:
-                hi = mid
-            else:
-                lo = mid
-        return hi
+        if self.log_e_below(bad, trials, lo) >= target:
+            return lo
+        return _root(lambda p: self.log_e_below(bad, trials, p) - target, lo, hi)
+
+    def breaches(self, bad: float, trials: float, limit: float, alpha: float) -> bool:
+        """"rate <= limit" rejected at ``alpha``, i.e. the lower bound is above ``limit``."""
+        return trials > 0 and bad > 0 and self.log_e_above(bad, trials, limit) >= math.log(1.0 / alpha)
+
+    def clears(self, bad: float, trials: float, limit: float, alpha: float) -> bool:
+        """"rate >= limit" rejected at ``alpha``, i.e. the upper bound is below ``limit``."""
+        return trials > 0 and self.log_e_below(bad, trials, limit) >= math.log(1.0 / alpha)
+
+
+def _root(f: Any, lo: float, hi: float) -> float:
+    """Root of a monotone ``f`` on [lo, hi], searched in log space (rates span many decades)."""
+    value = brentq(lambda x: f(math.exp(x)), math.log(lo), math.log(hi), xtol=1e-9, rtol=1e-12)
+    return math.exp(float(value))
+
+
+@lru_cache(maxsize=4096)
+def rate_bounds(scale: float, bad: float, trials: float, alpha: float) -> tuple[float, float]:
+    """(lower, upper) one-sided anytime-valid bounds at ``alpha`` each, memoised (counts repeat)."""
+    bound = BetaMixtureBound(scale=scale)
+    return bound.lower(bad, trials, alpha), bound.upper(bad, trials, alpha)
 
 
 @dataclass(frozen=True)
@@ -167,13 +190,16 @@ class SloGate:
     def judge(self, counts: SloCounts) -> dict[str, Any]:
         """Breached / met / undecided, with both bounds and the rule that decides."""
         limit = self.limit
-        bound = BetaMixtureBound(scale=limit)
-        lower = bound.lower(counts.breach_bad, counts.trials, self.alpha)
-        upper = bound.upper(counts.pass_bad, counts.trials, self.alpha)
+        bound = _bound_for(limit)
+        lower = rate_bounds(limit, counts.breach_bad, counts.trials, self.alpha)[0]
+        upper = rate_bounds(limit, counts.pass_bad, counts.trials, self.alpha)[1]
+        # Decided at the gate itself (monotone e-values), so the root's precision never matters.
         if self.higher_is_worse:
-            breached, met = lower > limit, upper < limit
+            breached = bound.breaches(counts.breach_bad, counts.trials, limit, self.alpha)
+            met = bound.clears(counts.pass_bad, counts.trials, limit, self.alpha)
         else:
-            breached, met = upper < limit, lower > limit
+            breached = bound.clears(counts.pass_bad, counts.trials, limit, self.alpha)
+            met = bound.breaches(counts.breach_bad, counts.trials, limit, self.alpha)
         estimate = counts.pass_bad / counts.trials if counts.trials else None
         return {
             "test": "slo-beta-mixture",
@@ -192,3 +218,8 @@ class SloGate:
                 f"{'above' if self.higher_is_worse else 'below'} the gate"
             ),
         }
+
+
+@lru_cache(maxsize=64)
+def _bound_for(scale: float) -> BetaMixtureBound:
+    return BetaMixtureBound(scale=scale)
