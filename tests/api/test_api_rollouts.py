@@ -90,7 +90,7 @@ def test_event_stream_pushes_weight_changes_as_the_controller_moves(live_control
     ) as stream:
         lines = stream.iter_lines()
         assert next(lines) == "event: hello"
-        client.post("/api/v1/rollouts", content=file_spec("shop", tmp_path / "r.json", pause="0.5s").encode(),
+        client.post("/api/v1/rollouts", content=file_spec("shop", tmp_path / "r.json", pause="1.5s").encode(),
                     headers=YAML)
         for line in lines:
             if line.startswith("data: ") and '"rollout"' in line:
@@ -100,8 +100,9 @@ def test_event_stream_pushes_weight_changes_as_the_controller_moves(live_control
                     weights.append(weight)
                 if message["rollout"]["phase"] == "Succeeded":
                     break
-    assert weights[0] == 0.0 and weights[-1] == 100.0
-    assert weights == sorted(weights) and len(weights) >= 4, weights
+    # The stream polls every 0.5 s, so under load it may first see the rollout at its first step.
+    assert weights[0] in (0.0, 20.0) and weights[-1] == 100.0, weights
+    assert weights == sorted(weights) and {20.0, 50.0, 100.0} <= set(weights), weights
 
 
 def rollwise(*args: str, env_token: str | None = None) -> subprocess.CompletedProcess[str]:
