@@ -49,6 +49,24 @@ def test_regression_after_promotion_step_is_caught_in_a_later_stage() -> None:
     assert rollback["evidence"]["culprit"] == "error-rate"
 
 
+def test_every_simulated_rollback_explains_metric_numbers_and_rule() -> None:
+    from rollwise.analysis.explain import explain_decision
+    from rollwise.core.model import Event
+
+    spec = load_spec(EXAMPLES / "canary.yaml")
+    for seed, canary in enumerate((Behaviour(error_rate=0.03), Behaviour(latency_p99_ms=900.0))):
+        result = simulate(spec, Behaviour(), canary, seed=seed)
+        assert result.phase == "RolledBack"
+        rollbacks = [e for e in result.events if e["type"] == "decision" and e["data"]["action"] == "rollback"]
+        assert rollbacks
+        for raw in rollbacks:
+            text = explain_decision(Event.model_validate(raw))
+            culprit = raw["data"]["culprit"]
+            assert culprit in ("error-rate", "latency-p99")
+            assert f"Culprit: {culprit}" in text and "Rule: " in text
+            assert "canary" in text and any(ch.isdigit() for ch in text.split("Metrics:")[1])
+
+
 def test_same_seed_same_story() -> None:
     spec = load_spec(EXAMPLES / "canary.yaml")
     first = simulate(spec, Behaviour(), Behaviour(error_rate=0.02), seed=9).to_dict()

@@ -61,4 +61,11 @@ def test_bad_canary_demo_notifies_slack_and_reports(receiver: Receiver, tmp_path
                                       "--store", store])
     assert result.exit_code == 0, result.output
     boxes = render_in_chromium(out, tmp_path / "demo-report.png", heading="demo")
+
+    explained = CliRunner().invoke(app, ["explain", records[-1].name, "--store", store])
+    assert explained.exit_code == 0, explained.output
+    text = explained.output
+    assert "Decision: rollback" in text and "Rule: " in text  # the rule that fired
+    assert re.search(r"Culprit: (error-rate|latency-p99)", text), text  # the metric
+    assert re.search(r"canary \d+ (bad )?of \d+", text), text  # its numbers
     assert len(boxes) >= 3 and all(b["width"] > 0 and b["height"] > 0 for b in boxes)
