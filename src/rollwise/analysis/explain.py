@@ -62,10 +62,12 @@ def _metric_lines(metric: dict[str, Any]) -> list[str]:
         interval = metric.get("interval")
         if metric.get("effect") is not None and interval:
             relative = params.get("relative")
-            unit = "relative change" if relative else "rate increase"
             fmt = (lambda v: f"{100 * v:+.2f} %") if relative else (lambda v: f"{100 * v:+.3g} pp")
+            coverage = params.get("effectCoverage")
+            level = f" {100 * coverage:.4g} %" if isinstance(coverage, int | float) else ""
+            what = "relative change" if relative else "canary rate − baseline rate"
             lines.append(
-                f"  effect ({unit}) {fmt(metric['effect'])}, anytime-valid interval "
+                f"  effect ({what}) {fmt(metric['effect'])}, anytime-valid{level} interval "
                 f"[{fmt(interval[0])}, {fmt(interval[1])}]; rate ratio {_num(params.get('ratio'))}"
             )
         lines.append(

@@ -54,7 +54,7 @@ from rollwise.analysis.kpi import (
 )
 from rollwise.analysis.latency import baseline_needed, exceedance_counts, frozen_bound
 from rollwise.analysis.predictive import TrendState, project_burn_rate
-from rollwise.analysis.slo import SloCounts, SloGate
+from rollwise.analysis.slo import SloCounts, SloGate, rate_bounds
 from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
 from rollwise.core.units import format_percent
 from rollwise.spec.models import AnalysisSpec, MetricSpec
@@ -325,6 +325,11 @@ class SequentialJudge:
             if verdicts["srm"]:
                 inconclusive.append(plan.metric.name)
 
+        if not fold.last_has_data:
+            # Checked before any rollback: a window without data can only ever hold. (The evidence
+            # cannot have changed since the last window with data, which was judged then.)
+            return Verdict(Action.HOLD, "the latest window has no data: holding (unknown, not bad)",
+                           rule="no-data", metrics=tuple(results), evidence=base_evidence)
         if rollbacks:
             margin, culprit, rule, reason = max(rollbacks)
             return Verdict(Action.ROLLBACK, reason, rule=rule, culprit=culprit, metrics=tuple(results),
@@ -335,9 +340,6 @@ class SequentialJudge:
                            "requests, so the KPI comparison cannot be trusted; ask a human",
                            rule="sample-ratio-mismatch", culprit=inconclusive[0], metrics=tuple(results),
                            evidence=base_evidence)
-        if not fold.last_has_data:
-            return Verdict(Action.HOLD, "the latest window has no data: holding (unknown, not bad)",
-                           rule="no-data", metrics=tuple(results), evidence=base_evidence)
         enough = fold.canary_requests >= analysis.minSamples
         if enough and not undecided and not rising:
             burn = self._burn_check(fold, context)
@@ -408,14 +410,13 @@ class SequentialJudge:
             canary = {"trials": state.canary_trials, "bad": state.canary_bad, "badThisStage": fold.stage_bad,
                       "trialsThisStage": fold.stage_trials}
             baseline = {"trials": state.baseline_trials, "bad": state.baseline_bad}
-            base_rate = state.baseline_bad / state.baseline_trials if state.baseline_trials else 0.0
             if test.relative:
                 effect = outcome.ratio - 1.0
                 interval = (outcome.ratio_interval[0] - 1.0, outcome.ratio_interval[1] - 1.0)
+                params["effectCoverage"] = 1.0 - 2.0 * test.alpha
             else:
-                effect = (outcome.ratio - 1.0) * base_rate
-                interval = ((outcome.ratio_interval[0] - 1.0) * base_rate,
-                            (outcome.ratio_interval[1] - 1.0) * base_rate)
+                effect, interval = rate_difference(test, state, outcome.ratio_interval)
+                params["effectCoverage"] = 1.0 - 4.0 * test.alpha
             if metric.type == "kpi":
                 decided, cs = non_inferior(test, state)
                 params["nonInferiorBar"] = test.ratio_for(test.tolerance + test.concern, test.baseline_rate(state))
@@ -469,6 +470,28 @@ class SequentialJudge:
             summary="; ".join(summary_parts),
         )
         return result, {"rollback": rollback, "decided": decided, "rising": rising, "srm": srm}
+
+
+def rate_difference(
+    test: SequentialErrorTest, state: AttributionState, ratio_interval: tuple[float, float]
+) -> tuple[float, tuple[float, float]]:
+    """Canary rate minus baseline rate, with an anytime-valid interval for that difference.
+
+    The difference is ``p_c (1 - 1/psi)`` for the canary's rate ``p_c`` and the rate ratio ``psi``,
+    so it is bounded by combining the ratio's confidence sequence (the rollback test's own, so the
+    interval excludes 0 whenever the mixture test rolls back) with a Beta-mixture confidence
+    sequence for ``p_c`` (prior centred on the effect of concern, fixed by the spec). Each of the
+    four one-sided bounds holds at every look with probability 1 - alpha, so the interval covers
+    the difference at every look with probability at least 1 - 4 alpha. Unlike ``(psi - 1) *
+    baseline rate`` it stays informative when the baseline has seen no bad event at all.
+    """
+    canary = state.canary_bad / state.canary_trials if state.canary_trials else 0.0
+    baseline = state.baseline_bad / state.baseline_trials if state.baseline_trials else 0.0
+    low_c, high_c = rate_bounds(max(test.concern, 1e-6), state.canary_bad, state.canary_trials, test.alpha)
+    low_psi, high_psi = ratio_interval
+    low = (low_c if low_psi >= 1.0 else high_c) * (1.0 - 1.0 / low_psi)
+    high = (high_c if high_psi >= 1.0 else low_c) * (1.0 - 1.0 / high_psi)
+    return canary - baseline, (low, high)
 
 
 def _outcome_params(outcome: TestOutcome) -> dict[str, Any]:
