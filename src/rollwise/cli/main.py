@@ -366,44 +366,25 @@ def rollout_promote(
     _command(name, "promote", store, actor, reason, output, full=full, server=server, token=token)
 
 
-@rollout_app.command("pause")
-def rollout_pause(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                  output: OutputOpt = Output.text, server: ServerOpt = None,
-                  token: TokenOpt = None) -> None:
-    """Hold the rollout where it is. Example: rollwise rollout pause checkout -r 'incident in progress'"""
-    _command(name, "pause", store, actor, reason, output, server=server, token=token)
+def _register_control(command: str, summary: str) -> None:
+    """One ``rollwise rollout COMMAND NAME`` that records a manual control (same options for all)."""
+
+    def control(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
+                output: OutputOpt = Output.text, server: ServerOpt = None, token: TokenOpt = None) -> None:
+        _command(name, command, store, actor, reason, output, server=server, token=token)
+
+    control.__doc__ = f"{summary} Example: rollwise rollout {command} checkout -r 'why'"
+    rollout_app.command(command)(control)
 
 
-@rollout_app.command("resume")
-def rollout_resume(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                   output: OutputOpt = Output.text, server: ServerOpt = None,
-                   token: TokenOpt = None) -> None:
-    """Continue a paused rollout. Example: rollwise rollout resume checkout"""
-    _command(name, "resume", store, actor, reason, output, server=server, token=token)
-
-
-@rollout_app.command("abort")
-def rollout_abort(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                  output: OutputOpt = Output.text, server: ServerOpt = None,
-                  token: TokenOpt = None) -> None:
-    """Send all traffic back to stable and end the rollout. Example: rollwise rollout abort checkout"""
-    _command(name, "abort", store, actor, reason, output, server=server, token=token)
-
-
-@rollout_app.command("approve")
-def rollout_approve(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                    output: OutputOpt = Output.text, server: ServerOpt = None,
-                    token: TokenOpt = None) -> None:
-    """Pass an untilApproved gate (or a blue/green cutover approval). Example: rollwise rollout approve checkout"""
-    _command(name, "approve", store, actor, reason, output, server=server, token=token)
-
-
-@rollout_app.command("undo")
-def rollout_undo(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                 output: OutputOpt = Output.text, server: ServerOpt = None,
-                 token: TokenOpt = None) -> None:
-    """Go back to the previous stable within the rollback window. Example: rollwise rollout undo checkout"""
-    _command(name, "undo", store, actor, reason, output, server=server, token=token)
+for _command_name, _summary in (
+    ("pause", "Hold the rollout where it is."),
+    ("resume", "Continue a paused rollout."),
+    ("abort", "Send all traffic back to stable and end the rollout."),
+    ("approve", "Pass an untilApproved gate (or a blue/green cutover approval)."),
+    ("undo", "Go back to the previous stable within the rollback window."),
+):
+    _register_control(_command_name, _summary)
 
 
 @rollout_app.command("update")
