@@ -25,7 +25,7 @@ Metrics outage: a rollback counts as *caused by the outage* when it is decided o
 data, or in the outage's aftermath (until 60 s after data returns) while the same seed without the
 outage does not roll back. Other rollbacks in that scenario are the ordinary α allowance.
 
-Usage:  python bench/decisions.py --seeds 500 --output markdown > bench/results/decisions.md
+Usage:  python bench/decisions.py --seeds 500 --jobs 2 --output markdown > bench/results/decisions.md
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,20 +298,34 @@ def summarise(scenario: Scenario, runs: list[Run], caused: int = 0) -> dict[str,
     }
 
 
-def run_all(seeds: int, methods: tuple[str, ...], only: str | None) -> dict[str, Any]:
+def _seeds_for(scenario: Scenario, seeds: int) -> int:
+    return max(20, round(seeds * scenario.seed_share))
+
+
+def run_cell(index: int, method: str, seeds: int) -> dict[str, Any]:
+    """One (scenario, method) cell: every seed, summarised. Picklable, for ``--jobs``."""
+    scenario = SCENARIOS[index]
+    began = time.process_time()
+    runs = [run_method(method, scenario, seed) for seed in range(_seeds_for(scenario, seeds))]
+    caused = sum(outage_caused(method, scenario, seed, run) for seed, run in enumerate(runs))
+    stats = {**summarise(scenario, runs, caused), "cpu_s": round(time.process_time() - began, 1)}
+    print(f"{scenario.name:40s} {method:15s} {stats}", file=sys.stderr)
+    return stats
+
+
+def run_all(seeds: int, methods: tuple[str, ...], only: str | None, jobs: int = 1) -> dict[str, Any]:
     results: dict[str, Any] = {"seeds": seeds, "alpha": ALPHA, "rps": RPS, "stages": list(STAGES), "scenarios": []}
-    for scenario in SCENARIOS:
-        if only and only.lower() not in scenario.name.lower():
-            continue
-        n = max(20, round(seeds * scenario.seed_share))
-        entry: dict[str, Any] = {"name": scenario.name, "healthy": scenario.healthy, "seeds": n, "methods": {}}
-        for method in methods:
-            began = time.perf_counter()
-            runs = [run_method(method, scenario, seed) for seed in range(n)]
-            caused = sum(outage_caused(method, scenario, seed, run) for seed, run in enumerate(runs))
-            entry["methods"][method] = {**summarise(scenario, runs, caused),
-                                        "cpu_s": round(time.perf_counter() - began, 1)}
-            print(f"{scenario.name:40s} {method:15s} {entry['methods'][method]}", file=sys.stderr)
+    chosen = [i for i, s in enumerate(SCENARIOS) if not only or only.lower() in s.name.lower()]
+    cells = [(i, method) for i in chosen for method in methods]
+    # Every cell is seeded on its own, so running them in parallel gives the same numbers.
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {cell: pool.submit(run_cell, cell[0], cell[1], seeds) for cell in cells}
+        done = {cell: future.result() for cell, future in futures.items()}
+    for index in chosen:
+        scenario = SCENARIOS[index]
+        entry: dict[str, Any] = {"name": scenario.name, "healthy": scenario.healthy,
+                                 "seeds": _seeds_for(scenario, seeds),
+                                 "methods": {method: done[(index, method)] for method in methods}}
         if scenario.bound is not None:
             rps = (RPS if "low traffic" not in scenario.name else 2.0) * STAGES[0] / 100.0
             share = ALPHA / (3 if scenario.kpi else 2)  # the judge's α share per metric (equal weights)
@@ -431,8 +446,9 @@ def main() -> None:
     parser.add_argument("--output", choices=("json", "markdown"), default="markdown")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--only", default=None, help="run only scenarios whose name contains this")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (results do not depend on it)")
     args = parser.parse_args()
-    results = run_all(args.seeds, tuple(m for m in args.methods.split(",") if m), args.only)
+    results = run_all(args.seeds, tuple(m for m in args.methods.split(",") if m), args.only, args.jobs)
     if args.output == "json":
         print(json.dumps(results, indent=2))
     else:

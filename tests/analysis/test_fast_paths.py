@@ -112,3 +112,12 @@ def test_confidence_sequence_matches_the_brute_force_grid(kind: str) -> None:
             state = test.update(state, WindowCounts(nc, 200 - nc, rng.binomial(nc, canary),
                                                     rng.binomial(200 - nc, base)))
         assert test.confidence_interval(state, 0.01) == _grid_interval(test, state, 0.01)
+
+
+@pytest.mark.parametrize(("bad", "trials"), [(1.0, 1.0), (5.0, 5.0), (0.0, 3.0), (2.0, 2.0)])
+def test_bounds_next_to_a_rate_of_one_match_the_bisection(bad: float, trials: float) -> None:
+    """All requests bad: both Beta tails underflow near 1 (NaN e-values), which must not crash."""
+    bound = BetaMixtureBound(scale=0.01)
+    for alpha in (0.005, 0.05):
+        assert bound.lower(bad, trials, alpha) == pytest.approx(_bisect_lower(bound, bad, trials, alpha), rel=1e-6)
+        assert bound.upper(bad, trials, alpha) == pytest.approx(_bisect_upper(bound, bad, trials, alpha), rel=1e-6)

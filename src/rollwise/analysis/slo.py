@@ -102,8 +102,17 @@ class BetaMixtureBound:
 
 
 def _root(f: Any, lo: float, hi: float) -> float:
-    """Root of a monotone ``f`` on [lo, hi], searched in log space (rates span many decades)."""
-    value = brentq(lambda x: f(math.exp(x)), math.log(lo), math.log(hi), xtol=1e-9, rtol=1e-12)
+    """Root of a monotone ``f`` on [lo, hi], searched in log space (rates span many decades).
+
+    ``f`` is NaN where both Beta tails underflow (a rate next to 0 or 1); like the comparison
+    ``NaN >= target`` it stands for "not rejected" there, i.e. below the root's target.
+    """
+
+    def g(x: float) -> float:
+        value = f(math.exp(x))
+        return -1.0 if math.isnan(value) else value
+
+    value = brentq(g, math.log(lo), math.log(hi), xtol=1e-9, rtol=1e-12)
     return math.exp(float(value))
 
 
