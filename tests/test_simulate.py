@@ -72,3 +72,21 @@ def test_same_seed_same_story() -> None:
     first = simulate(spec, Behaviour(), Behaviour(error_rate=0.02), seed=9).to_dict()
     second = simulate(spec, Behaviour(), Behaviour(error_rate=0.02), seed=9).to_dict()
     assert first == second
+
+
+def test_stages_that_require_repeated_runs_pass_each_run() -> None:
+    text = (EXAMPLES / "canary.yaml").read_text().replace("      onInconclusive: hold\n",
+                                                           "      onInconclusive: hold\n      runs: 3\n")
+    from rollwise.spec import load_spec_text
+
+    spec = load_spec_text(text)
+    healthy = simulate(spec, Behaviour(), Behaviour(), seed=11)
+    assert healthy.phase == "Succeeded"
+    runs = [e for e in healthy.events if e["type"] == "run"]
+    assert len(runs) == 2 * 4  # runs 2 and 3 of each of the four judged stages
+    one_run = simulate(load_spec(EXAMPLES / "canary.yaml"), Behaviour(), Behaviour(), seed=11)
+    assert healthy.duration_s > one_run.duration_s
+    # a canary that only fails later (as a non-deterministic agent might) is caught in a later run
+    flaky = simulate(spec, Behaviour(), Behaviour(change_at=45.0, error_rate_after=0.05), seed=12)
+    assert flaky.phase == "RolledBack"
+    assert flaky.steps[-1]["weight"] == 5.0
