@@ -7,6 +7,7 @@ never see each other; the controller, CLI and API ask this module for what a spe
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ class Runtime:
 
                 self.routers[key] = EnvoyRouter(listen=traffic.listen, admin_port=traffic.adminPort,
                                                 workdir=self.workdir / "envoy")
+            shadow = spec.strategy.shadow
+            if shadow is not None and {"status", "body"} & set(shadow.compare):
+                compare_key = f"shadow:{spec.name}:{key}"
+                if compare_key not in self.routers:
+                    self.routers[compare_key] = ShadowComparison(
+                        self.routers[key], self._deployer(), [c for c in shadow.compare if c in ("status", "body")])
+                return self.routers[compare_key]  # type: ignore[no-any-return]
             return self.routers[key]  # type: ignore[no-any-return]
         raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
 
@@ -129,7 +137,10 @@ class Runtime:
                 return None
             from rollwise.adapters.metrics.envoy import EnvoyMetricSource
 
-            return EnvoyMetricSource(admin_url)  # type: ignore[no-any-return]
+            envoy_source = EnvoyMetricSource(admin_url)
+            if isinstance(router, ShadowComparison):
+                router.metrics = envoy_source  # the comparator's counters join the shadow's stats
+            return envoy_source
         if source == "prometheus":
             from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
 
@@ -144,6 +155,9 @@ class Runtime:
         needs_process = any(v.command for v in (spec.versions.stable, spec.versions.canary))
         if not needs_process:
             return None
+        return self._deployer()
+
+    def _deployer(self) -> Deployer:
         if self.deployer is None:
             from rollwise.adapters.deployers.local import LocalProcessDeployer
 
@@ -161,3 +175,51 @@ class Runtime:
         close_notifier = getattr(self.notifier, "close", None)
         if close_notifier is not None:
             close_notifier()
+
+
+class ShadowComparison:
+    """Puts a response comparator between Envoy's mirror and the shadow version.
+
+    Envoy drops a mirrored request's response, so to compare responses the mirror goes to a
+    comparator process that replays the request to the primary and the shadow and counts how often
+    they differ; its counters reach the judge through the Envoy metric source (the shadow's
+    ``compared``/``mismatches``). The comparator lives exactly as long as the mirror does.
+    """
+
+    def __init__(self, router: Any, deployer: Deployer, compare: list[str]):
+        self.router = router
+        self.deployer = deployer
+        self.compare = compare
+        self.metrics: Any = None
+        self._running: dict[str, Any] = {}
+
+    @property
+    def admin_url(self) -> str:
+        return str(self.router.admin_url)
+
+    def apply(self, rollout: str, route: Any) -> None:
+        from rollwise.spec.models import VersionRef
+
+        mirror = route.mirror_to if route.mirror_percent > 0 else None
+        if mirror and rollout not in self._running and {route.stable, mirror} <= set(route.upstreams):
+            from rollwise.demo.shadow import STATS_PATH
+
+            ref = VersionRef(
+                name=f"{mirror}-compare", healthPath=STATS_PATH,
+                command=f"{sys.executable} -m rollwise.demo.shadow --port {{port}} "
+                f"--primary {route.upstreams[route.stable]} --shadow {route.upstreams[mirror]} "
+                f"--compare {','.join(self.compare)}",
+            )
+            address = self.deployer.ensure(rollout, ref)
+            self.router.register_mirror_target(rollout, mirror, address)
+            self._running[rollout] = ref
+            if self.metrics is not None:
+                self.metrics.shadow_stats_url = f"http://{address}{STATS_PATH}"
+        self.router.apply(rollout, route)
+        if not mirror and rollout in self._running:
+            self.deployer.stop(rollout, self._running.pop(rollout))
+
+    def close(self) -> None:
+        for rollout, ref in list(self._running.items()):
+            self.deployer.stop(rollout, ref)
+        self._running.clear()

@@ -632,7 +632,10 @@ class RolloutEngine:
     def _advance_shadow(self, record: RolloutRecord, change: _Change, now: float) -> RolloutRecord | None:
         shadow = record.spec.strategy.shadow
         assert shadow is not None
+        compares = bool({"status", "body"} & set(shadow.compare))
         if record.route.mirror_to is None and record.step_index == 0:
+            if compares and shadow.analysis is None:
+                record = self._close_window(record, change, now)  # counters from here on are the shadow's
             updated = self._set_route(record, change, mirror_to=record.canary_version,
                                       mirror_percent=shadow.percent)
             updated = updated.model_copy(update={"step_index": 1, "stage_started_at": now,
@@ -655,13 +658,17 @@ class RolloutEngine:
         if not ready and shadow.analysis is not None:
             reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
             return self._pause(current, change, reason, actor="engine")
-        if "status" in shadow.compare or "body" in shadow.compare:
+        if compares:
+            if shadow.analysis is None:
+                current = self._close_window(current, change, now)
             windows = [w for _, w in self.store.windows(current.name, current.stage_index)]
             windows += [w for stage, w in change.windows if stage == current.stage_index]
             alpha = shadow.analysis.alpha if shadow.analysis is not None else 0.01
             compared = mismatch_verdict(windows, shadow.maxMismatchRate, alpha)
-            if compared.action != Action.HOLD:
-                current = self._record_decision(current, compared, change, 0.0)
+            current = self._record_decision(current, compared, change, 0.0)
+            if compared.action == Action.HOLD:  # nothing compared is unknown: never a silent pass
+                return self._pause(current, change, f"shadow of {record.canary_version}: {compared.reason}; "
+                                   "holding for a human", actor="engine")
             if compared.action == Action.ROLLBACK:
                 return self._finish(current, change, Phase.ROLLED_BACK, compared.reason,
                                     evidence=compared.to_evidence())
