@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from rollwise.analysis.threshold import metric_value
 from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
 from rollwise.spec.models import AnalysisSpec, KayentaSpec, MetricSpec
 
@@ -50,20 +51,6 @@ def bucket_windows(
             VersionStats.merge([w.canary for w in parts if w.canary is not None]),
         ))
     return out
-
-
-def metric_value(metric: MetricSpec, stats: VersionStats) -> float | None:
-    if metric.type == "errorRate":
-        return stats.errors / stats.requests if stats.requests else None
-    if metric.type == "latency":
-        return stats.quantile(metric.quantile)
-    if metric.type == "kpi":
-        assert metric.numerator and metric.denominator
-        trials = stats.kpis.get(metric.denominator, 0.0)
-        return stats.kpis.get(metric.numerator, 0.0) / trials if trials else None
-    if metric.name not in stats.extra or not stats.requests:
-        return None
-    return stats.extra[metric.name] / stats.requests
 
 
 def classify(
@@ -117,8 +104,8 @@ class KayentaJudge:
         failed: list[tuple[float, str]] = []
         critical_failed = False
         for metric in self.analysis.metrics:
-            canary_values = [v for _, c in buckets if (v := metric_value(metric, c)) is not None]
-            baseline_values = [v for b, _ in buckets if (v := metric_value(metric, b)) is not None]
+            canary_values = [v for _, c in buckets if (v := metric_value(metric, c, per_request=True)) is not None]
+            baseline_values = [v for b, _ in buckets if (v := metric_value(metric, b, per_request=True)) is not None]
             label, detail = classify(metric, canary_values, baseline_values, config.confidence)
             is_bad = label == bad_direction(metric)
             if label != "Nodata":

@@ -12,7 +12,8 @@ from rollwise.core.units import format_percent
 from rollwise.spec.models import AnalysisSpec, MetricSpec
 
 
-def _observed(metric: MetricSpec, stats: VersionStats) -> float | None:
+def metric_value(metric: MetricSpec, stats: VersionStats, per_request: bool = False) -> float | None:
+    """A metric's point value in one window; a custom metric is its raw value, or per request."""
     if metric.type == "errorRate":
         return stats.error_rate if stats.requests else None
     if metric.type == "latency":
@@ -21,7 +22,11 @@ def _observed(metric: MetricSpec, stats: VersionStats) -> float | None:
         assert metric.numerator and metric.denominator
         trials = stats.kpis.get(metric.denominator, 0.0)
         return stats.kpis.get(metric.numerator, 0.0) / trials if trials else None
-    return stats.extra.get(metric.name)
+    if not per_request:
+        return stats.extra.get(metric.name)
+    if metric.name not in stats.extra or not stats.requests:
+        return None
+    return stats.extra[metric.name] / stats.requests
 
 
 def _fmt(metric: MetricSpec, value: float | None) -> str:
@@ -53,7 +58,7 @@ class ThresholdJudge:
             ok, text = self._check(metric, window.canary, window.baseline)
             results.append(MetricResult(
                 metric=metric.name, test="threshold", action=Action.CONTINUE if ok else Action.ROLLBACK,
-                statistic=_observed(metric, window.canary),
+                statistic=metric_value(metric, window.canary),
                 threshold=metric.slo.value if metric.slo else None,
                 canary={"requests": window.canary.requests, "errors": window.canary.errors},
                 baseline={"requests": window.baseline.requests, "errors": window.baseline.errors},
@@ -67,8 +72,8 @@ class ThresholdJudge:
         return failed, results
 
     def _check(self, metric: MetricSpec, canary: VersionStats, baseline: VersionStats) -> tuple[bool, str]:
-        value = _observed(metric, canary)
-        base = _observed(metric, baseline)
+        value = metric_value(metric, canary)
+        base = metric_value(metric, baseline)
         if value is None:
             return True, f"{metric.name}: no canary samples"
         if metric.slo is not None and not metric.slo.holds(value):
