@@ -162,7 +162,12 @@ def _query(start: float, end: float) -> WindowQuery:
 def run_judge(judge: Judge, analysis: AnalysisSpec, scenario: Scenario, seed: int, step: float) -> Run:
     """A rollout driven like the engine drives it, one window per ``step`` seconds."""
     world = _world(scenario, seed)
-    t, bad, carry = 0.0, 0.0, {}
+    t, bad = 0.0, 0.0
+    carry: dict[str, Any] = {}
+    if analysis.baselineHistory > 0:  # what the engine reads once when a rollout starts
+        stats = world.baseline_history(_query(-analysis.baselineHistory, 0.0))
+        carry["history"] = {"start": -analysis.baselineHistory, "end": 0.0,
+                            "baseline": stats.to_dict() if stats is not None else None}
     stage_times = []
     for index, weight in enumerate(STAGES):
         world.apply("bench", _route(weight))

@@ -45,7 +45,10 @@ def test_promql_windows_match_the_load(
     end = time.time()
     source = PrometheusMetricSource(prometheus.url)
     window = source.collect(WindowQuery("shop", "shop", "v1", "v2", start - 1, end))
+    history = source.baseline_history(WindowQuery("shop", "shop", "v1", "v2", start - 1, end))
     source.close()
+    assert history is not None and window.baseline is not None
+    assert abs(history.requests - window.baseline.requests) <= 0.05 * window.baseline.requests
 
     assert window.baseline is not None and window.canary is not None
     # increase() extrapolates to the window's edges: close to the client's counts, not exact.

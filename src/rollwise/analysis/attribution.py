@@ -88,6 +88,8 @@ class AttributionState:
     sprt_llr: float = 0.0
     accept_llr: float = 0.0
     windows: int = 0
+    prior_trials: float = 0.0  # baseline trials and bad events known before the first window
+    prior_bad: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loglik.size == 0:
@@ -97,6 +99,7 @@ class AttributionState:
         return AttributionState(
             self.grid_size, self.canary_trials, self.baseline_trials, self.canary_bad, self.baseline_bad,
             self.loglik.copy(), self.null_loglik, self.sprt_llr, self.accept_llr, self.windows,
+            self.prior_trials, self.prior_bad,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +113,8 @@ class AttributionState:
             "sprt_llr": self.sprt_llr,
             "accept_llr": self.accept_llr,
             "windows": self.windows,
+            "prior_trials": self.prior_trials,
+            "prior_bad": self.prior_bad,
         }
 
     @classmethod
@@ -122,7 +127,20 @@ class AttributionState:
             float(data["canary_bad"]), float(data["baseline_bad"]),
             np.asarray(data["loglik"], dtype=float), float(data["null_loglik"]),
             float(data["sprt_llr"]), float(data["accept_llr"]), int(data.get("windows", 0)),
+            float(data.get("prior_trials", 0.0)), float(data.get("prior_bad", 0.0)),
         )
+
+    def with_prior(self, trials: float, bad: float, cap: float) -> AttributionState:
+        """This state with the baseline's earlier record as a prior, weighed as at most ``cap`` trials.
+
+        The cap keeps an old rate from outweighing what the baseline does now for long.
+        """
+        if trials <= 0:
+            return self
+        scale = min(1.0, cap / trials)
+        new = self.copy()
+        new.prior_trials, new.prior_bad = trials * scale, bad * scale
+        return new
 
 
 @dataclass(frozen=True)
@@ -190,8 +208,9 @@ class SequentialErrorTest:
 
     @staticmethod
     def baseline_rate(state: AttributionState) -> float:
-        """The baseline's rate so far, shrunk towards 1 % by half an event so it is never 0 (nor 50 %)."""
-        return (state.baseline_bad + 0.5) / (state.baseline_trials + 50.0)
+        """The baseline's rate so far (with its prior), shrunk towards 1 % by half an event so it is never 0."""
+        bad = state.baseline_bad + state.prior_bad
+        return (bad + 0.5) / (state.baseline_trials + state.prior_trials + 50.0)
 
     def ratio_for(self, effect: float, baseline_rate: float) -> float:
         """The rate ratio that an increase (or, for KPIs, a drop) of ``effect`` stands for."""

@@ -59,6 +59,11 @@ def _metric_lines(metric: dict[str, Any]) -> list[str]:
                 + (f" ({format_percent(baseline['bad'] / baseline['trials'])})" if baseline.get("trials") else "")
                 + f"; bad canary requests this stage: {_num(canary.get('badThisStage'), 6)}"
             )
+        if baseline.get("priorTrials"):
+            lines.append(
+                f"  baseline rate prior: {_num(baseline.get('priorBad'), 6)} bad of {_num(baseline['priorTrials'], 8)} "
+                "stable requests from before the rollout (shapes the alternative, not the false-rollback bound)"
+            )
         interval = metric.get("interval")
         if metric.get("effect") is not None and interval:
             relative = params.get("relative")

@@ -61,6 +61,11 @@ from rollwise.spec.models import AnalysisSpec, MetricSpec
 
 CARRY_KEY = "sequential"
 
+#: The most baseline trials the stable version's history counts for in a test's baseline-rate
+#: estimate (~2.5 minutes of a 200 req/s service): enough to know the rate from the first window,
+#: little enough that the baseline's current behaviour soon outweighs an old one.
+PRIOR_CAP = 30_000.0
+
 #: Effect of concern (absolute increase) that must be ruled out before expanding, when the metric
 #: states no minEffect: Flagger's usual 99 % success bar for errors, 1 % -> 3 % slow requests.
 DEFAULT_CONCERN = {"errorRate": 0.01, "latency": 0.02, "custom": 0.01}
@@ -176,8 +181,15 @@ def _fold_metric(plan: MetricPlan, fold: MetricFold, window: Window, t: float) -
         if pooled[-1][1] >= baseline_needed(metric.quantile):
             threshold = frozen_bound(VersionStats(latency_buckets=pooled), metric.quantile)
         gate_counts = plan.gate.counts(window.canary) if (plan.gate and window.canary) else SloCounts()
+        attribution = fold.attribution
+        if threshold is not None and attribution is not None and attribution.prior_trials == 0:
+            # The windows that chose the bar stay out of the test, but they are a fair (earlier)
+            # estimate of the baseline's rate above it.
+            chosen = VersionStats(latency_buckets=pooled)
+            attribution = attribution.with_prior(float(pooled[-1][1]), float(chosen.count_above(threshold)), PRIOR_CAP)
         return replace(fold, pooled_baseline=() if threshold else pooled, threshold_ms=threshold,
-                       frozen_in_stage=threshold is not None, slo=fold.slo.plus(gate_counts))
+                       frozen_in_stage=threshold is not None, slo=fold.slo.plus(gate_counts),
+                       attribution=attribution)
     updated = fold
     if plan.gate is not None and window.canary is not None:
         updated = replace(updated, slo=fold.slo.plus(plan.gate.counts(window.canary)))
@@ -196,12 +208,51 @@ def _fold_metric(plan: MetricPlan, fold: MetricFold, window: Window, t: float) -
     return updated
 
 
-def _initial(plans: list[MetricPlan], carry: dict[str, Any] | None) -> StageFold:
+def _history_stats(history: Any) -> VersionStats | None:
+    if not isinstance(history, dict) or not isinstance(history.get("baseline"), dict):
+        return None
+    stats = VersionStats.from_dict(history["baseline"])
+    return stats if stats.requests > 0 else None
+
+
+def _prior(
+    metric: MetricSpec, attribution: AttributionState, history: VersionStats | None,
+    threshold_ms: float | None,
+) -> AttributionState:
+    """A fresh test's baseline-rate prior from the stable version's history (see ``PRIOR_CAP``)."""
+    if history is None:
+        return attribution
+    if metric.type == "errorRate":
+        return attribution.with_prior(history.requests, history.errors, PRIOR_CAP)
+    if metric.type == "latency" and threshold_ms is not None and history.latency_buckets:
+        trials = float(history.latency_buckets[-1][1])
+        return attribution.with_prior(trials, float(history.count_above(threshold_ms)), PRIOR_CAP)
+    if metric.type == "custom" and metric.name in history.extra:
+        return attribution.with_prior(history.requests, history.extra[metric.name], PRIOR_CAP)
+    return attribution
+
+
+def _history_bar(metric: MetricSpec, history: VersionStats | None) -> float | None:
+    """The stable version's quantile before the rollout: the bar is frozen at the start, and no
+    window of the rollout is spent choosing it."""
+    if history is None or not history.latency_buckets:
+        return None
+    if history.latency_buckets[-1][1] < baseline_needed(metric.quantile):
+        return None
+    return frozen_bound(history, metric.quantile)
+
+
+def _initial(plans: list[MetricPlan], carry: dict[str, Any] | None, history: VersionStats | None) -> StageFold:
     metrics = {}
     for plan in plans:
         saved = carry.get(plan.metric.name, {}) if isinstance(carry, dict) else {}
         grid_size = plan.compare.grid.size if plan.compare is not None else 0
         attribution = AttributionState.from_dict(saved.get("attribution"), grid_size) if plan.compare else None
+        threshold_ms = saved.get("threshold_ms")
+        if attribution is not None and attribution.windows == 0 and attribution.prior_trials == 0:
+            if plan.metric.type == "latency" and threshold_ms is None:
+                threshold_ms = _history_bar(plan.metric, history)
+            attribution = _prior(plan.metric, attribution, history, threshold_ms)
         if attribution is not None and plan.compare is not None:
             # Half of the no-regression evidence is re-earned in every stage (on more traffic, so
             # faster): a canary that degrades as it grows must not ride on an earlier stage's "fine".
@@ -209,7 +260,7 @@ def _initial(plans: list[MetricPlan], carry: dict[str, Any] | None) -> StageFold
         metrics[plan.metric.name] = MetricFold(
             attribution=attribution,
             slo=SloCounts.from_dict(saved.get("slo")),
-            threshold_ms=saved.get("threshold_ms"),
+            threshold_ms=threshold_ms,
             srm=SampleRatioState.from_dict(saved.get("srm")) if plan.metric.type == "kpi" else None,
         )
     return StageFold(metrics=metrics)
@@ -274,7 +325,8 @@ class SequentialJudge:
         key = (context.stage_index, context.stage_started_at, context.run)
         memo = self._memo
         if memo is None or memo.key != key or memo.carry is not carry:
-            memo = self._memo = _Memo(key=key, carry=carry, folds=[_initial(self.plans, carry)])
+            history = _history_stats(context.carry.get("history")) if context.carry else None
+            memo = self._memo = _Memo(key=key, carry=carry, folds=[_initial(self.plans, carry, history)])
         same = 0
         windows = context.windows
         while same < len(memo.windows) and same < len(windows) and memo.windows[same] is windows[same]:
@@ -410,6 +462,8 @@ class SequentialJudge:
             canary = {"trials": state.canary_trials, "bad": state.canary_bad, "badThisStage": fold.stage_bad,
                       "trialsThisStage": fold.stage_trials}
             baseline = {"trials": state.baseline_trials, "bad": state.baseline_bad}
+            if state.prior_trials:
+                baseline.update(priorTrials=state.prior_trials, priorBad=state.prior_bad)
             if test.relative:
                 effect = outcome.ratio - 1.0
                 interval = (outcome.ratio_interval[0] - 1.0, outcome.ratio_interval[1] - 1.0)

@@ -29,6 +29,7 @@ from rollwise.core.model import (
     WindowQuery,
 )
 from rollwise.core.protocols import (
+    BaselineHistory,
     ConflictError,
     Deployer,
     Judge,
@@ -293,6 +294,7 @@ class RolloutEngine:
         change.windows.append((record.stage_index, window))
         stage_windows = [w for _, w in self.store.windows(record.name, record.stage_index)]
         stage_windows.append(window)
+        record = self._with_history(record, analysis)
         stage_start = record.stage_started_at if record.stage_started_at is not None else now
         context = StageContext(
             analysis=analysis,
@@ -316,6 +318,29 @@ class RolloutEngine:
         if verdict.action == Action.ROLLBACK or str(verdict.action) != record.last_verdict:
             updated = self._record_decision(updated, verdict, change, canary_weight)
         return updated, verdict
+
+    def _with_history(self, record: RolloutRecord, analysis: AnalysisSpec) -> RolloutRecord:
+        """Read the stable version's recent history once per rollout, into ``carry["history"]``.
+
+        Judges use it as a prior for the baseline rate their alternatives are built on: known
+        before the first window, it is predictable, so it can only change how fast a regression is
+        found, never the false-rollback guarantee. A source that cannot say leaves it empty.
+        """
+        if "history" in record.carry or analysis.baselineHistory <= 0:
+            return record
+        if not isinstance(self.metrics, BaselineHistory):
+            return record
+        end = record.created_at
+        query = WindowQuery(
+            rollout=record.name, service=record.spec.service, baseline_version=record.stable_version,
+            canary_version=record.canary_version, start=end - analysis.baselineHistory, end=end,
+        )
+        try:
+            stats = self.metrics.baseline_history(query)
+        except Exception:  # no history is no prior, not an error
+            stats = None
+        history = {"start": query.start, "end": end, "baseline": stats.to_dict() if stats is not None else None}
+        return record.model_copy(update={"carry": {**record.carry, "history": history}})
 
     def _close_window(self, record: RolloutRecord, change: _Change, now: float) -> RolloutRecord:
         """End the current window at a stage boundary so the next stage's windows start fresh.

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from rollwise.core.model import Event, RolloutRecord, RouteState, StageContext, Verdict, Window, WindowQuery
+from rollwise.core.model import (
+    Event,
+    RolloutRecord,
+    RouteState,
+    StageContext,
+    Verdict,
+    VersionStats,
+    Window,
+    WindowQuery,
+)
 from rollwise.spec.models import VersionRef
 
 
@@ -21,6 +30,15 @@ class TrafficRouter(Protocol):
 class MetricSource(Protocol):
     def collect(self, query: WindowQuery) -> Window:
         """Observations of baseline and canary over the query's window (``None`` sides: no data)."""
+        ...
+
+
+@runtime_checkable
+class BaselineHistory(Protocol):
+    """A metric source that can also say how the stable version did before the rollout began."""
+
+    def baseline_history(self, query: WindowQuery) -> VersionStats | None:
+        """The stable version's stats over [query.start, query.end), before any canary traffic."""
         ...
 
 

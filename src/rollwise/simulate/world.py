@@ -46,7 +46,7 @@ class Behaviour:
             error = self.error_rate_after if self.error_rate_after is not None else error
             p99 = self.latency_p99_after_ms if self.latency_p99_after_ms is not None else p99
             conversion = self.conversion_after if self.conversion_after is not None else conversion
-        error = min(1.0, error + self.error_drift_per_hour * t / 3600.0)
+        error = min(1.0, max(0.0, error + self.error_drift_per_hour * t / 3600.0))
         return error, self.latency_p50_ms, max(p99, self.latency_p50_ms * 1.01), conversion
 
 
@@ -86,6 +86,7 @@ class SimulatedWorld:
         self.canary = canary
         self.profile = profile or TrafficProfile()
         self.rng = np.random.default_rng(seed)
+        self._history_rng = np.random.default_rng([seed, 1])  # its own stream: windows stay as they were
         self.latency_slo_ms = latency_slo_ms if latency_slo_ms is not None else baseline.latency_p99_ms
         self.t0 = t0
         self.routes: dict[str, RouteState] = {}
@@ -127,6 +128,22 @@ class SimulatedWorld:
         if any(a <= t < b for a, b in self.profile.outages):
             return Window(query.start, query.end, None, None, cursor=query.cursor)
         return Window(query.start, query.end, baseline_stats, canary_stats, cursor=query.cursor)
+
+    # BaselineHistory
+    def baseline_history(self, query: WindowQuery) -> VersionStats | None:
+        """The stable version alone at full traffic before the rollout (simulated time may be < 0)."""
+        seconds = max(0.0, query.end - query.start)
+        if seconds <= 0:
+            return None
+        t = query.start - self.t0
+        if any(a < t + seconds and t < b for a, b in self.profile.outages):
+            return None
+        rng, self.rng = self.rng, self._history_rng
+        try:
+            total = int(self.rng.poisson(self.profile.rate_at(t) * seconds))
+            return self._draw(self.baseline, total, t, 0.0, truth=False)
+        finally:
+            self.rng = rng
 
     def _draw(self, behaviour: Behaviour, n: int, t: float, extra_error: float, truth: bool) -> VersionStats:
         error_rate, p50, p99, conversion = behaviour.at(t)

@@ -167,6 +167,11 @@ class AnalysisSpec(Model):
     onInconclusive: Literal["hold", "rollback", "promote"] = "hold"
     burnRateLimit: float = Field(default=14.4, gt=0, description="Predictive rollback error-budget burn rate.")
     runs: int = Field(default=1, ge=1, description="Independent runs a stage requires (non-deterministic apps).")
+    baselineHistory: Seconds = Field(
+        default=600.0, ge=0,
+        description="Stable-version history read once at the start (0: none): sharpens the baseline-rate "
+        "estimate the tests' alternatives are built on, never their false-rollback guarantee.",
+    )
     failureLimit: int = Field(default=3, ge=1, description="Threshold judge: failed checks before rollback.")
     kayenta: KayentaSpec | None = None
     metrics: list[MetricSpec] = Field(min_length=1)

@@ -139,6 +139,13 @@ class PrometheusMetricSource:
             latency_sum_ms=latency_sum if math.isfinite(latency_sum) else 0.0,
         )
 
+    def baseline_history(self, query: WindowQuery) -> VersionStats | None:
+        """The stable version over the lookback before the rollout (``BaselineHistory``)."""
+        try:
+            return self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
+        except PrometheusError:
+            return None
+
     def collect(self, query: WindowQuery) -> Window:
         wait = query.end + self.settle_s - self._clock()
         if 0 < wait <= self.settle_s:
