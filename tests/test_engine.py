@@ -250,3 +250,55 @@ def test_any_interleaving_applies_each_step_once_in_order(ops: list[tuple[str, i
         assert record.route.canary_weight == 100
     if router.applied:
         assert router.applied[-1].revision <= record.route.revision
+
+
+RUNS_SPEC = BASE + """
+    analysis:
+      interval: 1s
+      minStageTime: 10s
+      runs: 3
+      restartBetweenRuns: RESTART
+      metrics:
+        - {name: errors, type: errorRate}
+    steps:
+      - setWeight: 5
+      - setWeight: 20
+"""
+
+
+class CountingDeployer:
+    """Hands out a new address at every start, like a process on a fresh port."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.starts = 0
+
+    def ensure(self, rollout: str, version: Any) -> str:
+        self.calls.append(("ensure", version.name))
+        self.starts += 1
+        return f"127.0.0.1:{9000 + self.starts}"
+
+    def stop(self, rollout: str, version: Any) -> None:
+        self.calls.append(("stop", version.name))
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_repeated_runs_restart_the_canary_so_runs_are_independent(restart: bool) -> None:
+    world = SimulatedWorld(Behaviour(), Behaviour(), TrafficProfile(rps=200), seed=4)
+    clock, store, deployer = VirtualClock(0.0), MemoryStore(), CountingDeployer()
+    engine = RolloutEngine(store=store, clock=clock, router=world, metrics=world, deployer=deployer)
+    engine.start(load_spec_text(RUNS_SPEC.replace("RESTART", str(restart).lower())))
+    assert run(engine, clock, 900, step=1.0) == Phase.SUCCEEDED
+    run_events = [e for e in store.events("shop") if e.type == "run"]
+    assert len(run_events) == 4  # runs 2 and 3 of both judged stages
+    canary_stops = [c for c in deployer.calls if c == ("stop", "v2")]
+    if restart:
+        assert len(canary_stops) == 4
+        assert all("freshly started v2" in e.message for e in run_events)
+        addresses = [e.data["restarted"] for e in run_events]
+        assert len(set(addresses)) == 4
+        # the data plane was pointed at each new process
+        seen = [r.upstreams.get("v2") for _, r in world.applied]
+        assert all(address in seen for address in addresses)
+    else:
+        assert canary_stops == [] and all(e.data["restarted"] is None for e in run_events)

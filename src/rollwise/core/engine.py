@@ -433,7 +433,7 @@ class RolloutEngine:
         ready = last == str(Action.EXPAND) and now - stage_start >= analysis.minStageTime
         if ready:
             if record.run < analysis.runs:
-                return self._next_run(record, change, now, verdict), False
+                return self._next_run(record, analysis, change, now, verdict), False
             return None, True
         if record.no_data_since is not None and now - record.no_data_since >= analysis.noDataLimit:
             silent = format_duration(now - record.no_data_since)
@@ -454,8 +454,14 @@ class RolloutEngine:
         return None, False
 
     def _next_run(
-        self, record: RolloutRecord, change: _Change, now: float, verdict: Verdict | None
+        self, record: RolloutRecord, analysis: AnalysisSpec, change: _Change, now: float, verdict: Verdict | None
     ) -> RolloutRecord:
+        """Start the stage's next run: its windows apart, and (if rollwise runs the canary) a fresh process.
+
+        A restart is what makes runs independent for a non-deterministic release: an agent's caches,
+        sampled plans and warmed-up state do not leak from one run into the next.
+        """
+        record = self._close_window(record, change, now)
         carry = dict(record.carry)
         if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
             carry.update(verdict.evidence["carry"])
@@ -463,8 +469,15 @@ class RolloutEngine:
             "run": record.run + 1, "stage_index": record.stage_index + 1, "stage_started_at": now,
             "last_verdict": None, "carry": carry, "updated_at": now,
         })
-        change.events.append(self._event(updated, "run", f"run {record.run} passed; starting run "
-                                         f"{record.run + 1}", run=record.run + 1))
+        message = f"run {record.run} passed; starting run {record.run + 1}"
+        restarted: str | None = None
+        if self.deployer is not None and analysis.restartBetweenRuns:
+            ref = record.spec.versions.canary
+            self.deployer.stop(record.name, ref)
+            restarted = self.deployer.ensure(record.name, ref)
+            updated = self._set_route(updated, change, upstreams={**record.route.upstreams, ref.name: restarted})
+            message += f" on a freshly started {ref.name} ({restarted})"
+        change.events.append(self._event(updated, "run", message, run=record.run + 1, restarted=restarted))
         return updated
 
     def _new_stage(self, record: RolloutRecord, verdict: Verdict | None, now: float) -> dict[str, Any]:

@@ -167,6 +167,9 @@ class AnalysisSpec(Model):
     onInconclusive: Literal["hold", "rollback", "promote"] = "hold"
     burnRateLimit: float = Field(default=14.4, gt=0, description="Predictive rollback error-budget burn rate.")
     runs: int = Field(default=1, ge=1, description="Independent runs a stage requires (non-deterministic apps).")
+    restartBetweenRuns: bool = Field(
+        default=True, description="Restart the canary between runs when rollwise deploys it, so runs are independent.",
+    )
     baselineHistory: Seconds = Field(
         default=600.0, ge=0,
         description="Stable-version history read once at the start (0: none): sharpens the baseline-rate "
