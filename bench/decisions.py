@@ -164,17 +164,22 @@ def _query(start: float, end: float) -> WindowQuery:
     return WindowQuery("bench", "svc", "v1", "v2", start, end)
 
 
+def _history_carry(world: SimulatedWorld, analysis: AnalysisSpec) -> dict[str, Any]:
+    """What the engine reads once when a rollout starts: the stable version's recent history."""
+    if analysis.baselineHistory <= 0:
+        return {}
+    stats = world.baseline_history(_query(-analysis.baselineHistory, 0.0))
+    return {"history": {"start": -analysis.baselineHistory, "end": 0.0,
+                        "baseline": stats.to_dict() if stats is not None else None}}
+
+
 def run_judge(judge: Judge, analysis: AnalysisSpec, scenario: Scenario, seed: int, step: float,
               record: bool = False) -> Run:
     """A rollout driven like the engine drives it, one window per ``step`` seconds."""
     fed: list[tuple[int, Window]] = []
     world = _world(scenario, seed)
     t, bad = 0.0, 0.0
-    carry: dict[str, Any] = {}
-    if analysis.baselineHistory > 0:  # what the engine reads once when a rollout starts
-        stats = world.baseline_history(_query(-analysis.baselineHistory, 0.0))
-        carry["history"] = {"start": -analysis.baselineHistory, "end": 0.0,
-                            "baseline": stats.to_dict() if stats is not None else None}
+    carry = _history_carry(world, analysis)
     stage_times = []
     for index, weight in enumerate(STAGES):
         world.apply("bench", _route(weight))
@@ -289,11 +294,7 @@ def replay_without_gaps(method: str, scenario: Scenario, seed: int, fed: list[tu
     analysis = analysis_for(scenario, min_effect=method.startswith("sequential+min"),
                             single_metric=method.endswith("/1"))
     judge = SequentialJudge(analysis)
-    carry: dict[str, Any] = {}
-    if analysis.baselineHistory > 0:  # the same history the run read (its own random stream)
-        stats = _world(scenario, seed).baseline_history(_query(-analysis.baselineHistory, 0.0))
-        carry["history"] = {"start": -analysis.baselineHistory, "end": 0.0,
-                            "baseline": stats.to_dict() if stats is not None else None}
+    carry = _history_carry(_world(scenario, seed), analysis)  # the same history the run read
     t = 0.0
     for stage in sorted({index for index, _ in fed}):
         start, windows, stage_carry, verdict = t, [], dict(carry), None

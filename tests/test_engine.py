@@ -302,3 +302,39 @@ def test_repeated_runs_restart_the_canary_so_runs_are_independent(restart: bool)
         assert all(address in seen for address in addresses)
     else:
         assert canary_stops == [] and all(e.data["restarted"] is None for e in run_events)
+
+
+class FlakyRouter(RecordingRouter):
+    """Refuses the next ``refusals`` changes, like a data plane that is briefly unreachable."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def apply(self, rollout: str, route: RouteState) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise ConnectionError("data plane unreachable")
+        super().apply(rollout, route)
+
+
+def test_the_data_plane_follows_the_store_and_never_goes_back_after_a_refusal() -> None:
+    clock, store = VirtualClock(1000.0), MemoryStore()
+    RolloutEngine(store=store, clock=clock, router=RecordingRouter()).start(load_spec_text(PLAIN_STEPS))
+    first = RolloutEngine(store=store, clock=clock, router=RecordingRouter())
+    first.tick("shop")  # deployed, weight 0
+    clock.advance(1)
+    refusing = FlakyRouter(refusals=1)
+    engine = RolloutEngine(store=store, clock=clock, router=refusing)
+    engine._applied_route["shop"] = store.get("shop").route.revision  # this instance "applied" it already
+    with pytest.raises(ConnectionError):
+        engine.tick("shop")  # setWeight 5: committed as the desired route, refused by the data plane
+    desired = store.get("shop").route
+    assert desired.canary_weight == 5 and refusing.applied == []
+    clock.advance(1)
+    engine.tick("shop")  # the desired route is applied first, before anything else is decided
+    assert refusing.applied[0].revision == desired.revision and refusing.applied[0].canary_weight == 5
+    # a fresh controller (as after kill -9) re-applies the newest committed route, never an older one
+    fresh_router = RecordingRouter()
+    RolloutEngine(store=store, clock=clock, router=fresh_router).tick("shop")
+    assert fresh_router.applied[0].revision == store.get("shop").route.revision >= desired.revision

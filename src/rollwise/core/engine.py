@@ -164,10 +164,14 @@ class RolloutEngine:
     # ------------------------------------------------------------------ plumbing
 
     def _commit(self, record: RolloutRecord, change: _Change, apply_route: bool = True) -> RolloutRecord:
-        if apply_route and change.route_changed:
-            # Apply before committing: a change the data plane refuses is never recorded as applied.
-            self._apply_route(record)
         saved = self.store.save(record, change.events, change.windows)
+        if apply_route and change.route_changed:
+            # The store holds the desired route and the data plane follows it, never the other way:
+            # applied only once committed, a change is never undone by a crash between the two (the
+            # next controller would re-apply the older, committed route) or by losing a write race.
+            # If the data plane refuses, the tick fails here and every later tick retries the same
+            # route in ``_reconcile_route`` before deciding anything else.
+            self._apply_route(saved)
         if self.notifier is not None and change.events:
             for event in self._numbered(saved.name, len(change.events)):
                 self.notifier.notify(saved, event)
