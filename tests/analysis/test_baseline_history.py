@@ -184,3 +184,27 @@ def test_no_history_when_switched_off_or_the_source_cannot_say(history: str, sou
         clock.advance(1.0)
         engine.tick("shop")
     assert sim.history_queries == [] and "history" not in store.get("shop").carry
+
+
+def test_a_decision_with_a_prior_recomputes_offline_from_its_evidence_and_windows() -> None:
+    spec = analysis(metrics=[{"name": "errors", "type": "errorRate", "minEffect": "1.9%"}])
+    sim = world(Behaviour(error_rate=0.02), seed=6)
+    carry = _history_carry(sim)
+    windows = collect(sim, 5.0, 0.0, 8)
+    verdict = SequentialJudge(spec).evaluate(context(spec, windows, carry))
+    errors = verdict.metrics[0]
+    test = SequentialErrorTest(alpha=errors.params["alpha"], min_effect=errors.params["minEffect"])
+    state = AttributionState(test.grid.size).with_prior(
+        errors.baseline["priorTrials"], errors.baseline["priorBad"], cap=errors.baseline["priorTrials"])
+    for w in windows:
+        assert w.canary is not None and w.baseline is not None
+        state = test.update(state, WindowCounts(w.canary.requests, w.baseline.requests, w.canary.errors,
+                                                w.baseline.errors))
+    assert test.e_value(state) == pytest.approx(errors.statistic, rel=1e-9)
+    # and the prior mattered: without it the same windows give another e-value
+    bare = AttributionState(test.grid.size)
+    for w in windows:
+        assert w.canary is not None and w.baseline is not None
+        bare = test.update(bare, WindowCounts(w.canary.requests, w.baseline.requests, w.canary.errors,
+                                              w.baseline.errors))
+    assert test.e_value(bare) != pytest.approx(errors.statistic, rel=1e-3)
