@@ -90,3 +90,19 @@ def test_stages_that_require_repeated_runs_pass_each_run() -> None:
     flaky = simulate(spec, Behaviour(), Behaviour(change_at=45.0, error_rate_after=0.05), seed=12)
     assert flaky.phase == "RolledBack"
     assert flaky.steps[-1]["weight"] == 5.0
+
+
+def test_shadow_responses_that_differ_roll_back_even_while_the_metrics_are_undecided() -> None:
+    from rollwise.spec import load_spec_text
+
+    text = (EXAMPLES / "shadow.yaml").read_text()
+    text = text.replace("duration: 5m", "duration: 60s").replace("minSamples: 200", "minSamples: 100000000")
+    text = text.replace("        - {name: error-rate, type: errorRate, slo: \"< 1%\"}\n", "")
+    spec = load_spec_text(text)
+    # v3 changes 5 % of responses; its latency is fine, and the analysis can never expand (minSamples)
+    result = simulate(spec, Behaviour(), Behaviour(error_rate=0.05), seed=5)
+    assert result.phase == "RolledBack", result.decisions
+    assert result.decisions[-1]["evidence"]["rule"] == "shadow.maxMismatchRate" and result.canary_requests == 0
+    healthy = simulate(spec, Behaviour(), Behaviour(), seed=5)
+    assert healthy.phase == "Paused"  # nothing decided either way: a human looks
+    assert any("undecided" in e["message"] for e in healthy.events)

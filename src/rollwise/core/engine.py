@@ -697,10 +697,10 @@ class RolloutEngine:
         elapsed = now - (current.stage_started_at or now)
         if elapsed < shadow.duration:
             return current if change.events or change.windows else None
-        if not ready and shadow.analysis is not None:
-            reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
-            return self._pause(current, change, reason, actor="engine")
+        compared: Verdict | None = None
         if compares:
+            # Judged before the metrics' verdict: responses that differ with confidence are enough to
+            # roll back, even while the error and latency tests are still undecided.
             if shadow.analysis is None:
                 current = self._close_window(current, change, now)
             windows = [w for _, w in self.store.windows(current.name, current.stage_index)]
@@ -708,12 +708,15 @@ class RolloutEngine:
             alpha = shadow.analysis.alpha if shadow.analysis is not None else 0.01
             compared = mismatch_verdict(windows, shadow.maxMismatchRate, alpha)
             current = self._record_decision(current, compared, change, 0.0)
-            if compared.action == Action.HOLD:  # nothing compared is unknown: never a silent pass
-                return self._pause(current, change, f"shadow of {record.canary_version}: {compared.reason}; "
-                                   "holding for a human", actor="engine")
             if compared.action == Action.ROLLBACK:
                 return self._finish(current, change, Phase.ROLLED_BACK, compared.reason,
                                     evidence=compared.to_evidence())
+        if not ready and shadow.analysis is not None:
+            reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
+            return self._pause(current, change, reason, actor="engine")
+        if compared is not None and compared.action == Action.HOLD:  # nothing compared: never a silent pass
+            return self._pause(current, change, f"shadow of {record.canary_version}: {compared.reason}; "
+                               "holding for a human", actor="engine")
         updated = self._set_route(current, change, mirror_to=None, mirror_percent=0.0)
         return self._finish(updated, change, Phase.SUCCEEDED,
                             f"shadow of {record.canary_version} passed; ready for a canary",
