@@ -30,6 +30,12 @@ ends and hands it back in ``StageContext.carry``; evidence therefore accumulates
 runs (e-values multiply). Only the no-regression side is capped at half its bar when a stage
 starts, so each stage re-earns half of it: a canary that degrades as it grows must not ride on an
 earlier stage's "fine".
+
+History (``StageContext.carry["history"]``, read once by the engine from a ``BaselineHistory``
+source): the stable version's stats from before the rollout. A fresh test takes them as a prior for
+the baseline rate behind its alternative and its no-regression side (at most ``PRIOR_CAP`` trials),
+and a latency metric freezes its bar on them, so the rollout's first window is already tested.
+Both are fixed before any window, so they shape power only, never the false-rollback bound.
 """
 
 from __future__ import annotations
