@@ -141,6 +141,11 @@ def analysis_for(scenario: Scenario, min_effect: bool, judge: str = "sequential"
     })
 
 
+def sequential_analysis(method: str, scenario: Scenario) -> AnalysisSpec:
+    """The spec of a ``sequential``, ``sequential+min`` or ``sequential+min/1`` method."""
+    return analysis_for(scenario, min_effect=method.startswith("sequential+min"), single_metric=method.endswith("/1"))
+
+
 @dataclass
 class Run:
     outcome: str  # promoted | rolledback | inconclusive | paused | timeout
@@ -280,8 +285,7 @@ def run_method(method: str, scenario: Scenario, seed: int) -> Run:
     if method == "kayenta":
         analysis = analysis_for(scenario, min_effect=False, judge="kayenta")
         return run_judge(KayentaJudge(analysis), analysis, scenario, seed, step=10.0)
-    analysis = analysis_for(scenario, min_effect=method.startswith("sequential+min"),
-                            single_metric=method.endswith("/1"))
+    analysis = sequential_analysis(method, scenario)
     return run_judge(SequentialJudge(analysis), analysis, scenario, seed, step=1.0, record=bool(scenario.outages))
 
 
@@ -291,8 +295,7 @@ def _median(values: list[float]) -> float | None:
 
 def replay_without_gaps(method: str, scenario: Scenario, seed: int, fed: list[tuple[int, Window]]) -> bool:
     """Whether the judge rolls back when shown only the windows with data, the gap closed up."""
-    analysis = analysis_for(scenario, min_effect=method.startswith("sequential+min"),
-                            single_metric=method.endswith("/1"))
+    analysis = sequential_analysis(method, scenario)
     judge = SequentialJudge(analysis)
     carry = _history_carry(_world(scenario, seed), analysis)  # the same history the run read
     t = 0.0

@@ -305,15 +305,15 @@ def test_repeated_runs_restart_the_canary_so_runs_are_independent(restart: bool)
 
 
 class FlakyRouter(RecordingRouter):
-    """Refuses the next ``refusals`` changes, like a data plane that is briefly unreachable."""
+    """Refuses the first route with ``weight``, like a data plane that is briefly unreachable."""
 
-    def __init__(self, refusals: int) -> None:
+    def __init__(self, weight: float) -> None:
         super().__init__()
-        self.refusals = refusals
+        self.refuse_weight: float | None = weight
 
     def apply(self, rollout: str, route: RouteState) -> None:
-        if self.refusals > 0:
-            self.refusals -= 1
+        if route.canary_weight == self.refuse_weight:
+            self.refuse_weight = None
             raise ConnectionError("data plane unreachable")
         super().apply(rollout, route)
 
@@ -324,16 +324,15 @@ def test_the_data_plane_follows_the_store_and_never_goes_back_after_a_refusal() 
     first = RolloutEngine(store=store, clock=clock, router=RecordingRouter())
     first.tick("shop")  # deployed, weight 0
     clock.advance(1)
-    refusing = FlakyRouter(refusals=1)
+    refusing = FlakyRouter(weight=5)
     engine = RolloutEngine(store=store, clock=clock, router=refusing)
-    engine._applied_route["shop"] = store.get("shop").route.revision  # this instance "applied" it already
     with pytest.raises(ConnectionError):
         engine.tick("shop")  # setWeight 5: committed as the desired route, refused by the data plane
     desired = store.get("shop").route
-    assert desired.canary_weight == 5 and refusing.applied == []
+    assert desired.canary_weight == 5 and [r.canary_weight for r in refusing.applied] == [0]
     clock.advance(1)
     engine.tick("shop")  # the desired route is applied first, before anything else is decided
-    assert refusing.applied[0].revision == desired.revision and refusing.applied[0].canary_weight == 5
+    assert refusing.applied[1].revision == desired.revision and refusing.applied[1].canary_weight == 5
     # a fresh controller (as after kill -9) re-applies the newest committed route, never an older one
     fresh_router = RecordingRouter()
     RolloutEngine(store=store, clock=clock, router=fresh_router).tick("shop")

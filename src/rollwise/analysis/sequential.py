@@ -191,8 +191,7 @@ def _fold_metric(plan: MetricPlan, fold: MetricFold, window: Window, t: float) -
         if threshold is not None and attribution is not None and attribution.prior_trials == 0:
             # The windows that chose the bar stay out of the test, but they are a fair (earlier)
             # estimate of the baseline's rate above it.
-            chosen = VersionStats(latency_buckets=pooled)
-            attribution = attribution.with_prior(float(pooled[-1][1]), float(chosen.count_above(threshold)), PRIOR_CAP)
+            attribution = _prior(metric, attribution, VersionStats(latency_buckets=pooled), threshold)
         return replace(fold, pooled_baseline=() if threshold else pooled, threshold_ms=threshold,
                        frozen_in_stage=threshold is not None, slo=fold.slo.plus(gate_counts),
                        attribution=attribution)
@@ -225,7 +224,7 @@ def _prior(
     metric: MetricSpec, attribution: AttributionState, history: VersionStats | None,
     threshold_ms: float | None,
 ) -> AttributionState:
-    """A fresh test's baseline-rate prior from the stable version's history (see ``PRIOR_CAP``)."""
+    """A fresh test's baseline-rate prior from the baseline's earlier stats (see ``PRIOR_CAP``)."""
     if history is None:
         return attribution
     if metric.type == "errorRate":
