@@ -144,7 +144,9 @@ class Runtime:
         if source == "prometheus":
             from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
 
-            return PrometheusMetricSource(spec.metrics.prometheusUrl)  # type: ignore[no-any-return]
+            queries = spec.metrics.prometheusQueries
+            return PrometheusMetricSource(  # type: ignore[no-any-return]
+                spec.metrics.prometheusUrl, queries=queries.model_dump(exclude_none=True) if queries else None)
         if source == "pushed" and self.store is not None:
             from rollwise.adapters.metrics.pushed import PushedMetricSource
 

@@ -153,4 +153,25 @@ def explain_decision(event: Event) -> str:
     where = f"stage {data.get('stage')}" + (f" at {weight:g}% canary traffic" if isinstance(weight, int | float)
                                             else "")
     header = f"{event.rollout} · decision #{data.get('index', '?')} · {when} · {where}"
-    return header + "\n" + explain(data.get("evidence", {}), action=data.get("action"), reason=event.message)
+    text = explain(data.get("evidence", {}), action=data.get("action"), reason=event.message)
+    if data.get("metrics_error"):
+        text += "\n" + _backend_failed(str(data["metrics_error"]))
+    return header + "\n" + text
+
+
+def _backend_failed(error: str) -> str:
+    return (f"Metrics backend error: {error}\n  The backend could not be read, so nothing is known about this "
+            "window: it is not \"no data\" (a backend that answered with nothing) and not counted as bad. "
+            "The rollout holds until the backend answers, up to analysis.noDataLimit.")
+
+
+def explain_metrics(events: list[Event]) -> str | None:
+    """The metrics backend's current failure in plain words, from the event log; None when it answers."""
+    from datetime import UTC, datetime
+
+    latest = next((e for e in reversed(events) if e.type in ("metrics-error", "metrics-recovered")
+                   and e.data.get("scope") != "history"), None)
+    if latest is None or latest.type != "metrics-error":
+        return None
+    when = datetime.fromtimestamp(latest.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{latest.rollout} · metrics backend failing since {when}\n" + _backend_failed(str(latest.data.get("error")))

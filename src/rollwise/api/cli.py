@@ -234,7 +234,7 @@ def _fail(exc: Any, not_found: str | None = None) -> typer.Exit:
         err_console.print(f"error: no rollout named {not_found!r}")
     else:
         err_console.print(f"error: {exc.message}" + (f" (HTTP {exc.status})" if exc.status else ""),
-                          markup=False, highlight=False)
+                          markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 

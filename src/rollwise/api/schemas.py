@@ -58,6 +58,7 @@ class RolloutSummary(BaseModel):
     steps: int
     stage: int
     paused_reason: str | None
+    metrics_error: str | None = None  # the metrics backend is failing (not "no data"): why
     last_verdict: str | None
     decisions: int
     created_at: float
@@ -75,7 +76,8 @@ class RolloutSummary(BaseModel):
             canary_weight=record.route.canary_weight, stable_weight=record.route.stable_weight,
             mirror_percent=record.route.mirror_percent, step=record.step_index,
             steps=len(canary.steps) if canary is not None else 0, stage=record.stage_index,
-            paused_reason=record.paused_reason, last_verdict=record.last_verdict, decisions=record.decisions,
+            paused_reason=record.paused_reason, metrics_error=record.metrics_error,
+            last_verdict=record.last_verdict, decisions=record.decisions,
             created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
             rollback_until=record.rollback_until, revision=record.revision,
         )
@@ -133,11 +135,12 @@ class WindowOut(BaseModel):
     end: float
     baseline: SideStats | None
     canary: SideStats | None
+    error: str | None = None  # the metrics backend failed for this window (not "no data")
 
     @classmethod
     def of(cls, stage: int, window: Window) -> WindowOut:
         return cls(stage=stage, start=window.start, end=window.end, baseline=SideStats.of(window.baseline),
-                   canary=SideStats.of(window.canary))
+                   canary=SideStats.of(window.canary), error=window.error)
 
 
 class KpiAccepted(BaseModel):

@@ -91,6 +91,7 @@ def _record_summary(record: RolloutRecord) -> dict[str, Any]:
         "step": record.step_index,
         "stage": record.stage_index,
         "paused_reason": record.paused_reason,
+        "metrics_error": record.metrics_error,
         "last_verdict": record.last_verdict,
         "decisions": record.decisions,
         "created_at": record.created_at,
@@ -347,7 +348,7 @@ def _command(name: str, command: str, store: str | None, actor: str, reason: str
         err_console.print(f"error: no rollout named {name!r}")
         raise typer.Exit(1) from None
     except CommandError as exc:
-        err_console.print(f"error: {exc}")
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if output == Output.json:
         _print_json(_record_summary(record))
@@ -480,10 +481,16 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision
+    from rollwise.analysis.explain import explain_decision, explain_metrics
 
-    events = [e for e in _store(store).events(name) if e.type == "decision"]
+    history = _store(store).events(name)
+    failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
+    events = [e for e in history if e.type == "decision"]
+    if failing is not None and output != Output.json:
+        console.print(failing + ("\n" if events else ""), markup=False, highlight=False)
     if not events:
+        if failing is not None and output != Output.json:
+            return
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)
     chosen = events[-1] if decision is None else next((e for e in events if e.data.get("index") == decision), None)

@@ -33,6 +33,7 @@ from rollwise.core.protocols import (
     ConflictError,
     Deployer,
     Judge,
+    MetricsError,
     MetricSource,
     Notifier,
     Store,
@@ -45,9 +46,22 @@ JudgeFactory = Callable[[AnalysisSpec], Judge]
 
 COMMANDS = ("promote", "pause", "resume", "abort", "approve", "undo")
 
+# What a paused rollout waits for (``carry["hold"]``). Only the first three are questions that
+# ``approve`` answers; a person's pause or a no-data hold is ended by ``resume`` (or promote/abort).
+APPROVAL_GATES = ("approval", "cutover", "stage-cap", "shadow")
+# A person's pending decision, dropped by pause and resume so it never fires after them.
+PENDING_KEYS = ("forced_step", "forced_by", "approval")
+
 
 class CommandError(Exception):
     """A manual control that does not apply to the rollout's current state."""
+
+
+def _failure(exc: Exception) -> str:
+    """One line saying why a metrics read failed; a backend's ``MetricsError`` already names itself."""
+    text = str(exc) if isinstance(exc, MetricsError) else f"metrics source failed: {type(exc).__name__}: {exc}"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 400 else flat[:399] + "…"
 
 
 @dataclass
@@ -57,6 +71,7 @@ class _Change:
     events: list[Event] = field(default_factory=list)
     windows: list[tuple[int, Window]] = field(default_factory=list)
     route_changed: bool = False
+    decided_by: tuple[str, str] | None = None  # (how, actor) when a person's promote/approval decided
 
 
 class RolloutEngine:
@@ -298,7 +313,8 @@ class RolloutEngine:
         change.windows.append((record.stage_index, window))
         stage_windows = [w for _, w in self.store.windows(record.name, record.stage_index)]
         stage_windows.append(window)
-        record = self._with_history(record, analysis)
+        record = self._note_metrics(record, window, change)
+        record = self._with_history(record, analysis, change)
         stage_start = record.stage_started_at if record.stage_started_at is not None else now
         context = StageContext(
             analysis=analysis,
@@ -320,10 +336,31 @@ class RolloutEngine:
         elif updated.no_data_since is not None:
             updated = updated.model_copy(update={"no_data_since": None})
         if verdict.action == Action.ROLLBACK or str(verdict.action) != record.last_verdict:
-            updated = self._record_decision(updated, verdict, change, canary_weight)
+            failed = window.error if verdict.action == Action.HOLD else None
+            updated = self._record_decision(updated, verdict, change, canary_weight, metrics_error=failed)
         return updated, verdict
 
-    def _with_history(self, record: RolloutRecord, analysis: AnalysisSpec) -> RolloutRecord:
+    def _note_metrics(self, record: RolloutRecord, window: Window, change: _Change) -> RolloutRecord:
+        """Keep ``carry["metrics_error"]`` current; one event per distinct error, one when it clears."""
+        current = record.carry.get("metrics_error")
+        if window.error is None:
+            if not isinstance(current, dict):
+                return record
+            carry = {k: v for k, v in record.carry.items() if k != "metrics_error"}
+            lasted = format_duration(window.end - float(current.get("since", window.end)))
+            change.events.append(self._event(record, "metrics-recovered", f"metrics backend answering again "
+                                             f"after {lasted} of errors", error=current.get("message")))
+            return record.model_copy(update={"carry": carry})
+        same = isinstance(current, dict) and current.get("message") == window.error
+        since = float(current["since"]) if same and isinstance(current, dict) else window.start
+        if not same:
+            change.events.append(self._event(record, "metrics-error", f"metrics backend error: {window.error} "
+                                             "(holding: unknown, not bad)", error=window.error,
+                                             window=[window.start, window.end]))
+        failure = {"message": window.error, "since": since, "last": window.end}
+        return record.model_copy(update={"carry": {**record.carry, "metrics_error": failure}})
+
+    def _with_history(self, record: RolloutRecord, analysis: AnalysisSpec, change: _Change) -> RolloutRecord:
         """Read the stable version's recent history once per rollout, into ``carry["history"]``.
 
         Judges use it as a prior for the baseline rate their alternatives are built on: known
@@ -339,11 +376,17 @@ class RolloutEngine:
             rollout=record.name, service=record.spec.service, baseline_version=record.stable_version,
             canary_version=record.canary_version, start=end - analysis.baselineHistory, end=end,
         )
+        error: str | None = None
         try:
             stats = self.metrics.baseline_history(query)
-        except Exception:  # no history is no prior, not an error
-            stats = None
-        history = {"start": query.start, "end": end, "baseline": stats.to_dict() if stats is not None else None}
+        except Exception as exc:  # no history is no prior, not a reason to stop; but say why there is none
+            stats, error = None, _failure(exc)
+            change.events.append(self._event(record, "metrics-error", f"baseline history unavailable: {error} "
+                                             "(judging without a prior)", error=error, scope="history"))
+        history: dict[str, Any] = {"start": query.start, "end": end,
+                                   "baseline": stats.to_dict() if stats is not None else None}
+        if error is not None:
+            history["error"] = error
         return record.model_copy(update={"carry": {**record.carry, "history": history}})
 
     def _close_window(self, record: RolloutRecord, change: _Change, now: float) -> RolloutRecord:
@@ -356,6 +399,7 @@ class RolloutEngine:
         if now > start:
             window = self._collect(record, start, now)
             change.windows.append((record.stage_index, window))
+            record = self._note_metrics(record, window, change)
             return record.model_copy(update={"last_window_end": now, "cursor": window.cursor})
         return record.model_copy(update={"last_window_end": now})
 
@@ -383,8 +427,9 @@ class RolloutEngine:
             return Window(start=start, end=end, baseline=None, canary=None, cursor=record.cursor)
         try:
             window = self.metrics.collect(query)
-        except Exception:  # a metrics outage is "unknown", never "bad"
-            return Window(start=start, end=end, baseline=None, canary=None, cursor=record.cursor)
+        except Exception as exc:  # a metrics outage is "unknown", never "bad"; but it is not "no data"
+            return Window(start=start, end=end, baseline=None, canary=None, cursor=record.cursor,
+                          error=_failure(exc))
         return self._with_pushed_kpis(record, window)
 
     def _with_pushed_kpis(self, record: RolloutRecord, window: Window) -> Window:
@@ -403,14 +448,17 @@ class RolloutEngine:
                       canary=sides["canary"], cursor=window.cursor)
 
     def _record_decision(
-        self, record: RolloutRecord, verdict: Verdict, change: _Change, canary_weight: float
+        self, record: RolloutRecord, verdict: Verdict, change: _Change, canary_weight: float,
+        metrics_error: str | None = None,
     ) -> RolloutRecord:
         index = record.decisions + 1
+        extra = {"metrics_error": metrics_error} if metrics_error else {}
         change.events.append(
             self._event(
                 record,
                 "decision",
-                verdict.reason,
+                f"metrics backend error: {metrics_error}: holding (unknown, not bad)" if metrics_error
+                else verdict.reason,
                 index=index,
                 action=str(verdict.action),
                 rule=verdict.rule,
@@ -418,6 +466,7 @@ class RolloutEngine:
                 stage=record.stage_index,
                 weight=canary_weight,
                 evidence=verdict.to_evidence(),
+                **extra,
             )
         )
         return record.model_copy(update={"decisions": index, "last_verdict": str(verdict.action)})
@@ -439,13 +488,20 @@ class RolloutEngine:
             if record.run < analysis.runs:
                 return self._next_run(record, analysis, change, now, verdict), False
             return None, True
+        approved = self._approval(record, "stage-cap")
+        if approved is not None:  # a person accepted the undecided stage at its cap
+            change.decided_by = approved
+            return None, True
         if record.no_data_since is not None and now - record.no_data_since >= analysis.noDataLimit:
             silent = format_duration(now - record.no_data_since)
+            failure = record.carry.get("metrics_error")
+            if isinstance(failure, dict):  # the backend failing is why: say so, not just "no metrics"
+                silent += f": the backend failed: {failure.get('message')}"
             if analysis.onNoData == "abort":
                 return self._finish(record, change, Phase.ABORTED,
                                     f"no metrics for {silent} (onNoData: abort)"), False
             return self._pause(record, change, f"no metrics for {silent}: waiting for a human "
-                               "(onNoData: hold)", actor="engine"), False
+                               "(onNoData: hold)", actor="engine", hold="no-data"), False
         cap_base = float(record.carry.get("cap_base", stage_start))
         if last == str(Action.INCONCLUSIVE) or now - cap_base >= analysis.maxStageTime:
             reason = (f"stage {record.stage_index} undecided after {format_duration(now - stage_start)} "
@@ -454,7 +510,8 @@ class RolloutEngine:
                 return self._finish(record, change, Phase.ROLLED_BACK, reason + ": rolling back"), False
             if analysis.onInconclusive == "promote":
                 return None, True
-            return self._pause(record, change, reason + ": holding for a human", actor="engine"), False
+            return self._pause(record, change, reason + ": holding for a human", actor="engine",
+                               hold="stage-cap"), False
         return None, False
 
     def _next_run(
@@ -485,7 +542,7 @@ class RolloutEngine:
         return updated
 
     def _new_stage(self, record: RolloutRecord, verdict: Verdict | None, now: float) -> dict[str, Any]:
-        carry = {k: v for k, v in record.carry.items() if k != "cap_base"}
+        carry = {k: v for k, v in record.carry.items() if k not in ("cap_base", "approval")}
         if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
             carry.update(verdict.evidence["carry"])
         return {
@@ -516,6 +573,8 @@ class RolloutEngine:
             assert analysis is not None
             current, verdict = self._observe(current, analysis, change, now, weight)
         forced = current.carry.get("forced_step") == current.step_index
+        if forced:
+            change.decided_by = self._credit(current, "promoted")
         ready = True
         if judged and not forced:
             gate_record, ready = self._gate(current, analysis, verdict, change, now, weight)
@@ -525,7 +584,8 @@ class RolloutEngine:
         if step is None:  # every step done: full promotion
             if not ready:
                 return current if change.events or change.windows else None
-            return self._promote_full(current, change, "all steps passed", evidence=self._evidence(verdict))
+            how, actor = change.decided_by or ("all steps passed", "engine")
+            return self._promote_full(current, change, how, evidence=self._evidence(verdict), actor=actor)
 
         step_elapsed = now - (current.step_started_at or now)
         kind = step.kind
@@ -539,8 +599,10 @@ class RolloutEngine:
             updated = self._set_route(current, change, canary_weight=target)
             stage = self._new_stage(current, verdict, now) if target != weight else {}
             updated = self._next_step(updated, now, **stage)
+            how, actor = change.decided_by or ("", "engine")
             change.events.append(self._event(
-                updated, "step", f"weight {weight:g}% -> {target:g}% ({current.spec.versions.canary.name})",
+                updated, "step", f"weight {weight:g}% -> {target:g}% ({current.spec.versions.canary.name})"
+                + (f": {how}" if how else ""), actor=actor,
                 step=current.step_index, kind=kind, weight=target, previous_weight=weight,
                 evidence=self._evidence(verdict),
             ))
@@ -548,11 +610,14 @@ class RolloutEngine:
         if kind == "pause":
             assert step.pause is not None
             if step.pause.untilApproved:
-                if current.approved_step == current.step_index or forced:
+                approved = self._approval(current, "approval")
+                if approved is not None and not forced:
+                    change.decided_by = approved
+                if forced or approved is not None or current.approved_step == current.step_index:
                     return self._step_done(current, change, now, "approved")
                 if current.paused_reason is None:
                     return self._pause(current, change, f"step {current.step_index}: waiting for approval",
-                                       actor="engine")
+                                       actor="engine", hold="approval")
                 return current if change.events or change.windows else None
             duration = step.pause.duration or 0.0
             adaptive_done = analysis is not None and analysis.adaptive and ready and weight > 0
@@ -585,17 +650,41 @@ class RolloutEngine:
         raise AssertionError(f"unhandled step kind {kind}")
 
     def _next_step(self, record: RolloutRecord, now: float, **extra: Any) -> RolloutRecord:
-        carry = {k: v for k, v in (extra.pop("carry", record.carry)).items() if k != "forced_step"}
+        carry = {k: v for k, v in (extra.pop("carry", record.carry)).items()
+                 if k not in ("forced_step", "forced_by", "hold")}
+        if (carry.get("approval") or {}).get("gate") == "approval":
+            del carry["approval"]  # a step's approval ends with the step; a stage cap's with the stage
         return record.model_copy(update={
             "step_index": record.step_index + 1, "step_started_at": now, "updated_at": now,
             "paused_reason": None, "carry": carry, **extra,
         })
 
     def _step_done(self, record: RolloutRecord, change: _Change, now: float, how: str) -> RolloutRecord:
+        """End a pause/analysis step; the event names the person when a promote or approval ended it."""
+        how, actor = change.decided_by or (how, "engine")
         updated = self._next_step(record, now)
-        change.events.append(self._event(updated, "step", f"step {record.step_index} done: {how}",
+        change.events.append(self._event(updated, "step", f"step {record.step_index} done: {how}", actor=actor,
                                          step=record.step_index, kind="pause"))
         return updated
+
+    @staticmethod
+    def _credit(record: RolloutRecord, verb: str, key: str = "forced_by") -> tuple[str, str]:
+        """("promoted by alice (reason)", "alice") for the person whose pending decision this is."""
+        who = record.carry.get(key) or {}
+        actor = str(who.get("actor") or "unknown")
+        reason = f" ({who['reason']})" if who.get("reason") else ""
+        return f"{verb} by {actor}{reason}", actor
+
+    def _approval(self, record: RolloutRecord, gate: str) -> tuple[str, str] | None:
+        """The (how, actor) of a person's approval of ``gate`` where the rollout stands, if any."""
+        approval = record.carry.get("approval")
+        if not isinstance(approval, dict) or approval.get("gate") != gate:
+            return None
+        if gate == "approval" and approval.get("step") != record.step_index:
+            return None
+        if gate in ("stage-cap", "shadow") and approval.get("stage") != record.stage_index:
+            return None
+        return self._credit(record, "approved", key="approval")
 
     @staticmethod
     def _evidence(verdict: Verdict | None) -> dict[str, Any]:
@@ -631,29 +720,39 @@ class RolloutEngine:
             forced = current.carry.get("forced_step") == -1
             if not (ready or forced):
                 return current if change.events or change.windows else None
-            if not bg.autoPromote and current.approved_step != -1 and not forced:
+            approved = self._approval(current, "cutover")
+            if not bg.autoPromote and current.approved_step != -1 and approved is None and not forced:
                 if current.paused_reason is None:
                     return self._pause(current, change, "preview passed: waiting for approval to cut over",
-                                       actor="engine")
+                                       actor="engine", hold="cutover")
                 return None
-            return self._cutover(current, change, now, self._evidence(verdict))
+            if forced:
+                change.decided_by = self._credit(current, "promoted")
+            elif approved is not None and not bg.autoPromote:
+                change.decided_by = approved
+            return self._cutover(current, change, now, self._evidence(verdict), change.decided_by)
         if record.bg_phase == "promoted":
             analysis = bg.postPromotionAnalysis
             if analysis is None:
                 return self._finish(record, change, Phase.SUCCEEDED, "cut over; previous version kept for "
                                     f"{format_duration(bg.rollbackWindow)} for instant rollback")
             current, verdict = self._observe(record, analysis, change, now, 100.0)
+            if current.carry.get("forced_step") == -1:  # promoted during post-promotion analysis
+                how, actor = self._credit(current, "promoted")
+                return self._finish(current, change, Phase.SUCCEEDED, f"post-promotion analysis ended: {how}",
+                                    evidence=self._evidence(verdict), actor=actor)
             gate_record, ready = self._gate(current, analysis, verdict, change, now, 100.0)
             if gate_record is not None:
                 return gate_record
             if ready:
-                return self._finish(current, change, Phase.SUCCEEDED, "post-promotion analysis passed",
-                                    evidence=self._evidence(verdict))
+                how, actor = change.decided_by or ("passed", "engine")
+                return self._finish(current, change, Phase.SUCCEEDED, f"post-promotion analysis {how}",
+                                    evidence=self._evidence(verdict), actor=actor)
             return current if change.events or change.windows else None
         raise AssertionError(f"unknown blue/green phase {record.bg_phase}")
 
     def _cutover(self, record: RolloutRecord, change: _Change, now: float,
-                 evidence: dict[str, Any]) -> RolloutRecord:
+                 evidence: dict[str, Any], decided_by: tuple[str, str] | None = None) -> RolloutRecord:
         bg = record.spec.strategy.blueGreen
         assert bg is not None
         updated = self._set_route(record, change, canary_weight=100.0, header_routes=[], mirror_to=None,
@@ -662,11 +761,13 @@ class RolloutEngine:
             "bg_phase": "promoted", "stage_index": record.stage_index + 1, "stage_started_at": now,
             "last_verdict": None, "updated_at": now, "paused_reason": None,
             "rollback_until": now + bg.rollbackWindow,
-            "carry": {k: v for k, v in record.carry.items() if k != "forced_step"},
+            "carry": {k: v for k, v in record.carry.items() if k not in (*PENDING_KEYS, "hold")},
         })
-        change.events.append(self._event(updated, "step", f"cutover: 100% to {record.canary_version}; "
-                                         f"{record.stable_version} kept warm for instant rollback",
-                                         kind="cutover", weight=100.0, evidence=evidence))
+        how, actor = decided_by or ("", "engine")
+        change.events.append(self._event(updated, "step", f"cutover: 100% to {record.canary_version}"
+                                         + (f" ({how})" if how else "")
+                                         + f"; {record.stable_version} kept warm for instant rollback",
+                                         actor=actor, kind="cutover", weight=100.0, evidence=evidence))
         return updated
 
     # ------------------------------------------------------------------ shadow
@@ -711,16 +812,19 @@ class RolloutEngine:
             if compared.action == Action.ROLLBACK:
                 return self._finish(current, change, Phase.ROLLED_BACK, compared.reason,
                                     evidence=compared.to_evidence())
-        if not ready and shadow.analysis is not None:
+        approved = self._approval(current, "shadow")
+        if not ready and shadow.analysis is not None and approved is None:
             reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
-            return self._pause(current, change, reason, actor="engine")
-        if compared is not None and compared.action == Action.HOLD:  # nothing compared: never a silent pass
+            return self._pause(current, change, reason, actor="engine", hold="shadow")
+        if compared is not None and compared.action == Action.HOLD and approved is None:
+            # nothing compared: never a silent pass
             return self._pause(current, change, f"shadow of {record.canary_version}: {compared.reason}; "
-                               "holding for a human", actor="engine")
+                               "holding for a human", actor="engine", hold="shadow")
+        how, actor = approved or ("passed", "engine")
         updated = self._set_route(current, change, mirror_to=None, mirror_percent=0.0)
         return self._finish(updated, change, Phase.SUCCEEDED,
-                            f"shadow of {record.canary_version} passed; ready for a canary",
-                            evidence=self._evidence(verdict), keep_route=True)
+                            f"shadow of {record.canary_version} {how}; ready for a canary",
+                            evidence=self._evidence(verdict), keep_route=True, actor=actor)
 
     # ------------------------------------------------------------------ endings
 
@@ -751,9 +855,13 @@ class RolloutEngine:
                                          evidence=evidence or {}))
         return updated
 
-    def _pause(self, record: RolloutRecord, change: _Change, why: str, actor: str) -> RolloutRecord:
+    def _pause(self, record: RolloutRecord, change: _Change, why: str, actor: str, hold: str = "human",
+               carry: dict[str, Any] | None = None) -> RolloutRecord:
+        """Hold the rollout; ``hold`` says what for (``APPROVAL_GATES`` are what ``approve`` answers)."""
         now = self.clock.now()
-        updated = record.model_copy(update={"phase": Phase.PAUSED, "paused_reason": why, "updated_at": now})
+        carry = {**(record.carry if carry is None else carry), "hold": hold}
+        updated = record.model_copy(update={"phase": Phase.PAUSED, "paused_reason": why, "updated_at": now,
+                                            "carry": carry})
         change.events.append(self._event(updated, "phase", f"Paused: {why}", actor=actor,
                                          phase=str(Phase.PAUSED)))
         return updated
@@ -765,45 +873,114 @@ class RolloutEngine:
         now = self.clock.now()
         why = f" ({reason})" if reason else ""
         if command == "undo":
-            if record.phase != Phase.SUCCEEDED:
-                raise CommandError(f"undo needs a Succeeded rollout; {record.name} is {record.phase}")
-            if record.rollback_until is None or now > record.rollback_until:
-                raise CommandError("the rollback window has passed; start a new rollout instead")
-            updated = self._set_route(record, change, stable=record.stable_version, canary_weight=0.0,
-                                      mirror_to=None, mirror_percent=0.0, header_routes=[])
-            updated = updated.model_copy(update={"phase": Phase.ROLLED_BACK, "updated_at": now,
-                                                 "rollback_until": None})
-            change.events.append(self._event(updated, "command", f"undo by {actor}: traffic back to "
-                                             f"{record.stable_version}{why}", actor=actor, command=command,
-                                             reason=reason))
-            return updated
+            return self._undo(record, actor, reason, change)
         if record.phase.terminal:
             raise CommandError(f"rollout {record.name} has ended ({record.phase})")
-        event = self._event(record, "command", f"{command}{' --full' if full else ''} by {actor}{why}",
+        gate = self._refuse_unless_approvable(record) if command == "approve" else ""
+        if command == "promote" and record.spec.strategy.kind == "shadow":
+            raise CommandError("a shadow run sends no user traffic; start a canary to release it "
+                               "(or approve a shadow holding for a human)")
+        if command == "pause" and record.phase == Phase.PAUSED:
+            raise CommandError(f"{record.name} is already paused")
+        if command == "resume" and record.phase != Phase.PAUSED:
+            raise CommandError(f"{record.name} is not paused")
+        carry = record.carry
+        dropped = ""
+        if command in ("pause", "resume"):
+            # A promote or approval given before a pause is not carried past it: after an incident
+            # nobody expects an old decision to fire the moment the rollout resumes.
+            carry, dropped = self._drop_pending(record)
+        event = self._event(record, "command", f"{command}{' --full' if full else ''} by {actor}{why}{dropped}",
                             actor=actor, command=command, reason=reason, full=full)
         change.events.append(event)
+        by = {"actor": actor, "reason": reason}
         if command == "abort":
             return self._finish(record, change, Phase.ABORTED, f"aborted by {actor}{why}", actor=actor)
         if command == "pause":
-            if record.phase == Phase.PAUSED:
-                raise CommandError(f"{record.name} is already paused")
-            return self._pause(record, change, f"paused by {actor}{why}", actor=actor)
+            return self._pause(record, change, f"paused by {actor}{why}", actor=actor, carry=carry)
         if command == "resume":
-            if record.phase != Phase.PAUSED:
-                raise CommandError(f"{record.name} is not paused")
-            carry = {**record.carry, "cap_base": now}
-            return record.model_copy(update={"phase": Phase.PROGRESSING, "paused_reason": None,
-                                             "no_data_since": None, "carry": carry, "updated_at": now})
+            carry = {k: v for k, v in carry.items() if k != "hold"}
+            return record.model_copy(update={"phase": Phase.PROGRESSING, "paused_reason": None, "approved_step": None,
+                                             "no_data_since": None, "carry": {**carry, "cap_base": now},
+                                             "updated_at": now})
         if command == "approve":
-            target = -1 if record.spec.strategy.kind == "blueGreen" else record.step_index
+            approval = {**by, "gate": gate, "step": record.step_index, "stage": record.stage_index}
+            carry = {k: v for k, v in record.carry.items() if k != "hold"}
+            target = -1 if gate == "cutover" else record.step_index if gate == "approval" else record.approved_step
             return record.model_copy(update={"approved_step": target, "phase": Phase.PROGRESSING,
-                                             "paused_reason": None, "updated_at": now})
+                                             "paused_reason": None, "updated_at": now,
+                                             "carry": {**carry, "approval": approval}})
         # promote
         if full:
-            if record.spec.strategy.kind == "shadow":
-                raise CommandError("a shadow run sends no user traffic; start a canary to release it")
             return self._promote_full(record, change, f"promoted fully by {actor}{why}", actor=actor)
         forced = -1 if record.spec.strategy.kind == "blueGreen" else record.step_index
-        return record.model_copy(update={"carry": {**record.carry, "forced_step": forced},
+        carry = {k: v for k, v in record.carry.items() if k != "hold"}
+        return record.model_copy(update={"carry": {**carry, "forced_step": forced, "forced_by": by},
                                          "phase": Phase.PROGRESSING, "paused_reason": None,
                                          "updated_at": now})
+
+    def _undo(self, record: RolloutRecord, actor: str, reason: str, change: _Change) -> RolloutRecord:
+        now = self.clock.now()
+        why = f" ({reason})" if reason else ""
+        if record.phase != Phase.SUCCEEDED:
+            raise CommandError(f"undo needs a Succeeded rollout; {record.name} is {record.phase}")
+        if record.rollback_until is None or now > record.rollback_until:
+            raise CommandError("the rollback window has passed; start a new rollout instead")
+        updated = self._set_route(record, change, stable=record.stable_version, canary_weight=0.0,
+                                  mirror_to=None, mirror_percent=0.0, header_routes=[])
+        updated = updated.model_copy(update={"phase": Phase.ROLLED_BACK, "updated_at": now,
+                                             "rollback_until": None})
+        change.events.append(self._event(updated, "command", f"undo by {actor}: traffic back to "
+                                         f"{record.stable_version}{why}", actor=actor, command="undo",
+                                         reason=reason))
+        return updated
+
+    @staticmethod
+    def _drop_pending(record: RolloutRecord) -> tuple[dict[str, Any], str]:
+        """The carry without a person's pending promote/approval, and words saying what was dropped."""
+        carry = {k: v for k, v in record.carry.items() if k not in PENDING_KEYS}
+        dropped = []
+        for key, verb in (("forced_by", "promote"), ("approval", "approval")):
+            who = record.carry.get(key)
+            if isinstance(who, dict):
+                dropped.append(f"{verb} by {who.get('actor', 'unknown')}")
+        if not dropped:
+            return carry, ""
+        return carry, f"; pending {' and '.join(dropped)} dropped (give it again after resuming)"
+
+    def _refuse_unless_approvable(self, record: RolloutRecord) -> str:
+        """The approval gate ``record`` waits at; a ``CommandError`` saying why not when there is none."""
+        hold = record.carry.get("hold")
+        if record.phase == Phase.PAUSED:
+            if hold is None and (record.paused_reason or "").endswith("waiting for approval"):
+                hold = "approval"  # paused before holds were recorded
+            elif hold is None and (record.paused_reason or "").endswith("waiting for approval to cut over"):
+                hold = "cutover"
+            if hold in APPROVAL_GATES:
+                return str(hold)
+            if hold == "no-data":
+                raise CommandError(f"{record.name} is holding because {record.paused_reason}; approve answers "
+                                   "only an approval gate: resume to wait for metrics again, or promote to move "
+                                   "on without them")
+            raise CommandError(f"{record.name} is paused ({record.paused_reason}); approve answers only an "
+                               "approval gate: use resume to continue")
+        gate = self._gate_ahead(record)
+        if gate is None:
+            raise CommandError(f"{record.name} is not waiting for approval ({record.phase}, step "
+                               f"{record.step_index}); approve answers a `pause: {{untilApproved: true}}` step, a "
+                               "stage cap holding for a human or a blue/green cutover approval")
+        return gate
+
+    @staticmethod
+    def _gate_ahead(record: RolloutRecord) -> str | None:
+        """An approval gate a progressing rollout is about to reach (approving it early is allowed)."""
+        canary, bg = record.spec.strategy.canary, record.spec.strategy.blueGreen
+        if record.phase != Phase.PROGRESSING:
+            return None
+        if canary is not None and record.step_index < len(canary.steps):
+            step = canary.steps[record.step_index]
+            if step.pause is not None and step.pause.untilApproved:
+                return "approval"
+        if bg is not None and not bg.autoPromote and record.bg_phase in (None, "preview"):
+            return "cutover"
+        return None

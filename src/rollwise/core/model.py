@@ -141,25 +141,33 @@ class VersionStats:
 
 @dataclass(frozen=True)
 class Window:
-    """Observations of baseline and canary over [start, end). ``None`` means no data arrived."""
+    """Observations of baseline and canary over [start, end). ``None`` means no data arrived.
+
+    ``error`` is set when the metrics backend failed (unreachable, bad query): the sides are then
+    ``None`` too, since nothing is known, but the window says why instead of looking empty.
+    """
 
     start: float
     end: float
     baseline: VersionStats | None
     canary: VersionStats | None
     cursor: dict[str, Any] | None = None  # opaque source state to diff the next window against
+    error: str | None = None
 
     @property
     def has_data(self) -> bool:
         return self.baseline is not None and self.canary is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "start": self.start,
             "end": self.end,
             "baseline": self.baseline.to_dict() if self.baseline else None,
             "canary": self.canary.to_dict() if self.canary else None,
         }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Window:
@@ -168,6 +176,7 @@ class Window:
             end=float(data["end"]),
             baseline=VersionStats.from_dict(data["baseline"]) if data.get("baseline") else None,
             canary=VersionStats.from_dict(data["canary"]) if data.get("canary") else None,
+            error=str(data["error"]) if data.get("error") else None,
         )
 
 
@@ -326,6 +335,12 @@ class RolloutRecord(BaseModel):
     @property
     def stable_version(self) -> str:
         return self.spec.versions.stable.name
+
+    @property
+    def metrics_error(self) -> str | None:
+        """Why the metrics backend is failing right now (the engine's ``carry["metrics_error"]``), if it is."""
+        failure = self.carry.get("metrics_error")
+        return str(failure.get("message")) if isinstance(failure, dict) else None
 
     @property
     def canary_version(self) -> str:

@@ -27,9 +27,21 @@ class TrafficRouter(Protocol):
         ...
 
 
+class MetricsError(Exception):
+    """A metrics backend failed to answer: unreachable, refused, or it rejected the query.
+
+    Distinct from no data (a backend that answered with nothing): the engine marks the window as a
+    backend error and reports it in status, events, ``explain`` and the dashboard. The message is
+    one line naming the backend, its URL and the cause; it never carries a secret.
+    """
+
+
 class MetricSource(Protocol):
     def collect(self, query: WindowQuery) -> Window:
-        """Observations of baseline and canary over the query's window (``None`` sides: no data)."""
+        """Observations of baseline and canary over the query's window (``None`` sides: no data).
+
+        Raises ``MetricsError`` when the backend could not be read.
+        """
         ...
 
 

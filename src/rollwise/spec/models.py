@@ -334,9 +334,19 @@ class TrafficSpec(Model):
         return self
 
 
+class PrometheusQueries(Model):
+    """PromQL templates replacing the Envoy defaults; they take {cluster}, {rollout}, {version}, {window}."""
+
+    requests: str | None = None
+    errors: str | None = None
+    latency_buckets: str | None = None
+    latency_sum: str | None = None
+
+
 class MetricsSourceSpec(Model):
     source: Literal["envoy", "prometheus", "pushed", "simulated"] = "envoy"
     prometheusUrl: str = "http://127.0.0.1:9090"
+    prometheusQueries: PrometheusQueries | None = None
 
 
 class NotifySpec(Model):

@@ -22,6 +22,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from rollwise.core.model import VersionStats, Window, WindowQuery
+from rollwise.core.protocols import MetricsError
 
 _CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
@@ -97,6 +98,25 @@ def diff_cluster(now: ClusterSnapshot, before: ClusterSnapshot | None) -> Versio
     )
 
 
+def _failure(exc: httpx.HTTPError, admin_url: str, shadow_url: str | None) -> str:
+    """One line naming what failed: Envoy's admin or the shadow comparator, where, and why."""
+    url = str(exc.request.url) if _has_request(exc) else admin_url
+    what = "shadow comparator stats" if shadow_url and url.startswith(shadow_url) else "Envoy admin"
+    where = str(httpx.URL(url).copy_with(userinfo=b"", query=None, fragment=None))
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"{what} at {where} answered HTTP {exc.response.status_code}"
+    cause = " ".join((str(exc) or type(exc).__name__).split())[:300]
+    return f"{what} at {where} unreachable: {cause}"
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when the error has no request
+    except RuntimeError:
+        return False
+    return True
+
+
 class EnvoyMetricSource:
     """Implements ``MetricSource`` by scraping one Envoy's admin API.
 
@@ -153,9 +173,10 @@ class EnvoyMetricSource:
         try:
             clusters = self.snapshot(query.rollout, [query.baseline_version, query.canary_version])
             shadow = self._shadow_counters()
-        except httpx.HTTPError:
-            # Envoy unreachable (restarting): no data now; the old cursor keeps the next diff exact.
-            return Window(query.start, query.end, None, None, cursor=query.cursor)
+        except httpx.HTTPError as exc:
+            # Envoy unreachable (restarting): a backend error, not no data; the engine keeps the old
+            # cursor, so the next diff stays exact.
+            raise MetricsError(_failure(exc, self.admin_url, self.shadow_stats_url)) from None
         cursor: dict[str, Any] = {"source": "envoy", "at": self._clock(), "clusters": clusters}
         if shadow is not None:
             cursor["shadow"] = shadow

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from rollwise.core.model import VersionStats, Window, WindowQuery
+from rollwise.core.protocols import MetricsError
 
 _CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
@@ -41,8 +42,20 @@ DEFAULT_QUERIES: dict[str, str] = {
 }
 
 
-class PrometheusError(RuntimeError):
-    pass
+class PrometheusError(MetricsError):
+    """Prometheus could not answer (unreachable, HTTP error, rejected query): not the same as no data."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` without credentials or query string, fit for messages, logs and the event log."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None)) if parsed.host else url
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A cause as one short line (Prometheus's parse errors span lines)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def envoy_cluster_name(rollout: str, version: str) -> str:
@@ -91,16 +104,22 @@ class PrometheusMetricSource:
 
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
         """Instant query; returns Prometheus's ``result`` vector. Raises ``PrometheusError``."""
+        where = safe_url(self.url)
         try:
             response = self._http.get(f"{self.url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"})
         except httpx.HTTPError as exc:
-            raise PrometheusError(f"Prometheus at {self.url} unreachable: {exc}") from exc
+            cause = one_line(str(exc) or type(exc).__name__)
+            raise PrometheusError(f"Prometheus at {where} unreachable: {cause}") from None
         try:
             payload = response.json()
         except ValueError:
-            raise PrometheusError(f"Prometheus answered HTTP {response.status_code} without JSON") from None
-        if payload.get("status") != "success":
-            raise PrometheusError(f"query {promql!r} failed: {payload.get('errorType')}: {payload.get('error')}")
+            raise PrometheusError(f"Prometheus at {where} answered HTTP {response.status_code} without JSON") from None
+        if not isinstance(payload, dict) or payload.get("status") != "success":
+            payload = payload if isinstance(payload, dict) else {}
+            raise PrometheusError(
+                f"Prometheus at {where} rejected query {one_line(promql, 160)!r}: "
+                f"{payload.get('errorType', 'error')}: {one_line(str(payload.get('error')))}"
+            )
         result = payload["data"]["result"]
         if payload["data"].get("resultType") == "scalar":
             return [{"metric": {}, "value": result}]
@@ -140,21 +159,19 @@ class PrometheusMetricSource:
         )
 
     def baseline_history(self, query: WindowQuery) -> VersionStats | None:
-        """The stable version over the lookback before the rollout (``BaselineHistory``)."""
-        try:
-            return self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
-        except PrometheusError:
-            return None
+        """The stable version over the lookback before the rollout (``BaselineHistory``).
+
+        Raises ``PrometheusError`` when Prometheus cannot answer; ``None`` means it had no data.
+        """
+        return self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
 
     def collect(self, query: WindowQuery) -> Window:
         wait = query.end + self.settle_s - self._clock()
         if 0 < wait <= self.settle_s:
             self._sleep(wait)  # the window's last scrape (and Envoy's last histogram flush) must exist
-        try:
-            baseline = self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
-            canary = self.version_stats(query.rollout, query.canary_version, query.start, query.end)
-        except PrometheusError:
-            return Window(query.start, query.end, None, None)
+        # A PrometheusError propagates: the engine records the window as a backend error, not no data.
+        baseline = self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
+        canary = self.version_stats(query.rollout, query.canary_version, query.start, query.end)
         return Window(query.start, query.end, baseline, canary)
 
 

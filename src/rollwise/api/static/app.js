@@ -170,6 +170,7 @@
         <dt>Last verdict</dt><dd>${esc(r.last_verdict || "–")}</dd>
         ${r.mirror_percent ? `<dt>Mirrored</dt><dd>${num(r.mirror_percent)}% to ${esc(r.canary)}</dd>` : ""}
         ${r.paused_reason ? `<dt>Paused</dt><dd>${esc(r.paused_reason)}</dd>` : ""}
+        ${r.metrics_error ? `<dt>Metrics</dt><dd id="metrics-error" class="metrics-error">backend error: ${esc(r.metrics_error)}</dd>` : ""}
         ${r.rollback_until ? `<dt>Undo until</dt><dd>${esc(when(r.rollback_until))}</dd>` : ""}
         <dt>Updated</dt><dd>${esc(when(r.updated_at))}</dd>
       </dl>`;
