@@ -113,3 +113,61 @@ def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServ
     assert phase(live, tokens["admin"], "held") == "Aborted"
     assert page.text_content("#weight-canary") == "0%"
     assert errors == []
+
+
+FAILING_METRICS = """
+name: blind
+service: blind
+versions:
+  stable: {name: v1, address: 127.0.0.1:9001}
+  canary: {name: v2, address: 127.0.0.1:9002}
+traffic: {router: none}
+metrics: {source: prometheus, prometheusUrl: "http://127.0.0.1:PORT"}
+strategy:
+  canary:
+    analysis:
+      interval: 1s
+      baselineHistory: 0s
+      noDataLimit: 1h
+      metrics:
+        - {name: error-rate, type: errorRate, slo: "< 1%"}
+    steps:
+      - setWeight: 10
+      - pause: {duration: 1h}
+"""
+
+
+def test_dashboard_shows_a_failing_metrics_backend(live_controller: LiveServer, browser: Any) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the socket goes: connections are refused
+    live = live_controller
+    tokens = make_tokens(live.store_url)
+    headers = {"Authorization": f"Bearer {tokens['releaser']}"}
+    response = httpx.post(f"{live.url}/api/v1/rollouts", content=FAILING_METRICS.replace("PORT", str(port)).encode(),
+                          headers={**headers, "Content-Type": "application/yaml"})
+    assert response.status_code == 201, response.text
+    deadline = time.monotonic() + 60
+    detail: dict[str, Any] = {}
+    while not detail.get("metrics_error"):
+        assert time.monotonic() < deadline, detail
+        time.sleep(0.2)
+        detail = httpx.get(f"{live.url}/api/v1/rollouts/blind", headers=headers).json()
+    expected = f"Prometheus at http://127.0.0.1:{port} unreachable"
+    assert detail["metrics_error"].startswith(expected)
+    windows = httpx.get(f"{live.url}/api/v1/rollouts/blind/windows", headers=headers).json()
+    assert windows and all(w["error"].startswith(expected) for w in windows)
+
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live.url}/")
+    sign_in(page, tokens["viewer"])
+    page.goto(f"{live.url}/#/rollouts/blind")
+    page.wait_for_selector("#metrics-error", timeout=10_000)
+    shown = page.text_content("#metrics-error") or ""
+    assert shown.startswith("backend error: " + expected), shown
+    page.wait_for_selector("#history >> text=metrics backend error", timeout=10_000)
+    assert errors == []

@@ -382,7 +382,7 @@ for _command_name, _summary in (
     ("pause", "Hold the rollout where it is."),
     ("resume", "Continue a paused rollout."),
     ("abort", "Send all traffic back to stable and end the rollout."),
-    ("approve", "Pass an untilApproved gate (or a blue/green cutover approval)."),
+    ("approve", "Answer an approval gate (untilApproved step, stage cap or shadow on hold, blue/green cutover)."),
     ("undo", "Go back to the previous stable within the rollback window."),
 ):
     _register_control(_command_name, _summary)
