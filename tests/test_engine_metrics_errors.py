@@ -108,3 +108,38 @@ def test_recovery_is_recorded_and_clears_the_status() -> None:
     kinds = [e.type for e in store.events("shop") if e.type.startswith("metrics-")]
     assert kinds == ["metrics-error", "metrics-recovered"]
     assert explain_metrics(store.events("shop")) is None
+
+
+class Leaky:
+    """A source whose failure quotes a URL with credentials in it."""
+
+    def collect(self, query: WindowQuery) -> Window:
+        raise ConnectionError("cannot reach https://admin:s3cret@metrics.internal:9090/api/v1/query")
+
+
+def test_a_failure_never_carries_credentials_into_status_or_events() -> None:
+    engine, clock, store = make(Switchable("error"))
+    engine.metrics = Leaky()
+    run(engine, clock, 20)
+    error = store.get("shop").metrics_error or ""
+    assert error == ("metrics source failed: ConnectionError: cannot reach "
+                     "https://metrics.internal:9090/api/v1/query")
+    assert not any("s3cret" in e.message or "s3cret" in str(e.data) for e in store.events("shop"))
+
+
+def test_prometheus_on_a_closed_port_raises_one_line_naming_it_without_credentials() -> None:
+    import socket
+
+    import pytest
+
+    from rollwise.adapters.metrics.prometheus import PrometheusError, PrometheusMetricSource
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = PrometheusMetricSource(f"http://bot:s3cret@127.0.0.1:{port}", settle_s=0)
+    with pytest.raises(MetricsError) as caught:
+        source.collect(WindowQuery("shop", "shop", "v1", "v2", 0.0, 10.0))
+    source.close()
+    assert isinstance(caught.value, PrometheusError)
+    assert str(caught.value) == f"Prometheus at http://127.0.0.1:{port} unreachable: [Errno 111] Connection refused"

@@ -10,6 +10,7 @@ timers are absolute times, so they survive restarts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,10 +58,16 @@ class CommandError(Exception):
     """A manual control that does not apply to the rollout's current state."""
 
 
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
 def _failure(exc: Exception) -> str:
-    """One line saying why a metrics read failed; a backend's ``MetricsError`` already names itself."""
+    """One line saying why a metrics read failed; a backend's ``MetricsError`` already names itself.
+
+    Credentials in any URL the cause mentions are cut: the line goes to status, events and viewers.
+    """
     text = str(exc) if isinstance(exc, MetricsError) else f"metrics source failed: {type(exc).__name__}: {exc}"
-    flat = " ".join(text.split())
+    flat = _CREDENTIALS.sub(r"\1", " ".join(text.split()))
     return flat if len(flat) <= 400 else flat[:399] + "…"
 
 
