@@ -170,4 +170,5 @@ def test_dashboard_shows_a_failing_metrics_backend(live_controller: LiveServer, 
     shown = page.text_content("#metrics-error") or ""
     assert shown.startswith("backend error: " + expected), shown
     page.wait_for_selector("#history >> text=metrics backend error", timeout=10_000)
+    page.wait_for_selector("#chart-errors >> text=Metrics backend error", timeout=10_000)  # not "no traffic"
     assert errors == []

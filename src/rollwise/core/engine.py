@@ -617,15 +617,7 @@ class RolloutEngine:
         if kind == "pause":
             assert step.pause is not None
             if step.pause.untilApproved:
-                approved = self._approval(current, "approval")
-                if approved is not None and not forced:
-                    change.decided_by = approved
-                if forced or approved is not None or current.approved_step == current.step_index:
-                    return self._step_done(current, change, now, "approved")
-                if current.paused_reason is None:
-                    return self._pause(current, change, f"step {current.step_index}: waiting for approval",
-                                       actor="engine", hold="approval")
-                return current if change.events or change.windows else None
+                return self._approval_step(current, change, now, forced)
             duration = step.pause.duration or 0.0
             adaptive_done = analysis is not None and analysis.adaptive and ready and weight > 0
             if forced or adaptive_done or (step_elapsed >= duration and ready):
@@ -655,6 +647,19 @@ class RolloutEngine:
                                              f"-> {current.canary_version}", step=current.step_index, kind=kind))
             return updated
         raise AssertionError(f"unhandled step kind {kind}")
+
+    def _approval_step(self, record: RolloutRecord, change: _Change, now: float,
+                       forced: bool) -> RolloutRecord | None:
+        """A ``pause: {untilApproved: true}`` step: wait (paused) until a person approves or promotes."""
+        approved = self._approval(record, "approval")
+        if approved is not None and not forced:
+            change.decided_by = approved
+        if forced or approved is not None or record.approved_step == record.step_index:
+            return self._step_done(record, change, now, "approved")
+        if record.paused_reason is None:
+            return self._pause(record, change, f"step {record.step_index}: waiting for approval",
+                               actor="engine", hold="approval")
+        return record if change.events or change.windows else None
 
     def _next_step(self, record: RolloutRecord, now: float, **extra: Any) -> RolloutRecord:
         carry = {k: v for k, v in (extra.pop("carry", record.carry)).items()

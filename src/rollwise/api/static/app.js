@@ -187,6 +187,12 @@
     drawHistory(events);
   }
 
+  function noData(windows) {
+    // A backend that failed is not a quiet service: say which it is.
+    const last = windows.length ? windows[windows.length - 1] : null;
+    return last && last.error ? `Metrics backend error: ${last.error}` : "No traffic observed yet";
+  }
+
   function sidePoints(windows, side, pick) {
     return windows.map((w) => [w.end, w[side] ? pick(w[side]) : null]);
   }
@@ -197,7 +203,7 @@
     errors.innerHTML = Charts.line([
       { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => (s.requests ? s.error_rate : null)) },
       { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => (s.requests ? s.error_rate : null)) },
-    ], { format: (v) => pct(v, v < 0.01 ? 2 : 1), title: "error rate", empty: "No traffic observed yet" });
+    ], { format: (v) => pct(v, v < 0.01 ? 2 : 1), title: "error rate", empty: noData(windows) });
     document.getElementById("chart-latency").innerHTML = Charts.line([
       { name: "baseline p99", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => s.p99_ms) },
       { name: "canary p99", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => s.p99_ms) },
