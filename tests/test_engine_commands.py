@@ -155,6 +155,12 @@ def test_a_promote_through_an_analysis_step_is_credited_to_the_person() -> None:
     engine.tick("shop")
     assert last_step(store).message == "step 1 done: promoted by dan (enough)" and last_step(store).actor == "dan"
     assert not any("analysis passed" in e.message for e in steps(store))
+    engine.tick("shop")
+    assert store.get("shop").route.canary_weight == 10  # the judge holds the next weight step
+    engine.command("shop", "promote", actor="dan")
+    engine.tick("shop")
+    moved = last_step(store)
+    assert (moved.message, moved.actor) == ("weight 10% -> 50% (v2): promoted by dan", "dan")
 
 
 def test_a_promote_of_the_last_step_names_the_person_in_the_final_phase() -> None:

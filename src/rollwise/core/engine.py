@@ -591,7 +591,7 @@ class RolloutEngine:
         if step is None:  # every step done: full promotion
             if not ready:
                 return current if change.events or change.windows else None
-            how, actor = change.decided_by or ("all steps passed", "engine")
+            how, actor = (change.decided_by if judged else None) or ("all steps passed", "engine")
             return self._promote_full(current, change, how, evidence=self._evidence(verdict), actor=actor)
 
         step_elapsed = now - (current.step_started_at or now)
@@ -606,7 +606,8 @@ class RolloutEngine:
             updated = self._set_route(current, change, canary_weight=target)
             stage = self._new_stage(current, verdict, now) if target != weight else {}
             updated = self._next_step(updated, now, **stage)
-            how, actor = change.decided_by or ("", "engine")
+            # Unjudged, a weight step needs nobody's say-so: credit a person only for passing a gate.
+            how, actor = (change.decided_by if judged else None) or ("", "engine")
             change.events.append(self._event(
                 updated, "step", f"weight {weight:g}% -> {target:g}% ({current.spec.versions.canary.name})"
                 + (f": {how}" if how else ""), actor=actor,
