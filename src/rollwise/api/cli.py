@@ -79,8 +79,8 @@ def serve(
     While no API token exists, callers on 127.0.0.1 act as a local admin; create the first token with
     `rollwise tokens create --role admin --name you` to require tokens from then on.
 
-    Specs posted to the API may only name files, URLs and upstreams the --allow-* options allow; any other
-    is refused (422 naming the field) and the refusal is audited.
+    Specs posted to the API may only name files, URLs and upstreams the --allow-* options allow; others are
+    refused (422 naming the field) and the refusal is audited (docs/serve-security.md).
 
     Example: rollwise serve --port 8080 --flags flags.json --allow-path /srv/routes --allow-url https://hooks.slack.com/
     """
@@ -89,6 +89,11 @@ def serve(
     from rollwise.api.app import create_app
     from rollwise.api.policy import SpecPolicy
 
+    for prefix in allow_url or ():
+        if not prefix.startswith(("http://", "https://")) or "@" in prefix:
+            err_console.print(f"error: --allow-url {prefix!r}: give an http(s) URL prefix such as "
+                              "https://hooks.slack.com/", soft_wrap=True, markup=False)
+            raise typer.Exit(2)
     policy = SpecPolicy(allow_commands=allow_commands, allow_paths=tuple(allow_path or ()),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
     app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy)

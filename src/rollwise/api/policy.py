@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rollwise.spec.models import RolloutSpec
+from rollwise.spec.models import MetricsSourceSpec, RolloutSpec
 from rollwise.spec.secrets import SECRET_URL_FIELDS, is_redacted
 
 Refusal = tuple[tuple[str, ...], str]  # (field path, reason)
+DEFAULT_PROMETHEUS: str = MetricsSourceSpec.model_fields["prometheusUrl"].default
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -51,7 +52,7 @@ class SpecPolicy:
             found += self._path(("traffic", "path"), traffic.path)
         if traffic.router == "flag" and traffic.flagsFile is not None:
             found += self._path(("traffic", "flagsFile"), traffic.flagsFile)
-        if "prometheusUrl" in spec.metrics.model_fields_set:
+        if spec.metrics.prometheusUrl != DEFAULT_PROMETHEUS:  # the default is the server's own local Prometheus
             found += self._url(("metrics", "prometheusUrl"), spec.metrics.prometheusUrl)
         return found + self._notify(spec)
 
