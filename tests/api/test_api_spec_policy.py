@@ -138,3 +138,23 @@ def test_allowed_paths_and_urls_are_accepted_inside_the_allow_lists(tmp_path: Pa
     spec += "notify: {slack: 'https://hooks.slack.com/services/T/B/x', teamsEnv: ROLLWISE_NOTIFY_TEAMS}\n"
     assert policy.refusals(load_spec_text(spec, "fine.yaml")) == []
     assert os.path.realpath(allowed / "inner" / "r.json").startswith(str(allowed))
+
+
+@pytest.mark.parametrize(("url", "inside"), [
+    ("https://hooks.slack.com/services/T/B/x", True),
+    ("https://hooks.slack.com:443/services/x", True),
+    ("https://hooks.slack.com.evil.test/services/x", False),
+    ("https://hooks.slack.com@evil.test/services/x", False),
+    ("https://user:pw@hooks.slack.com/services/x", False),
+    ("http://hooks.slack.com/services/x", False),
+    ("https://hooks.slack.com/services/../admin", False),
+    ("https://hooks.slack.com/services/%2e%2e/admin", False),
+    ("https://hooks.slack.com/servicesX", False),
+    ("https://hooks.slack.com:8443/services/x", False),
+])
+def test_url_prefixes_compare_scheme_host_port_and_whole_path_segments(url: str, inside: bool) -> None:
+    from rollwise.api.policy import SpecPolicy
+
+    refusals = SpecPolicy(allow_urls=("https://hooks.slack.com/services",))._url(("notify", "slack"), url, secret=True)
+    assert (refusals == []) is inside, refusals
+    assert all("services/T" not in why and "pw" not in why for _, why in refusals)  # never echoes the token

@@ -94,7 +94,8 @@ def serve(
             err_console.print(f"error: --allow-url {prefix!r}: give an http(s) URL prefix such as "
                               "https://hooks.slack.com/", soft_wrap=True, markup=False)
             raise typer.Exit(2)
-    policy = SpecPolicy(allow_commands=allow_commands, allow_paths=tuple(allow_path or ()),
+    served_flags = (flags,) if flags else ()  # progressive flag rollouts may write the flag file this server serves
+    policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
     app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy)
     if not app.state.tokens.any_exist():
