@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import audit_rows, file_spec, make_tokens
+from .conftest import FLAGS, audit_rows, file_spec, make_tokens
 from .serve_process import ServeProcess, rollwise_serve
 
 YAML = {"Content-Type": "application/yaml"}
@@ -88,12 +88,19 @@ def test_hostile_specs_are_refused_audited_and_write_nothing(tmp_path: Path) -> 
     (allowed / "linkfile").symlink_to(target)
     cases = _hostile_specs(tmp_path, allowed, target)
 
+    served_flags = tmp_path / "served" / "flags.json"
+    served_flags.parent.mkdir()
+    served_flags.write_text(json.dumps(FLAGS))
     with rollwise_serve(store_url, tmp_path, "--allow-path", str(allowed), "--allow-url", "http://127.0.0.1:9/hooks/",
-                        "--log-level", "warning") as server, server.client(tokens["deployer"]) as deployer:
+                        "--flags", str(served_flags), "--log-level", "warning") as server, \
+            server.client(tokens["deployer"]) as deployer:
         for case, field, spec in cases:
             _assert_refused(deployer.post("/api/v1/rollouts", content=spec.encode(), headers=YAML,
                                           params={"reason": case}), field)
         assert deployer.get("/api/v1/rollouts").json() == [], "a refused spec must not create a rollout"
+        flag_rollout = _traffic(file_spec("flagged", allowed / "unused.json"),
+                                f"{{router: flag, flag: new-checkout, flagsFile: {json.dumps(str(served_flags))}}}")
+        assert deployer.post("/api/v1/rollouts", content=flag_rollout.encode(), headers=YAML).status_code == 201
         _assert_update_refused(server, tokens["releaser"], allowed, target)
 
     assert _snapshot(target) == (PRECIOUS, 0o640)
