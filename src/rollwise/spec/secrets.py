@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 MARK = "***sha256:"
+PLACEHOLDER = re.compile(r"(https?://[^/\s]+/)?\*\*\*sha256:[0-9a-f]{8}")
 SECRET_URL_FIELDS = ("slack", "teams", "webhook")
 SECRET_FIELDS = (*SECRET_URL_FIELDS, "webhookSecret")
 
@@ -28,8 +30,6 @@ def fingerprint(secret: str) -> str:
 
 def redact(value: str, is_url: bool) -> str:
     """``https://hooks.slack.com/***sha256:1a2b3c4d`` for a URL, ``***sha256:1a2b3c4d`` otherwise."""
-    if is_redacted(value):
-        return value
     mark = f"{MARK}{fingerprint(value)}"
     if not is_url:
         return mark
@@ -49,7 +49,8 @@ def _safe_port(parts: Any) -> int | None:
 
 
 def is_redacted(value: str) -> bool:
-    return MARK in value
+    """``value`` is a placeholder as ``redact`` writes it (not merely a secret that contains the mark)."""
+    return PLACEHOLDER.fullmatch(value) is not None
 
 
 def redact_notify(notify: dict[str, Any] | None) -> dict[str, Any] | None:
