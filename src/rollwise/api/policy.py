@@ -93,7 +93,7 @@ class SpecPolicy:
                         "see `rollwise serve --allow-path`)")]
 
     def _url(self, where: tuple[str, ...], url: str, secret: bool = False) -> list[Refusal]:
-        shown = _origin(url) if secret else url
+        shown = _origin(url) if secret or "@" in url else url  # never echo a token or user:password
         if is_redacted(url):
             return [(where, "is a redacted placeholder; send the real value or an Env reference")]
         parts = urlsplit(url)
