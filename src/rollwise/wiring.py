@@ -69,12 +69,26 @@ def build_notifier(env: Any = None, log_path: str | Path | None = None, store: S
         notify = record.spec.notify
         if notify is None:
             return []
-        wanted = [("slack", notify.slack, None), ("teams", notify.teams, None),
-                  ("webhook", notify.webhook, notify.webhookSecret or secret)]
+        resolve = notify_secrets(notify, env)
+        wanted = [("slack", resolve("slack"), None), ("teams", resolve("teams"), None),
+                  ("webhook", resolve("webhook"), resolve("webhookSecret") or secret)]
         return [((channel, url, key), lambda c=channel, u=url, k=key: make(c, u, k))
                 for channel, url, key in wanted if url and (channel, url) not in static]
 
     return FanoutNotifier(list(static.values()), for_spec=for_spec)
+
+
+def notify_secrets(notify: Any, env: Any) -> Any:
+    """``resolve(field)``: a notify field's literal value, or the environment variable its ``<field>Env`` names."""
+
+    def resolve(key: str) -> str | None:
+        literal: str | None = getattr(notify, key)
+        if literal:
+            return literal
+        name = getattr(notify, f"{key}Env")
+        return (env.get(name) or None) if name else None
+
+    return resolve
 
 
 @dataclass

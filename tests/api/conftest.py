@@ -19,6 +19,7 @@ import uvicorn
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
 from rollwise.api import create_app
+from rollwise.api.policy import SpecPolicy
 
 ROLES = ("viewer", "deployer", "releaser", "admin")
 
@@ -116,17 +117,23 @@ def audit_rows(store_url: str) -> list[Any]:
         return SqlAuditLog(store).entries()
 
 
+def tmp_policy(tmp_path: Path) -> SpecPolicy:
+    """Specs from the API may write route files under the test's tmp_path (``serve --allow-path``)."""
+    return SpecPolicy(allow_paths=(tmp_path,))
+
+
 @pytest.fixture
-def live(store_url: str, flags_file: Path) -> Iterator[LiveServer]:
+def live(store_url: str, flags_file: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """A server without the controller thread (tests steer state themselves)."""
-    app = create_app(store_url, str(flags_file))
+    app = create_app(store_url, str(flags_file), policy=tmp_policy(tmp_path))
     with serve_app(app) as url:
         yield LiveServer(url, store_url, app)
 
 
 @pytest.fixture
-def live_controller(store_url: str, flags_file: Path) -> Iterator[LiveServer]:
+def live_controller(store_url: str, flags_file: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """A server whose controller thread drives rollouts, as `rollwise serve` does."""
-    app = create_app(store_url, str(flags_file), run_controller=True, controller_poll_s=0.1, stream_poll_s=0.2)
+    app = create_app(store_url, str(flags_file), run_controller=True, controller_poll_s=0.1, stream_poll_s=0.2,
+                     policy=tmp_policy(tmp_path))
     with serve_app(app) as url:
         yield LiveServer(url, store_url, app)

@@ -11,7 +11,7 @@ import pytest
 
 from rollwise.api import create_app
 
-from .conftest import ROLES, LiveServer, audit_rows, file_spec, make_tokens, serve_app
+from .conftest import ROLES, LiveServer, audit_rows, file_spec, make_tokens, serve_app, tmp_policy
 
 RANK = {role: i for i, role in enumerate(ROLES, start=1)}
 
@@ -47,7 +47,7 @@ def test_role_matrix_allows_refuses_and_audits_every_refusal(store_url: str, tmp
     callers: dict[str, str | None] = {"anonymous": None, "bogus": "rw_not-a-real-token", **tokens}
     expected_denials: Counter[tuple[str, str, str, int]] = Counter()
     outcomes: dict[tuple[str, str], int] = {}
-    app = create_app(store_url, str(flags_file))
+    app = create_app(store_url, str(flags_file), policy=tmp_policy(tmp_path))
     with serve_app(app) as url:
         live = LiveServer(url, store_url, app)
         with live.client(tokens["admin"]) as admin:

@@ -17,7 +17,7 @@ import pytest
 
 from rollwise.api import create_app
 
-from .conftest import file_spec, make_tokens, serve_app
+from .conftest import file_spec, make_tokens, serve_app, tmp_policy
 
 
 def _schemathesis() -> list[str]:
@@ -38,7 +38,7 @@ CHECKS = {
 @pytest.mark.parametrize("checks", list(CHECKS), ids=list(CHECKS))
 def test_schemathesis_finds_no_server_errors(store_url: str, flags_file: Path, tmp_path: Path, checks: str) -> None:
     tokens = make_tokens(store_url)
-    app = create_app(store_url, str(flags_file))
+    app = create_app(store_url, str(flags_file), policy=tmp_policy(tmp_path))
     with serve_app(app) as url:
         import httpx
 

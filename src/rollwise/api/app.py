@@ -25,6 +25,7 @@ from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
 from rollwise.api import admin, insights, rollouts, stream
 from rollwise.api.auth import Gatekeeper
 from rollwise.api.control import ControlPlane
+from rollwise.api.policy import SpecPolicy
 from rollwise.core.engine import CommandError
 from rollwise.core.protocols import ConflictError, NotFoundError, Store
 from rollwise.wiring import Runtime
@@ -81,15 +82,20 @@ def create_app(
     runtime: Runtime | None = None,
     allow_commands: bool = False,
     stream_poll_s: float = 0.5,
+    policy: SpecPolicy | None = None,
 ) -> FastAPI:
-    """The control-plane app over the store at ``store_url`` (or an already open ``store``)."""
+    """The control-plane app over the store at ``store_url`` (or an already open ``store``).
+
+    ``policy``: what specs from the API may make this server do (files, URLs, processes, upstreams);
+    by default nothing outside the server's own folder and loopback (``allow_commands`` as given).
+    """
     if store is None:
         from rollwise.wiring import open_store
 
         store = open_store(store_url)
     audit = SqlAuditLog(store)
     tokens = SqlTokenRepository(store, audit.database)
-    plane = ControlPlane(store=store, audit=audit, allow_commands=allow_commands)
+    plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
     flags = _open_flags(flags_path) if flags_path else None
 
     @asynccontextmanager

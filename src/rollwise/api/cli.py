@@ -63,6 +63,15 @@ def serve(
     allow_commands: Annotated[bool, typer.Option("--allow-commands",
                                                  help="Let specs from the API start processes (versions.*.command).")
                               ] = False,
+    allow_path: Annotated[list[Path] | None, typer.Option(
+        "--allow-path", help="A folder specs from the API may name for traffic.path / traffic.flagsFile "
+        "(repeatable; symlinks and .. are resolved first). Default: none, only the server's own folder.")] = None,
+    allow_url: Annotated[list[str] | None, typer.Option(
+        "--allow-url", help="A URL prefix specs from the API may name for metrics.prometheusUrl and "
+        "notify.slack/teams/webhook, e.g. https://hooks.slack.com/ (repeatable). Default: none.")] = None,
+    allow_upstream: Annotated[list[str] | None, typer.Option(
+        "--allow-upstream", help="A host or network (10.0.0.0/8) specs from the API may name in "
+        "versions.*.address (repeatable). Default: loopback only.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
@@ -70,13 +79,25 @@ def serve(
     While no API token exists, callers on 127.0.0.1 act as a local admin; create the first token with
     `rollwise tokens create --role admin --name you` to require tokens from then on.
 
-    Example: rollwise serve --port 8080 --flags flags.json
+    Specs posted to the API may only name files, URLs and upstreams the --allow-* options allow; others are
+    refused (422 naming the field) and the refusal is audited (docs/serve-security.md).
+
+    Example: rollwise serve --port 8080 --flags flags.json --allow-path /srv/routes --allow-url https://hooks.slack.com/
     """
     import uvicorn
 
     from rollwise.api.app import create_app
+    from rollwise.api.policy import SpecPolicy
 
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands)
+    for prefix in allow_url or ():
+        if not prefix.startswith(("http://", "https://")) or "@" in prefix:
+            err_console.print(f"error: --allow-url {prefix!r}: give an http(s) URL prefix such as "
+                              "https://hooks.slack.com/", soft_wrap=True, markup=False)
+            raise typer.Exit(2)
+    served_flags = (flags,) if flags else ()  # progressive flag rollouts may write the flag file this server serves
+    policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
+                        allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
+    app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -18,12 +18,14 @@ from pydantic_core import to_jsonable_python
 
 from rollwise.adapters.stores.sql_audit import SqlAuditLog
 from rollwise.api.auth import Principal
+from rollwise.api.policy import SpecPolicy
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import ConflictError, NotFoundError, Store
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
+from rollwise.spec.secrets import keep_redacted, redact_spec_dict
 
 MAX_SPEC_BYTES = 1 << 20
 
@@ -45,13 +47,17 @@ def state_of(record: RolloutRecord | None) -> dict[str, Any] | None:
 
 
 def spec_json(spec: RolloutSpec) -> dict[str, Any]:
+    """The spec as readers (API, dashboard, audit log) see it: literal secrets redacted."""
     # Python mode: the JSON serializer rounds durations for humans ("1.5s" -> "2s").
     dumped: dict[str, Any] = to_jsonable_python(spec.model_dump(mode="python", exclude_none=True))
-    return dumped
+    return redact_spec_dict(dumped)
 
 
-def parse_spec_body(body: bytes, source: str, allow_commands: bool) -> RolloutSpec:
-    """A spec from a request body, YAML or JSON, with every problem as ``SOURCE:LINE: path: message``."""
+def parse_spec_body(body: bytes, source: str) -> RolloutSpec:
+    """A spec from a request body, YAML or JSON, with every problem as ``SOURCE:LINE: path: message``.
+
+    What the spec may make the server do (files, URLs, processes) is ``ControlPlane.admit``'s job.
+    """
     if len(body) > MAX_SPEC_BYTES:
         raise SpecError([SpecProblem(source, 1, "(body)", f"larger than {MAX_SPEC_BYTES} bytes")])
     try:
@@ -63,18 +69,7 @@ def parse_spec_body(body: bytes, source: str, allow_commands: bool) -> RolloutSp
                                      "contains a NUL character")])
     if not text.strip():
         raise SpecError([SpecProblem(source, 1, "(body)", "empty: send the rollout spec as YAML or JSON")])
-    spec = _load_yaml_or_json(text, source)
-    if not allow_commands:
-        problems = [
-            SpecProblem(source, _line_of_path(text, ("versions", side, "command")), f"versions.{side}.command",
-                        "this server does not start processes (run `rollwise serve --allow-commands` to allow "
-                        "it); give an address instead")
-            for side in ("stable", "canary")
-            if getattr(spec.versions, side).command
-        ]
-        if problems:
-            raise SpecError(problems)
-    return spec
+    return _load_yaml_or_json(text, source)
 
 
 def _load_yaml_or_json(text: str, source: str) -> RolloutSpec:
@@ -113,7 +108,7 @@ def _line_of_path(text: str, path: tuple[str, ...]) -> int:
 class ControlPlane:
     store: Store
     audit: SqlAuditLog
-    allow_commands: bool = False
+    policy: SpecPolicy = field(default_factory=SpecPolicy)
 
     def engine(self) -> RolloutEngine:
         return RolloutEngine(store=self.store, clock=SystemClock())
@@ -122,6 +117,30 @@ class ControlPlane:
         if not name or "\x00" in name or len(name) > 255:
             raise NotFoundError(name)
         return self.store.get(name)
+
+    def admit(self, spec: RolloutSpec, body: bytes, source: str, who: Principal, action: str,
+              reason: str = "") -> None:
+        """Refuse (``SpecError``, audited as ``<action>.refused``) a spec reaching past the allow-lists."""
+        refusals = self.policy.refusals(spec)
+        if not refusals:
+            return
+        text = body.decode("utf-8")
+        problems = [SpecProblem(source, _line_of_path(text, where), ".".join(where), why) for where, why in refusals]
+        self.audit.append(actor=who.actor, role=who.role.name, action=f"{action}.refused", target=spec.name,
+                          after={"outcome": "refused", "status": 422,
+                                 "problems": [{"field": p.path, "reason": p.message} for p in problems]},
+                          reason=reason)
+        raise SpecError(problems)
+
+    def keep_secrets(self, name: str, spec: RolloutSpec) -> RolloutSpec:
+        """``spec`` with redacted placeholders (as a GET shows them) replaced by the secrets they stand for."""
+        if spec.notify is None:
+            return spec
+        current = self.get(name).spec.notify
+        merged, _unknown = keep_redacted(spec.notify.model_dump(exclude_none=True),
+                                         current.model_dump(exclude_none=True) if current else None)
+        # Placeholders that match no current secret stay as they are: ``admit`` refuses them.
+        return spec.model_copy(update={"notify": type(spec.notify).model_validate(merged)})
 
     def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None) -> RolloutRecord:
         try:

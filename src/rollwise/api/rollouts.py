@@ -177,7 +177,8 @@ def start_rollout(
     """Start a rollout from a spec. An invalid spec is rejected whole (422) and nothing changes."""
     p = plane(request)
     try:
-        spec = parse_spec_body(body, _spec_source(source), p.allow_commands)
+        spec = parse_spec_body(body, _spec_source(source))
+        p.admit(spec, body, _spec_source(source), who, "rollout.start", reason.replace("\x00", ""))
     except SpecError as exc:
         return _problems(exc)
     commit_ts = None
@@ -203,13 +204,18 @@ def update_rollout_spec(
     p = plane(request)
     p.get(name)
     try:
-        spec = parse_spec_body(body, _spec_source(source), p.allow_commands)
+        spec = parse_spec_body(body, _spec_source(source))
     except SpecError as exc:
         return _problems(exc)
     if spec.name != name:
         return JSONResponse(status_code=422, content={
             "detail": "invalid spec: 1 problem(s)",
             "problems": [f"{_spec_source(source)}:1: name: is {spec.name!r}, but this is rollout {name!r}"]})
+    spec = p.keep_secrets(name, spec)
+    try:
+        p.admit(spec, body, _spec_source(source), who, "rollout.update", reason.replace("\x00", ""))
+    except SpecError as exc:
+        return _problems(exc)
     return RolloutSummary.of(p.update_spec(name, spec, who, reason.replace("\x00", "")))
 
 

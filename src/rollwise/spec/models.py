@@ -349,12 +349,33 @@ class MetricsSourceSpec(Model):
     prometheusQueries: PrometheusQueries | None = None
 
 
+NOTIFY_ENV_PATTERN = r"^ROLLWISE_NOTIFY_[A-Z0-9_]{1,100}$"
+EnvName = Annotated[str, Field(pattern=NOTIFY_ENV_PATTERN)]
+
+
 class NotifySpec(Model):
-    slack: str | None = Field(default=None, description="Slack incoming webhook URL.")
-    teams: str | None = None
-    webhook: str | None = None
-    webhookSecret: str | None = None
+    """Where a rollout's events go. Secrets are best given by reference (``*Env``): the name of an
+    environment variable of the process that delivers, which must start with ``ROLLWISE_NOTIFY_`` so a
+    spec cannot ask for the process's other secrets. Literal secrets are redacted wherever a spec is
+    read back (see ``rollwise.spec.secrets``)."""
+
+    slack: str | None = Field(default=None, description="Slack incoming webhook URL (a secret: prefer slackEnv).")
+    slackEnv: EnvName | None = Field(default=None, description="Environment variable holding the Slack URL.")
+    teams: str | None = Field(default=None, description="Teams webhook URL (a secret: prefer teamsEnv).")
+    teamsEnv: EnvName | None = Field(default=None, description="Environment variable holding the Teams URL.")
+    webhook: str | None = Field(default=None, description="Generic webhook URL; deliveries are HMAC-signed.")
+    webhookEnv: EnvName | None = Field(default=None, description="Environment variable holding the webhook URL.")
+    webhookSecret: str | None = Field(default=None, description="HMAC key (a secret: prefer webhookSecretEnv).")
+    webhookSecretEnv: EnvName | None = Field(default=None,
+                                             description="Environment variable holding the HMAC key.")
     reportUrl: str | None = None
+
+    @model_validator(mode="after")
+    def _literal_or_reference(self) -> NotifySpec:
+        for key in ("slack", "teams", "webhook", "webhookSecret"):
+            if getattr(self, key) is not None and getattr(self, f"{key}Env") is not None:
+                raise ValueError(f"give {key} or {key}Env, not both")
+        return self
 
 
 class RolloutSpec(Model):
