@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+from rollwise.api.guards import QUERY_TOKEN, query_token_allowed
 
 
 class Role(enum.IntEnum):
@@ -62,8 +63,11 @@ def _presented_token(request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    # EventSource cannot send headers; the dashboard's live stream passes the token as a query parameter.
-    query = request.query_params.get("access_token")
+    # EventSource cannot send headers: only the live stream takes the token as a query parameter
+    # (guards.QueryTokenGuard refuses it everywhere else, and the access log redacts it).
+    if not query_token_allowed(request.scope.get("path", "")):
+        return None
+    query = request.query_params.get(QUERY_TOKEN)
     return query or None
 
 

@@ -64,6 +64,8 @@ def serve(
                                                  help="Let specs from the API start processes (versions.*.command).")
                               ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1,
+                                                help="Refuse (413) request bodies larger than this.")] = 1 << 20,
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
 
@@ -76,7 +78,8 @@ def serve(
 
     from rollwise.api.app import create_app
 
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands)
+    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands,
+                     max_body_bytes=max_body_bytes)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")

@@ -33,8 +33,8 @@ class PromoteRequest(CommandRequest):
 class KpiPush(StrictBody):
     version: str = Field(min_length=1, max_length=255, description="stable or canary version name")
     metric: str = Field(min_length=1, max_length=255, description="KPI name, e.g. checkouts")
-    value: float = Field(default=1.0, allow_inf_nan=False)
-    at: float | None = Field(default=None, allow_inf_nan=False, description="Epoch seconds; default: now.")
+    value: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="A count or amount: finite, >= 0")
+    at: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="Epoch seconds; default: now.")
     _check_text = field_validator("version", "metric")(_no_nul)
 
 
