@@ -225,3 +225,6 @@ def test_422_never_echoes_the_body(store_url: str, tmp_path: Path) -> None:
             assert len(response.content) < 2000, (path, len(response.content))
             assert "Q" * 250 not in response.text
             assert response.json()["detail"][0]["field"]
+        # The default limit (1 MiB) holds without any option.
+        too_big = client.post("/api/v1/rollouts/shop/kpis", json={"version": "v2", "metric": "m" * (2 << 20)})
+        assert too_big.status_code == 413 and len(too_big.content) < 200
