@@ -40,10 +40,21 @@ class Principal:
     name: str
     role: Role
     token_id: int | None  # None: the loopback bootstrap identity
+    local: bool = False  # the CLI acting on the store directly (no server): audited with role "local"
 
     @property
     def actor(self) -> str:
         return self.name
+
+    @property
+    def audit_role(self) -> str:
+        """The role the audit row names: the token's, or ``local`` for a CLI without ``--server``."""
+        return "local" if self.local else self.role.name
+
+    @classmethod
+    def local_user(cls, name: str) -> Principal:
+        """Whoever runs the CLI against the store: they can write the database, so nothing is refused."""
+        return cls(name=name, role=Role.admin, token_id=None, local=True)
 
 
 LOCAL_ADMIN = "local (no tokens yet)"

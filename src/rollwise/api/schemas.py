@@ -182,6 +182,9 @@ class AuditVerifyOut(BaseModel):
     head: str
     first_bad_row: int | None
     problem: str | None
+    head_id: int | None = Field(default=None, description="Id of the last row checked; `ID:HASH` is the anchor.")
+    keyed: int = Field(default=0, description="Rows chained with HMAC-SHA256 under the audit key.")
+    unkeyed: int = Field(default=0, description="Older rows chained with plain SHA-256 (before the key).")
 
 
 class WhoAmI(BaseModel):
