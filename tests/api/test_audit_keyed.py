@@ -216,3 +216,12 @@ def test_local_cli_writes_are_audited_with_actor_and_role(any_store_url: str, tm
     assert rows[-1]["after"]["phase"] == "Aborted"
     verified = rollwise("audit", "verify", "--store", any_store_url, env=env)
     assert verified.returncode == 0 and "intact: 6 row(s)" in verified.stdout, verified.stderr
+
+
+def test_unusable_key_is_one_line_and_writes_nothing(store_url: str) -> None:
+    result = rollwise("tokens", "create", "--role", "admin", "--name", "x", "--store", store_url,
+                      env={"ROLLWISE_AUDIT_KEY": "short"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: ROLLWISE_AUDIT_KEY: at least 16 characters"
+    listed = rollwise("tokens", "list", "--json", "--store", store_url)
+    assert json.loads(listed.stdout) == []

@@ -56,17 +56,23 @@ def local_plane(store_url: str | None) -> tuple[Any, Any]:
     The CLI without ``--server`` writes through the same methods the API does, so every local
     start, command and update gets its audit row (actor as given, role ``local``).
     """
-    from rollwise.adapters.stores.sql_audit import AuditKeyError
     from rollwise.api.auth import Principal
     from rollwise.api.control import ControlPlane
 
     store, audit, _ = _open(store_url)
+    _require_key(audit)
+    return ControlPlane(store=store, audit=audit, allow_commands=True), Principal.local_user
+
+
+def _require_key(audit: Any) -> None:
+    """Load (or create) the audit key now: a bad key is one line and exit 2, before anything is written."""
+    from rollwise.adapters.stores.sql_audit import AuditKeyError
+
     try:
-        audit.key  # noqa: B018 - load (or create) the key now: a bad key refuses before anything is written
+        audit.key  # noqa: B018 - the property loads it
     except AuditKeyError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    return ControlPlane(store=store, audit=audit, allow_commands=True), Principal.local_user
 
 
 # --------------------------------------------------------------------------- serve
@@ -99,6 +105,7 @@ def serve(
 
     app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands,
                      max_body_bytes=max_body_bytes)
+    _require_key(app.state.plane.audit)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
@@ -123,6 +130,7 @@ def tokens_create(
     from rollwise.adapters.stores.sql_audit import TokenError
 
     _, audit, tokens = _open(store)
+    _require_key(audit)
     try:
         token, secret = tokens.create(name, role)
     except TokenError as exc:
@@ -156,6 +164,7 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `t
                   store: StoreOpt = None) -> None:
     """Revoke a token; requests with it get 401 from then on. Example: rollwise tokens revoke 3"""
     _, audit, tokens = _open(store)
+    _require_key(audit)
     before = tokens.get(token_id)
     if before is None:
         err_console.print(f"error: no token with id {token_id}")
