@@ -225,3 +225,29 @@ def test_unusable_key_is_one_line_and_writes_nothing(store_url: str) -> None:
     assert result.stderr.strip() == "error: ROLLWISE_AUDIT_KEY: at least 16 characters"
     listed = rollwise("tokens", "list", "--json", "--store", store_url)
     assert json.loads(listed.stdout) == []
+
+
+def test_api_head_and_verify_with_head(store_url: str) -> None:
+    import asyncio
+
+    import httpx
+
+    from rollwise.api import create_app
+
+    seed(store_url)
+    transport = httpx.ASGITransport(app=create_app(store_url), client=("127.0.0.1", 50000))
+
+    async def call() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://rollwise") as client:
+            head = (await client.get("/api/v1/audit/head")).json()
+            cut_off_after(store_url, 4)
+            plain = (await client.get("/api/v1/audit/verify")).json()
+            anchored = (await client.get("/api/v1/audit/verify", params={"head": head["anchor"]})).json()
+            bad = (await client.get("/api/v1/audit/verify", params={"head": "x"})).status_code
+            return head, plain, anchored, bad
+
+    head, plain, anchored, bad = asyncio.run(call())
+    assert head["id"] == 5 and head["hash"].startswith("hmac1:")
+    assert plain["ok"] is True and plain["keyed"] == 4
+    assert anchored["ok"] is False and anchored["first_bad_row"] == 5 and "cut off" in anchored["problem"]
+    assert bad == 422
