@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ __all__ = ["postgres_url"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One audit key for the session (children inherit it), never the developer's ~/.rollwise/audit.key."""
+    path = tmp_path_factory.mktemp("audit-key") / "audit.key"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROLLWISE_AUDIT_KEY_FILE", str(path))
+        patch.delenv("ROLLWISE_AUDIT_KEY", raising=False)
+        yield path
 
 
 def require_or_skip(ok: bool, reason: str) -> None:

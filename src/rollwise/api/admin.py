@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository, TokenError
+from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository, TokenError, parse_anchor
 from rollwise.api.auth import Gatekeeper, Principal, Role, requires
 from rollwise.api.schemas import DENIED, AuditEntryOut, AuditVerifyOut, TokenCreate, TokenCreated, TokenOut, WhoAmI
 
@@ -81,9 +81,24 @@ def audit_entries(
 
 
 @router.get("/audit/verify", response_model=AuditVerifyOut, responses=DENIED)
-def audit_verify(request: Request, _who: Principal = Depends(requires(Role.admin))) -> AuditVerifyOut:
-    """Recompute the hash chain; names the first row that was edited, removed or moved."""
-    report = _audit(request).verify()
-    return AuditVerifyOut(ok=report.ok, rows=report.rows, head=report.head,
+def audit_verify(
+    request: Request,
+    head: Annotated[str | None, Query(max_length=300, pattern=r"^[0-9]{1,18}:\S+$",
+                                      description="ID:HASH from /audit/head taken earlier.")] = None,
+    _who: Principal = Depends(requires(Role.admin)),
+) -> AuditVerifyOut:
+    """Recompute the keyed hash chain; names the first row edited, removed or moved (or cut off, with ``head``)."""
+    anchor = parse_anchor(head) if head is not None else None  # the pattern already holds: ID:HASH
+    report = _audit(request).verify(anchor)
+    return AuditVerifyOut(ok=report.ok, rows=report.rows, head=report.head, head_id=report.head_id,
+                          keyed=report.keyed, unkeyed=report.unkeyed,
                           first_bad_row=report.problem.row_id if report.problem else None,
                           problem=str(report.problem) if report.problem else None)
+
+
+@router.get("/audit/head", responses=DENIED)
+def audit_head(request: Request, _who: Principal = Depends(requires(Role.admin))) -> dict[str, Any]:
+    """The newest row's id and hash, to keep outside the database and pass to ``verify?head=ID:HASH`` later."""
+    head = _audit(request).head()
+    return {"id": head[0], "hash": head[1], "anchor": f"{head[0]}:{head[1]}"} if head else {
+        "id": None, "hash": None, "anchor": None}

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
-from rollwise.api import admin, insights, rollouts, stream
+from rollwise.api import admin, guards, insights, rollouts, stream
 from rollwise.api.auth import Gatekeeper
 from rollwise.api.control import ControlPlane
 from rollwise.api.policy import SpecPolicy
@@ -83,6 +83,7 @@ def create_app(
     allow_commands: bool = False,
     stream_poll_s: float = 0.5,
     policy: SpecPolicy | None = None,
+    max_body_bytes: int = guards.MAX_BODY_BYTES,
 ) -> FastAPI:
     """The control-plane app over the store at ``store_url`` (or an already open ``store``).
 
@@ -101,6 +102,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.stopping = asyncio.Event()
+        guards.install_log_redaction()  # again: the server may have configured logging since create_app
         controller = ControllerThread(store, runtime, controller_poll_s) if run_controller else None
         if controller is not None:
             controller.start()
@@ -123,7 +125,9 @@ def create_app(
         "rollouts and flags `releaser`, tokens and audit `admin` (each role implies the ones before). "
         "While no token exists, loopback callers act as a local admin.",
         lifespan=lifespan,
+        max_body_size=max_body_bytes,
     )
+    guards.install(app)
     app.state.plane = plane
     app.state.tokens = tokens
     app.state.gatekeeper = Gatekeeper(tokens, audit)

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+from rollwise.api.guards import QUERY_TOKEN, query_token_allowed
 
 
 class Role(enum.IntEnum):
@@ -39,10 +40,21 @@ class Principal:
     name: str
     role: Role
     token_id: int | None  # None: the loopback bootstrap identity
+    local: bool = False  # the CLI acting on the store directly (no server): audited with role "local"
 
     @property
     def actor(self) -> str:
         return self.name
+
+    @property
+    def audit_role(self) -> str:
+        """The role the audit row names: the token's, or ``local`` for a CLI without ``--server``."""
+        return "local" if self.local else self.role.name
+
+    @classmethod
+    def local_user(cls, name: str) -> Principal:
+        """Whoever runs the CLI against the store: they can write the database, so nothing is refused."""
+        return cls(name=name, role=Role.admin, token_id=None, local=True)
 
 
 LOCAL_ADMIN = "local (no tokens yet)"
@@ -62,8 +74,11 @@ def _presented_token(request: Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    # EventSource cannot send headers; the dashboard's live stream passes the token as a query parameter.
-    query = request.query_params.get("access_token")
+    # EventSource cannot send headers: only the live stream takes the token as a query parameter
+    # (guards.QueryTokenGuard refuses it everywhere else, and the access log redacts it).
+    if not query_token_allowed(request.scope.get("path", "")):
+        return None
+    query = request.query_params.get(QUERY_TOKEN)
     return query or None
 
 

@@ -50,6 +50,31 @@ def _open(store_url: str | None) -> tuple[Any, Any, Any]:
     return store, audit, SqlTokenRepository(store, audit.database)
 
 
+def local_plane(store_url: str | None) -> tuple[Any, Any]:
+    """The API's ``ControlPlane`` over the local store, and a ``local`` principal factory.
+
+    The CLI without ``--server`` writes through the same methods the API does, so every local
+    start, command and update gets its audit row (actor as given, role ``local``).
+    """
+    from rollwise.api.auth import Principal
+    from rollwise.api.control import ControlPlane
+
+    store, audit, _ = _open(store_url)
+    _require_key(audit)
+    return ControlPlane(store=store, audit=audit), Principal.local_user  # the operator: no API policy
+
+
+def _require_key(audit: Any) -> None:
+    """Load (or create) the audit key now: a bad key is one line and exit 2, before anything is written."""
+    from rollwise.adapters.stores.sql_audit import AuditKeyError
+
+    try:
+        audit.key  # noqa: B018 - the property loads it
+    except AuditKeyError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
 # --------------------------------------------------------------------------- serve
 
 
@@ -73,6 +98,8 @@ def serve(
         "--allow-upstream", help="A host or network (10.0.0.0/8) specs from the API may name in "
         "versions.*.address (repeatable). Default: loopback only.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1,
+                                                help="Refuse (413) request bodies larger than this.")] = 1 << 20,
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
 
@@ -97,7 +124,9 @@ def serve(
     served_flags = (flags,) if flags else ()  # progressive flag rollouts may write the flag file this server serves
     policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy)
+    app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
+                     max_body_bytes=max_body_bytes)
+    _require_key(app.state.plane.audit)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
@@ -122,6 +151,7 @@ def tokens_create(
     from rollwise.adapters.stores.sql_audit import TokenError
 
     _, audit, tokens = _open(store)
+    _require_key(audit)
     try:
         token, secret = tokens.create(name, role)
     except TokenError as exc:
@@ -155,6 +185,7 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `t
                   store: StoreOpt = None) -> None:
     """Revoke a token; requests with it get 401 from then on. Example: rollwise tokens revoke 3"""
     _, audit, tokens = _open(store)
+    _require_key(audit)
     before = tokens.get(token_id)
     if before is None:
         err_console.print(f"error: no token with id {token_id}")
@@ -169,23 +200,62 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `t
 
 
 @audit_app.command("verify")
-def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Recompute the hash chain. Exit 0 if intact; else exit 1 naming the first edited, removed or moved row.
+def audit_verify(
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    head: Annotated[str | None, typer.Option("--head", help="ID:HASH from an earlier `rollwise audit head`: fail if "
+                                                          "that row is gone (rows cut off) or differs.")] = None,
+) -> None:
+    """Recompute the keyed hash chain. Exit 0 if intact; else exit 1 naming the first edited, removed or moved row.
 
-    Example: rollwise audit verify --store postgresql://postgres@127.0.0.1/rollwise
+    Example: rollwise audit verify --head "$(cat audit-head.txt)"
     """
+    from rollwise.adapters.stores.sql_audit import AuditKeyError, parse_anchor
+
+    try:
+        anchor = parse_anchor(head) if head is not None else None
+    except ValueError as exc:
+        err_console.print(f"error: --head: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     _, audit, _ = _open(store)
-    report = audit.verify()
+    try:
+        report = audit.verify(anchor)
+    except AuditKeyError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     if as_json:
-        _print_json({"ok": report.ok, "rows": report.rows, "head": report.head,
+        _print_json({"ok": report.ok, "rows": report.rows, "head": report.head, "head_id": report.head_id,
+                     "keyed": report.keyed, "unkeyed": report.unkeyed,
                      "first_bad_row": report.problem.row_id if report.problem else None,
                      "problem": str(report.problem) if report.problem else None})
     elif report.ok:
-        console.print(f"audit log intact: {report.rows} row(s), head {report.head or '(empty)'}", highlight=False)
+        console.print(f"audit log intact: {report.rows} row(s), head {report.anchor or '(empty)'}"
+                      + (", matches --head" if anchor else ""), highlight=False)
+        if report.unkeyed:
+            console.print(f"note: {report.unkeyed} older row(s) are chained by plain SHA-256 only (written before "
+                          "the audit key): someone with database access could rewrite those undetected; "
+                          "`--head` with an exported head catches that", highlight=False)
     else:
         err_console.print(f"audit log BROKEN: {report.problem}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the newest row as ID:HASH. Keep it outside the database; `audit verify --head` checks it later.
+
+    Example: rollwise audit head >> /secure/audit-heads.txt
+    """
+    _, audit, _ = _open(store)
+    head = audit.head()
+    if as_json:
+        _print_json({"id": head[0], "hash": head[1]} if head else None)
+        return
+    if head is None:
+        err_console.print("error: the audit log is empty")
+        raise typer.Exit(1)
+    sys.stdout.write(f"{head[0]}:{head[1]}\n")
 
 
 @audit_app.command("list")

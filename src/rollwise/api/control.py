@@ -148,7 +148,7 @@ class ControlPlane:
         except NotFoundError:
             before = None
         record = self.engine().start(spec, actor=who.actor, commit_time=commit_time)
-        self.audit.append(actor=who.actor, role=who.role.name, action="rollout.start", target=spec.name,
+        self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.start", target=spec.name,
                           before=state_of(before), after={**(state_of(record) or {}), "spec": spec_json(spec)},
                           reason=reason)
         return record
@@ -159,7 +159,7 @@ class ControlPlane:
         after = state_of(record) or {}
         if command == "promote":
             after["full"] = full
-        self.audit.append(actor=who.actor, role=who.role.name, action=f"rollout.{command}", target=name,
+        self.audit.append(actor=who.actor, role=who.audit_role, action=f"rollout.{command}", target=name,
                           before=state_of(before), after=after, reason=reason)
         return record
 
@@ -170,7 +170,7 @@ class ControlPlane:
                 record = self.engine().update_spec(name, spec, actor=who.actor, reason=reason)
             except ConflictError:
                 continue
-            self.audit.append(actor=who.actor, role=who.role.name, action="rollout.update", target=name,
+            self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.update", target=name,
                               before={"spec": spec_json(before.spec)}, after={"spec": spec_json(spec)},
                               reason=reason)
             return record

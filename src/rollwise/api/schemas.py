@@ -33,8 +33,8 @@ class PromoteRequest(CommandRequest):
 class KpiPush(StrictBody):
     version: str = Field(min_length=1, max_length=255, description="stable or canary version name")
     metric: str = Field(min_length=1, max_length=255, description="KPI name, e.g. checkouts")
-    value: float = Field(default=1.0, allow_inf_nan=False)
-    at: float | None = Field(default=None, allow_inf_nan=False, description="Epoch seconds; default: now.")
+    value: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="A count or amount: finite, >= 0")
+    at: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="Epoch seconds; default: now.")
     _check_text = field_validator("version", "metric")(_no_nul)
 
 
@@ -185,6 +185,9 @@ class AuditVerifyOut(BaseModel):
     head: str
     first_bad_row: int | None
     problem: str | None
+    head_id: int | None = Field(default=None, description="Id of the last row checked; `ID:HASH` is the anchor.")
+    keyed: int = Field(default=0, description="Rows chained with HMAC-SHA256 under the audit key.")
+    unkeyed: int = Field(default=0, description="Older rows chained with plain SHA-256 (before the key).")
 
 
 class WhoAmI(BaseModel):

@@ -257,16 +257,15 @@ def rollout_start(
         return
     from datetime import datetime
 
-    from rollwise.core.clock import SystemClock
-    from rollwise.core.engine import RolloutEngine
+    from rollwise.api.cli import local_plane
     from rollwise.core.protocols import ConflictError
 
     spec = _load_or_exit(file)
-    the_store = _store(store)
-    engine = RolloutEngine(store=the_store, clock=SystemClock())
     commit_ts = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
+    plane, who = local_plane(store)
+    the_store = plane.store
     try:
-        record = engine.start(spec, actor=_actor(actor), commit_time=commit_ts)
+        record = plane.start(spec, who(_actor(actor)), "", commit_ts)
     except ConflictError as exc:
         err_console.print(f"error: {exc}")
         raise typer.Exit(1) from None
@@ -337,13 +336,13 @@ def _command(name: str, command: str, store: str | None, actor: str, reason: str
 
         remote_command(server, token, name, command, reason, output.value, full=full)
         return
-    from rollwise.core.clock import SystemClock
-    from rollwise.core.engine import CommandError, RolloutEngine
+    from rollwise.api.cli import local_plane
+    from rollwise.core.engine import CommandError
     from rollwise.core.protocols import NotFoundError
 
-    engine = RolloutEngine(store=_store(store), clock=SystemClock())
+    plane, who = local_plane(store)  # the API's code path: audited, with role "local"
     try:
-        record = engine.command(name, command, actor=_actor(actor), reason=reason, full=full)
+        record = plane.command(name, command, who(_actor(actor)), reason, full=full)
     except NotFoundError:
         err_console.print(f"error: no rollout named {name!r}")
         raise typer.Exit(1) from None
@@ -404,14 +403,14 @@ def rollout_update(
 
         remote_update(server, token, name, file, reason, output.value)
         return
-    from rollwise.core.clock import SystemClock
-    from rollwise.core.engine import CommandError, RolloutEngine
+    from rollwise.api.cli import local_plane
+    from rollwise.core.engine import CommandError
 
     spec = _load_or_exit(file)
-    engine = RolloutEngine(store=_store(store), clock=SystemClock())
-    _get_or_exit(engine.store, name)
+    plane, who = local_plane(store)
+    _get_or_exit(plane.store, name)
     try:
-        record = engine.update_spec(name, spec, actor=_actor(actor), reason=reason)
+        record = plane.update_spec(name, spec, who(_actor(actor)), reason)
     except CommandError as exc:
         err_console.print(f"error: {exc}")
         raise typer.Exit(2) from None

@@ -2,11 +2,19 @@
 
 Why it is shaped like this:
 
-* The audit log is a hash chain. Each row stores ``hash = sha256(prev_hash + canonical JSON of the
-  row)``, so editing a row breaks its own hash, removing one breaks the next row's ``prev_hash``, and
-  reordering breaks both; ``verify`` walks the chain in id order and names the first bad row. The
-  database additionally refuses UPDATE and DELETE on ``audit_log`` (triggers from migration 0001), so
-  tampering needs someone who can drop those triggers, and then the chain still tells.
+* The audit log is a keyed hash chain. Each row stores ``hash = "hmac1:" + HMAC-SHA256(key,
+  prev_hash + canonical JSON of the row)``, so editing a row breaks its own hash, removing one breaks
+  the next row's ``prev_hash``, and reordering breaks both; ``verify`` walks the chain in id order and
+  names the first bad row. The key lives outside the database (``ROLLWISE_AUDIT_KEY``, or the file
+  ``ROLLWISE_AUDIT_KEY_FILE``, default ``~/.rollwise/audit.key`` created 0600 on first use), so
+  someone who can write the database but not read the key cannot recompute the chain after an
+  edit. Rows written before keying (plain ``sha256`` hex, no prefix) still verify, are counted
+  apart, and may not follow a keyed row (that would be a rewrite without the key).
+* Keys do not help against rows cut off the end: the shorter chain is still a valid chain. For
+  that, export the head (``rollwise audit head``: ``ID:HASH``) somewhere the database's writers cannot
+  reach, and check it later with ``rollwise audit verify --head ID:HASH``.
+* The database additionally refuses UPDATE and DELETE on ``audit_log`` (triggers from migration
+  0001), so tampering needs someone who can drop those triggers, and then the chain still tells.
 * Appends are serialised (``BEGIN IMMEDIATE`` on SQLite, an advisory transaction lock on PostgreSQL)
   so two writers can never both chain onto the same previous row.
 * Values are normalised to canonical JSON *before* they are stored and hashed, so what a verifier
@@ -22,12 +30,14 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import secrets
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -39,6 +49,11 @@ ROLES = ("viewer", "deployer", "releaser", "admin")
 TOKEN_PREFIX = "rw_"
 _AUDIT_LOCK_KEY = 0x726F6C6C61756469  # "rollaudi": serialises chain appends on PostgreSQL
 GENESIS = ""  # prev_hash of the first row
+KEYED = "hmac1:"  # prefix of a keyed row's hash: the row's chain version
+AUDIT_KEY_ENV = "ROLLWISE_AUDIT_KEY"
+AUDIT_KEY_FILE_ENV = "ROLLWISE_AUDIT_KEY_FILE"
+DEFAULT_AUDIT_KEY_FILE = "~/.rollwise/audit.key"
+MIN_KEY_CHARS = 16
 
 
 # ---------------------------------------------------------------- canonical JSON and hashing
@@ -68,9 +83,55 @@ def normalise(value: Any) -> Any:
 HASHED_FIELDS = ("at", "actor", "role", "action", "target", "before", "after", "reason")
 
 
-def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    body = canonical_json({key: row.get(key) for key in HASHED_FIELDS})
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+def row_hash(prev_hash: str, row: dict[str, Any], key: bytes | None = None) -> str:
+    """``hmac1:``-prefixed HMAC-SHA256 with ``key``; without one, the unkeyed sha256 of older rows."""
+    message = (prev_hash + canonical_json({name: row.get(name) for name in HASHED_FIELDS})).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return KEYED + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------- the audit key
+
+
+class AuditKeyError(ValueError):
+    """The audit key cannot be read or created; the message says where and how to fix it."""
+
+
+def load_audit_key(env: dict[str, str] | None = None) -> bytes:
+    """The chain key: ``ROLLWISE_AUDIT_KEY``, else the key file (created 0600 with a random key if missing)."""
+    environ = dict(os.environ) if env is None else env
+    value = environ.get(AUDIT_KEY_ENV)
+    if value:
+        if len(value) < MIN_KEY_CHARS:
+            raise AuditKeyError(f"{AUDIT_KEY_ENV}: at least {MIN_KEY_CHARS} characters")
+        return value.encode("utf-8")
+    path = Path(environ.get(AUDIT_KEY_FILE_ENV) or DEFAULT_AUDIT_KEY_FILE).expanduser()
+    try:
+        return _read_or_create_key(path)
+    except OSError as exc:
+        raise AuditKeyError(f"{AUDIT_KEY_FILE_ENV} ({path}): {exc.strerror or exc}") from None
+
+
+def _read_or_create_key(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Write a private temporary file, then link it into place: no reader ever sees a half-written
+        # key, and when two processes race, both end up with the first one's.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(secrets.token_hex(32) + "\n")
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < MIN_KEY_CHARS:
+        raise AuditKeyError(f"{AUDIT_KEY_FILE_ENV} ({path}): the key must be at least {MIN_KEY_CHARS} characters")
+    return key.encode("utf-8")
 
 
 # ---------------------------------------------------------------- audit log
@@ -119,10 +180,26 @@ class ChainReport:
     rows: int
     head: str
     problem: ChainProblem | None
+    head_id: int | None = None  # id of the last row checked
+    keyed: int = 0  # rows whose hash is an HMAC with the audit key
+    unkeyed: int = 0  # older rows with a plain sha256 (checkable, but recomputable without the key)
 
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    @property
+    def anchor(self) -> str:
+        """``ID:HASH`` of the head, as ``rollwise audit head`` prints it."""
+        return f"{self.head_id}:{self.head}" if self.head_id is not None else ""
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``ID:HASH`` -> (id, hash); ValueError naming what is wrong."""
+    ident, _, digest = text.strip().partition(":")
+    if not ident.isdigit() or not digest:
+        raise ValueError(f"{text[:80]!r} is not ID:HASH as printed by `rollwise audit head`")
+    return int(ident), digest
 
 
 class _Database:
@@ -166,8 +243,16 @@ class _Database:
 class SqlAuditLog:
     """Append-only, hash-chained record of every write: who, when, what before and after, and why."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, key: bytes | None = None) -> None:
         self._db = _Database(store)
+        self._key = key
+
+    @property
+    def key(self) -> bytes:
+        """The chain key, loaded (or created) on first use: reading the log never needs it."""
+        if self._key is None:
+            self._key = load_audit_key()
+        return self._key
 
     @property
     def database(self) -> _Database:
@@ -198,6 +283,7 @@ class SqlAuditLog:
             "after": normalise(after),
             "reason": reason.replace("\x00", "\\0") if reason else None,
         }
+        key = self.key
         with self._db.write() as conn:
             if self._db.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
@@ -205,7 +291,7 @@ class SqlAuditLog:
                 select(audit_log_table.c.hash).order_by(audit_log_table.c.id.desc()).limit(1)
             ).scalar_one_or_none()
             prev_hash = prev or GENESIS
-            digest = row_hash(prev_hash, row)
+            digest = row_hash(prev_hash, row, key)
             new_id = conn.execute(
                 insert(audit_log_table).values(**row, prev_hash=prev_hash, hash=digest)
                 .returning(audit_log_table.c.id)
@@ -225,27 +311,78 @@ class SqlAuditLog:
         with self._db.read() as conn:
             return [_entry(row) for row in conn.execute(query).mappings()]
 
-    def verify(self) -> ChainReport:
-        """Recompute the whole chain in id order; report the first row that does not hold."""
-        prev_hash = GENESIS
-        count = 0
+    def head(self) -> tuple[int, str] | None:
+        """(id, hash) of the newest row: export it, then ``verify(anchor=...)`` catches rows cut off."""
+        query = select(audit_log_table.c.id, audit_log_table.c.hash).order_by(audit_log_table.c.id.desc()).limit(1)
         with self._db.read() as conn:
-            rows = conn.execute(select(audit_log_table).order_by(audit_log_table.c.id)).mappings()
-            for position, raw in enumerate(rows, start=1):
-                count = position
+            row = conn.execute(query).first()
+        return (int(row[0]), str(row[1])) if row is not None else None
+
+    def verify(self, anchor: tuple[int, str] | None = None) -> ChainReport:
+        """Recompute the whole chain in id order; report the first row that does not hold.
+
+        With ``anchor`` (an exported head), the row with that id must still be there with that hash.
+        """
+        walk = _ChainWalk(lambda: self.key)
+        with self._db.read() as conn:
+            for raw in conn.execute(select(audit_log_table).order_by(audit_log_table.c.id)).mappings():
                 entry = _entry(raw)
-                if (entry.prev_hash or GENESIS) != prev_hash:
-                    what = "the first row" if position == 1 else f"row {position - 1}"
-                    return ChainReport(count, prev_hash, ChainProblem(
-                        entry.id, position,
-                        f"prev_hash does not match the hash of {what} before it: a row was removed, "
-                        "inserted or reordered here"))
-                expected = row_hash(prev_hash, entry.__dict__)
-                if not hmac.compare_digest(expected, entry.hash):
-                    return ChainReport(count, prev_hash, ChainProblem(
-                        entry.id, position, "content does not match its hash: the row was edited"))
-                prev_hash = entry.hash
-        return ChainReport(count, prev_hash, None)
+                if not walk.step(entry):
+                    break
+                if anchor is not None and entry.id == anchor[0]:
+                    walk.check_anchor(entry, anchor[1])
+                    anchor = None
+                    if walk.problem is not None:
+                        break
+        if walk.problem is None and anchor is not None:
+            walk.problem = ChainProblem(anchor[0], walk.rows + 1, (
+                f"the exported head row is missing (the log now ends at id={walk.head_id}): rows were cut off "
+                "the end, or this is not the log the head was taken from"))
+        return ChainReport(walk.rows, walk.prev_hash, walk.problem, walk.head_id, walk.keyed, walk.unkeyed)
+
+
+class _ChainWalk:
+    """The state of ``verify`` walking the rows: the link to expect next, counts, the first problem."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key  # a callable: the key is loaded only when a keyed row needs it
+        self.prev_hash = GENESIS
+        self.rows = self.keyed = self.unkeyed = 0
+        self.head_id: int | None = None
+        self.problem: ChainProblem | None = None
+
+    def step(self, entry: AuditEntry) -> bool:
+        """Check one row; False (with ``problem`` set) when it does not hold."""
+        position = self.rows + 1
+        if (entry.prev_hash or GENESIS) != self.prev_hash:
+            what = "the first row" if position == 1 else f"row {position - 1}"
+            return self._fail(entry, position, f"prev_hash does not match the hash of {what} before it: a row was "
+                                               "removed, inserted or reordered here")
+        if entry.hash.startswith(KEYED):
+            expected = row_hash(self.prev_hash, entry.__dict__, self._key())
+            if not hmac.compare_digest(expected, entry.hash):
+                return self._fail(entry, position, "content does not match its keyed hash: the row was edited (or "
+                                                   "this is not the audit key that wrote it)")
+            self.keyed += 1
+        elif self.keyed:
+            return self._fail(entry, position, "an unkeyed row after keyed ones: the row was edited and its chain "
+                                               "recomputed without the audit key")
+        else:
+            if not hmac.compare_digest(row_hash(self.prev_hash, entry.__dict__), entry.hash):
+                return self._fail(entry, position, "content does not match its hash: the row was edited")
+            self.unkeyed += 1
+        self.rows, self.prev_hash, self.head_id = position, entry.hash, entry.id
+        return True
+
+    def check_anchor(self, entry: AuditEntry, digest: str) -> None:
+        if not hmac.compare_digest(entry.hash.encode(), digest.encode()):
+            self.problem = ChainProblem(entry.id, self.rows, "hash differs from the exported head: the log was "
+                                                             "rewritten from here or before")
+
+    def _fail(self, entry: AuditEntry, position: int, message: str) -> bool:
+        self.rows = position
+        self.problem = ChainProblem(entry.id, position, message)
+        return False
 
 
 def _column_text(value: str, limit: int = 255) -> str:
