@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 tokens_app = typer.Typer(help="API tokens with roles. Example: rollwise tokens create --role releaser --name alice",
                          no_args_is_help=True)
@@ -238,15 +238,23 @@ def _fail(exc: Any, not_found: str | None = None) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _read_spec_or_exit(file: Path) -> str:
+    """The spec file's text, or exit 2 with one ``FILE:LINE: (file): why`` line (unreadable, not UTF-8, huge)."""
+    from rollwise.spec.loader import SpecError, read_spec_text
+
+    try:
+        return read_spec_text(file)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def remote_start(server: str, token: str | None, file: Path, wait: bool, commit_time: str | None,
                  max_seconds: float | None, output: str) -> None:
     from rollwise.api.client import ApiError
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+    text = _read_spec_or_exit(file)
     with _client(server, token) as client:
         try:
             summary = client.start(text, source=str(file), commit_time=commit_time)
@@ -289,8 +297,10 @@ def remote_status(server: str, token: str | None, name: str, output: str) -> Non
     if output == "json":
         _print_json(summary)
         return
-    for key, value in summary.items():
-        console.print(f"{key:>15}: {value}", highlight=False)
+    from rollwise.cli.main import readable_times
+
+    for key, value in readable_times(summary).items():
+        console.print(f"{key:>15}: {value}", markup=False, highlight=False)
 
 
 def remote_list(server: str, token: str | None, active: bool, output: str) -> None:
@@ -328,11 +338,7 @@ def remote_command(server: str, token: str | None, name: str, command: str, reas
 def remote_update(server: str, token: str | None, name: str, file: Path, reason: str, output: str) -> None:
     from rollwise.api.client import ApiError
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+    text = _read_spec_or_exit(file)
     with _client(server, token) as client:
         try:
             summary = client.update(name, text, source=str(file), reason=reason)

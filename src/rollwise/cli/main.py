@@ -32,7 +32,7 @@ rollout_app = typer.Typer(help="Start and steer rollouts. Example: rollwise roll
                           no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 class Output(StrEnum):
@@ -63,10 +63,42 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _store(url: str | None) -> Any:
-    from rollwise.wiring import open_store
+def _store(url: str | None, *, read_only: bool = False) -> Any:
+    """The store, or exit 1 with one line saying why it cannot be opened (never a traceback).
 
-    return open_store(url)
+    ``read_only`` commands get an empty store instead of creating one that does not exist.
+    """
+    from rollwise.core.protocols import StoreUnavailable
+    from rollwise.wiring import open_store, open_store_for_reading
+
+    try:
+        return open_store_for_reading(url) if read_only else open_store(url)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _existing_store(url: str | None) -> Any:
+    return _store(url, read_only=True)
+
+
+def _missing_note(store: Any) -> str:
+    missing = getattr(store, "missing", None)
+    return f" ({missing})" if missing else ""
+
+
+def _parse_commit_time(value: str | None) -> float | None:
+    from datetime import datetime
+
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        err_console.print(f"error: --commit-time: {value[:80]!r} is not an ISO 8601 time "
+                          "(e.g. 2025-01-31T12:00:00Z)", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    return when.timestamp()
 
 
 def _load_or_exit(path: Path) -> RolloutSpec:
@@ -166,6 +198,11 @@ def simulate(
     from rollwise.simulate import simulate as run_simulation
 
     spec = _load_or_exit(file)
+    try:
+        max_duration_s = parse_duration(max_duration)
+    except ValueError as exc:
+        err_console.print(f"error: --max-duration: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     baseline = Behaviour(error_rate=baseline_error_rate, latency_p99_ms=baseline_latency_ms_p99,
                          latency_p50_ms=min(20.0, baseline_latency_ms_p99 / 2))
     canary_error = canary_error_rate if canary_error_rate is not None else baseline_error_rate
@@ -180,7 +217,7 @@ def simulate(
                            error_rate_after=canary_error, latency_p99_after_ms=canary_p99,
                            conversion_after=conversion)
     result = run_simulation(spec, baseline, canary, TrafficProfile(rps=rps), seed=seed,
-                            max_duration_s=parse_duration(max_duration))
+                            max_duration_s=max_duration_s)
     if output == Output.json:
         _print_json(result.to_dict())
         return
@@ -249,13 +286,12 @@ def rollout_start(
 
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
     """
+    commit_ts = _parse_commit_time(commit_time)
     if server:
         from rollwise.api.cli import remote_start
 
         remote_start(server, token, file, wait, commit_time, max_seconds, output.value)
         return
-    from datetime import datetime
-
     from rollwise.core.clock import SystemClock
     from rollwise.core.engine import RolloutEngine
     from rollwise.core.protocols import ConflictError
@@ -263,7 +299,6 @@ def rollout_start(
     spec = _load_or_exit(file)
     the_store = _store(store)
     engine = RolloutEngine(store=the_store, clock=SystemClock())
-    commit_ts = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
     try:
         record = engine.start(spec, actor=_actor(actor), commit_time=commit_ts)
     except ConflictError as exc:
@@ -289,13 +324,27 @@ def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output
 
         remote_status(server, token, name, output.value)
         return
-    record = _get_or_exit(_store(store), name)
+    record = _get_or_exit(_existing_store(store), name)
     summary = _record_summary(record)
     if output == Output.json:
         _print_json(summary)
         return
-    for key, value in summary.items():
-        console.print(f"{key:>15}: {value}", highlight=False)
+    for key, value in readable_times(summary).items():
+        console.print(f"{key:>15}: {value}", markup=False, highlight=False)
+
+
+TIME_FIELDS = ("created_at", "updated_at", "finished_at")
+
+
+def readable_times(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with its epoch times as ``2025-01-31 12:00:05 UTC (2m ago)`` (text output only)."""
+    import time
+
+    from rollwise.core.units import format_when
+
+    now = time.time()
+    return {key: format_when(value, now) if key in TIME_FIELDS and isinstance(value, int | float) else value
+            for key, value in summary.items()}
 
 
 def _get_or_exit(store: Any, name: str) -> RolloutRecord:
@@ -304,7 +353,7 @@ def _get_or_exit(store: Any, name: str) -> RolloutRecord:
     try:
         return store.get(name)  # type: ignore[no-any-return]
     except NotFoundError:
-        err_console.print(f"error: no rollout named {name!r}")
+        err_console.print(f"error: no rollout named {name!r}{_missing_note(store)}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -322,9 +371,13 @@ def rollout_list(
 
         remote_list(server, token, active, output.value)
         return
-    records = _store(store).list(active_only=active)
+    the_store = _existing_store(store)
+    records = the_store.list(active_only=active)
     if output == Output.json:
         _print_json([_record_summary(r) for r in records])
+        return
+    if not records:
+        console.print(f"no rollouts{_missing_note(the_store)}", markup=False, highlight=False)
         return
     console.print(_live_table(records, {}))
 
@@ -434,7 +487,10 @@ def history(
 
         remote_history(server, token, name, output.value)
         return
-    events: list[Event] = _store(store).events(name)
+    the_store = _existing_store(store)
+    if name is not None:
+        _get_or_exit(the_store, name)
+    events: list[Event] = the_store.events(name)
     if output == Output.json:
         _print_json([e.model_dump(mode="json") for e in events])
         return
@@ -482,7 +538,9 @@ def explain(
     """
     from rollwise.analysis.explain import explain_decision
 
-    events = [e for e in _store(store).events(name) if e.type == "decision"]
+    the_store = _existing_store(store)
+    _get_or_exit(the_store, name)
+    events = [e for e in the_store.events(name) if e.type == "decision"]
     if not events:
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)
@@ -519,7 +577,44 @@ _mount_optional()
 
 
 def main() -> None:
-    app()
+    """The ``rollwise`` command: every mistake ends as one ``error:`` line and a non-zero exit.
+
+    Click's usage errors (a bad option value, an unknown command) are printed as one line instead of
+    a boxed panel, and an unexpected exception as one line naming its kind instead of a traceback
+    (``ROLLWISE_DEBUG=1`` shows the traceback). The specific causes print their own clearer lines first.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        code = _one_line_error(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line_error(exc: Exception) -> int:
+    """Print ``exc`` as one line and give the exit code. Click's exceptions are matched by shape: typer
+    ships its own copy of click, so ``click.ClickException`` is not the class it raises."""
+    kind = type(exc).__name__
+    if kind == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]  # `rollwise` alone prints the help
+        return 0
+    if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+        err_console.print(f"error: {_usage_line(exc)}", markup=False, highlight=False)
+        return exc.exit_code  # type: ignore[attr-defined, no-any-return]
+    if kind == "Abort":
+        err_console.print("aborted", markup=False, highlight=False)
+        return 1
+    if os.environ.get("ROLLWISE_DEBUG"):
+        raise exc
+    message = " ".join(str(exc).split())[:300] or "(no message)"
+    err_console.print(f"error: unexpected {kind}: {message} (ROLLWISE_DEBUG=1 shows where)",
+                      markup=False, highlight=False)
+    return 1
+
+
+def _usage_line(exc: Any) -> str:
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see: {ctx.command_path} --help)" if ctx is not None else message
 
 
 if __name__ == "__main__":
