@@ -116,3 +116,19 @@ def test_invalid_update_is_rejected_whole(tmp_path: Path, store: str) -> None:
     assert after == before
     history = json.loads(rollwise("history", "checkout", "--store", store, "-o", "json", check=True).stdout)
     assert not [e for e in history if e["type"] == "spec-updated"]
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """`rollwise --help` must answer at once: no web framework, database layer, SciPy or pydantic models."""
+    probe = ("import sys, io, contextlib\nsys.argv = ['rollwise', '--help']\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    try:\n        from rollwise.cli.main import main\n        main()\n"
+             "    except SystemExit:\n        pass\n"
+             "heavy = ('fastapi', 'starlette', 'sqlalchemy', 'alembic', 'numpy', 'scipy', 'pydantic', 'yaml', 'httpx',"
+             " 'rich.live', 'uvicorn', 'rollwise.core.model', 'rollwise.flags.definitions')\n"
+             "print(','.join(m for m in heavy if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+    assert "flags" in rollwise("--help", check=True).stdout  # the lazily mounted group is still listed
+    assert "validate" in rollwise("flags", "--help", check=True).stdout

@@ -11,15 +11,17 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from rollwise.core.model import Event, RolloutRecord
-from rollwise.spec import SpecError, load_spec
-from rollwise.spec.models import RolloutSpec
+if TYPE_CHECKING:  # imported where used, so `rollwise --help` stays fast (see bench/cli_startup.py)
+    from rich.table import Table
+
+    from rollwise.core.model import Event, RolloutRecord
+    from rollwise.spec.models import RolloutSpec
 
 app = typer.Typer(
     help="rollwise: progressive delivery (canary, blue/green, shadow, flags) decided on live evidence.\n\n"
@@ -102,6 +104,8 @@ def _parse_commit_time(value: str | None) -> float | None:
 
 
 def _load_or_exit(path: Path) -> RolloutSpec:
+    from rollwise.spec import SpecError, load_spec
+
     try:
         return load_spec(path)
     except SpecError as exc:
@@ -144,6 +148,8 @@ def validate(
 
     Example: rollwise validate examples/*.yaml
     """
+    from rollwise.spec import SpecError, load_spec
+
     problems: list[str] = []
     results = []
     for file in files:
@@ -172,6 +178,8 @@ class SchemaKind(StrEnum):
 @app.command()
 def schema(kind: Annotated[SchemaKind, typer.Argument(help="Which schema.")] = SchemaKind.rollout) -> None:
     """Print the JSON Schema of a spec kind. Example: rollwise schema rollout > rollout.schema.json"""
+    from rollwise.spec.models import RolloutSpec
+
     _print_json(RolloutSpec.model_json_schema())
 
 
@@ -233,6 +241,8 @@ def simulate(
 
 
 def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Table:
+    from rich.table import Table
+
     table = Table(title="rollwise", expand=False)
     for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict", "latest"):
         table.add_column(column)
@@ -554,6 +564,25 @@ def explain(
     console.print(explain_decision(chosen), markup=False, highlight=False)
 
 
+class _LazyFlagsGroup(TyperGroup):
+    """``rollwise flags``: its commands (and the flag compiler) load when a flags command runs, not for
+    ``rollwise --help``."""
+
+    def _load(self) -> None:
+        if not self.commands:
+            from rollwise.flags.cli import flags_app
+
+            self.commands.update(typer.main.get_group(flags_app).commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)  # type: ignore[no-any-return]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
     from rollwise.demo.cli import demo
@@ -562,12 +591,8 @@ def _mount_optional() -> None:
     from rollwise.api.cli import register as register_api_commands
 
     register_api_commands(app)
-    try:
-        from rollwise.flags.cli import flags_app
-    except ImportError:
-        pass
-    else:
-        app.add_typer(flags_app, name="flags")
+    app.add_typer(typer.Typer(cls=_LazyFlagsGroup, no_args_is_help=True), name="flags",
+                  help="Feature flags (flagd format): validate, evaluate, kill, restore, schedule.")
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
