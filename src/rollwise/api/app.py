@@ -117,6 +117,8 @@ def create_app(
         "rollouts and flags `releaser`, tokens and audit `admin` (each role implies the ones before). "
         "While no token exists, loopback callers act as a local admin.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI / ReDoc from a CDN; api/docs.py serves /docs locally
+        redoc_url=None,
     )
     app.state.plane = plane
     app.state.tokens = tokens
@@ -144,6 +146,9 @@ def create_app(
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)
+    from rollwise.api import docs
+
+    docs.mount(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
