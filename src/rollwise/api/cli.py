@@ -350,16 +350,19 @@ def remote_update(server: str, token: str | None, name: str, file: Path, reason:
     _print_summary(summary, output, f"{summary['name']}: spec updated")
 
 
-def remote_history(server: str, token: str | None, name: str | None, output: str) -> None:
+def remote_history(server: str, token: str | None, name: str | None, output: str, run: int | None = None) -> None:
     from datetime import UTC, datetime
 
     from rollwise.api.client import ApiError
+    from rollwise.cli.main import select_run
 
     with _client(server, token) as client:
         try:
             events = client.events(name)
         except ApiError as exc:
             raise _fail(exc, name) from None
+    if name is not None:
+        events = select_run(events, name, run)
     if output == "json":
         _print_json(events)
         return

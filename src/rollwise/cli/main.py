@@ -483,24 +483,53 @@ def rollout_update(
         console.print(f"{record.name}: spec updated")
 
 
+RunOpt = Annotated[int | None, typer.Option("--run", min=1, help="Which run of a reused name (1 = first; "
+                                                              "default: the latest).")]
+
+
+def select_run(events: list[Any], name: str, run: int | None) -> list[Any]:
+    """The events of one run of ``name`` (the latest by default); exit 1 naming the runs there are.
+
+    A name is reused by starting a new rollout once the old one ended; its runs stay apart.
+    """
+    from rollwise.core.model import split_runs
+
+    runs = split_runs(events)
+    if run is None:
+        chosen = runs[-1] if runs else []
+    elif run <= len(runs):
+        chosen = runs[run - 1]
+    else:
+        err_console.print(f"error: {name!r} has run(s) 1..{len(runs)}, not {run}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    if len(runs) > 1:
+        shown = run or len(runs)
+        err_console.print(f"{name}: run {shown} of {len(runs)} (others: --run N)", markup=False, highlight=False)
+    return chosen
+
+
 @app.command()
 def history(
     name: Annotated[str | None, typer.Argument(help="Rollout name; all rollouts if omitted.")] = None,
+    run: RunOpt = None,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
     server: ServerOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout"""
+    """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout --run 1"""
     if server:
         from rollwise.api.cli import remote_history
 
-        remote_history(server, token, name, output.value)
+        remote_history(server, token, name, output.value, run=run)
         return
     the_store = _existing_store(store)
+    events: list[Event] = []
     if name is not None:
         _get_or_exit(the_store, name)
-    events: list[Event] = the_store.events(name)
+        events = select_run(the_store.events(name), name, run)
+    else:
+        events = the_store.events(None)
     if output == Output.json:
         _print_json([e.model_dump(mode="json") for e in events])
         return
@@ -539,6 +568,7 @@ def controller(
 def explain(
     name: str,
     decision: Annotated[int | None, typer.Option("--decision", "-d", help="Decision number (default: last).")] = None,
+    run: RunOpt = None,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -550,7 +580,7 @@ def explain(
 
     the_store = _existing_store(store)
     _get_or_exit(the_store, name)
-    events = [e for e in the_store.events(name) if e.type == "decision"]
+    events = [e for e in select_run(the_store.events(name), name, run) if e.type == "decision"]
     if not events:
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)
