@@ -80,7 +80,7 @@ def serve(
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
-    console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, OpenAPI /openapi.json)",
+    console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, reference /docs)",
                   highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
