@@ -41,11 +41,17 @@ def _local_actor() -> str:
     return f"cli:{os.environ.get('USER') or 'unknown'}"
 
 
-def _open(store_url: str | None) -> tuple[Any, Any, Any]:
+def _open(store_url: str | None, *, read_only: bool = False) -> tuple[Any, Any, Any]:
+    """Store, audit log and tokens; exit 1 with one line if the store cannot be opened (or, to read, is missing)."""
     from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+    from rollwise.core.protocols import StoreUnavailable
     from rollwise.wiring import open_store
 
-    store = open_store(store_url)
+    try:
+        store = open_store(store_url, create=not read_only)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     audit = SqlAuditLog(store)
     return store, audit, SqlTokenRepository(store, audit.database)
 
@@ -75,8 +81,14 @@ def serve(
     import uvicorn
 
     from rollwise.api.app import create_app
+    from rollwise.core.protocols import StoreUnavailable
 
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands)
+    try:
+        app = create_app(store, str(flags) if flags else None, run_controller=controller,
+                         allow_commands=allow_commands)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
@@ -115,7 +127,7 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List tokens (never their secrets). Example: rollwise tokens list"""
-    _, _, tokens = _open(store)
+    _, _, tokens = _open(store, read_only=True)
     rows = [t.to_dict() for t in tokens.list()]
     if as_json:
         _print_json(rows)
@@ -153,7 +165,7 @@ def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: rollwise audit verify --store postgresql://postgres@127.0.0.1/rollwise
     """
-    _, audit, _ = _open(store)
+    _, audit, _ = _open(store, read_only=True)
     report = audit.verify()
     if as_json:
         _print_json({"ok": report.ok, "rows": report.rows, "head": report.head,
@@ -178,7 +190,7 @@ def audit_list(
 
     Example: rollwise audit list --target checkout
     """
-    _, audit, _ = _open(store)
+    _, audit, _ = _open(store, read_only=True)
     entries = list(reversed(audit.entries(target, limit, newest_first=True)))
     if as_json:
         _print_json([e.to_dict() for e in entries])
