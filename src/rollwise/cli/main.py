@@ -650,8 +650,8 @@ def _one_line_error(exc: Exception) -> int:
     ships its own copy of click, so ``click.ClickException`` is not the class it raises."""
     kind = type(exc).__name__
     if kind == "NoArgsIsHelpError":
-        exc.show()  # type: ignore[attr-defined]  # `rollwise` alone prints the help
-        return 0
+        exc.show()  # type: ignore[attr-defined]  # `rollwise` alone prints the help (exit 2, as click does)
+        return int(getattr(exc, "exit_code", 2))
     if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
         err_console.print(f"error: {_usage_line(exc)}", markup=False, highlight=False)
         return exc.exit_code  # type: ignore[attr-defined, no-any-return]
