@@ -185,3 +185,13 @@ def test_reusing_a_name_keeps_each_runs_history_and_report_apart(tmp_path: Path)
     assert "second-run-reason" in report and "first-run-reason" not in report
     beyond = rollwise("history", "shop", "--run", "3", "--store", store)
     assert beyond.returncode == 1 and "run(s) 1..2" in beyond.stderr
+
+
+def test_dash_o_is_the_output_format_in_every_command(tmp_path: Path) -> None:
+    store = str(tmp_path / "r.db")
+    rollwise("tokens", "create", "--role", "viewer", "--name", "ci", "--store", store, check=True)
+    assert json.loads(rollwise("tokens", "list", "-o", "json", "--store", store, check=True).stdout)[0]["name"] == "ci"
+    assert json.loads(rollwise("audit", "verify", "-o", "json", "--store", store, check=True).stdout)["ok"] is True
+    assert json.loads(rollwise("audit", "list", "-o", "json", "--store", store, check=True).stdout)
+    refused = rollwise("report", "nothing", "-o", "out.html", "--store", store)
+    assert refused.returncode == 2 and "--out out.html" in refused.stderr  # -o is no longer a file

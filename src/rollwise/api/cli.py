@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,15 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (same as --output json).")]
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json, as in every rollwise command")]
 
 
 def _print_json(data: Any) -> None:
@@ -125,8 +134,10 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False,
+                output: OutputOpt = Output.text) -> None:
     """List tokens (never their secrets). Example: rollwise tokens list"""
+    as_json = as_json or output == Output.json
     _, _, tokens = _open(store, read_only=True)
     rows = [t.to_dict() for t in tokens.list()]
     if as_json:
@@ -160,11 +171,13 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `t
 
 
 @audit_app.command("verify")
-def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False,
+                output: OutputOpt = Output.text) -> None:
     """Recompute the hash chain. Exit 0 if intact; else exit 1 naming the first edited, removed or moved row.
 
     Example: rollwise audit verify --store postgresql://postgres@127.0.0.1/rollwise
     """
+    as_json = as_json or output == Output.json
     _, audit, _ = _open(store, read_only=True)
     report = audit.verify()
     if as_json:
@@ -185,11 +198,13 @@ def audit_list(
     target: Annotated[str | None, typer.Option(help="Only this target (rollout name, token:ID, flag:KEY).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Who did what, when, before/after and why; refused attempts are marked DENIED.
 
     Example: rollwise audit list --target checkout
     """
+    as_json = as_json or output == Output.json
     _, audit, _ = _open(store, read_only=True)
     entries = list(reversed(audit.entries(target, limit, newest_first=True)))
     if as_json:
