@@ -16,15 +16,36 @@ from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, Tra
 from rollwise.spec.models import RolloutSpec
 
 
-def open_store(url: str | None = None) -> Store:
-    """The store at ``url``, ``ROLLWISE_STORE``, or SQLite under ~/.rollwise; ``memory://`` for none."""
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """The store at ``url``, ``ROLLWISE_STORE``, or SQLite under ~/.rollwise; ``memory://`` for none.
+
+    Raises ``StoreUnavailable`` (one line) when it cannot be opened, and ``StoreMissing`` instead of
+    creating it when ``create`` is false (read-only commands).
+    """
     if url == "memory://":
         from rollwise.adapters.stores.memory import MemoryStore
 
         return MemoryStore()
     from rollwise.adapters.stores.sql import SqlStore, default_store_url
 
-    return SqlStore(url or default_store_url())
+    return SqlStore(url or default_store_url(), create=create)
+
+
+def open_store_for_reading(url: str | None = None) -> Store:
+    """The store if it exists, else an empty one whose ``missing`` says so: reading never creates a store.
+
+    ``rollout list``, ``status``, ``history``, ``explain``, ``report`` and ``metrics`` use this, so
+    asking about a store that is not there leaves no file (nor ``~/.rollwise``) behind.
+    """
+    from rollwise.core.memory_store import MemoryStore
+    from rollwise.core.protocols import StoreMissing
+
+    try:
+        return open_store(url, create=False)
+    except StoreMissing as exc:
+        empty = MemoryStore()
+        empty.missing = str(exc)  # type: ignore[attr-defined]
+        return empty
 
 
 NOTIFY_ENV = {
@@ -102,6 +123,8 @@ class Runtime:
     notifier: Notifier | None = None
 
     def __post_init__(self) -> None:
+        if not self.workdir.exists():  # routes, logs, Envoy's files: readable by the owner only
+            self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.notifier is None:
             self.notifier = build_notifier(store=self.store)
 

@@ -57,7 +57,7 @@ def test_bad_canary_demo_notifies_slack_and_reports(receiver: Receiver, tmp_path
     records = [r for r in open_store(store).list() if str(r.phase) == "RolledBack"]
     assert records, "the bad canary should have been rolled back"
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["report", records[-1].name, "--format", "html", "-o", str(out),
+    result = CliRunner().invoke(app, ["report", records[-1].name, "--format", "html", "--out", str(out),
                                       "--store", store])
     assert result.exit_code == 0, result.output
     boxes = render_in_chromium(out, tmp_path / "demo-report.png", heading="demo")

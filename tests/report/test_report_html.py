@@ -71,7 +71,7 @@ def render_in_chromium(html: Path, screenshot: Path, heading: str = "checkout") 
 @pytest.mark.timeout(180)
 def test_html_report_is_self_contained_and_renders_its_charts(history: str, tmp_path: Path) -> None:
     out = tmp_path / "checkout.html"
-    result = CliRunner().invoke(app, ["report", "checkout", "--format", "html", "-o", str(out), "--store", history])
+    result = CliRunner().invoke(app, ["report", "checkout", "--format", "html", "--out", str(out), "--store", history])
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert not re.search(r"https?://", html), "no external URLs"

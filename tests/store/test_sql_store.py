@@ -211,7 +211,7 @@ def test_default_url_comes_from_the_environment_or_home(monkeypatch: pytest.Monk
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("ROLLWISE_STORE", raising=False)
     assert default_store_url() == f"sqlite:///{tmp_path}/.rollwise/rollwise.db"
-    assert (tmp_path / ".rollwise").is_dir()
+    assert not (tmp_path / ".rollwise").exists()  # naming the store creates nothing; opening it to write does
 
     monkeypatch.setenv("ROLLWISE_STORE", "postgresql://rw@127.0.0.1/rollwise")
     assert default_store_url() == "postgresql+psycopg://rw@127.0.0.1/rollwise"

@@ -126,6 +126,8 @@ def create_app(
         "While no token exists, loopback callers act as a local admin.",
         lifespan=lifespan,
         max_body_size=max_body_bytes,
+        docs_url=None,  # FastAPI's pages load Swagger UI / ReDoc from a CDN; api/docs.py serves /docs locally
+        redoc_url=None,
     )
     guards.install(app)
     app.state.plane = plane
@@ -154,6 +156,9 @@ def create_app(
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)
+    from rollwise.api import docs
+
+    docs.mount(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

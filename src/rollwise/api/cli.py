@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 tokens_app = typer.Typer(help="API tokens with roles. Example: rollwise tokens create --role releaser --name alice",
                          no_args_is_help=True)
@@ -30,7 +31,15 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (same as --output json).")]
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json, as in every rollwise command")]
 
 
 def _print_json(data: Any) -> None:
@@ -41,11 +50,17 @@ def _local_actor() -> str:
     return f"cli:{os.environ.get('USER') or 'unknown'}"
 
 
-def _open(store_url: str | None) -> tuple[Any, Any, Any]:
+def _open(store_url: str | None, *, read_only: bool = False) -> tuple[Any, Any, Any]:
+    """Store, audit log and tokens; exit 1 with one line if the store cannot be opened (or, to read, is missing)."""
     from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+    from rollwise.core.protocols import StoreUnavailable
     from rollwise.wiring import open_store
 
-    store = open_store(store_url)
+    try:
+        store = open_store(store_url, create=not read_only)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     audit = SqlAuditLog(store)
     return store, audit, SqlTokenRepository(store, audit.database)
 
@@ -124,13 +139,19 @@ def serve(
     served_flags = (flags,) if flags else ()  # progressive flag rollouts may write the flag file this server serves
     policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
-                     max_body_bytes=max_body_bytes)
+    from rollwise.core.protocols import StoreUnavailable
+
+    try:
+        app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
+                         max_body_bytes=max_body_bytes)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     _require_key(app.state.plane.audit)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
-    console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, OpenAPI /openapi.json)",
+    console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, reference /docs)",
                   highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
@@ -164,9 +185,11 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def tokens_list(store: StoreOpt = None, as_json: JsonOpt = False,
+                output: OutputOpt = Output.text) -> None:
     """List tokens (never their secrets). Example: rollwise tokens list"""
-    _, _, tokens = _open(store)
+    as_json = as_json or output == Output.json
+    _, _, tokens = _open(store, read_only=True)
     rows = [t.to_dict() for t in tokens.list()]
     if as_json:
         _print_json(rows)
@@ -203,6 +226,7 @@ def tokens_revoke(token_id: Annotated[int, typer.Argument(help="Token id from `t
 def audit_verify(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = Output.text,
     head: Annotated[str | None, typer.Option("--head", help="ID:HASH from an earlier `rollwise audit head`: fail if "
                                                           "that row is gone (rows cut off) or differs.")] = None,
 ) -> None:
@@ -210,6 +234,7 @@ def audit_verify(
 
     Example: rollwise audit verify --head "$(cat audit-head.txt)"
     """
+    as_json = as_json or output == Output.json
     from rollwise.adapters.stores.sql_audit import AuditKeyError, parse_anchor
 
     try:
@@ -217,7 +242,7 @@ def audit_verify(
     except ValueError as exc:
         err_console.print(f"error: --head: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    _, audit, _ = _open(store)
+    _, audit, _ = _open(store, read_only=True)
     try:
         report = audit.verify(anchor)
     except AuditKeyError as exc:
@@ -264,12 +289,14 @@ def audit_list(
     target: Annotated[str | None, typer.Option(help="Only this target (rollout name, token:ID, flag:KEY).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Who did what, when, before/after and why; refused attempts are marked DENIED.
 
     Example: rollwise audit list --target checkout
     """
-    _, audit, _ = _open(store)
+    as_json = as_json or output == Output.json
+    _, audit, _ = _open(store, read_only=True)
     entries = list(reversed(audit.entries(target, limit, newest_first=True)))
     if as_json:
         _print_json([e.to_dict() for e in entries])
@@ -329,15 +356,23 @@ def _fail(exc: Any, not_found: str | None = None) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _read_spec_or_exit(file: Path) -> str:
+    """The spec file's text, or exit 2 with one ``FILE:LINE: (file): why`` line (unreadable, not UTF-8, huge)."""
+    from rollwise.spec.loader import SpecError, read_spec_text
+
+    try:
+        return read_spec_text(file)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def remote_start(server: str, token: str | None, file: Path, wait: bool, commit_time: str | None,
                  max_seconds: float | None, output: str) -> None:
     from rollwise.api.client import ApiError
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+    text = _read_spec_or_exit(file)
     with _client(server, token) as client:
         try:
             summary = client.start(text, source=str(file), commit_time=commit_time)
@@ -380,8 +415,10 @@ def remote_status(server: str, token: str | None, name: str, output: str) -> Non
     if output == "json":
         _print_json(summary)
         return
-    for key, value in summary.items():
-        console.print(f"{key:>15}: {value}", highlight=False)
+    from rollwise.cli.main import readable_times
+
+    for key, value in readable_times(summary).items():
+        console.print(f"{key:>15}: {value}", markup=False, highlight=False)
 
 
 def remote_list(server: str, token: str | None, active: bool, output: str) -> None:
@@ -419,11 +456,7 @@ def remote_command(server: str, token: str | None, name: str, command: str, reas
 def remote_update(server: str, token: str | None, name: str, file: Path, reason: str, output: str) -> None:
     from rollwise.api.client import ApiError
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        err_console.print(f"{file}:0: (file): {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+    text = _read_spec_or_exit(file)
     with _client(server, token) as client:
         try:
             summary = client.update(name, text, source=str(file), reason=reason)
@@ -435,16 +468,19 @@ def remote_update(server: str, token: str | None, name: str, file: Path, reason:
     _print_summary(summary, output, f"{summary['name']}: spec updated")
 
 
-def remote_history(server: str, token: str | None, name: str | None, output: str) -> None:
+def remote_history(server: str, token: str | None, name: str | None, output: str, run: int | None = None) -> None:
     from datetime import UTC, datetime
 
     from rollwise.api.client import ApiError
+    from rollwise.cli.main import select_run
 
     with _client(server, token) as client:
         try:
             events = client.events(name)
         except ApiError as exc:
             raise _fail(exc, name) from None
+    if name is not None:
+        events = select_run(events, name, run)
     if output == "json":
         _print_json(events)
         return

@@ -11,15 +11,17 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from rollwise.core.model import Event, RolloutRecord
-from rollwise.spec import SpecError, load_spec
-from rollwise.spec.models import RolloutSpec
+if TYPE_CHECKING:  # imported where used, so `rollwise --help` stays fast (see bench/cli_startup.py)
+    from rich.table import Table
+
+    from rollwise.core.model import Event, RolloutRecord
+    from rollwise.spec.models import RolloutSpec
 
 app = typer.Typer(
     help="rollwise: progressive delivery (canary, blue/green, shadow, flags) decided on live evidence.\n\n"
@@ -32,7 +34,7 @@ rollout_app = typer.Typer(help="Start and steer rollouts. Example: rollwise roll
                           no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 class Output(StrEnum):
@@ -63,13 +65,47 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _store(url: str | None) -> Any:
-    from rollwise.wiring import open_store
+def _store(url: str | None, *, read_only: bool = False) -> Any:
+    """The store, or exit 1 with one line saying why it cannot be opened (never a traceback).
 
-    return open_store(url)
+    ``read_only`` commands get an empty store instead of creating one that does not exist.
+    """
+    from rollwise.core.protocols import StoreUnavailable
+    from rollwise.wiring import open_store, open_store_for_reading
+
+    try:
+        return open_store_for_reading(url) if read_only else open_store(url)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _existing_store(url: str | None) -> Any:
+    return _store(url, read_only=True)
+
+
+def _missing_note(store: Any) -> str:
+    missing = getattr(store, "missing", None)
+    return f" ({missing})" if missing else ""
+
+
+def _parse_commit_time(value: str | None) -> float | None:
+    from datetime import datetime
+
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        err_console.print(f"error: --commit-time: {value[:80]!r} is not an ISO 8601 time "
+                          "(e.g. 2025-01-31T12:00:00Z)", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    return when.timestamp()
 
 
 def _load_or_exit(path: Path) -> RolloutSpec:
+    from rollwise.spec import SpecError, load_spec
+
     try:
         return load_spec(path)
     except SpecError as exc:
@@ -113,6 +149,8 @@ def validate(
 
     Example: rollwise validate examples/*.yaml
     """
+    from rollwise.spec import SpecError, load_spec
+
     problems: list[str] = []
     results = []
     for file in files:
@@ -141,6 +179,8 @@ class SchemaKind(StrEnum):
 @app.command()
 def schema(kind: Annotated[SchemaKind, typer.Argument(help="Which schema.")] = SchemaKind.rollout) -> None:
     """Print the JSON Schema of a spec kind. Example: rollwise schema rollout > rollout.schema.json"""
+    from rollwise.spec.models import RolloutSpec
+
     _print_json(RolloutSpec.model_json_schema())
 
 
@@ -167,6 +207,11 @@ def simulate(
     from rollwise.simulate import simulate as run_simulation
 
     spec = _load_or_exit(file)
+    try:
+        max_duration_s = parse_duration(max_duration)
+    except ValueError as exc:
+        err_console.print(f"error: --max-duration: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     baseline = Behaviour(error_rate=baseline_error_rate, latency_p99_ms=baseline_latency_ms_p99,
                          latency_p50_ms=min(20.0, baseline_latency_ms_p99 / 2))
     canary_error = canary_error_rate if canary_error_rate is not None else baseline_error_rate
@@ -181,7 +226,7 @@ def simulate(
                            error_rate_after=canary_error, latency_p99_after_ms=canary_p99,
                            conversion_after=conversion)
     result = run_simulation(spec, baseline, canary, TrafficProfile(rps=rps), seed=seed,
-                            max_duration_s=parse_duration(max_duration))
+                            max_duration_s=max_duration_s)
     if output == Output.json:
         _print_json(result.to_dict())
         return
@@ -197,6 +242,8 @@ def simulate(
 
 
 def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Table:
+    from rich.table import Table
+
     table = Table(title="rollwise", expand=False)
     for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict", "latest"):
         table.add_column(column)
@@ -250,18 +297,16 @@ def rollout_start(
 
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
     """
+    commit_ts = _parse_commit_time(commit_time)
     if server:
         from rollwise.api.cli import remote_start
 
         remote_start(server, token, file, wait, commit_time, max_seconds, output.value)
         return
-    from datetime import datetime
-
     from rollwise.api.cli import local_plane
     from rollwise.core.protocols import ConflictError
 
     spec = _load_or_exit(file)
-    commit_ts = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
     plane, who = local_plane(store)
     the_store = plane.store
     try:
@@ -289,13 +334,27 @@ def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output
 
         remote_status(server, token, name, output.value)
         return
-    record = _get_or_exit(_store(store), name)
+    record = _get_or_exit(_existing_store(store), name)
     summary = _record_summary(record)
     if output == Output.json:
         _print_json(summary)
         return
-    for key, value in summary.items():
-        console.print(f"{key:>15}: {value}", highlight=False)
+    for key, value in readable_times(summary).items():
+        console.print(f"{key:>15}: {value}", markup=False, highlight=False)
+
+
+TIME_FIELDS = ("created_at", "updated_at", "finished_at")
+
+
+def readable_times(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with its epoch times as ``2025-01-31 12:00:05 UTC (2m ago)`` (text output only)."""
+    import time
+
+    from rollwise.core.units import format_when
+
+    now = time.time()
+    return {key: format_when(value, now) if key in TIME_FIELDS and isinstance(value, int | float) else value
+            for key, value in summary.items()}
 
 
 def _get_or_exit(store: Any, name: str) -> RolloutRecord:
@@ -304,7 +363,7 @@ def _get_or_exit(store: Any, name: str) -> RolloutRecord:
     try:
         return store.get(name)  # type: ignore[no-any-return]
     except NotFoundError:
-        err_console.print(f"error: no rollout named {name!r}")
+        err_console.print(f"error: no rollout named {name!r}{_missing_note(store)}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -322,9 +381,13 @@ def rollout_list(
 
         remote_list(server, token, active, output.value)
         return
-    records = _store(store).list(active_only=active)
+    the_store = _existing_store(store)
+    records = the_store.list(active_only=active)
     if output == Output.json:
         _print_json([_record_summary(r) for r in records])
+        return
+    if not records:
+        console.print(f"no rollouts{_missing_note(the_store)}", markup=False, highlight=False)
         return
     console.print(_live_table(records, {}))
 
@@ -420,21 +483,53 @@ def rollout_update(
         console.print(f"{record.name}: spec updated")
 
 
+RunOpt = Annotated[int | None, typer.Option("--run", min=1, help="Which run of a reused name (1 = first; "
+                                                              "default: the latest).")]
+
+
+def select_run(events: list[Any], name: str, run: int | None) -> list[Any]:
+    """The events of one run of ``name`` (the latest by default); exit 1 naming the runs there are.
+
+    A name is reused by starting a new rollout once the old one ended; its runs stay apart.
+    """
+    from rollwise.core.model import split_runs
+
+    runs = split_runs(events)
+    if run is None:
+        chosen = runs[-1] if runs else []
+    elif run <= len(runs):
+        chosen = runs[run - 1]
+    else:
+        err_console.print(f"error: {name!r} has run(s) 1..{len(runs)}, not {run}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    if len(runs) > 1:
+        shown = run or len(runs)
+        err_console.print(f"{name}: run {shown} of {len(runs)} (others: --run N)", markup=False, highlight=False)
+    return chosen
+
+
 @app.command()
 def history(
     name: Annotated[str | None, typer.Argument(help="Rollout name; all rollouts if omitted.")] = None,
+    run: RunOpt = None,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
     server: ServerOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout"""
+    """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout --run 1"""
     if server:
         from rollwise.api.cli import remote_history
 
-        remote_history(server, token, name, output.value)
+        remote_history(server, token, name, output.value, run=run)
         return
-    events: list[Event] = _store(store).events(name)
+    the_store = _existing_store(store)
+    events: list[Event] = []
+    if name is not None:
+        _get_or_exit(the_store, name)
+        events = select_run(the_store.events(name), name, run)
+    else:
+        events = the_store.events(None)
     if output == Output.json:
         _print_json([e.model_dump(mode="json") for e in events])
         return
@@ -473,6 +568,7 @@ def controller(
 def explain(
     name: str,
     decision: Annotated[int | None, typer.Option("--decision", "-d", help="Decision number (default: last).")] = None,
+    run: RunOpt = None,
     store: StoreOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -482,7 +578,9 @@ def explain(
     """
     from rollwise.analysis.explain import explain_decision, explain_metrics
 
-    history = _store(store).events(name)
+    the_store = _existing_store(store)
+    _get_or_exit(the_store, name)
+    history = select_run(the_store.events(name), name, run)
     failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
     events = [e for e in history if e.type == "decision"]
     if failing is not None and output != Output.json:
@@ -502,6 +600,25 @@ def explain(
     console.print(explain_decision(chosen), markup=False, highlight=False)
 
 
+class _LazyFlagsGroup(TyperGroup):
+    """``rollwise flags``: its commands (and the flag compiler) load when a flags command runs, not for
+    ``rollwise --help``."""
+
+    def _load(self) -> None:
+        if not self.commands:
+            from rollwise.flags.cli import flags_app
+
+            self.commands.update(typer.main.get_group(flags_app).commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)  # type: ignore[no-any-return]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
     from rollwise.demo.cli import demo
@@ -510,12 +627,8 @@ def _mount_optional() -> None:
     from rollwise.api.cli import register as register_api_commands
 
     register_api_commands(app)
-    try:
-        from rollwise.flags.cli import flags_app
-    except ImportError:
-        pass
-    else:
-        app.add_typer(flags_app, name="flags")
+    app.add_typer(typer.Typer(cls=_LazyFlagsGroup, no_args_is_help=True), name="flags",
+                  help="Feature flags (flagd format): validate, evaluate, kill, restore, schedule.")
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
@@ -525,7 +638,44 @@ _mount_optional()
 
 
 def main() -> None:
-    app()
+    """The ``rollwise`` command: every mistake ends as one ``error:`` line and a non-zero exit.
+
+    Click's usage errors (a bad option value, an unknown command) are printed as one line instead of
+    a boxed panel, and an unexpected exception as one line naming its kind instead of a traceback
+    (``ROLLWISE_DEBUG=1`` shows the traceback). The specific causes print their own clearer lines first.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        code = _one_line_error(exc)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line_error(exc: Exception) -> int:
+    """Print ``exc`` as one line and give the exit code. Click's exceptions are matched by shape: typer
+    ships its own copy of click, so ``click.ClickException`` is not the class it raises."""
+    kind = type(exc).__name__
+    if kind == "NoArgsIsHelpError":
+        exc.show()  # type: ignore[attr-defined]  # `rollwise` alone prints the help (exit 2, as click does)
+        return int(getattr(exc, "exit_code", 2))
+    if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+        err_console.print(f"error: {_usage_line(exc)}", markup=False, highlight=False)
+        return exc.exit_code  # type: ignore[attr-defined, no-any-return]
+    if kind == "Abort":
+        err_console.print("aborted", markup=False, highlight=False)
+        return 1
+    if os.environ.get("ROLLWISE_DEBUG"):
+        raise exc
+    message = " ".join(str(exc).split())[:300] or "(no message)"
+    err_console.print(f"error: unexpected {kind}: {message} (ROLLWISE_DEBUG=1 shows where)",
+                      markup=False, highlight=False)
+    return 1
+
+
+def _usage_line(exc: Any) -> str:
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see: {ctx.command_path} --help)" if ctx is not None else message
 
 
 if __name__ == "__main__":

@@ -301,6 +301,22 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+RUN_START = "created"
+"""The event type that opens a run: a name is reused by starting a new rollout once the old one ended,
+and the store keeps both runs' events under the name (seq keeps counting), so runs are cut here."""
+
+
+def split_runs(events: list[Any]) -> list[list[Any]]:
+    """One rollout name's events (``Event`` or their JSON dicts) as runs, oldest first; each starts at ``created``."""
+    runs: list[list[Any]] = []
+    for event in events:
+        kind = event["type"] if isinstance(event, dict) else event.type
+        if kind == RUN_START or not runs:
+            runs.append([])
+        runs[-1].append(event)
+    return runs
+
+
 class RolloutRecord(BaseModel):
     """A rollout's durable state. Every field the engine needs to resume after kill -9."""
 

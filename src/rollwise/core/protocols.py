@@ -80,6 +80,17 @@ class NotFoundError(KeyError):
     pass
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be opened: a refused connection, an unknown URL scheme, a file that is no database.
+
+    The message is one line a person can act on, with any password in the URL hidden.
+    """
+
+
+class StoreMissing(StoreUnavailable):
+    """A read-only command named a store that does not exist yet; it is left uncreated."""
+
+
 class Store(Protocol):
     def create(self, record: RolloutRecord, events: Sequence[Event]) -> RolloutRecord:
         """Insert a new rollout; raises ``ConflictError`` if the name is taken by an active one."""

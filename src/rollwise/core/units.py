@@ -99,3 +99,12 @@ def format_percent(fraction: float) -> str:
     if abs(pct) >= 10:
         return f"{pct:.1f}%"
     return f"{pct:.3g}%"
+
+
+def format_when(ts: float, now: float) -> str:
+    """An epoch time for people: ``2025-01-31 12:00:05 UTC (2m ago)``."""
+    from datetime import UTC, datetime
+
+    ago = round(now - ts)
+    relative = "just now" if ago == 0 else f"{format_duration(ago)} ago" if ago > 0 else f"in {format_duration(-ago)}"
+    return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"

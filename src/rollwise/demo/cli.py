@@ -13,15 +13,17 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from rollwise.core.model import Event, RolloutRecord
-from rollwise.core.protocols import Store
 from rollwise.core.units import format_percent
+
+if TYPE_CHECKING:  # the CLI mounts this command for `rollwise --help`; the models load when it runs
+    from rollwise.core.model import Event, RolloutRecord
+    from rollwise.core.protocols import Store
 
 console = Console()
 

@@ -4,6 +4,7 @@ over the store's history. Mounted on the main CLI by ``register(app)``."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 class ReportFormat(StrEnum):
@@ -35,29 +36,45 @@ StoreOpt = Annotated[
 
 
 def _open(url: str | None) -> Any:
-    from rollwise.wiring import open_store
+    """The store for reading: exit 1 with one line if it cannot be opened; an empty one if it does not exist.
 
-    return open_store(url)
+    Reports never create a store (nor ``~/.rollwise``).
+    """
+    from rollwise.core.protocols import StoreUnavailable
+    from rollwise.wiring import open_store_for_reading
+
+    try:
+        return open_store_for_reading(url)
+    except StoreUnavailable as exc:
+        err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 def report(
     name: Annotated[str, typer.Argument(help="Rollout name.")],
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="md, html, or text (the RCA only).")] = (
         ReportFormat.md),
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE (default: stdout).")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="The format, as in every command (md, html, text); same as --format.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE (default: stdout).")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Postmortem of a rollout: timeline, weights, canary vs baseline charts, decisions, RCA, follow-ups.
 
-    Example: rollwise report checkout --format html -o checkout.html
+    Example: rollwise report checkout --format html --out checkout.html
     """
     from rollwise.core.protocols import NotFoundError
     from rollwise.report.postmortem import load_postmortem, to_html, to_markdown
 
+    format = _format_from_output(output, format)
+    _check_writable(out)
+    the_store = _open(store)
     try:
-        pm = load_postmortem(_open(store), name)
+        pm = load_postmortem(the_store, name)
     except NotFoundError:
-        err_console.print(f"error: no rollout named {name!r}")
+        missing = getattr(the_store, "missing", None)
+        err_console.print(f"error: no rollout named {name!r}" + (f" ({missing})" if missing else ""),
+                          markup=False, highlight=False)
         raise typer.Exit(1) from None
     if format == ReportFormat.html:
         text = to_html(pm)
@@ -65,12 +82,46 @@ def report(
         text = to_markdown(pm)
     else:
         text = pm.rca.text() + "\n"
-    if output is None:
+    if out is None:
         sys.stdout.write(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    err_console.print(f"wrote {output} ({len(text):,} bytes)")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err_console.print(f"error: --out {out}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    err_console.print(f"wrote {out} ({len(text):,} bytes)", markup=False, highlight=False)
+
+
+def _format_from_output(output: str | None, format: ReportFormat) -> ReportFormat:
+    """``-o``/``--output`` names a format in every rollwise command; a file name there is refused with the fix.
+
+    (Until this release ``report -o`` took a FILE; the report now goes to a file with ``--out``.)
+    """
+    if output is None:
+        return format
+    try:
+        return ReportFormat(output)
+    except ValueError:
+        err_console.print(f"error: -o/--output is the format (md, html or text) as in every rollwise command; "
+                          f"to write a file use --out {output}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _check_writable(out: Path | None) -> None:
+    """Refuse an ``--out`` that cannot be written before any work is done, with one line saying why."""
+    if out is None:
+        return
+    problem = None
+    if out.is_dir():
+        problem = "is a folder; name a file, e.g. --out " + str(out / "postmortem.html")
+    elif not out.parent.is_dir():
+        problem = f"folder {out.parent} does not exist"
+    elif not os.access(out if out.exists() else out.parent, os.W_OK):
+        problem = "permission denied"
+    if problem:
+        err_console.print(f"error: --out {out}: {problem}", markup=False, highlight=False)
+        raise typer.Exit(2)
 
 
 def _fmt_seconds(value: float | None) -> str:

@@ -162,8 +162,12 @@ def build_postmortem(record: RolloutRecord, events: Sequence[Event],
 
 
 def load_postmortem(store: Store, name: str) -> Postmortem:
+    """The postmortem of the rollout's latest run: an earlier rollout under the same name stays out of it."""
+    from rollwise.core.model import split_runs
+
     record = store.get(name)
-    return build_postmortem(record, store.events(name), store.windows(name))
+    runs = split_runs(store.events(name))
+    return build_postmortem(record, runs[-1] if runs else [], store.windows(name))
 
 
 # ---------------------------------------------------------------- charts

@@ -73,9 +73,18 @@ def parse_yaml_document(text: str, file: str) -> tuple[Any, yaml.Node | None]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise SpecError([SpecProblem(file, line, "(yaml)", str(getattr(exc, "problem", exc)))]) from None
+        line = mark.line + 1 if mark is not None else _reader_line(text, exc)
+        message = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise SpecError([SpecProblem(file, line, "(yaml)", message)]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, "(yaml)", "nested too deeply to be a rollout spec")]) from None
     return data, root
+
+
+def _reader_line(text: str, exc: yaml.YAMLError) -> int:
+    """The line of a reader error (a NUL or other control character), which carries only a position."""
+    position = getattr(exc, "position", None)
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
 
 
 def problems_from_validation(exc: ValidationError, root: yaml.Node | None, file: str) -> list[SpecProblem]:
@@ -101,12 +110,33 @@ def load_spec_text(text: str, file: str = "<spec>") -> RolloutSpec:
         return RolloutSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(problems_from_validation(exc, root, file)) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, "(document)", "nested too deeply to be a rollout spec")]) from None
+
+
+MAX_SPEC_BYTES = 1024 * 1024
+"""A rollout spec is a page of YAML; anything past this is refused before it is parsed (PyYAML is
+pure Python: a 5 MB file takes tens of seconds and hundreds of MB to compose)."""
+
+
+def read_spec_text(path: Path) -> str:
+    """The file as UTF-8 text, or a ``SpecError`` naming the file (and line) that cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError([SpecProblem(str(path), 0, "(file)", exc.strerror or str(exc))]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        message = f"larger than {MAX_SPEC_BYTES // 1024} KiB; a rollout spec is a short YAML file"
+        raise SpecError([SpecProblem(str(path), 0, "(file)", message)])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        raise SpecError([SpecProblem(str(path), line, "(file)", message)]) from None
 
 
 def load_spec(path: str | Path) -> RolloutSpec:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([SpecProblem(str(path), 0, "(file)", exc.strerror or str(exc))]) from None
-    return load_spec_text(text, str(path))
+    return load_spec_text(read_spec_text(path), str(path))

@@ -61,7 +61,7 @@ class LocalProcessDeployer:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # process output stays the owner's
         self.host = host
         self.stop_timeout_s = stop_timeout_s
         self.env = env

@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import math
+import os
 import queue
 import random
 import threading
@@ -194,7 +195,7 @@ def metric_types(record: RolloutRecord) -> dict[str, str]:
 
 def report_link(record: RolloutRecord) -> tuple[str | None, str]:
     """(URL from ``notify.reportUrl`` with ``{name}``/``{service}`` filled in, how to render it locally)."""
-    hint = f"rollwise report {record.name} --format html -o {record.name}-postmortem.html"
+    hint = f"rollwise report {record.name} --format html --out {record.name}-postmortem.html"
     notify = record.spec.notify
     if notify is None or not notify.reportUrl:
         return None, hint
@@ -352,8 +353,10 @@ class DeliveryLog:
             self._changed.notify_all()
             if self.path is not None:
                 try:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    with self.path.open("a", encoding="utf-8") as fh:
+                    self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    # Owner-only: the log names the channels and their answers.
+                    with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                                   "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(delivery.to_dict()) + "\n")
                 except OSError as exc:
                     log.warning("cannot append to delivery log %s: %s", self.path, exc)

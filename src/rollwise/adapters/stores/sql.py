@@ -35,6 +35,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError as AlembicError
 from pydantic_core import to_jsonable_python
 from sqlalchemy import (
     JSON,
@@ -60,12 +61,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from rollwise.core.model import Event, Phase, RolloutRecord, Window
-from rollwise.core.protocols import ConflictError, NotFoundError
+from rollwise.core.protocols import ConflictError, NotFoundError, StoreMissing, StoreUnavailable
 
 DEFAULT_STORE_PATH = "~/.rollwise/rollwise.db"
 MIGRATIONS = "rollwise.adapters.stores:migrations"
@@ -183,7 +184,7 @@ notifications_table = Table(
 
 
 def default_store_url() -> str:
-    """``ROLLWISE_STORE`` if set, else a SQLite file in ``~/.rollwise`` (created if missing)."""
+    """``ROLLWISE_STORE`` if set, else a SQLite file in ``~/.rollwise`` (created on first write)."""
     configured = os.environ.get("ROLLWISE_STORE", "").strip()
     return normalize_store_url(configured or DEFAULT_STORE_PATH)
 
@@ -192,19 +193,50 @@ def normalize_store_url(value: str) -> str:
     """Accept what a person types: a plain file path, ``~`` in SQLite paths, ``postgresql://``.
 
     Plain ``postgresql://`` would make SQLAlchemy look for psycopg2; rollwise ships psycopg 3.
-    For SQLite files the parent folder is created so a first run just works.
+    Raises ``StoreUnavailable`` for anything that is neither SQLite nor PostgreSQL.
     """
     value = value.strip()
     if "://" not in value:
         value = "sqlite:///" + value
-    url = make_url(value)
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise StoreUnavailable(f"{value.split('://')[0]}://…: not a store URL; {_URL_HINT}") from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(path))
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreUnavailable(f"unknown store scheme {url.drivername!r}; {_URL_HINT}")
+    if _sqlite_file(url) is not None:
+        url = url.set(database=str(_sqlite_file(url)))
     return url.render_as_string(hide_password=False)
+
+
+_URL_HINT = "use a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser()
+
+
+def _create_private_file(path: Path) -> None:
+    """A new SQLite file readable by its owner only, in a folder only the owner can enter.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they stay private too. An
+    existing folder or file keeps the mode its owner chose.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _why(exc: BaseException) -> str:
+    """The first line of a driver's error, without SQLAlchemy's background link."""
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
 
 
 def _finite(value: Any) -> Any:
@@ -240,12 +272,28 @@ def _record_json(record: RolloutRecord) -> dict[str, Any]:
 class SqlStore:
     """``Store`` on SQLAlchemy. ``SqlStore(default_store_url())`` or ``SqlStore("postgresql://...")``."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True) -> None:
+        """Open (and migrate) the store; with ``create=False`` a missing SQLite file raises ``StoreMissing``.
+
+        Every failure to open is a ``StoreUnavailable`` with one line naming the store and why.
+        """
         self.url = normalize_store_url(url)
-        self.engine = _create_engine(self.url)
-        self._is_postgres = self.engine.dialect.name == "postgresql"
-        if migrate:
-            self.migrate()
+        shown = make_url(self.url).render_as_string(hide_password=True)
+        path = _sqlite_file(make_url(self.url))
+        if path is not None and not path.exists():
+            if not create:
+                raise StoreMissing(f"no store at {path} yet")
+            try:
+                _create_private_file(path)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create store {path}: {exc.strerror or exc}") from None
+        try:
+            self.engine = _create_engine(self.url)
+            self._is_postgres = self.engine.dialect.name == "postgresql"
+            if migrate:
+                self.migrate()
+        except (SQLAlchemyError, AlembicError) as exc:
+            raise StoreUnavailable(f"cannot open store {shown}: {_why(exc)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
