@@ -38,16 +38,18 @@ def test_validate_ok_and_every_problem_with_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 4
-    assert any("flag 'a': field state" in ln for ln in lines)
-    assert any("flag 'a': field defaultVariant" in ln for ln in lines)
-    assert sum("flag 'b'" in ln for ln in lines) == 2
+    assert any(ln.startswith(f"{bad}:1: flags.a.state: ") for ln in lines)
+    assert any(ln.startswith(f"{bad}:1: flags.a.defaultVariant: ") for ln in lines)
+    assert sum("flags.b." in ln for ln in lines) == 2
 
 
-def test_validate_strict_turns_rule_problems_into_errors(tmp_path: Path) -> None:
+def test_rule_problems_are_errors_unless_lenient(tmp_path: Path) -> None:
     doc = {"flags": {"x": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"nope": []}}}}
     path = write(tmp_path, doc)
-    lenient = runner.invoke(flags_app, ["validate", str(path)])
+    lenient = runner.invoke(flags_app, ["validate", "--lenient", str(path)])
     assert lenient.exit_code == 0 and "warning:" in lenient.output and "unknown operator 'nope'" in lenient.output
+    strict = runner.invoke(flags_app, ["validate", str(path)])
+    assert strict.exit_code == 2 and "flags.x.targeting.nope: unknown operator 'nope'" in strict.output
     assert runner.invoke(flags_app, ["validate", "--strict", str(path)]).exit_code == 2
 
 

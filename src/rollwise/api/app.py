@@ -83,6 +83,7 @@ def create_app(
     stream_poll_s: float = 0.5,
 ) -> FastAPI:
     """The control-plane app over the store at ``store_url`` (or an already open ``store``)."""
+    flags = _open_flags(flags_path) if flags_path else None  # a bad flag file fails before a store is made
     if store is None:
         from rollwise.wiring import open_store
 
@@ -90,7 +91,6 @@ def create_app(
     audit = SqlAuditLog(store)
     tokens = SqlTokenRepository(store, audit.database)
     plane = ControlPlane(store=store, audit=audit, allow_commands=allow_commands)
-    flags = _open_flags(flags_path) if flags_path else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

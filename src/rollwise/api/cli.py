@@ -75,8 +75,14 @@ def serve(
     import uvicorn
 
     from rollwise.api.app import create_app
+    from rollwise.flags.definitions import FlagValidationError
 
-    app = create_app(store, str(flags) if flags else None, run_controller=controller, allow_commands=allow_commands)
+    try:
+        app = create_app(store, str(flags) if flags else None, run_controller=controller,
+                         allow_commands=allow_commands)
+    except FlagValidationError as exc:  # a flag file that cannot be served: say why, start nothing
+        typer.echo("\n".join(exc.problems), err=True)
+        raise typer.Exit(2) from None
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")

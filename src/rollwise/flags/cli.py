@@ -66,21 +66,31 @@ def _change(path: Path, apply: Any) -> None:
 @flags_app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="The flag file to check.")],
-    strict: Annotated[bool, typer.Option(help="Treat rule problems (unknown operator, $ref) as errors.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--lenient",
+            help="Rule problems (unknown operator or $ref, wrong arity, bad fractional buckets) are errors; "
+            "--lenient reports them as warnings.",
+        ),
+    ] = True,
 ) -> None:
-    """Check a flag file: exit 0 when valid, exit 2 listing every problem, one per line."""
-    try:
-        flag_set = FlagSet.load(file)
-    except FlagValidationError as e:
-        for problem in e.problems:
-            typer.echo(problem)
-        raise typer.Exit(2) from e
-    warnings = [f"{file}: {p}" for p in flag_set.problems()]
-    for w in warnings:
-        typer.echo(("error: " if strict else "warning: ") + w)
-    if strict and warnings:
+    """Check a flag file: exit 0 when valid, exit 2 listing every problem as FILE:LINE: path: message."""
+    flag_set = _load(file)
+    rule_problems = flag_set.document.rule_problems
+    for problem in rule_problems:
+        typer.echo(("" if strict else "warning: ") + problem, err=strict)
+    if strict and rule_problems:
         raise typer.Exit(2)
     typer.echo(f"{file}: {len(flag_set)} flags valid (fractional v{flag_set.fractional_version})")
+
+
+def _load(file: Path, fractional_version: int | None = None) -> FlagSet:
+    try:
+        return FlagSet.load(file, fractional_version=fractional_version)
+    except FlagValidationError as e:
+        typer.echo("\n".join(e.problems), err=True)
+        raise typer.Exit(2) from e
 
 
 @flags_app.command("eval")
@@ -98,11 +108,7 @@ def eval_(
         _fail(f"error: --context is not JSON: {e}", 2)
     if not isinstance(ctx, dict):
         _fail("error: --context must be a JSON object", 2)
-    try:
-        flag_set = FlagSet.load(file, fractional_version=fractional_version)
-    except FlagValidationError as e:
-        typer.echo("\n".join(e.problems), err=True)
-        raise typer.Exit(2) from e
+    flag_set = _load(file, fractional_version)
     r = flag_set.resolve(key, ctx, None)
     body = {
         "key": key,

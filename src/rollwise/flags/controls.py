@@ -88,33 +88,34 @@ def section(raw: dict[str, Any]) -> dict[str, Any]:
     return sec if isinstance(sec, dict) else {}
 
 
-def validate_section(raw: dict[str, Any], flag_keys: set[str]) -> list[str]:
-    """Problems in the `$rollwise` section (schedules referring to unknown flags, bad actions)."""
+def validate_section(raw: dict[str, Any], flag_keys: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems in the `$rollwise` section (schedules referring to unknown flags, bad actions), each with
+    the JSON path it is about."""
     sec = raw.get(ROLLWISE_KEY)
     if sec is None:
         return []
     if not isinstance(sec, dict):
-        return [f"field {ROLLWISE_KEY}: must be an object"]
-    problems = []
+        return [((ROLLWISE_KEY,), "must be an object")]
+    problems: list[tuple[tuple[Any, ...], str]] = []
     version = sec.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        problems.append(f"field {ROLLWISE_KEY}.version: must be a non-negative integer")
+        problems.append(((ROLLWISE_KEY, "version"), "must be a non-negative integer"))
     for i, s in enumerate(sec.get("schedules", []) or []):
-        where = f"field {ROLLWISE_KEY}.schedules[{i}]"
+        where = (ROLLWISE_KEY, "schedules", i)
         try:
             sched = Schedule.from_json(s)
         except (KeyError, TypeError, ValueError) as e:
-            problems.append(f"{where}: {e}")
+            problems.append((where, str(e)))
             continue
         if sched.flag not in flag_keys:
-            problems.append(f"{where}: flag {sched.flag!r} is not defined")
+            problems.append(((*where, "flag"), f"flag {sched.flag!r} is not defined"))
         if sched.action not in SCHEDULE_ACTIONS:
-            problems.append(f"{where}: action {sched.action!r} is not one of {SCHEDULE_ACTIONS}")
+            problems.append(((*where, "action"), f"action {sched.action!r} is not one of {SCHEDULE_ACTIONS}"))
         if sched.action == "set-percent" and (sched.percent is None or not 0 <= sched.percent <= 100):
-            problems.append(f"{where}: set-percent needs a percent between 0 and 100")
+            problems.append(((*where, "percent"), "set-percent needs a percent between 0 and 100"))
     killed = sec.get("killed", {})
     if not isinstance(killed, dict):
-        problems.append(f"field {ROLLWISE_KEY}.killed: must be an object")
+        problems.append(((ROLLWISE_KEY, "killed"), "must be an object"))
     return problems
 
 

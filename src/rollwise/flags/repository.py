@@ -11,6 +11,7 @@ validate is never served: the previous configuration stays.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -121,6 +122,7 @@ class _Served:
     etag: str
     version: int
     stamp: FileStamp
+    rule_keys: frozenset[str] = frozenset()
 
 
 def _etag(raw: dict[str, Any]) -> str:
@@ -238,15 +240,18 @@ class FlagRepository:
                 self._install(self._build(self._served.raw, self._served.stamp), "schedule")
 
     def reload(self) -> bool:
-        """Re-read the file; an invalid file is logged and ignored (the served configuration stays)."""
+        """Re-read the file; an invalid file is logged once, in one line, and ignored (the served
+        configuration stays). A file whose rules have problems the served one did not have counts as invalid."""
         with self._lock:
             stamp = file_stamp(self.path)
             try:
                 doc = load_document(self.path)
+                _refuse_new_rule_problems(doc.rule_keys, doc.rule_problems, self._served.rule_keys, str(self.path))
                 served = self._build(doc.raw, stamp)
-            except (FlagValidationError, ValueError) as e:
-                self.last_error = str(e)
-                log.error("flag file %s rejected, still serving version %s: %s", self.path, self.version, e)
+            except Exception as e:  # whatever is wrong with the file, the served set stays and one line says why
+                self.last_error = one_line(e)
+                log.error("flag file %s rejected, still serving version %s: %s", self.path, self.version,
+                          self.last_error)
                 # Remember the stamp so one bad write is reported once, not on every tick.
                 self._served = _replace_stamp(self._served, stamp)
                 return False
@@ -257,7 +262,8 @@ class FlagRepository:
         served_raw, _ = controls.materialize(raw, self.clock())
         doc = validate_document(served_raw, str(self.path))
         flag_set = FlagSet(doc, fractional_version=self.fractional_version, clock=self.clock, source=str(self.path))
-        return _Served(raw, served_raw, flag_set, _etag(served_raw), controls.doc_version(raw), stamp)
+        version = controls.doc_version(raw)
+        return _Served(raw, served_raw, flag_set, _etag(served_raw), version, stamp, doc.rule_keys)
 
     def _install(self, served: _Served, action: str) -> bool:
         old = self._served
@@ -304,6 +310,8 @@ class FlagRepository:
             new_raw = transform(current)
             version = controls.bump_version(new_raw)
             served = self._build(new_raw, None)  # validates the whole new document before writing
+            new_doc = validate_document(new_raw, str(self.path))
+            _refuse_new_rule_problems(new_doc.rule_keys, new_doc.rule_problems, self._served.rule_keys, str(self.path))
             atomic_write(self.path, dump_document(new_raw, self.path))
             served = _replace_stamp(served, file_stamp(self.path))
             before = current.get("flags", {}).get(flag) if flag else None
@@ -424,7 +432,23 @@ class _AlreadyApplied(Exception):
 
 
 def _replace_stamp(served: _Served, stamp: FileStamp) -> _Served:
-    return _Served(served.raw, served.served_raw, served.flag_set, served.etag, served.version, stamp)
+    return dataclasses.replace(served, stamp=stamp)
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one log/status line: the first problem, and how many more there are."""
+    problems = error.problems if isinstance(error, FlagValidationError) else [f"{type(error).__name__}: {error}"]
+    lines = [ln for p in problems for ln in str(p).splitlines() if ln.strip()] or [type(error).__name__]
+    more = f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""
+    return lines[0] + more
+
+
+def _refuse_new_rule_problems(keys: frozenset[str], formatted: list[str], served: frozenset[str], source: str) -> None:
+    """A change must not add rule problems: a rule that can never evaluate is refused before it is served.
+    Problems the served file already had (flagd's testbed keeps some on purpose) do not block a change."""
+    new = keys - served
+    if new:
+        raise FlagValidationError([p for p in formatted if p.split(": ", 1)[-1] in new] or sorted(new), source)
 
 
 def set_rollout_percent(flags_path: str | Path, key: str, percent: float, actor: str, reason: str) -> ChangeRecord:
