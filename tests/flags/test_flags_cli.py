@@ -100,3 +100,23 @@ def test_kill_restore_schedule_list_history(tmp_path: Path) -> None:
         ("v2", "bo", "restore", "ok"),
         ("v3", "pm", "schedule", "half on Thursday"),
     ]
+
+
+def test_output_yaml_is_real_yaml_and_unknown_formats_are_refused(tmp_path: Path) -> None:
+    """`--output`/`-o` takes text, json or yaml on every flags command that prints data (issue 11, item 11)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = write(tmp_path)
+    runner.invoke(flags_app, ["kill", "beta", "--file", str(path), "--reason", "bad", "--actor", "ana"])
+    for args in (["list", "--file", str(path)], ["history", "--file", str(path)],
+                 ["eval", str(path), "beta"]):
+        as_json = json.loads(runner.invoke(flags_app, [*args, "--output", "json"]).output)
+        as_yaml = runner.invoke(flags_app, [*args, "-o", "yaml"])
+        assert as_yaml.exit_code == 0 and yaml.safe_load(as_yaml.output) == as_json
+        assert not as_yaml.output.lstrip().startswith("{")
+    proc = subprocess.run([sys.executable, "-m", "rollwise", "flags", "list", "--file", str(path), "-o", "xml"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "'xml' is not one of" in proc.stderr and proc.stdout == ""
