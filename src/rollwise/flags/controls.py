@@ -246,19 +246,34 @@ def set_percent(raw: dict[str, Any], key: str, percent: float) -> dict[str, Any]
         raise ControlError(
             f"flag {key!r}: cannot tell its on and off variants (name them on/off or use boolean values)"
         )
-    on_w = round(percent * PERCENT_SCALE)
-    buckets = [[on, on_w], [off, 100 * PERCENT_SCALE - on_w]]
     targeting = flag.get("targeting") or {}
     node = _find_fractional(targeting)
     if node is None:
         if targeting:
             raise ControlError(f"flag {key!r} has targeting without a fractional rule; add one to control its rollout")
-        flag["targeting"] = {"fractional": buckets}
+        on_w = round(percent * PERCENT_SCALE)
+        flag["targeting"] = {"fractional": [[on, on_w], [off, 100 * PERCENT_SCALE - on_w]]}
     else:
         seed = [] if not node or isinstance(node[0], list) else [node[0]]
-        node[:] = seed + buckets
+        node[:] = seed + _rollout_buckets(node[len(seed):], on, off, percent)
     flag["state"] = "ENABLED"
     return out
+
+
+def _rollout_buckets(written: list[Any], on: str, off: str, percent: float) -> list[list[Any]]:
+    """The on/off buckets for `percent`, in the file's own terms: the buckets' order and their total weight
+    as written (25/75 stays a split of 100) whenever that total can express `percent` exactly; otherwise
+    hundredths of a percent."""
+    weights = [b[1] if len(b) == 2 else 1 for b in written if isinstance(b, list) and b]
+    total = sum(w for w in weights if isinstance(w, int) and not isinstance(w, bool))
+    on_w_exact = percent * total / 100
+    if len(weights) != len(written) or total <= 0 or on_w_exact != round(on_w_exact):
+        total, on_w_exact = 100 * PERCENT_SCALE, round(percent * PERCENT_SCALE)
+    on_w = round(on_w_exact)
+    by_name = {on: on_w, off: total - on_w}
+    order = [b[0] for b in written if isinstance(b, list) and b and b[0] in by_name]
+    names = order if sorted(order) == sorted(by_name) else [on, off]
+    return [[name, by_name[name]] for name in names]
 
 
 def set_state(raw: dict[str, Any], key: str, enabled: bool) -> dict[str, Any]:

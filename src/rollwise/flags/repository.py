@@ -11,6 +11,7 @@ validate is never served: the previous configuration stays.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import fcntl
 import hashlib
@@ -25,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollwise.flags import controls
+from rollwise.flags import controls, edit
 from rollwise.flags.controls import ControlError, Schedule
 from rollwise.flags.definitions import (
     FlagValidationError,
-    dump_document,
     load_document,
     parse_text,
+    read_text,
     validate_document,
 )
 from rollwise.flags.evaluator import FlagSet
@@ -306,13 +307,15 @@ class FlagRepository:
         if not actor:
             raise ControlError("every change needs an actor (who is making it)")
         with self._lock, self._file_lock():
-            current = load_document(self.path).raw  # fresh: another process may have written since
+            text = read_text(self.path)  # fresh: another process may have written since
+            current = validate_document(parse_text(text, str(self.path)), str(self.path), text).raw
+            original = copy.deepcopy(current)
             new_raw = transform(current)
             version = controls.bump_version(new_raw)
             served = self._build(new_raw, None)  # validates the whole new document before writing
             new_doc = validate_document(new_raw, str(self.path))
             _refuse_new_rule_problems(new_doc.rule_keys, new_doc.rule_problems, self._served.rule_keys, str(self.path))
-            atomic_write(self.path, dump_document(new_raw, self.path))
+            atomic_write(self.path, edit.render(self.path, text, original, new_raw))
             served = _replace_stamp(served, file_stamp(self.path))
             before = current.get("flags", {}).get(flag) if flag else None
             after = new_raw.get("flags", {}).get(flag) if flag else None
