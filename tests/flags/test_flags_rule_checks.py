@@ -79,6 +79,8 @@ NEVER_EVALUATE = [
      "sem_ver operator '=>'"),
     (doc({"if": [True]}), "flags.f.targeting.if", "takes at least 2 arguments, got 1"),
     (doc({"fractional": [{"var": "targetingKey"}]}), "flags.f.targeting.fractional", "at least one bucket"),
+    (doc({"fractional": [[{"var": "email"}], ["on", 1], ["off", 1]]}), "flags.f.targeting.fractional.0",
+     "seed is written without brackets"),
 ]
 
 

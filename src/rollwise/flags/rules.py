@@ -214,6 +214,10 @@ class _Checker:
         if not args:
             return
         start = 0 if isinstance(args[0], list) else 1
+        first = args[0]
+        if start == 0 and len(args) > 1 and len(first) == 1 and _is_op(first[0]):
+            self.add((*loc, 0), "a bucket with a computed variant and no weight: a bucketing seed is written "
+                                "without brackets, e.g. fractional: [{cat: [...]}, [variant, weight], ...]")
         buckets = args[start:]
         if not buckets:
             self.add(loc, "fractional needs at least one bucket [variant, weight]")
