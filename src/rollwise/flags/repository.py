@@ -177,6 +177,9 @@ class FlagRepository:
         stamp = file_stamp(self.path)
         doc = load_document(self.path)
         self._served = self._build(doc.raw, stamp)
+        if doc.rule_problems:  # served as flagd would (PARSE_ERROR when reached), but said once at start
+            more = f" (and {len(doc.rule_problems) - 1} more)" if len(doc.rule_problems) > 1 else ""
+            log.warning("flag file %s has rules that fail when reached: %s%s", self.path, doc.rule_problems[0], more)
 
     # --- reading ------------------------------------------------------------------------------------
 
