@@ -38,16 +38,18 @@ def test_validate_ok_and_every_problem_with_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 4
-    assert any("flag 'a': field state" in ln for ln in lines)
-    assert any("flag 'a': field defaultVariant" in ln for ln in lines)
-    assert sum("flag 'b'" in ln for ln in lines) == 2
+    assert any(ln.startswith(f"{bad}:1: flags.a.state: ") for ln in lines)
+    assert any(ln.startswith(f"{bad}:1: flags.a.defaultVariant: ") for ln in lines)
+    assert sum("flags.b." in ln for ln in lines) == 2
 
 
-def test_validate_strict_turns_rule_problems_into_errors(tmp_path: Path) -> None:
+def test_rule_problems_are_errors_unless_lenient(tmp_path: Path) -> None:
     doc = {"flags": {"x": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"nope": []}}}}
     path = write(tmp_path, doc)
-    lenient = runner.invoke(flags_app, ["validate", str(path)])
+    lenient = runner.invoke(flags_app, ["validate", "--lenient", str(path)])
     assert lenient.exit_code == 0 and "warning:" in lenient.output and "unknown operator 'nope'" in lenient.output
+    strict = runner.invoke(flags_app, ["validate", str(path)])
+    assert strict.exit_code == 2 and "flags.x.targeting.nope: unknown operator 'nope'" in strict.output
     assert runner.invoke(flags_app, ["validate", "--strict", str(path)]).exit_code == 2
 
 
@@ -98,3 +100,23 @@ def test_kill_restore_schedule_list_history(tmp_path: Path) -> None:
         ("v2", "bo", "restore", "ok"),
         ("v3", "pm", "schedule", "half on Thursday"),
     ]
+
+
+def test_output_yaml_is_real_yaml_and_unknown_formats_are_refused(tmp_path: Path) -> None:
+    """`--output`/`-o` takes text, json or yaml on every flags command that prints data (issue 11, item 11)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = write(tmp_path)
+    runner.invoke(flags_app, ["kill", "beta", "--file", str(path), "--reason", "bad", "--actor", "ana"])
+    for args in (["list", "--file", str(path)], ["history", "--file", str(path)],
+                 ["eval", str(path), "beta"]):
+        as_json = json.loads(runner.invoke(flags_app, [*args, "--output", "json"]).output)
+        as_yaml = runner.invoke(flags_app, [*args, "-o", "yaml"])
+        assert as_yaml.exit_code == 0 and yaml.safe_load(as_yaml.output) == as_json
+        assert not as_yaml.output.lstrip().startswith("{")
+    proc = subprocess.run([sys.executable, "-m", "rollwise", "flags", "list", "--file", str(path), "-o", "xml"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "'xml' is not one of" in proc.stderr and proc.stdout == ""

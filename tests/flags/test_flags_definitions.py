@@ -58,12 +58,12 @@ def test_every_problem_is_reported_with_flag_and_field() -> None:
         FlagSet.from_dict(bad, source="flags.json")
     problems = info.value.problems
     text = "\n".join(problems)
-    assert "flags.json: flag 'a': field state" in text
-    assert "flag 'a': field variants: all variants must have one type" in text
-    assert "flag 'a': field defaultVariant: 'z' is not one of the variants" in text
-    assert "flag 'b': field variants" in text
-    assert "flag 'c': field metdata" in text  # typo caught
-    assert "unknown top-level field 'flagz'" in text
+    assert "flags.json: flags.a.state: " in text
+    assert "flags.a.variants: all variants must have one type" in text
+    assert "flags.a.defaultVariant: 'z' is not one of the variants" in text
+    assert "flags.b.variants: " in text
+    assert "flags.c.metdata: " in text  # typo caught
+    assert "flags.json: flagz: unknown top-level field" in text
     assert not any("'ok'" in p for p in problems)
 
 

@@ -90,6 +90,7 @@ def create_app(
     ``policy``: what specs from the API may make this server do (files, URLs, processes, upstreams);
     by default nothing outside the server's own folder and loopback (``allow_commands`` as given).
     """
+    flags = _open_flags(flags_path) if flags_path else None  # a bad flag file fails before a store is made
     if store is None:
         from rollwise.wiring import open_store
 
@@ -97,7 +98,6 @@ def create_app(
     audit = SqlAuditLog(store)
     tokens = SqlTokenRepository(store, audit.database)
     plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
-    flags = _open_flags(flags_path) if flags_path else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

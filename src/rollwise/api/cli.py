@@ -140,6 +140,7 @@ def serve(
     policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
     from rollwise.core.protocols import StoreUnavailable
+    from rollwise.flags.definitions import FlagValidationError
 
     try:
         app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
@@ -147,6 +148,9 @@ def serve(
     except StoreUnavailable as exc:
         err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    except FlagValidationError as exc:  # a flag file that cannot be served: say why, start nothing
+        typer.echo("\n".join(exc.problems), err=True)
+        raise typer.Exit(2) from None
     _require_key(app.state.plane.audit)
     if not app.state.tokens.any_exist():
         err_console.print("[yellow]no API tokens yet: loopback callers act as admin, others are refused. "

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import re
 
+# JSON Schema patterns of the text each parser accepts (`rollwise schema` publishes them beside numbers).
+_NUM = r"[0-9]+(?:\.[0-9]+)?"
+DURATION_PATTERN = rf"^ *(?:{_NUM}|(?:{_NUM} *(?:ms|s|m|h|d) *)+)$"
+PERCENT_PATTERN = r"^\s*(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*%?\s*$"
+LATENCY_PATTERN = rf"^\s*{_NUM}\s*(?:ms|s)?\s*$"
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 

@@ -10,10 +10,12 @@ import getpass
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from rollwise.flags.controls import ControlError, parse_time
 from rollwise.flags.definitions import FlagValidationError
@@ -22,6 +24,15 @@ from rollwise.flags.repository import ChangeRecord, FlagRepository
 
 flags_app = typer.Typer(help="Feature flags (flagd format): validate, evaluate, kill, restore, schedule.")
 
+class Output(StrEnum):
+    """Like every rollwise command's `--output text|json`; flag listings also come as YAML (flagd's other format)."""
+
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text, json or yaml")]
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="The flag file (JSON or YAML).")]
 ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the change history.")]
 
@@ -36,6 +47,15 @@ def _default_actor() -> str:
 ActorOption = Annotated[
     str, typer.Option("--actor", "-a", default_factory=_default_actor, help="Who: recorded in the history.")
 ]
+
+
+def _emit(output: Output, body: Any) -> bool:
+    """Print `body` as JSON or YAML and return True; False means the caller prints its text form."""
+    if output is Output.json:
+        typer.echo(json.dumps(body))
+    elif output is Output.yaml:
+        typer.echo(yaml.safe_dump(body, sort_keys=False, allow_unicode=True), nl=False)
+    return output is not Output.text
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -66,21 +86,31 @@ def _change(path: Path, apply: Any) -> None:
 @flags_app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="The flag file to check.")],
-    strict: Annotated[bool, typer.Option(help="Treat rule problems (unknown operator, $ref) as errors.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--lenient",
+            help="Rule problems (unknown operator or $ref, wrong arity, bad fractional buckets) are errors; "
+            "--lenient reports them as warnings.",
+        ),
+    ] = True,
 ) -> None:
-    """Check a flag file: exit 0 when valid, exit 2 listing every problem, one per line."""
-    try:
-        flag_set = FlagSet.load(file)
-    except FlagValidationError as e:
-        for problem in e.problems:
-            typer.echo(problem)
-        raise typer.Exit(2) from e
-    warnings = [f"{file}: {p}" for p in flag_set.problems()]
-    for w in warnings:
-        typer.echo(("error: " if strict else "warning: ") + w)
-    if strict and warnings:
+    """Check a flag file: exit 0 when valid, exit 2 listing every problem as FILE:LINE: path: message."""
+    flag_set = _load(file)
+    rule_problems = flag_set.document.rule_problems
+    for problem in rule_problems:
+        typer.echo(("" if strict else "warning: ") + problem, err=strict)
+    if strict and rule_problems:
         raise typer.Exit(2)
     typer.echo(f"{file}: {len(flag_set)} flags valid (fractional v{flag_set.fractional_version})")
+
+
+def _load(file: Path, fractional_version: int | None = None) -> FlagSet:
+    try:
+        return FlagSet.load(file, fractional_version=fractional_version)
+    except FlagValidationError as e:
+        typer.echo("\n".join(e.problems), err=True)
+        raise typer.Exit(2) from e
 
 
 @flags_app.command("eval")
@@ -88,7 +118,7 @@ def eval_(
     file: Annotated[Path, typer.Argument(help="The flag file.")],
     key: Annotated[str, typer.Argument(help="Flag key.")],
     context: Annotated[str, typer.Option(help="Evaluation context as a JSON object.")] = "{}",
-    output: Annotated[str, typer.Option(help="text or json")] = "text",
+    output: OutputOpt = Output.text,
     fractional_version: Annotated[int | None, typer.Option(help="Bucketing version 1, 2 or 3.")] = None,
 ) -> None:
     """Evaluate one flag for a context and print value, variant and reason."""
@@ -98,11 +128,7 @@ def eval_(
         _fail(f"error: --context is not JSON: {e}", 2)
     if not isinstance(ctx, dict):
         _fail("error: --context must be a JSON object", 2)
-    try:
-        flag_set = FlagSet.load(file, fractional_version=fractional_version)
-    except FlagValidationError as e:
-        typer.echo("\n".join(e.problems), err=True)
-        raise typer.Exit(2) from e
+    flag_set = _load(file, fractional_version)
     r = flag_set.resolve(key, ctx, None)
     body = {
         "key": key,
@@ -113,9 +139,7 @@ def eval_(
         "errorMessage": r.error_message,
         "metadata": dict(r.metadata),
     }
-    if output == "json":
-        typer.echo(json.dumps(body))
-    else:
+    if not _emit(output, body):
         typer.echo(f"value: {json.dumps(r.value)}\nvariant: {r.variant}\nreason: {r.reason}")
         if r.error_code:
             typer.echo(f"error: {r.error_code}: {r.error_message}")
@@ -173,7 +197,7 @@ def schedule(
 @flags_app.command("list")
 def list_(
     file: FileOption,
-    output: Annotated[str, typer.Option(help="text or json")] = "text",
+    output: OutputOpt = Output.text,
 ) -> None:
     """List flags with state, variants, default variant, kill status and pending schedules."""
     repo = _repository(file)
@@ -191,8 +215,7 @@ def list_(
         for key, f in repo.flag_set.flags.items()
     ]
     pending = [s.to_json() for s in repo.schedules()]
-    if output == "json":
-        typer.echo(json.dumps({"version": repo.version, "flags": rows, "schedules": pending}))
+    if _emit(output, {"version": repo.version, "flags": rows, "schedules": pending}):
         return
     typer.echo(f"version {repo.version}, {len(rows)} flags")
     for row in rows:
@@ -208,13 +231,12 @@ def list_(
 def history(
     file: FileOption,
     flag: Annotated[str | None, typer.Option(help="Only this flag's changes.")] = None,
-    output: Annotated[str, typer.Option(help="text or json")] = "text",
+    output: OutputOpt = Output.text,
 ) -> None:
     """The audited change history: version, when, who, what and why."""
     repo = _repository(file)
     records = repo.changes(flag)
-    if output == "json":
-        typer.echo(json.dumps([r.to_json() for r in records]))
+    if _emit(output, [r.to_json() for r in records]):
         return
     for r in records:
         typer.echo(f"v{r.version}\t{r.at}\t{r.actor}\t{r.action}\t{r.flag or '-'}\t{r.reason}")

@@ -88,33 +88,34 @@ def section(raw: dict[str, Any]) -> dict[str, Any]:
     return sec if isinstance(sec, dict) else {}
 
 
-def validate_section(raw: dict[str, Any], flag_keys: set[str]) -> list[str]:
-    """Problems in the `$rollwise` section (schedules referring to unknown flags, bad actions)."""
+def validate_section(raw: dict[str, Any], flag_keys: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems in the `$rollwise` section (schedules referring to unknown flags, bad actions), each with
+    the JSON path it is about."""
     sec = raw.get(ROLLWISE_KEY)
     if sec is None:
         return []
     if not isinstance(sec, dict):
-        return [f"field {ROLLWISE_KEY}: must be an object"]
-    problems = []
+        return [((ROLLWISE_KEY,), "must be an object")]
+    problems: list[tuple[tuple[Any, ...], str]] = []
     version = sec.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        problems.append(f"field {ROLLWISE_KEY}.version: must be a non-negative integer")
+        problems.append(((ROLLWISE_KEY, "version"), "must be a non-negative integer"))
     for i, s in enumerate(sec.get("schedules", []) or []):
-        where = f"field {ROLLWISE_KEY}.schedules[{i}]"
+        where = (ROLLWISE_KEY, "schedules", i)
         try:
             sched = Schedule.from_json(s)
         except (KeyError, TypeError, ValueError) as e:
-            problems.append(f"{where}: {e}")
+            problems.append((where, str(e)))
             continue
         if sched.flag not in flag_keys:
-            problems.append(f"{where}: flag {sched.flag!r} is not defined")
+            problems.append(((*where, "flag"), f"flag {sched.flag!r} is not defined"))
         if sched.action not in SCHEDULE_ACTIONS:
-            problems.append(f"{where}: action {sched.action!r} is not one of {SCHEDULE_ACTIONS}")
+            problems.append(((*where, "action"), f"action {sched.action!r} is not one of {SCHEDULE_ACTIONS}"))
         if sched.action == "set-percent" and (sched.percent is None or not 0 <= sched.percent <= 100):
-            problems.append(f"{where}: set-percent needs a percent between 0 and 100")
+            problems.append(((*where, "percent"), "set-percent needs a percent between 0 and 100"))
     killed = sec.get("killed", {})
     if not isinstance(killed, dict):
-        problems.append(f"field {ROLLWISE_KEY}.killed: must be an object")
+        problems.append(((ROLLWISE_KEY, "killed"), "must be an object"))
     return problems
 
 
@@ -245,19 +246,34 @@ def set_percent(raw: dict[str, Any], key: str, percent: float) -> dict[str, Any]
         raise ControlError(
             f"flag {key!r}: cannot tell its on and off variants (name them on/off or use boolean values)"
         )
-    on_w = round(percent * PERCENT_SCALE)
-    buckets = [[on, on_w], [off, 100 * PERCENT_SCALE - on_w]]
     targeting = flag.get("targeting") or {}
     node = _find_fractional(targeting)
     if node is None:
         if targeting:
             raise ControlError(f"flag {key!r} has targeting without a fractional rule; add one to control its rollout")
-        flag["targeting"] = {"fractional": buckets}
+        on_w = round(percent * PERCENT_SCALE)
+        flag["targeting"] = {"fractional": [[on, on_w], [off, 100 * PERCENT_SCALE - on_w]]}
     else:
         seed = [] if not node or isinstance(node[0], list) else [node[0]]
-        node[:] = seed + buckets
+        node[:] = seed + _rollout_buckets(node[len(seed):], on, off, percent)
     flag["state"] = "ENABLED"
     return out
+
+
+def _rollout_buckets(written: list[Any], on: str, off: str, percent: float) -> list[list[Any]]:
+    """The on/off buckets for `percent`, in the file's own terms: the buckets' order and their total weight
+    as written (25/75 stays a split of 100) whenever that total can express `percent` exactly; otherwise
+    hundredths of a percent."""
+    weights = [b[1] if len(b) == 2 else 1 for b in written if isinstance(b, list) and b]
+    total = sum(w for w in weights if isinstance(w, int) and not isinstance(w, bool))
+    on_w_exact = percent * total / 100
+    if len(weights) != len(written) or total <= 0 or on_w_exact != round(on_w_exact):
+        total, on_w_exact = 100 * PERCENT_SCALE, round(percent * PERCENT_SCALE)
+    on_w = round(on_w_exact)
+    by_name = {on: on_w, off: total - on_w}
+    order = [b[0] for b in written if isinstance(b, list) and b and b[0] in by_name]
+    names = order if sorted(order) == sorted(by_name) else [on, off]
+    return [[name, by_name[name]] for name in names]
 
 
 def set_state(raw: dict[str, Any], key: str, enabled: bool) -> dict[str, Any]:

@@ -11,6 +11,8 @@ validate is never served: the previous configuration stays.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -24,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollwise.flags import controls
+from rollwise.flags import controls, edit
 from rollwise.flags.controls import ControlError, Schedule
 from rollwise.flags.definitions import (
     FlagValidationError,
-    dump_document,
     load_document,
     parse_text,
+    read_text,
     validate_document,
 )
 from rollwise.flags.evaluator import FlagSet
@@ -121,6 +123,7 @@ class _Served:
     etag: str
     version: int
     stamp: FileStamp
+    rule_keys: frozenset[str] = frozenset()
 
 
 def _etag(raw: dict[str, Any]) -> str:
@@ -174,6 +177,9 @@ class FlagRepository:
         stamp = file_stamp(self.path)
         doc = load_document(self.path)
         self._served = self._build(doc.raw, stamp)
+        if doc.rule_problems:  # served as flagd would (PARSE_ERROR when reached), but said once at start
+            more = f" (and {len(doc.rule_problems) - 1} more)" if len(doc.rule_problems) > 1 else ""
+            log.warning("flag file %s has rules that fail when reached: %s%s", self.path, doc.rule_problems[0], more)
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -238,15 +244,18 @@ class FlagRepository:
                 self._install(self._build(self._served.raw, self._served.stamp), "schedule")
 
     def reload(self) -> bool:
-        """Re-read the file; an invalid file is logged and ignored (the served configuration stays)."""
+        """Re-read the file; an invalid file is logged once, in one line, and ignored (the served
+        configuration stays). A file whose rules have problems the served one did not have counts as invalid."""
         with self._lock:
             stamp = file_stamp(self.path)
             try:
                 doc = load_document(self.path)
+                _refuse_new_rule_problems(doc.rule_keys, doc.rule_problems, self._served.rule_keys, str(self.path))
                 served = self._build(doc.raw, stamp)
-            except (FlagValidationError, ValueError) as e:
-                self.last_error = str(e)
-                log.error("flag file %s rejected, still serving version %s: %s", self.path, self.version, e)
+            except Exception as e:  # whatever is wrong with the file, the served set stays and one line says why
+                self.last_error = one_line(e)
+                log.error("flag file %s rejected, still serving version %s: %s", self.path, self.version,
+                          self.last_error)
                 # Remember the stamp so one bad write is reported once, not on every tick.
                 self._served = _replace_stamp(self._served, stamp)
                 return False
@@ -257,7 +266,8 @@ class FlagRepository:
         served_raw, _ = controls.materialize(raw, self.clock())
         doc = validate_document(served_raw, str(self.path))
         flag_set = FlagSet(doc, fractional_version=self.fractional_version, clock=self.clock, source=str(self.path))
-        return _Served(raw, served_raw, flag_set, _etag(served_raw), controls.doc_version(raw), stamp)
+        version = controls.doc_version(raw)
+        return _Served(raw, served_raw, flag_set, _etag(served_raw), version, stamp, doc.rule_keys)
 
     def _install(self, served: _Served, action: str) -> bool:
         old = self._served
@@ -300,11 +310,15 @@ class FlagRepository:
         if not actor:
             raise ControlError("every change needs an actor (who is making it)")
         with self._lock, self._file_lock():
-            current = load_document(self.path).raw  # fresh: another process may have written since
+            text = read_text(self.path)  # fresh: another process may have written since
+            current = validate_document(parse_text(text, str(self.path)), str(self.path), text).raw
+            original = copy.deepcopy(current)
             new_raw = transform(current)
             version = controls.bump_version(new_raw)
             served = self._build(new_raw, None)  # validates the whole new document before writing
-            atomic_write(self.path, dump_document(new_raw, self.path))
+            new_doc = validate_document(new_raw, str(self.path))
+            _refuse_new_rule_problems(new_doc.rule_keys, new_doc.rule_problems, self._served.rule_keys, str(self.path))
+            atomic_write(self.path, edit.render(self.path, text, original, new_raw))
             served = _replace_stamp(served, file_stamp(self.path))
             before = current.get("flags", {}).get(flag) if flag else None
             after = new_raw.get("flags", {}).get(flag) if flag else None
@@ -424,7 +438,23 @@ class _AlreadyApplied(Exception):
 
 
 def _replace_stamp(served: _Served, stamp: FileStamp) -> _Served:
-    return _Served(served.raw, served.served_raw, served.flag_set, served.etag, served.version, stamp)
+    return dataclasses.replace(served, stamp=stamp)
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one log/status line: the first problem, and how many more there are."""
+    problems = error.problems if isinstance(error, FlagValidationError) else [f"{type(error).__name__}: {error}"]
+    lines = [ln for p in problems for ln in str(p).splitlines() if ln.strip()] or [type(error).__name__]
+    more = f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""
+    return lines[0] + more
+
+
+def _refuse_new_rule_problems(keys: frozenset[str], formatted: list[str], served: frozenset[str], source: str) -> None:
+    """A change must not add rule problems: a rule that can never evaluate is refused before it is served.
+    Problems the served file already had (flagd's testbed keeps some on purpose) do not block a change."""
+    new = keys - served
+    if new:
+        raise FlagValidationError([p for p in formatted if p.split(": ", 1)[-1] in new] or sorted(new), source)
 
 
 def set_rollout_percent(flags_path: str | Path, key: str, percent: float, actor: str, reason: str) -> ChangeRecord:

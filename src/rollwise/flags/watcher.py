@@ -54,8 +54,13 @@ class PollingWatcher:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        last_failure: str | None = None
         while not self._stop.wait(self.interval):
             try:
                 self._tick()
-            except Exception:  # a bad tick must not kill the watcher; the next one retries
-                log.exception("flag watcher tick failed")
+                last_failure = None
+            except Exception as e:  # a bad tick must not kill the watcher; the next one retries
+                failure = f"{type(e).__name__}: {e}".splitlines()[0]
+                if failure != last_failure:  # one line per distinct failure, not a traceback every tick
+                    log.error("flag watcher tick failed: %s", failure)
+                    last_failure = failure

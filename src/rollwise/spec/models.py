@@ -9,18 +9,78 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
-from rollwise.core.units import format_duration, parse_duration, parse_fraction, parse_latency_ms
+from rollwise.core.units import (
+    DURATION_PATTERN,
+    LATENCY_PATTERN,
+    PERCENT_PATTERN,
+    format_duration,
+    parse_duration,
+    parse_fraction,
+    parse_latency_ms,
+)
+
+# The published schema (`rollwise schema rollout`) describes what users write, not the parsed numbers.
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
+    "description": "Seconds, or a duration such as 30s, 5m, 1h30m, 250ms.",
+    "examples": ["30s", "5m"],
+}
+PERCENT_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string", "pattern": PERCENT_PATTERN}],
+    "description": "A fraction (0.001) or a percentage (0.1%).",
+    "examples": ["0.1%", 0.001],
+}
+THRESHOLD_PATTERN = r"^\s*(?:[A-Za-z][\w.]*\s*)?(?:<=|>=|<|>)\s*\S.*$"
+THRESHOLD_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": THRESHOLD_PATTERN},
+        {
+            "type": "object",
+            "properties": {"op": {"enum": ["<", "<=", ">", ">="]}, "value": {"type": "number"},
+                           "text": {"type": "string"}},
+            "required": ["op", "value"],
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": "Absolute gate: 'errorRate < 0.1%', '< 200ms', '>= 0.9'.",
+    "examples": ["< 0.1%", "latencyP99 < 200ms"],
+}
 
 Seconds = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(lambda s: format_duration(s, exact=True), return_type=str, when_used="json"),
-    Field(json_schema_extra={"examples": ["30s", "5m"]}),
+    WithJsonSchema(DURATION_SCHEMA, mode="validation"),
 ]
-Fraction = Annotated[float, BeforeValidator(parse_fraction)]
-Milliseconds = Annotated[float, BeforeValidator(parse_latency_ms)]
+Fraction = Annotated[float, BeforeValidator(parse_fraction), WithJsonSchema(PERCENT_SCHEMA, mode="validation")]
+Milliseconds = Annotated[
+    float,
+    BeforeValidator(parse_latency_ms),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": LATENCY_PATTERN}],
+         "description": "Milliseconds, or 200ms / 1.5s.", "examples": ["200ms"]},
+        mode="validation",
+    ),
+]
+PercentOrNumber = Annotated[
+    float,
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": PERCENT_PATTERN}],
+         "description": "A number, or a percentage such as 0.1%.", "examples": ["0.1%", 0.05]},
+        mode="validation",
+    ),
+]
 
 
 class Model(BaseModel):
@@ -108,14 +168,16 @@ class MetricSpec(Model):
     name: str = Field(min_length=1)
     type: MetricKind = "errorRate"
     quantile: float = Field(default=0.99, gt=0, lt=1, description="For latency: which quantile.")
-    slo: Threshold | None = Field(default=None, description="Absolute gate, e.g. '< 0.1%' or '< 200ms'.")
-    maxIncrease: float | None = Field(
+    slo: Annotated[Threshold | None, WithJsonSchema(THRESHOLD_SCHEMA, mode="validation")] = Field(
+        default=None, description="Absolute gate, e.g. '< 0.1%' or '< 200ms'."
+    )
+    maxIncrease: PercentOrNumber | None = Field(
         default=None,
         ge=0,
         description="Tolerated increase over the baseline: a fraction for rates (0.1% = 0.001), "
         "a share for latency exceedance and relative drop for KPIs.",
     )
-    minEffect: float | None = Field(
+    minEffect: PercentOrNumber | None = Field(
         default=None,
         gt=0,
         description="Smallest regression worth catching (same unit as maxIncrease); enables an SPRT.",
