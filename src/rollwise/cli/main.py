@@ -289,8 +289,12 @@ def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output
 
         remote_status(server, token, name, output.value)
         return
-    record = _get_or_exit(_store(store), name)
-    summary = _record_summary(record)
+    the_store = _store(store)
+    record = _get_or_exit(the_store, name)
+    applied = the_store.applied_route(name)
+    summary = {**_record_summary(record), "route_revision": record.route.revision,  # desired vs confirmed
+               "route_applied_revision": applied.revision if applied else None,
+               "route_applied_at": applied.at if applied else None}
     if output == Output.json:
         _print_json(summary)
         return
