@@ -205,6 +205,16 @@ def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Ta
     return table
 
 
+def _sigterm_stops_like_ctrl_c() -> None:
+    """``kill`` (SIGTERM) unwinds like Ctrl-C, so the runner stops the Envoy and processes it started."""
+    import signal
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run_controller_foreground(store: Any, names: list[str], output: Output, max_seconds: float | None) -> list[
     RolloutRecord
 ]:
@@ -213,6 +223,7 @@ def run_controller_foreground(store: Any, names: list[str], output: Output, max_
     from rollwise.controller import Controller
 
     controller = Controller(store)
+    _sigterm_stops_like_ctrl_c()
     seen: dict[str, int] = {}
     last: dict[str, str] = {}
     try:
@@ -464,6 +475,7 @@ def controller(
     from rollwise.controller import Controller
 
     ctl = Controller(_store(store))
+    _sigterm_stops_like_ctrl_c()
     try:
         if once:
             ctl.tick_all()
