@@ -95,8 +95,9 @@ def measure(samples: int, poll: float, folder: Path) -> dict[str, list[float]]:
     listen, admin_port = free_port(), free_port()
     admin = f"http://127.0.0.1:{admin_port}"
     env = {**os.environ, "HOME": str(folder), "ROLLWISE_STORE": store_url}
+    log = open(folder / "controller.log", "wb")  # noqa: SIM115 - closed with the controller
     controller = subprocess.Popen([sys.executable, "-m", "rollwise", "controller", "--poll", str(poll)], env=env,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     store = open_store(store_url)
     engine = RolloutEngine(store=store, clock=SystemClock())
     promotes = samples - samples // 2
@@ -122,6 +123,9 @@ def measure(samples: int, poll: float, folder: Path) -> dict[str, list[float]]:
             began = time.perf_counter()
             engine.command(name, "abort", actor="bench")
             timings["abort"].append((wait_for(admin, name, 0.0) - began) * 1000)
+    except Exception:
+        sys.stderr.write((folder / "controller.log").read_text()[-3000:])
+        raise
     finally:
         controller.send_signal(2)  # Ctrl-C: the controller stops its Envoy
         try:
@@ -129,6 +133,7 @@ def measure(samples: int, poll: float, folder: Path) -> dict[str, list[float]]:
         except subprocess.TimeoutExpired:
             controller.kill()
             controller.wait()
+        log.close()
         for process, _ in services:
             process.terminate()
             process.wait(timeout=5)

@@ -30,7 +30,7 @@ from rollwise.adapters.routers.envoy import cluster_name, free_port
 from rollwise.core.protocols import NotFoundError, Store
 from rollwise.wiring import open_store
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
 
 SPEC = """
 name: {name}
@@ -61,7 +61,7 @@ SCENARIOS: dict[str, list[tuple[str, float, str]]] = {
     "undo": [("promote --full", 100, "Succeeded"), ("undo", 0, "RolledBack")],
 }
 TERMINAL = {"Succeeded", "RolledBack", "Aborted"}
-WAIT_S = 180.0  # a generous bound for a loaded machine; an idle one settles in well under a second
+WAIT_S = 240.0  # bounds for a loaded shared machine (a CLI start can take 30 s there); idle, all is sub-second
 
 
 def _rollwise(*args: str) -> list[str]:
@@ -162,7 +162,7 @@ def _start_rollouts(cell: Cell) -> None:
             starts.append(cell.spawn(["rollout", "start", str(spec), "--no-wait", "--store", cell.store_url],
                                      cell.homes[name], f"start-{name}"))
     for name, process in zip([n for n in SCENARIOS if n not in cell.foreground], starts, strict=True):
-        assert process.wait(timeout=60) == 0, cell.log(f"start-{name}")
+        assert process.wait(timeout=WAIT_S) == 0, cell.log(f"start-{name}")
 
 
 # ---------------------------------------------------------------- reading the data plane
@@ -259,9 +259,9 @@ def _next_runner_applies(cell: Cell, store: Store, left: dict[str, tuple[str, fl
     for process in cell.foreground.values():
         if process.poll() is None:
             process.terminate()
-            process.wait(timeout=30)
+            process.wait(timeout=WAIT_S)
     for name in left:
-        cell.spawn(["controller", "--once", "--store", cell.store_url], cell.homes[name], "runner").wait(timeout=90)
+        cell.spawn(["controller", "--once", "--store", cell.store_url], cell.homes[name], "runner").wait(timeout=WAIT_S)
     for name, (command, weight, phase) in left.items():
         assert _settled(cell, store, name, weight, phase)(), (name, command, _observe(cell, store, name))
 
@@ -292,11 +292,11 @@ def test_every_command_reaches_the_data_plane(cell: Cell) -> None:
         due = {name: steps[index] for name, steps in SCENARIOS.items() if index < len(steps)}
         for name in due:  # a foreground runner exits once its rollout ended and its route was applied
             if name in cell.foreground and store.get(name).phase.terminal:
-                assert cell.foreground[name].wait(timeout=30) in (0, 3), cell.log(f"fg-{name}")
+                assert cell.foreground[name].wait(timeout=WAIT_S) in (0, 3), cell.log(f"fg-{name}")
         before = {name: store.get(name).route.revision for name in due}
         issued = {name: _command(cell, name, command) for name, (command, _, _) in due.items()}
         for name, process in issued.items():
-            assert process.wait(timeout=60) == 0, (name, cell.log(f"cmd-{name}-{due[name][0].split()[0]}"))
+            assert process.wait(timeout=WAIT_S) == 0, (name, cell.log(f"cmd-{name}-{due[name][0].split()[0]}"))
         for name, (command, weight, phase) in due.items():
             runner = cell.foreground.get(name)
             if runner is not None and runner.poll() is not None:

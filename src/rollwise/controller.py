@@ -19,6 +19,7 @@ from rollwise.core.protocols import ConflictError, Store
 from rollwise.wiring import Runtime
 
 log = logging.getLogger(__name__)
+MAX_TICKS_PER_PASS = 4
 
 
 class Controller:
@@ -57,13 +58,23 @@ class Controller:
         records = []
         for name in wanted:
             try:
-                record = self.store.get(name)
-                records.append(self.engine_for(record).tick(name))
+                records.append(self._tick(self.store.get(name)))
             except ConflictError:
                 pass  # someone else (a person, another controller) moved it; the next pass catches up
             except Exception:
                 log.exception("controller: tick of %s failed", name)
         return records
+
+    def _tick(self, record: RolloutRecord) -> RolloutRecord:
+        """Tick until nothing more is due now (at most a few times): a step that makes the next one due
+        (a promote's step done, then its weight) reaches the data plane in this pass, not the next."""
+        engine = self.engine_for(record)
+        for _ in range(MAX_TICKS_PER_PASS):
+            ticked = engine.tick(record.name)
+            if ticked.revision == record.revision:
+                return ticked
+            record = ticked
+        return record
 
     def settled(self, record: RolloutRecord) -> bool:
         """Ended, with its final route on this process's data plane."""
