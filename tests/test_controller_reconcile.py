@@ -7,7 +7,12 @@ processes and Envoy is ``test_command_matrix.py``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from rollwise.controller import Controller
 from rollwise.core.clock import VirtualClock
@@ -104,3 +109,30 @@ def test_unrouted_versions_stop_when_the_rollback_window_closes(tmp_path: Path) 
     controller.tick_all()
     assert controller.store.get("shop").carry.get("retired") is True
     assert controller.store.due(clock.now() + 1) == []
+
+
+@pytest.mark.timeout(1200)  # six CLI processes; generous for a loaded shared machine
+def test_status_shows_the_route_the_data_plane_confirmed(tmp_path: Path) -> None:
+    """The issue's case as a user runs it: abort a file-router canary at 30 % that a controller drives."""
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    route = tmp_path / "route.json"
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(CANARY.format(stable='address: "127.0.0.1:9"', canary='address: "127.0.0.1:10"', path=route))
+
+    def rollwise(*args: str) -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-m", "rollwise", *args, "--store", store], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if "json" in args else {}
+
+    rollwise("rollout", "start", str(spec), "--no-wait")
+    rollwise("controller", "--once")
+    assert json.loads(route.read_text())["canary_weight"] == 30
+    rollwise("rollout", "abort", "shop")
+    status = rollwise("rollout", "status", "shop", "--output", "json")
+    assert status["phase"] == "Aborted" and status["canary_weight"] == 0
+    assert status["route_applied_revision"] == status["route_revision"] - 1  # not on the data plane yet
+    rollwise("controller", "--once")
+    status = rollwise("rollout", "status", "shop", "--output", "json")
+    assert status["route_applied_revision"] == status["route_revision"]
+    assert json.loads(route.read_text())["canary_weight"] == 0
