@@ -6,8 +6,8 @@ A person's command only changes the store; the controller that owns Envoy notice
 pass (``Store.due``), applies the route and waits for Envoy's admin API to show it. Measured from
 just before the command is committed (the code ``rollwise rollout abort|promote`` runs, without the
 CLI's own start-up) to the moment Envoy's ``/config_dump`` serves the new weights, polled every
-5 ms. Half the samples abort a canary at 10 % (one controller pass), half promote one from a pause
-to its next weight (two passes: the step, then the weight). Real demo services behind Envoy.
+5 ms. Half the samples abort a canary at 10 % (one tick), half promote one from a pause to its next
+weight (two ticks in the same controller pass: the step, then the weight). Real demo services behind Envoy.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def report(timings: dict[str, list[float]], samples: int, poll: float) -> str:
         "Machine: 2 cores shared with other jobs; load average at the end: "
         + " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "",
-        f"| command | samples | median ms | p99 ms | max ms | controller passes needed (poll {poll:g} s) |",
+        f"| command | samples | median ms | p99 ms | max ms | engine ticks (one controller pass, poll {poll:g} s) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     passes = {"abort": 1, "promote": 2}
