@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decisions.py --seeds 100 --output markdown
 	$(BIN)/python bench/flags.py
 	$(BIN)/python bench/envoy.py
+	$(BIN)/python bench/commands.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,4 @@
-"""The controller loop: ticks every active rollout's engine until it ends.
+"""The controller loop: ticks every rollout the store says is due, until it ends and its route is applied.
 
 Many controllers may point at one store; optimistic revisions keep them from stepping on each
 other, and everything a controller knows lives in the store, so killing one loses nothing.
@@ -6,6 +6,8 @@ other, and everything a controller knows lives in the store, so killing one lose
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -13,8 +15,11 @@ from rollwise.analysis import judge_for
 from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
-from rollwise.core.protocols import Store
+from rollwise.core.protocols import ConflictError, Store
 from rollwise.wiring import Runtime
+
+log = logging.getLogger(__name__)
+MAX_TICKS_PER_PASS = 4
 
 
 class Controller:
@@ -43,12 +48,37 @@ class Controller:
         return engine
 
     def tick_all(self, names: list[str] | None = None) -> list[RolloutRecord]:
+        """Tick the named rollouts, or every one the store says is due (``Store.due``).
+
+        Due covers ended rollouts too: one that a command ended (abort, undo, promote --full) gets
+        its final route applied and confirmed once, then costs nothing. One failing rollout never
+        stalls the others: its error is logged and it is retried on the next pass.
+        """
+        wanted = self.store.due(self.clock.now()) if names is None else names
         records = []
-        for record in self.store.list(active_only=names is None):
-            if names is not None and record.name not in names:
-                continue
-            records.append(self.engine_for(record).tick(record.name))
+        for name in wanted:
+            try:
+                records.append(self._tick(self.store.get(name)))
+            except ConflictError:
+                pass  # someone else (a person, another controller) moved it; the next pass catches up
+            except Exception:
+                log.exception("controller: tick of %s failed", name)
         return records
+
+    def _tick(self, record: RolloutRecord) -> RolloutRecord:
+        """Tick until nothing more is due now (at most a few times): a step that makes the next one due
+        (a promote's step done, then its weight) reaches the data plane in this pass, not the next."""
+        engine = self.engine_for(record)
+        for _ in range(MAX_TICKS_PER_PASS):
+            ticked = engine.tick(record.name)
+            if ticked.revision == record.revision:
+                return ticked
+            record = ticked
+        return record
+
+    def settled(self, record: RolloutRecord) -> bool:
+        """Ended, with its final route on this process's data plane."""
+        return record.phase.terminal and self.engine_for(record).route_applied(record)
 
     def run(
         self,
@@ -57,16 +87,21 @@ class Controller:
         until_done: bool = True,
         max_seconds: float | None = None,
         on_tick: Callable[[list[RolloutRecord]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> list[RolloutRecord]:
-        """Tick until the named rollouts end (or forever for ``until_done=False``)."""
+        """Tick until the named rollouts end and their final routes are applied (or until ``stop``
+        is set, or forever for ``until_done=False``)."""
         started = time.monotonic()
+        stop = stop or threading.Event()
         records: list[RolloutRecord] = []
-        while True:
+        while not stop.is_set():
             records = self.tick_all(names)
             if on_tick is not None:
                 on_tick(records)
-            if until_done and names is not None and all(r.phase.terminal for r in records):
+            if until_done and names is not None and len(records) == len(names) and all(
+                    self.settled(r) for r in records):
                 return records
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 return records
-            time.sleep(poll_s)
+            stop.wait(poll_s)
+        return records

@@ -153,8 +153,10 @@ class Runtime:
             if key not in self.routers:
                 from rollwise.adapters.routers.envoy import EnvoyRouter
 
+                # One folder per listener: two Envoys watching the same xDS files would fight.
+                folder = self.workdir / "envoy" / traffic.listen.replace(":", "_").replace("/", "_")
                 self.routers[key] = EnvoyRouter(listen=traffic.listen, admin_port=traffic.adminPort,
-                                                workdir=self.workdir / "envoy")
+                                                workdir=folder)
             shadow = spec.strategy.shadow
             if shadow is not None and {"status", "body"} & set(shadow.compare):
                 compare_key = f"shadow:{spec.name}:{key}"

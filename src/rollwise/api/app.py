@@ -1,7 +1,7 @@
 """The FastAPI application: API, live stream, flags (OFREP) and the dashboard, in one process.
 
 ``create_app`` is the factory ``rollwise serve`` runs under uvicorn; tests call it too. With
-``run_controller=True`` the app also ticks every active rollout in a background thread, so a
+``run_controller=True`` the app also runs the controller loop in a background thread, so a
 rollout started over HTTP progresses without a separate ``rollwise controller``. The thread and
 the request handlers share nothing but the store, whose optimistic revisions keep them (and any
 other controller on the same store) from overwriting each other.
@@ -35,7 +35,7 @@ STATIC = Path(__file__).parent / "static"
 
 
 class ControllerThread:
-    """Ticks every active rollout until stopped. One failing rollout never stalls the others."""
+    """Runs ``Controller.run`` (the same loop as ``rollwise controller``) in a thread until stopped."""
 
     def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25) -> None:
         from rollwise.controller import Controller
@@ -54,22 +54,7 @@ class ControllerThread:
         self.controller.runtime.close()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                records = self.controller.store.list(active_only=True)
-            except Exception:
-                log.exception("controller: cannot list rollouts")
-                records = []
-            for record in records:
-                if self._stop.is_set():
-                    break
-                try:
-                    self.controller.engine_for(record).tick(record.name)
-                except ConflictError:
-                    pass  # someone else (the API, another controller) moved it; next tick catches up
-                except Exception:
-                    log.exception("controller: tick of %s failed", record.name)
-            self._stop.wait(self.poll_s)
+        self.controller.run(None, poll_s=self.poll_s, until_done=False, stop=self._stop)
 
 
 def create_app(

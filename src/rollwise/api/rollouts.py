@@ -82,8 +82,11 @@ def list_rollouts(
 @router.get("/rollouts/{name}", response_model=RolloutDetail, responses={**NOT_FOUND, **DENIED})
 def get_rollout(name: str, request: Request, _who: Principal = Depends(requires(Role.viewer))) -> RolloutDetail:
     record = plane(request).get(name)
+    applied = plane(request).store.applied_route(name)
     return RolloutDetail(**RolloutSummary.of(record).model_dump(), route=record.route.model_dump(mode="json"),
-                         spec=_spec_dump(record))
+                         spec=_spec_dump(record), route_revision=record.route.revision,
+                         route_applied_revision=applied.revision if applied else None,
+                         route_applied_at=applied.at if applied else None)
 
 
 def _spec_dump(record: RolloutRecord) -> dict[str, Any]:

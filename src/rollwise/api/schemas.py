@@ -86,6 +86,9 @@ class RolloutSummary(BaseModel):
 class RolloutDetail(RolloutSummary):
     route: dict[str, Any]
     spec: dict[str, Any]
+    route_revision: int = Field(description="The desired route's revision (the store's).")
+    route_applied_revision: int | None = Field(description="The revision the data plane last confirmed.")
+    route_applied_at: float | None
 
 
 class EventOut(BaseModel):

@@ -253,6 +253,16 @@ def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Ta
     return table
 
 
+def _sigterm_stops_like_ctrl_c() -> None:
+    """``kill`` (SIGTERM) unwinds like Ctrl-C, so the runner stops the Envoy and processes it started."""
+    import signal
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def run_controller_foreground(store: Any, names: list[str], output: Output, max_seconds: float | None) -> list[
     RolloutRecord
 ]:
@@ -261,6 +271,7 @@ def run_controller_foreground(store: Any, names: list[str], output: Output, max_
     from rollwise.controller import Controller
 
     controller = Controller(store)
+    _sigterm_stops_like_ctrl_c()
     seen: dict[str, int] = {}
     last: dict[str, str] = {}
     try:
@@ -334,8 +345,12 @@ def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output
 
         remote_status(server, token, name, output.value)
         return
-    record = _get_or_exit(_existing_store(store), name)
-    summary = _record_summary(record)
+    the_store = _existing_store(store)
+    record = _get_or_exit(the_store, name)
+    applied = the_store.applied_route(name)
+    summary = {**_record_summary(record), "route_revision": record.route.revision,  # desired vs confirmed
+               "route_applied_revision": applied.revision if applied else None,
+               "route_applied_at": applied.at if applied else None}
     if output == Output.json:
         _print_json(summary)
         return
@@ -343,7 +358,7 @@ def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output
         console.print(f"{key:>15}: {value}", markup=False, highlight=False)
 
 
-TIME_FIELDS = ("created_at", "updated_at", "finished_at")
+TIME_FIELDS = ("created_at", "updated_at", "finished_at", "route_applied_at")
 
 
 def readable_times(summary: dict[str, Any]) -> dict[str, Any]:
@@ -555,6 +570,7 @@ def controller(
     from rollwise.controller import Controller
 
     ctl = Controller(_store(store))
+    _sigterm_stops_like_ctrl_c()
     try:
         if once:
             ctl.tick_all()

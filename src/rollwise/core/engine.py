@@ -208,16 +208,24 @@ class RolloutEngine:
         return events[-count:]
 
     def _reconcile_route(self, record: RolloutRecord) -> None:
-        if self.router is None:
-            return
         if self._applied_route.get(record.name) != record.route.revision:
             self._apply_route(record)
 
+    def route_applied(self, record: RolloutRecord) -> bool:
+        """Whether this engine's data plane has ``record``'s desired route (no router: trivially)."""
+        return self.router is None or self._applied_route.get(record.name) == record.route.revision
+
     def _apply_route(self, record: RolloutRecord) -> None:
-        if self.router is None:
-            return
-        self.router.apply(record.name, record.route)
+        """Apply the desired route, then tell the store the data plane confirmed it.
+
+        A rollout that ended before it began (aborted while Pending) deployed nothing: there is
+        nothing to route to, so its route is confirmed without touching the data plane; so is a
+        rollout whose spec names no data plane (``router: none``).
+        """
+        if self.router is not None and record.step_started_at is not None:
+            self.router.apply(record.name, record.route)
         self._applied_route[record.name] = record.route.revision
+        self.store.confirm_route(record.name, record.route.revision, self.clock.now())
 
     def _event(self, record: RolloutRecord, type_: str, message: str, actor: str = "engine",
                **data: Any) -> Event:
@@ -296,13 +304,17 @@ class RolloutEngine:
             if ref.name not in routed and ref.name not in stopped
         ]
         if not to_stop:
-            return None
+            if record.carry.get("retired"):
+                return None
+            # Nothing left to stop: say so in the record, so runners stop waking for it (``retire_at``).
+            return record.model_copy(update={"carry": {**record.carry, "retired": True}})
         for ref in to_stop:
             self.deployer.stop(record.name, ref)
             stopped.add(ref.name)
         upstreams = {k: v for k, v in record.route.upstreams.items() if k not in stopped}
         updated = self._set_route(record, change, upstreams=upstreams)
-        updated = updated.model_copy(update={"carry": {**record.carry, "stopped": sorted(stopped)}})
+        updated = updated.model_copy(update={"carry": {**record.carry, "stopped": sorted(stopped),
+                                                       "retired": True}})
         change.events.append(self._event(updated, "retired", "stopped " + ", ".join(r.name for r in to_stop)))
         return updated
 

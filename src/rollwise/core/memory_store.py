@@ -6,7 +6,7 @@ import builtins
 import threading
 from collections.abc import Sequence
 
-from rollwise.core.model import Event, RolloutRecord, Window
+from rollwise.core.model import AppliedRoute, Event, RolloutRecord, Window
 from rollwise.core.protocols import ConflictError, NotFoundError
 
 
@@ -20,6 +20,7 @@ class MemoryStore:
         self._seq: dict[str, int] = {}
         self._windows: dict[str, list[tuple[int, Window]]] = {}
         self._kpis: list[tuple[str, str, str, float, float]] = []
+        self._applied: dict[str, AppliedRoute] = {}
         self._lock = threading.Lock()
 
     def create(self, record: RolloutRecord, events: Sequence[Event]) -> RolloutRecord:
@@ -29,6 +30,7 @@ class MemoryStore:
                 raise ConflictError(f"rollout {record.name!r} is already {existing.phase}")
             stored = record.model_copy(update={"revision": 1})
             self._records[record.name] = stored
+            self._applied.pop(record.name, None)  # a new run starts with nothing confirmed
             self._windows[record.name] = []
             self._append(events)
             return stored
@@ -72,6 +74,24 @@ class MemoryStore:
             records = [r for r in records if not r.phase.terminal]
         return sorted(records, key=lambda r: r.created_at)
 
+    def confirm_route(self, name: str, revision: int, at: float) -> None:
+        with self._lock:
+            if name not in self._records:
+                raise NotFoundError(name)
+            current = self._applied.get(name)
+            newer = current is None or current.revision < revision
+            if newer and revision <= self._records[name].route.revision:  # not a previous run's
+                self._applied[name] = AppliedRoute(revision=revision, at=at)
+
+    def applied_route(self, name: str) -> AppliedRoute | None:
+        with self._lock:
+            return self._applied.get(name)
+
+    def due(self, now: float) -> builtins.list[str]:
+        with self._lock:
+            records = sorted(self._records.values(), key=lambda r: r.created_at)
+            return [r.name for r in records if _due(r, self._applied.get(r.name), now)]
+
     def events(self, name: str | None = None, since_seq: int = 0) -> builtins.list[Event]:
         with self._lock:
             return [
@@ -93,3 +113,12 @@ class MemoryStore:
                 if r == rollout and v == version and start <= at < end:
                     totals[m] = totals.get(m, 0.0) + value
         return totals
+
+
+def _due(record: RolloutRecord, applied: AppliedRoute | None, now: float) -> bool:
+    if not record.phase.terminal:
+        return True
+    if applied is None or applied.revision < record.route.revision:
+        return True
+    retire_at = record.retire_at
+    return retire_at is not None and retire_at <= now

@@ -287,6 +287,17 @@ class RouteState(BaseModel):
         return 100.0 - self.canary_weight
 
 
+class AppliedRoute(BaseModel):
+    """What the data plane confirmed for a rollout: the route revision its runner applied, and when.
+
+    Kept beside the record, not in it: a runner writes it after the data plane confirmed a route,
+    without bumping the record's revision, so confirming never races a person's command.
+    """
+
+    revision: int
+    at: float
+
+
 class Event(BaseModel):
     """One line of a rollout's append-only history."""
 
@@ -361,3 +372,18 @@ class RolloutRecord(BaseModel):
     @property
     def canary_version(self) -> str:
         return self.spec.versions.canary.name
+
+    @property
+    def retire_at(self) -> float | None:
+        """When an ended rollout's runner must stop the versions no longer routed to (None: never).
+
+        Only rollouts whose versions run as processes have anything to stop; once stopped
+        (``carry["retired"]``) the rollout costs a runner nothing more.
+        """
+        if not self.phase.terminal or self.carry.get("retired"):
+            return None
+        if not any(v.command for v in (self.spec.versions.stable, self.spec.versions.canary)):
+            return None
+        if self.rollback_until is not None:
+            return self.rollback_until
+        return self.finished_at if self.finished_at is not None else self.updated_at

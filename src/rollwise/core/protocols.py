@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from rollwise.core.model import (
+    AppliedRoute,
     Event,
     RolloutRecord,
     RouteState,
@@ -111,6 +112,19 @@ class Store(Protocol):
         ...
 
     def list(self, active_only: bool = False) -> list[RolloutRecord]: ...
+
+    def confirm_route(self, name: str, revision: int, at: float) -> None:
+        """The data plane confirmed route ``revision`` of ``name`` (never moves backwards)."""
+        ...
+
+    def applied_route(self, name: str) -> AppliedRoute | None:
+        """The last route the data plane confirmed for the current run, if any."""
+        ...
+
+    def due(self, now: float) -> builtins.list[str]:
+        """Rollouts a runner must tick: not ended, their confirmed route behind the desired one,
+        or an ended one whose versions are due to be stopped (``wake_at`` passed). One cheap query."""
+        ...
 
     def events(self, name: str | None = None, since_seq: int = 0) -> builtins.list[Event]: ...
 

@@ -56,6 +56,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -65,7 +66,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from rollwise.core.model import Event, Phase, RolloutRecord, Window
+from rollwise.core.model import AppliedRoute, Event, Phase, RolloutRecord, Window
 from rollwise.core.protocols import ConflictError, NotFoundError, StoreMissing, StoreUnavailable
 
 DEFAULT_STORE_PATH = "~/.rollwise/rollwise.db"
@@ -93,6 +94,13 @@ rollouts_table = Table(
     Column("state", JSONColumn, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    # What a runner must act on, readable without loading the state (``due``): the desired route
+    # revision, the one the data plane confirmed (written by runners, outside ``revision``), and
+    # when an ended rollout's unrouted versions are to be stopped.
+    Column("route_revision", Integer, nullable=False, server_default="0"),
+    Column("applied_route_revision", Integer, nullable=True),
+    Column("applied_route_at", Double, nullable=True),
+    Column("retire_at", Double, nullable=True),
 )
 
 events_table = Table(
@@ -336,7 +344,7 @@ class SqlStore:
                 existing = conn.execute(query.with_for_update()).first()
                 if existing is None:
                     stored = record.model_copy(update={"revision": 1})
-                    conn.execute(insert(rollouts_table).values(**self._row(stored), generation=1))
+                    conn.execute(insert(rollouts_table).values(**self._row(stored), **_UNCONFIRMED, generation=1))
                     generation = 1
                 else:
                     if not Phase(existing.phase).terminal:
@@ -346,7 +354,7 @@ class SqlStore:
                     conn.execute(
                         update(rollouts_table)
                         .where(rollouts_table.c.name == record.name)
-                        .values(**self._row(stored), generation=generation)
+                        .values(**self._row(stored), **_UNCONFIRMED, generation=generation)
                     )
                 self._append_events(conn, record.name, events)
         except IntegrityError as exc:  # another process inserted the same name first
@@ -411,6 +419,41 @@ class SqlStore:
             query = query.where(rollouts_table.c.phase.not_in(_TERMINAL_PHASES))
         with self.engine.connect() as conn:
             return [RolloutRecord.model_validate(state) for state in conn.execute(query).scalars()]
+
+    def confirm_route(self, name: str, revision: int, at: float) -> None:
+        """Outside the record's ``revision``: a confirmation never conflicts with a command."""
+        confirmed = rollouts_table.c.applied_route_revision
+        with self.write() as conn:
+            conn.execute(
+                update(rollouts_table)
+                .where(rollouts_table.c.name == name, rollouts_table.c.route_revision >= revision,
+                       or_(confirmed.is_(None), confirmed < revision))
+                .values(applied_route_revision=revision, applied_route_at=at)
+            )
+
+    def applied_route(self, name: str) -> AppliedRoute | None:
+        query = select(rollouts_table.c.applied_route_revision, rollouts_table.c.applied_route_at).where(
+            rollouts_table.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.applied_route_revision is None:
+            return None
+        return AppliedRoute(revision=row.applied_route_revision, at=row.applied_route_at)
+
+    def due(self, now: float) -> builtins.list[str]:
+        table = rollouts_table.c
+        query = (
+            select(table.name)
+            .where(or_(
+                table.phase.not_in(_TERMINAL_PHASES),
+                table.applied_route_revision.is_(None),
+                table.applied_route_revision < table.route_revision,
+                table.retire_at <= now,
+            ))
+            .order_by(table.created_at, table.name)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     # ------------------------------------------------------------ history
 
@@ -503,6 +546,8 @@ class SqlStore:
             "state": state,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
+            "route_revision": record.route.revision,
+            "retire_at": record.retire_at,
         }
 
     @staticmethod
@@ -528,6 +573,9 @@ class SqlStore:
                 for offset, item in enumerate(events, start=1)
             ],
         )
+
+
+_UNCONFIRMED = {"applied_route_revision": None, "applied_route_at": None}  # a new run: nothing applied yet
 
 
 def _check_events(name: str, events: Sequence[Event]) -> None:
