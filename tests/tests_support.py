@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+def require_or_skip(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if os.environ.get("ROLLWISE_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
 
 def broken_canary(text: str) -> str:
     """examples/canary.yaml with three mistakes: an unknown step type, setWeight 150, '30 parsecs'."""

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import REPO, require_or_skip  # tests/conftest.py, on sys.path as the rootdir conftest
+from tests_support import REPO, require_or_skip
 
 from .conftest import LiveServer, file_spec, make_tokens
 

@@ -3,7 +3,6 @@ charts render in headless Chromium (Debian's /usr/bin/chromium driven by Playwri
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -13,19 +12,14 @@ from typer.testing import CliRunner
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.cli.main import app
 from rollwise.simulate import Behaviour
+from tests_support import require_or_skip
 
 from .conftest import canary_spec, run_rollout
 
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def require_or_skip(ok: bool, reason: str) -> None:
-    """tests/conftest.py's helper, loaded by path: several test folders have a module named conftest."""
-    spec = importlib.util.spec_from_file_location("rollwise_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.require_or_skip(ok, reason)
+
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 
