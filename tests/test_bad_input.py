@@ -43,7 +43,7 @@ def hostile_files(folder: Path) -> dict[str, Path]:
     laughs = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]  # billion laughs: 9**9 "lol"s once expanded
     laughs += [f"&{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 9)}]" for i in range(1, 9)]
     files = {
-        "binary": os.urandom(64) + b"\xff\xfe",
+        "binary": b"\x89PNG\r\n\x1a\n" + bytes(range(0x80, 0x100)) + b"\xff\xfe",  # not UTF-8; no NUL (see "nul")
         "latin1": good_spec("shop", route, "caf\xe9").encode("latin-1"),
         "nul": good_spec("shop", route).replace("kind: Rollout", "kind: Roll\x00out").encode(),
         "huge": good_spec("shop", route).encode() + b"# " + b"x" * (5 * 1024 * 1024) + b"\n",
@@ -99,7 +99,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     spec.write_text(good_spec("shop", folder / "route.json"))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "rollwise", "serve", "--port", str(port), "--no-controller",
-                               "--store", f"sqlite:///{server_store}", "--log-level", "warning"],
+                               "--store", f"sqlite:///{server_store}", "--log-level", "warning",
+                               "--allow-path", str(folder)],
                               env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     world = World(folder, store, f"http://127.0.0.1:{port}", server_store, hostile_files(folder), env)
     try:

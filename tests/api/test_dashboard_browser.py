@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -144,6 +145,8 @@ def test_dashboard_shows_a_failing_metrics_backend(live_controller: LiveServer, 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the socket goes: connections are refused
     live = live_controller
+    plane = live.app.state.plane  # the operator allows this (dead) Prometheus: `serve --allow-url`
+    plane.policy = dataclasses.replace(plane.policy, allow_urls=(f"http://127.0.0.1:{port}",))
     tokens = make_tokens(live.store_url)
     headers = {"Authorization": f"Bearer {tokens['releaser']}"}
     response = httpx.post(f"{live.url}/api/v1/rollouts", content=FAILING_METRICS.replace("PORT", str(port)).encode(),
