@@ -282,3 +282,14 @@ def test_wiring_builds_channels_from_env_and_from_each_spec(receiver: Receiver, 
     assert len((tmp_path / "n.jsonl").read_text().splitlines()) == 4
     notifier.close(1)
     assert build_notifier({}, log_path=tmp_path / "none.jsonl").notifiers == []  # type: ignore[attr-defined]
+
+
+def test_a_metric_decided_by_its_slo_gate_alone_still_has_numbers() -> None:
+    """A latency SLO can breach before the latency bar froze: no comparison yet, but the gate's counts
+    are numbers a person can act on, so the metric can be named as the culprit (demo bad-canary)."""
+    result = {"metric": "latency-p99", "test": "frozen-quantile", "action": "rollback", "canary": None,
+              "baseline": None, "params": {"slo": {"limit": 0.01, "bad": 45, "trials": 366, "breached": True}}}
+    line = describe_metric(result, "latency")
+    assert line.has_numbers
+    assert "12.3% (45 slow of 366) against the SLO's 1% gate" in line.text
+    assert not describe_metric({**result, "params": {}}, "latency").has_numbers

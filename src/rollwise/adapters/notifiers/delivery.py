@@ -149,6 +149,10 @@ def describe_metric(result: Mapping[str, Any], metric_type: str | None = None) -
     pieces = [f"{name}:"]
     if canary or baseline:
         pieces.append(f"canary {canary or 'n/a'} vs baseline {baseline or 'n/a'}")
+    else:  # an SLO gate can decide before the comparison has numbers (e.g. the latency bar not frozen yet)
+        canary = _slo_side(result, metric_type)
+        if canary:
+            pieces.append(f"canary {canary}")
     statistic, threshold = result.get("statistic"), result.get("threshold")
     if statistic is not None:
         stat_text = f"{test} statistic {_number(statistic, metric_type, test)}"
@@ -168,6 +172,18 @@ def describe_metric(result: Mapping[str, Any], metric_type: str | None = None) -
         pieces.append(str(result.get("summary") or "no observations"))
     return MetricLine(name=name, test=test, action=str(result.get("action", "")), text=" ".join(pieces),
                       canary=canary, baseline=baseline, effect=effect_text, has_numbers=has_numbers)
+
+
+def _slo_side(result: Mapping[str, Any], metric_type: str | None) -> str:
+    """The canary's SLO gate in numbers: ``12.3% (45 slow of 366) against the SLO's 1% gate``."""
+    gate = (result.get("params") or {}).get("slo")
+    if not isinstance(gate, Mapping) or not gate.get("trials"):
+        return ""
+    bad, trials = float(gate.get("bad") or 0), float(gate["trials"])
+    word = {"latency": "slow", "errorRate": "errors"}.get(metric_type or "", "bad")
+    limit = gate.get("limit")
+    against = f" against the SLO's {100 * float(limit):.3g}% gate" if isinstance(limit, int | float) else ""
+    return f"{100 * bad / trials:.3g}% ({bad:.0f} {word} of {trials:.0f}){against}"
 
 
 def _number(value: Any, metric_type: str | None, test: str) -> str:
