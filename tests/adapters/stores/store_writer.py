@@ -8,6 +8,9 @@ and one window tagged with the revision it creates, so a half-written save would
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the `support` package
 
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.core.protocols import ConflictError
