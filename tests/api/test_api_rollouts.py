@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import LiveServer, audit_rows, file_spec, make_tokens
+from support.api import LiveServer, audit_rows, file_spec, make_tokens
 
 YAML = {"Content-Type": "application/yaml"}
 

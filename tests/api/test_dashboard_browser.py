@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests_support import REPO, require_or_skip
-
-from .conftest import LiveServer, file_spec, make_tokens
+from support.api import LiveServer, file_spec, make_tokens
+from support.common import REPO, require_or_skip
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

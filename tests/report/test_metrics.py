@@ -17,8 +17,7 @@ from rollwise.cli.main import app
 from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.core.protocols import Store
 from rollwise.report.metrics import delivery_metrics
-
-from .conftest import canary_spec
+from support.reports import canary_spec
 
 DAY = 86400.0
 FAILED = {2: 600.0, 5: 1200.0, 8: 2400.0}  # run index -> seconds from first user traffic to rollback
