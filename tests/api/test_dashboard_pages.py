@@ -142,7 +142,7 @@ def wait_phase(live: LiveServer, token: str, name: str, wanted: str, timeout: fl
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """A controller-driven server over the seeded history, plus live rollouts: one promoted to the end,
-    one aborted by a releaser, one rolled back by the judge, one still in progress."""
+    one aborted by a releaser, one rolled back by the judge, one still in progress (a viewer's abort refused)."""
     tmp = tmp_path_factory.mktemp("dashboard")
     store_url = f"sqlite:///{tmp / 'rollwise.db'}"
     flags = tmp / "flags.json"
@@ -163,6 +163,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
                               headers={"Authorization": f"Bearer {releaser}"})
         assert response.status_code == 200, response.text
         wait_phase(live, releaser, "cart", "Aborted")
+        refused = httpx.post(f"{live.url}/api/v1/rollouts/payments/abort", json={"reason": "looks slow"},
+                             headers={"Authorization": f"Bearer {tokens['viewer']}"})
+        assert refused.status_code == 403  # a denied row in the audit log
         judged_rollback(live, releaser, tmp / "cart-judged.json")
         yield Dashboard(live, tokens)
 

@@ -311,8 +311,8 @@
     const [verify, rows] = await Promise.all([api("GET", "/api/v1/audit/verify"), api("GET", "/api/v1/audit?limit=300")]);
     el.innerHTML = `<p>${verify.ok ? `<span class="badge phase-succeeded">chain intact</span> ${esc(verify.rows)} rows` : `<span class="badge phase-aborted">chain broken</span> ${esc(verify.problem)}`}</p>` +
       `<table class="table"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Target</th><th>Change</th><th>Reason</th></tr></thead><tbody>` +
-      rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small">${esc(when(a.at))}</td><td>${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
-        <td>${a.denied ? '<span class="badge phase-aborted">denied</span> ' : ""}${esc(a.action)}</td><td>${esc(a.target)}</td>
+      rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small nowrap">${esc(when(a.at))}</td><td class="nowrap">${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
+        <td class="nowrap">${a.denied ? '<span class="badge phase-aborted">denied</span> ' : ""}${esc(a.action)}</td><td class="nowrap">${esc(a.target)}</td>
         <td class="small">${esc(changeText(a))}</td><td class="small">${esc(a.reason || "")}</td></tr>`).join("") + `</tbody></table>`;
   }
 

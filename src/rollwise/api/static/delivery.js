@@ -220,5 +220,5 @@ const Delivery = (() => {
     await load(el, api, showError);
   }
 
-  return { render, duration, rate };
+  return { render };
 })();
