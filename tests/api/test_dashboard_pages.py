@@ -255,7 +255,8 @@ def test_every_page_reads_as_words_not_payload(dashboard: Dashboard, tab: Tab, s
     assert tab.errors == []
 
 
-def test_the_delivery_page_shows_bands_durations_and_trends(dashboard: Dashboard, tab: Tab) -> None:
+def test_the_delivery_page_shows_bands_durations_and_trends(dashboard: Dashboard, tab: Tab,
+                                                            screenshots: Path) -> None:
     page = tab.page
     visit(page, dashboard, "#/metrics", "#dora-summary")
     table = str(page.inner_text("#dora-summary"))
@@ -270,6 +271,9 @@ def test_the_delivery_page_shows_bands_durations_and_trends(dashboard: Dashboard
     assert "successful releases per day" in definition and "DORA bands" in definition, definition
     page.click("button[data-scope=search]")
     assert "search" in str(page.inner_text("#metrics section:nth-child(2) h2"))
+    page.set_viewport_size({"width": 820, "height": 900})  # a laptop split screen: the table still fits
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(screenshots / "delivery-metrics-narrow.png"), full_page=True)
     assert tab.errors == []
 
 
