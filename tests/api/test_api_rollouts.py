@@ -80,6 +80,14 @@ def test_kpis_decisions_windows_and_metrics_read_back(live: LiveServer, tmp_path
             assert "rollwise.report.metrics" in metrics.json()["detail"]
 
 
+def test_delivery_metrics_trend_buckets_are_asked_for_by_length(live: LiveServer) -> None:
+    with live.client() as client:
+        hourly = client.get("/api/v1/metrics", params={"since_s": 7200, "bucket_s": 3600}).json()
+        assert hourly["bucket_s"] == 3600 and len(hourly["overall"]["trend"]) == 2
+        assert client.get("/api/v1/metrics", params={"since_s": 7 * 86400}).json()["bucket_s"] == 86400
+        assert client.get("/api/v1/metrics", params={"bucket_s": 60}).status_code == 422  # under an hour
+
+
 @pytest.mark.timeout(60)
 def test_event_stream_pushes_weight_changes_as_the_controller_moves(live_controller: LiveServer,
                                                                    tmp_path: Path) -> None:
