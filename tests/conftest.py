@@ -19,13 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/: the `support
 
 from support.common import EXAMPLES
 
-pytest_plugins = ["support.pg", "support.processes", "support.reports", "support.api"]
+pytest_plugins = ["support.pg", "support.processes", "support.reports", "support.api", "support.browser"]
 
 # a fixture that starts a service -> the marker every test using it carries
 SERVICE_FIXTURES = {
     "envoy_router": "envoy",
     "prometheus_binary": "prometheus",
     "postgres_url": "postgres",
+    "browser": "browser",
 }
 
 

@@ -15,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests_support import require_or_skip
 
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.api import create_app
 from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.spec.loader import load_spec_text
-from support.api import FLAGS, LiveServer, file_spec, make_tokens, serve_app, tmp_policy
-
-from .test_dashboard_browser import BROWSER_ARGS, CHROMIUM, sign_in, start
+from support.api import FLAGS, LiveServer, file_spec, make_tokens, serve_app, start, tmp_policy
+from support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -188,19 +186,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = Path(os.environ.get("ROLLWISE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_or_skip(os.path.exists(CHROMIUM), f"{CHROMIUM} missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @dataclass

@@ -137,3 +137,9 @@ def live_controller(store_url: str, flags_file: Path, tmp_path: Path) -> Iterato
                      policy=tmp_policy(tmp_path))
     with serve_app(app) as url:
         yield LiveServer(url, store_url, app)
+
+
+def start(live: LiveServer, token: str, name: str, route: Path, **spec: Any) -> None:
+    response = httpx.post(f"{live.url}/api/v1/rollouts", content=file_spec(name, route, **spec).encode(),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"})
+    assert response.status_code == 201, response.text

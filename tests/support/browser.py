@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from support.common import require_or_skip
 
@@ -33,3 +37,24 @@ def render_in_chromium(html: Path, screenshot: Path, heading: str = "checkout") 
             return boxes  # type: ignore[return-value]
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium shared by a module's tests (each opens its own page), closed after them."""
+    require_or_skip(CHROMIUM.exists(), f"{CHROMIUM} missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(page: Any, token: str) -> None:
+    if page.is_hidden("#token-form"):
+        page.click("#token-button")
+    page.fill("#token-input", token)
+    page.click("#token-save")
