@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rollwise.core.carry import Hold
 from rollwise.core.engine.change import Change, evidence_of, if_changed
-from rollwise.core.engine.commands import PENDING_KEYS
 from rollwise.core.engine.gates import gate
 from rollwise.core.engine.observation import observe
 from rollwise.core.engine.transitions import approval, credit, finish, pause
@@ -63,17 +63,17 @@ def _preview(engine: RolloutEngine, record: RolloutRecord, change: Change, now: 
             return gate_record
     else:
         ready = now - (record.stage_started_at or now) >= bg.previewDuration
-    forced = current.carry.get("forced_step") == -1
+    forced = current.carry.promoted_at(None)
     if not (ready or forced):
         return if_changed(current, change)
-    approved = approval(current, "cutover")
-    if not bg.autoPromote and current.approved_step != -1 and approved is None and not forced:
+    approved = approval(current, Hold.CUTOVER)
+    if not bg.autoPromote and not current.cutover_approved and approved is None and not forced:
         if current.paused_reason is None:
             return pause(engine, current, change, "preview passed: waiting for approval to cut over",
-                         actor="engine", hold="cutover")
+                         actor="engine", hold=Hold.CUTOVER)
         return None
     if forced:
-        change.decided_by = credit(current, "promoted")
+        change.decided_by = credit(current.carry.promotion, "promoted")
     elif approved is not None and not bg.autoPromote:
         change.decided_by = approved
     return _cutover(engine, current, change, now, evidence_of(verdict), change.decided_by)
@@ -87,8 +87,8 @@ def _promoted(engine: RolloutEngine, record: RolloutRecord, change: Change, now:
         return finish(engine, record, change, Phase.SUCCEEDED, "cut over; previous version kept for "
                       f"{format_duration(bg.rollbackWindow)} for instant rollback")
     current, verdict = observe(engine, record, analysis, change, now, 100.0)
-    if current.carry.get("forced_step") == -1:  # promoted during post-promotion analysis
-        how, actor = credit(current, "promoted")
+    if current.carry.promoted_at(None):  # promoted during post-promotion analysis
+        how, actor = credit(current.carry.promotion, "promoted")
         return finish(engine, current, change, Phase.SUCCEEDED, f"post-promotion analysis ended: {how}",
                       evidence=evidence_of(verdict), actor=actor)
     gate_record, ready = gate(engine, current, analysis, verdict, change, now, 100.0)
@@ -111,7 +111,7 @@ def _cutover(engine: RolloutEngine, record: RolloutRecord, change: Change, now: 
         "bg_phase": "promoted", "stage_index": record.stage_index + 1, "stage_started_at": now,
         "last_verdict": None, "updated_at": now, "paused_reason": None,
         "rollback_until": now + bg.rollbackWindow,
-        "carry": {k: v for k, v in record.carry.items() if k not in (*PENDING_KEYS, "hold")},
+        "carry": record.carry.but(promotion=None, approval=None, hold=None),
     })
     how, actor = decided_by or ("", "engine")
     change.events.append(engine.event(updated, "step", f"cutover: 100% to {record.canary_version}"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rollwise.core.carry import Hold
 from rollwise.core.engine.change import Change, CommandError, evidence_of, if_changed
 from rollwise.core.engine.gates import gate, new_stage
 from rollwise.core.engine.observation import close_window, observe
@@ -69,9 +70,9 @@ class Canary:
         if judged:
             assert analysis is not None
             current, verdict = observe(engine, current, analysis, change, now, weight)
-        forced = current.carry.get("forced_step") == current.step_index
+        forced = current.carry.promoted_at(current.step_index)
         if forced:
-            change.decided_by = credit(current, "promoted")
+            change.decided_by = credit(current.carry.promotion, "promoted")
         ready = True
         if judged and not forced:
             gate_record, ready = gate(engine, current, analysis, verdict, change, now, weight)
@@ -164,22 +165,21 @@ STEP_HANDLERS: dict[str, StepHandler] = {
 def _approval_step(turn: StepTurn) -> RolloutRecord | None:
     """A ``pause: {untilApproved: true}`` step: wait (paused) until a person approves or promotes."""
     record, change = turn.record, turn.change
-    approved = approval(record, "approval")
+    approved = approval(record, Hold.APPROVAL)
     if approved is not None and not turn.forced:
         change.decided_by = approved
     if turn.forced or approved is not None or record.approved_step == record.step_index:
         return step_done(turn, "approved")
     if record.paused_reason is None:
         return pause(turn.engine, record, change, f"step {record.step_index}: waiting for approval",
-                     actor="engine", hold="approval")
+                     actor="engine", hold=Hold.APPROVAL)
     return turn.unchanged()
 
 
 def next_step(record: RolloutRecord, now: float, **extra: Any) -> RolloutRecord:
-    carry = {k: v for k, v in (extra.pop("carry", record.carry)).items()
-             if k not in ("forced_step", "forced_by", "hold")}
-    if (carry.get("approval") or {}).get("gate") == "approval":
-        del carry["approval"]  # a step's approval ends with the step; a stage cap's with the stage
+    carry = extra.pop("carry", record.carry).but(promotion=None, hold=None)
+    if carry.approval is not None and carry.approval.gate == Hold.APPROVAL:
+        carry = carry.but(approval=None)  # a step's approval ends with the step; a stage cap's with the stage
     return record.model_copy(update={
         "step_index": record.step_index + 1, "step_started_at": now, "updated_at": now,
         "paused_reason": None, "carry": carry, **extra,

@@ -6,8 +6,9 @@ next tick acts on where it was given; the runner owning the data plane applies a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rollwise.core.carry import APPROVAL_GATES, Approval, Carry, Hold, Promotion
 from rollwise.core.engine.change import Change, CommandError
 from rollwise.core.engine.transitions import finish, pause, promote_full
 from rollwise.core.model import Phase, RolloutRecord
@@ -16,12 +17,6 @@ if TYPE_CHECKING:
     from rollwise.core.engine.reconciler import RolloutEngine
 
 COMMANDS = ("promote", "pause", "resume", "abort", "approve", "undo")
-
-# What a paused rollout waits for (``carry["hold"]``). Only the first three are questions that
-# ``approve`` answers; a person's pause or a no-data hold is ended by ``resume`` (or promote/abort).
-APPROVAL_GATES = ("approval", "cutover", "stage-cap", "shadow")
-# A person's pending decision, dropped by pause and resume so it never fires after them.
-PENDING_KEYS = ("forced_step", "forced_by", "approval")
 
 
 def apply(engine: RolloutEngine, record: RolloutRecord, command: str, actor: str, reason: str, full: bool,
@@ -33,7 +28,7 @@ def apply(engine: RolloutEngine, record: RolloutRecord, command: str, actor: str
         return _undo(engine, record, actor, reason, change)
     if record.phase.terminal:
         raise CommandError(f"rollout {record.name} has ended ({record.phase})")
-    gate = refuse_unless_approvable(record) if command == "approve" else ""
+    gate = refuse_unless_approvable(record) if command == "approve" else None
     if command == "promote" and record.spec.strategy.kind == "shadow":
         raise CommandError("a shadow run sends no user traffic; start a canary to release it "
                            "(or approve a shadow holding for a human)")
@@ -50,34 +45,33 @@ def apply(engine: RolloutEngine, record: RolloutRecord, command: str, actor: str
     event = engine.event(record, "command", f"{command}{' --full' if full else ''} by {actor}{why}{dropped}",
                          actor=actor, command=command, reason=reason, full=full)
     change.events.append(event)
-    by = {"actor": actor, "reason": reason}
     if command == "abort":
         return finish(engine, record, change, Phase.ABORTED, f"aborted by {actor}{why}", actor=actor)
     if command == "pause":
         return pause(engine, record, change, f"paused by {actor}{why}", actor=actor, carry=carry)
     if command == "resume":
-        carry = {k: v for k, v in carry.items() if k != "hold"}
         return record.model_copy(update={"phase": Phase.PROGRESSING, "paused_reason": None, "approved_step": None,
-                                         "no_data_since": None, "carry": {**carry, "cap_base": now},
-                                         "updated_at": now})
+                                         "cutover_approved": False, "no_data_since": None,
+                                         "carry": carry.but(hold=None, cap_base=now), "updated_at": now})
     if command == "approve":
-        return _approve(record, gate, by, now)
+        assert gate is not None
+        return _approve(record, gate, actor, reason, now)
     if full:
         return promote_full(engine, record, change, f"promoted fully by {actor}{why}", actor=actor)
-    forced = -1 if record.spec.strategy.kind == "blueGreen" else record.step_index
-    carry = {k: v for k, v in record.carry.items() if k != "hold"}
-    return record.model_copy(update={"carry": {**carry, "forced_step": forced, "forced_by": by},
+    # Blue/green has no steps: its promote acts wherever it stands (the cutover or the post-promotion analysis).
+    step = None if record.spec.strategy.kind == "blueGreen" else record.step_index
+    promotion = Promotion(actor=actor, reason=reason, step=step)
+    return record.model_copy(update={"carry": record.carry.but(hold=None, promotion=promotion),
                                      "phase": Phase.PROGRESSING, "paused_reason": None,
                                      "updated_at": now})
 
 
-def _approve(record: RolloutRecord, gate: str, by: dict[str, Any], now: float) -> RolloutRecord:
-    approval = {**by, "gate": gate, "step": record.step_index, "stage": record.stage_index}
-    carry = {k: v for k, v in record.carry.items() if k != "hold"}
-    target = -1 if gate == "cutover" else record.step_index if gate == "approval" else record.approved_step
-    return record.model_copy(update={"approved_step": target, "phase": Phase.PROGRESSING,
-                                     "paused_reason": None, "updated_at": now,
-                                     "carry": {**carry, "approval": approval}})
+def _approve(record: RolloutRecord, gate: Hold, actor: str, reason: str, now: float) -> RolloutRecord:
+    approval = Approval(actor=actor, reason=reason, gate=gate, step=record.step_index, stage=record.stage_index)
+    given = {"cutover_approved": True} if gate == Hold.CUTOVER else \
+        {"approved_step": record.step_index} if gate == Hold.APPROVAL else {}
+    return record.model_copy(update={**given, "phase": Phase.PROGRESSING, "paused_reason": None,
+                                     "updated_at": now, "carry": record.carry.but(hold=None, approval=approval)})
 
 
 def _undo(engine: RolloutEngine, record: RolloutRecord, actor: str, reason: str, change: Change) -> RolloutRecord:
@@ -95,30 +89,30 @@ def _undo(engine: RolloutEngine, record: RolloutRecord, actor: str, reason: str,
     return updated
 
 
-def _drop_pending(record: RolloutRecord) -> tuple[dict[str, Any], str]:
+def _drop_pending(record: RolloutRecord) -> tuple[Carry, str]:
     """The carry without a person's pending promote/approval, and words saying what was dropped."""
-    carry = {k: v for k, v in record.carry.items() if k not in PENDING_KEYS}
+    carry = record.carry.but(promotion=None, approval=None)
     dropped = []
-    for key, verb in (("forced_by", "promote"), ("approval", "approval")):
-        who = record.carry.get(key)
-        if isinstance(who, dict):
-            dropped.append(f"{verb} by {who.get('actor', 'unknown')}")
+    for verb, who in (("promote", record.carry.promotion), ("approval", record.carry.approval)):
+        if who is not None:
+            dropped.append(f"{verb} by {who.actor}")
     if not dropped:
         return carry, ""
     return carry, f"; pending {' and '.join(dropped)} dropped (give it again after resuming)"
 
 
-def refuse_unless_approvable(record: RolloutRecord) -> str:
+def refuse_unless_approvable(record: RolloutRecord) -> Hold:
     """The approval gate ``record`` waits at; a ``CommandError`` saying why not when there is none."""
-    hold = record.carry.get("hold")
+    hold = record.carry.hold
     if record.phase == Phase.PAUSED:
         if hold is None and (record.paused_reason or "").endswith("waiting for approval"):
-            hold = "approval"  # paused before holds were recorded
+            hold = Hold.APPROVAL  # paused before holds were recorded
         elif hold is None and (record.paused_reason or "").endswith("waiting for approval to cut over"):
-            hold = "cutover"
+            hold = Hold.CUTOVER
         if hold in APPROVAL_GATES:
-            return str(hold)
-        if hold == "no-data":
+            assert hold is not None
+            return hold
+        if hold == Hold.NO_DATA:
             raise CommandError(f"{record.name} is holding because {record.paused_reason}; approve answers "
                                "only an approval gate: resume to wait for metrics again, or promote to move "
                                "on without them")
@@ -132,7 +126,7 @@ def refuse_unless_approvable(record: RolloutRecord) -> str:
     return gate
 
 
-def _gate_ahead(record: RolloutRecord) -> str | None:
+def _gate_ahead(record: RolloutRecord) -> Hold | None:
     """An approval gate a progressing rollout is about to reach (approving it early is allowed)."""
     canary, bg = record.spec.strategy.canary, record.spec.strategy.blueGreen
     if record.phase != Phase.PROGRESSING:
@@ -140,7 +134,7 @@ def _gate_ahead(record: RolloutRecord) -> str | None:
     if canary is not None and record.step_index < len(canary.steps):
         step = canary.steps[record.step_index]
         if step.pause is not None and step.pause.untilApproved:
-            return "approval"
+            return Hold.APPROVAL
     if bg is not None and not bg.autoPromote and record.bg_phase in (None, "preview"):
-        return "cutover"
+        return Hold.CUTOVER
     return None

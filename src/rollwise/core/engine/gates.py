@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rollwise.core.carry import Hold
 from rollwise.core.engine.change import Change
 from rollwise.core.engine.observation import close_window
 from rollwise.core.engine.transitions import approval, finish, pause
@@ -37,13 +38,13 @@ def gate(
         if record.run < analysis.runs:
             return next_run(engine, record, analysis, change, now, verdict), False
         return None, True
-    approved = approval(record, "stage-cap")
+    approved = approval(record, Hold.STAGE_CAP)
     if approved is not None:  # a person accepted the undecided stage at its cap
         change.decided_by = approved
         return None, True
     if record.no_data_since is not None and now - record.no_data_since >= analysis.noDataLimit:
         return _silent(engine, record, analysis, change, now), False
-    cap_base = float(record.carry.get("cap_base", stage_start))
+    cap_base = record.carry.cap_base if record.carry.cap_base is not None else stage_start
     if last == str(Action.INCONCLUSIVE) or now - cap_base >= analysis.maxStageTime:
         reason = (f"stage {record.stage_index} undecided after {format_duration(now - stage_start)} "
                   f"(cap {format_duration(analysis.maxStageTime)})")
@@ -52,7 +53,7 @@ def gate(
         if analysis.onInconclusive == "promote":
             return None, True
         return pause(engine, record, change, reason + ": holding for a human", actor="engine",
-                     hold="stage-cap"), False
+                     hold=Hold.STAGE_CAP), False
     return None, False
 
 
@@ -61,13 +62,13 @@ def _silent(engine: RolloutEngine, record: RolloutRecord, analysis: AnalysisSpec
     """No metrics for ``noDataLimit``: abort or hold for a human, as ``onNoData`` says."""
     assert record.no_data_since is not None
     silent = format_duration(now - record.no_data_since)
-    failed = record.carry.get("metrics_error")
-    if isinstance(failed, dict):  # the backend failing is why: say so, not just "no metrics"
-        silent += f": the backend failed: {failed.get('message')}"
+    failed = record.carry.metrics_error
+    if failed is not None:  # the backend failing is why: say so, not just "no metrics"
+        silent += f": the backend failed: {failed.message}"
     if analysis.onNoData == "abort":
         return finish(engine, record, change, Phase.ABORTED, f"no metrics for {silent} (onNoData: abort)")
     return pause(engine, record, change, f"no metrics for {silent}: waiting for a human (onNoData: hold)",
-                 actor="engine", hold="no-data")
+                 actor="engine", hold=Hold.NO_DATA)
 
 
 def next_run(
@@ -80,9 +81,7 @@ def next_run(
     sampled plans and warmed-up state do not leak from one run into the next.
     """
     record = close_window(engine, record, change, now)
-    carry = dict(record.carry)
-    if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
-        carry.update(verdict.evidence["carry"])
+    carry = record.carry.with_judges(verdict.evidence.get("carry")) if verdict is not None else record.carry
     updated = record.model_copy(update={
         "run": record.run + 1, "stage_index": record.stage_index + 1, "stage_started_at": now,
         "last_verdict": None, "carry": carry, "updated_at": now,
@@ -101,9 +100,9 @@ def next_run(
 
 def new_stage(record: RolloutRecord, verdict: Verdict | None, now: float) -> dict[str, Any]:
     """The record fields a new stage starts with; the judge's carry is handed to the next stage."""
-    carry = {k: v for k, v in record.carry.items() if k not in ("cap_base", "approval")}
-    if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
-        carry.update(verdict.evidence["carry"])
+    carry = record.carry.but(cap_base=None, approval=None)
+    if verdict is not None:
+        carry = carry.with_judges(verdict.evidence.get("carry"))
     return {
         "stage_index": record.stage_index + 1,
         "stage_started_at": now,

@@ -7,8 +7,9 @@ record keeps it while it lasts, and a stage waiting on it is held, not rolled ba
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rollwise.core.carry import BaselineRead, MetricsFailure
 from rollwise.core.engine.change import Change
 from rollwise.core.model import Action, RolloutRecord, StageContext, Verdict, Window, WindowQuery
 from rollwise.core.protocols import BaselineHistory, MetricsError
@@ -53,7 +54,7 @@ def observe(
         stage_started_at=stage_start,
         now=now,
         windows=tuple(stage_windows),
-        carry=dict(record.carry),
+        carry=record.carry.for_judges(),
         run=record.run,
     )
     verdict = engine.judge(analysis).evaluate(context)
@@ -70,35 +71,34 @@ def observe(
 
 
 def note_metrics(engine: RolloutEngine, record: RolloutRecord, window: Window, change: Change) -> RolloutRecord:
-    """Keep ``carry["metrics_error"]`` current; one event per distinct error, one when it clears."""
-    current = record.carry.get("metrics_error")
+    """Keep ``carry.metrics_error`` current; one event per distinct error, one when it clears."""
+    current = record.carry.metrics_error
     if window.error is None:
-        if not isinstance(current, dict):
+        if current is None:
             return record
-        carry = {k: v for k, v in record.carry.items() if k != "metrics_error"}
-        lasted = format_duration(window.end - float(current.get("since", window.end)))
+        lasted = format_duration(window.end - current.since)
         change.events.append(engine.event(record, "metrics-recovered", f"metrics backend answering again "
-                                          f"after {lasted} of errors", error=current.get("message")))
-        return record.model_copy(update={"carry": carry})
-    same = isinstance(current, dict) and current.get("message") == window.error
-    since = float(current["since"]) if same and isinstance(current, dict) else window.start
+                                          f"after {lasted} of errors", error=current.message))
+        return record.model_copy(update={"carry": record.carry.but(metrics_error=None)})
+    same = current is not None and current.message == window.error
+    since = current.since if same and current is not None else window.start
     if not same:
         change.events.append(engine.event(record, "metrics-error", f"metrics backend error: {window.error} "
                                           "(holding: unknown, not bad)", error=window.error,
                                           window=[window.start, window.end]))
-    failed = {"message": window.error, "since": since, "last": window.end}
-    return record.model_copy(update={"carry": {**record.carry, "metrics_error": failed}})
+    failed = MetricsFailure(message=window.error, since=since, last=window.end)
+    return record.model_copy(update={"carry": record.carry.but(metrics_error=failed)})
 
 
 def with_history(engine: RolloutEngine, record: RolloutRecord, analysis: AnalysisSpec,
                  change: Change) -> RolloutRecord:
-    """Read the stable version's recent history once per rollout, into ``carry["history"]``.
+    """Read the stable version's recent history once per rollout, into ``carry.history``.
 
     Judges use it as a prior for the baseline rate their alternatives are built on: known
     before the first window, it is predictable, so it can only change how fast a regression is
     found, never the false-rollback guarantee. A source that cannot say leaves it empty.
     """
-    if "history" in record.carry or analysis.baselineHistory <= 0:
+    if record.carry.history is not None or analysis.baselineHistory <= 0:
         return record
     if not isinstance(engine.metrics, BaselineHistory):
         return record
@@ -114,11 +114,9 @@ def with_history(engine: RolloutEngine, record: RolloutRecord, analysis: Analysi
         stats, error = None, failure(exc)
         change.events.append(engine.event(record, "metrics-error", f"baseline history unavailable: {error} "
                                           "(judging without a prior)", error=error, scope="history"))
-    history: dict[str, Any] = {"start": query.start, "end": end,
-                               "baseline": stats.to_dict() if stats is not None else None}
-    if error is not None:
-        history["error"] = error
-    return record.model_copy(update={"carry": {**record.carry, "history": history}})
+    history = BaselineRead(start=query.start, end=end, baseline=stats.to_dict() if stats is not None else None,
+                           error=error)
+    return record.model_copy(update={"carry": record.carry.but(history=history)})
 
 
 def close_window(engine: RolloutEngine, record: RolloutRecord, change: Change, now: float) -> RolloutRecord:

@@ -250,7 +250,7 @@ class RolloutEngine:
         """Stop versions no longer routed to, once their rollback window has passed."""
         if self.deployer is None:
             return None
-        stopped = set(record.carry.get("stopped", []))
+        stopped = set(record.carry.stopped)
         if record.rollback_until is not None and now < record.rollback_until:
             return None
         routed = {record.route.stable, *( [record.route.canary] if record.route.canary_weight > 0 else [])}
@@ -259,16 +259,15 @@ class RolloutEngine:
             if ref.name not in routed and ref.name not in stopped
         ]
         if not to_stop:
-            if record.carry.get("retired"):
+            if record.carry.retired:
                 return None
             # Nothing left to stop: say so in the record, so runners stop waking for it (``retire_at``).
-            return record.model_copy(update={"carry": {**record.carry, "retired": True}})
+            return record.model_copy(update={"carry": record.carry.but(retired=True)})
         for ref in to_stop:
             self.deployer.stop(record.name, ref)
             stopped.add(ref.name)
         upstreams = {k: v for k, v in record.route.upstreams.items() if k not in stopped}
         updated = self.set_route(record, change, upstreams=upstreams)
-        updated = updated.model_copy(update={"carry": {**record.carry, "stopped": sorted(stopped),
-                                                       "retired": True}})
+        updated = updated.model_copy(update={"carry": record.carry.but(stopped=sorted(stopped), retired=True)})
         change.events.append(self.event(updated, "retired", "stopped " + ", ".join(r.name for r in to_stop)))
         return updated

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rollwise.analysis.shadow_compare import mismatch_verdict
+from rollwise.core.carry import Hold
 from rollwise.core.engine.change import Change, evidence_of, if_changed
 from rollwise.core.engine.observation import close_window, observe, record_decision
 from rollwise.core.engine.transitions import approval, finish, pause
@@ -45,14 +46,14 @@ class Shadow:
             if compared.action == Action.ROLLBACK:
                 return finish(engine, current, change, Phase.ROLLED_BACK, compared.reason,
                               evidence=compared.to_evidence())
-        approved = approval(current, "shadow")
+        approved = approval(current, Hold.SHADOW)
         if not ready and shadow.analysis is not None and approved is None:
             reason = f"shadow undecided after {format_duration(elapsed)}: holding for a human"
-            return pause(engine, current, change, reason, actor="engine", hold="shadow")
+            return pause(engine, current, change, reason, actor="engine", hold=Hold.SHADOW)
         if compared is not None and compared.action == Action.HOLD and approved is None:
             # nothing compared: never a silent pass
             return pause(engine, current, change, f"shadow of {record.canary_version}: {compared.reason}; "
-                         "holding for a human", actor="engine", hold="shadow")
+                         "holding for a human", actor="engine", hold=Hold.SHADOW)
         how, actor = approved or ("passed", "engine")
         updated = engine.set_route(current, change, mirror_to=None, mirror_percent=0.0)
         return finish(engine, updated, change, Phase.SUCCEEDED,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rollwise.core.carry import Approval, Carry, Hold, Promotion
 from rollwise.core.engine.change import Change
 from rollwise.core.model import Phase, RolloutRecord
 
@@ -40,31 +41,30 @@ def finish(engine: RolloutEngine, record: RolloutRecord, change: Change, phase: 
 
 
 def pause(engine: RolloutEngine, record: RolloutRecord, change: Change, why: str, actor: str,
-          hold: str = "human", carry: dict[str, Any] | None = None) -> RolloutRecord:
-    """Hold the rollout; ``hold`` says what for (``APPROVAL_GATES`` are what ``approve`` answers)."""
+          hold: Hold = Hold.HUMAN, carry: Carry | None = None) -> RolloutRecord:
+    """Hold the rollout; ``hold`` says what for (approval gates are what ``approve`` answers)."""
     now = engine.clock.now()
-    carry = {**(record.carry if carry is None else carry), "hold": hold}
+    carry = (record.carry if carry is None else carry).but(hold=hold)
     updated = record.model_copy(update={"phase": Phase.PAUSED, "paused_reason": why, "updated_at": now,
                                         "carry": carry})
     change.events.append(engine.event(updated, "phase", f"Paused: {why}", actor=actor, phase=str(Phase.PAUSED)))
     return updated
 
 
-def credit(record: RolloutRecord, verb: str, key: str = "forced_by") -> tuple[str, str]:
+def credit(person: Promotion | Approval | None, verb: str) -> tuple[str, str]:
     """("promoted by alice (reason)", "alice") for the person whose pending decision this is."""
-    who = record.carry.get(key) or {}
-    actor = str(who.get("actor") or "unknown")
-    reason = f" ({who['reason']})" if who.get("reason") else ""
+    actor = (person.actor if person is not None else "") or "unknown"
+    reason = f" ({person.reason})" if person is not None and person.reason else ""
     return f"{verb} by {actor}{reason}", actor
 
 
-def approval(record: RolloutRecord, gate: str) -> tuple[str, str] | None:
+def approval(record: RolloutRecord, gate: Hold) -> tuple[str, str] | None:
     """The (how, actor) of a person's approval of ``gate`` where the rollout stands, if any."""
-    given = record.carry.get("approval")
-    if not isinstance(given, dict) or given.get("gate") != gate:
+    given = record.carry.approval
+    if given is None or given.gate != gate:
         return None
-    if gate == "approval" and given.get("step") != record.step_index:
+    if gate == Hold.APPROVAL and given.step != record.step_index:
         return None
-    if gate in ("stage-cap", "shadow") and given.get("stage") != record.stage_index:
+    if gate in (Hold.STAGE_CAP, Hold.SHADOW) and given.stage != record.stage_index:
         return None
-    return credit(record, "approved", key="approval")
+    return credit(given, "approved")
