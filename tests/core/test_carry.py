@@ -91,6 +91,13 @@ def test_the_migration_functions_invert_each_other() -> None:
     assert RolloutRecord.model_validate(typed(state)) == RolloutRecord.model_validate(state)
 
 
+def test_downgrading_leaves_unset_fields_out_of_the_old_dict() -> None:
+    """The old engine read ``"history" in carry`` as "already read" and ``float(carry["cap_base"])``."""
+    state = json.loads(RolloutRecord.model_validate(_legacy_state()).model_dump_json())
+    state["carry"] = json.loads(Carry(judges={"sequential": {}}).model_dump_json())
+    assert untyped(state)["carry"] == {"sequential": {}, "stopped": [], "retired": False}
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

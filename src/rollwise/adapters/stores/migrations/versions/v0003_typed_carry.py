@@ -52,7 +52,8 @@ def untyped(state: dict[str, Any]) -> dict[str, Any]:
     new = dict(state.get("carry") or {})
     judges = new.pop("judges", None) or {}
     promotion = new.pop("promotion", None)
-    carry = {**judges, **{k: v for k, v in new.items() if k in _ENGINE}}
+    # The old code read a key's presence as meaning (``"history" in carry``): unset fields are left out.
+    carry = {**judges, **{k: v for k, v in new.items() if k in _ENGINE and v is not None}}
     if isinstance(promotion, dict):
         step = promotion.get("step")
         carry["forced_step"] = -1 if step is None else step
