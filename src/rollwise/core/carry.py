@@ -24,10 +24,6 @@ class Hold(enum.StrEnum):
     STAGE_CAP = "stage-cap"  # a stage undecided at its cap (onInconclusive: hold)
     SHADOW = "shadow"  # a shadow run undecided or with nothing compared
 
-    @property
-    def is_approval_gate(self) -> bool:
-        return self in APPROVAL_GATES
-
 
 APPROVAL_GATES = (Hold.APPROVAL, Hold.CUTOVER, Hold.STAGE_CAP, Hold.SHADOW)
 

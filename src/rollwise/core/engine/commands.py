@@ -68,8 +68,11 @@ def apply(engine: RolloutEngine, record: RolloutRecord, command: str, actor: str
 
 def _approve(record: RolloutRecord, gate: Hold, actor: str, reason: str, now: float) -> RolloutRecord:
     approval = Approval(actor=actor, reason=reason, gate=gate, step=record.step_index, stage=record.stage_index)
-    given = {"cutover_approved": True} if gate == Hold.CUTOVER else \
-        {"approved_step": record.step_index} if gate == Hold.APPROVAL else {}
+    given: dict[str, object] = {}  # a stage cap's approval lives in the carry alone
+    if gate == Hold.CUTOVER:
+        given["cutover_approved"] = True
+    elif gate == Hold.APPROVAL:
+        given["approved_step"] = record.step_index
     return record.model_copy(update={**given, "phase": Phase.PROGRESSING, "paused_reason": None,
                                      "updated_at": now, "carry": record.carry.but(hold=None, approval=approval)})
 
