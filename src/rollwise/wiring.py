@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, TrafficRouter
+from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RolloutSpec
 
 
@@ -168,6 +169,13 @@ class Runtime:
         raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
 
     def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
+        """The spec's metric source, with what applications pushed merged into its windows' KPIs."""
+        source = self._source_for(spec)
+        if source is None or self.store is None:
+            return source
+        return with_pushed_kpis(source, self.store)
+
+    def _source_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source
         if source == "envoy":
             router = self.router_for(spec)

@@ -169,7 +169,8 @@ def test_the_engine_reads_the_history_once_and_keeps_it_with_the_rollout() -> No
     assert len(sim.history_queries) == 1
     query = sim.history_queries[0]
     assert (query.start, query.end) == (record.created_at - 600.0, record.created_at)
-    assert record.carry["history"]["baseline"]["requests"] > 100_000
+    assert record.carry.history is not None and record.carry.history.baseline is not None
+    assert record.carry.history.baseline["requests"] > 100_000
     decision = next(e for e in store.events("shop") if e.type == "decision" and e.data["action"] == "rollback")
     errors = next(m for m in decision.data["evidence"]["metrics"] if m["metric"] == "errors")
     assert errors["baseline"]["priorTrials"] == PRIOR_CAP
@@ -183,7 +184,7 @@ def test_no_history_when_switched_off_or_the_source_cannot_say(history: str, sou
     for _ in range(5):
         clock.advance(1.0)
         engine.tick("shop")
-    assert sim.history_queries == [] and "history" not in store.get("shop").carry
+    assert sim.history_queries == [] and store.get("shop").carry.history is None
 
 
 def test_a_decision_with_a_prior_recomputes_offline_from_its_evidence_and_windows() -> None:

@@ -107,7 +107,7 @@ def test_unrouted_versions_stop_when_the_rollback_window_closes(tmp_path: Path) 
     clock.set(record.rollback_until)
     assert controller.store.due(clock.now()) == ["shop"]
     controller.tick_all()
-    assert controller.store.get("shop").carry.get("retired") is True
+    assert controller.store.get("shop").carry.retired is True
     assert controller.store.due(clock.now() + 1) == []
 
 

@@ -18,6 +18,7 @@ from rollwise.analysis.explain import explain_decision
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import Phase
+from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.flags import FlagSet
 from rollwise.spec import load_spec_text
 
@@ -68,7 +69,8 @@ def run_flag_rollout(tmp_path: Path, on_error_rate: float, seed: int) -> tuple[M
     clock = VirtualClock(1_800_000_000.0)
     store = MemoryStore()
     router = FlagRouter(flags_file, "new-checkout")
-    engine = RolloutEngine(store=store, clock=clock, router=router, metrics=PushedMetricSource(store))
+    metrics = with_pushed_kpis(PushedMetricSource(store), store)  # what wiring builds for `source: pushed`
+    engine = RolloutEngine(store=store, clock=clock, router=router, metrics=metrics)
     engine.start(spec)
     rng = random.Random(seed)
     error_rate = {"on": on_error_rate, "off": 0.001}

@@ -11,8 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rollwise.core.carry import Carry
 from rollwise.spec.models import HeaderRouteSpec, RolloutSpec
 
 
@@ -345,12 +346,13 @@ class RolloutRecord(BaseModel):
     stage_started_at: float | None = None
     route: RouteState
     paused_reason: str | None = None
-    approved_step: int | None = None
+    approved_step: int | None = None  # the canary step a person approved
+    cutover_approved: bool = False  # a person approved a blue/green cutover
     last_window_end: float | None = None
     cursor: dict[str, Any] | None = None
     no_data_since: float | None = None
     last_verdict: str | None = None
-    carry: dict[str, Any] = Field(default_factory=dict)
+    carry: Carry = Field(default_factory=Carry)
     finished_at: float | None = None
     rollback_until: float | None = None
     previous_stable: str | None = None
@@ -359,15 +361,23 @@ class RolloutRecord(BaseModel):
     commit_time: float | None = None
     run: int = 1
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Records stored before ``cutover_approved`` said so with ``approved_step: -1``."""
+        if isinstance(data, dict) and data.get("approved_step") == -1:
+            return {**data, "approved_step": None, "cutover_approved": True}
+        return data
+
     @property
     def stable_version(self) -> str:
         return self.spec.versions.stable.name
 
     @property
     def metrics_error(self) -> str | None:
-        """Why the metrics backend is failing right now (the engine's ``carry["metrics_error"]``), if it is."""
-        failure = self.carry.get("metrics_error")
-        return str(failure.get("message")) if isinstance(failure, dict) else None
+        """Why the metrics backend is failing right now (``carry.metrics_error``), if it is."""
+        failure = self.carry.metrics_error
+        return failure.message if failure is not None else None
 
     @property
     def canary_version(self) -> str:
@@ -378,9 +388,9 @@ class RolloutRecord(BaseModel):
         """When an ended rollout's runner must stop the versions no longer routed to (None: never).
 
         Only rollouts whose versions run as processes have anything to stop; once stopped
-        (``carry["retired"]``) the rollout costs a runner nothing more.
+        (``carry.retired``) the rollout costs a runner nothing more.
         """
-        if not self.phase.terminal or self.carry.get("retired"):
+        if not self.phase.terminal or self.carry.retired:
             return None
         if not any(v.command for v in (self.spec.versions.stable, self.spec.versions.canary)):
             return None

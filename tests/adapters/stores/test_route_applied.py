@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from rollwise.adapters.stores.sql import SqlStore
+from rollwise.core.carry import Carry
 from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Phase, RolloutRecord
 from rollwise.core.protocols import Store
@@ -64,7 +65,7 @@ def test_an_ended_rollout_is_due_until_its_final_route_is_confirmed(store: Store
     store.confirm_route("ended", 1, T0)
     assert store.due(T0) == ["ended", "running"]
 
-    final = _route_change(store, "ended", phase=Phase.ABORTED, finished_at=T0 + 2, carry={"retired": True})
+    final = _route_change(store, "ended", phase=Phase.ABORTED, finished_at=T0 + 2, carry=Carry(retired=True))
     assert store.due(T0 + 3) == ["ended", "running"]  # aborted, but the data plane still has revision 1
     store.confirm_route("ended", final.route.revision, T0 + 3)
     assert store.due(T0 + 3) == ["running"]
@@ -77,7 +78,7 @@ def test_an_ended_rollout_with_processes_is_due_again_when_its_rollback_window_c
     assert store.due(T0 + 599) == []
     assert store.due(T0 + 600) == ["checkout"]
     record = store.get("checkout")
-    store.save(record.model_copy(update={"carry": {"retired": True}}))
+    store.save(record.model_copy(update={"carry": Carry(retired=True)}))
     assert store.due(T0 + 601) == []
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from rollwise.adapters.stores.sql import VERSION_TABLE, SqlStore, default_store_url, metadata
+from rollwise.core.carry import Carry
 from rollwise.core.model import Phase, Window
 from rollwise.core.protocols import ConflictError, NotFoundError
 from support.store import make_event, make_record, make_window
@@ -30,7 +31,7 @@ def test_record_round_trips_unchanged(store: SqlStore) -> None:
             "step_index": 2,
             "stage_started_at": 1_700_000_012.25,
             "cursor": {"envoy": {"v1": [1, 2.5]}},
-            "carry": {"sprt": {"llr": -0.125, "n": 40}},
+            "carry": Carry(judges={"sprt": {"llr": -0.125, "n": 40}}),
             "last_verdict": "continue",
         }
     )
@@ -140,8 +141,9 @@ def test_windows_round_trip_by_stage(store: SqlStore) -> None:
 
 def test_non_finite_numbers_are_stored_as_null(store: SqlStore) -> None:
     record = store.create(make_record(), [])
-    store.save(record.model_copy(update={"carry": {"llr": math.inf}}), [make_event("checkout", "x", z=math.nan)])
-    assert store.get("checkout").carry == {"llr": None}
+    carry = Carry(judges={"llr": math.inf})
+    store.save(record.model_copy(update={"carry": carry}), [make_event("checkout", "x", z=math.nan)])
+    assert store.get("checkout").carry.judges == {"llr": None}
     assert store.events("checkout")[0].data == {"z": None}
 
 

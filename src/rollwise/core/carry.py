@@ -1,0 +1,126 @@
+"""What a rollout carries from tick to tick besides where it stands: ``RolloutRecord.carry``.
+
+A person's pending promote or approval, what a pause holds for, the stable version's history read
+once, a failing metrics backend, the versions already stopped, and the judges' own state handed
+from stage to stage. Records stored before this was typed held a dict with the same keys (and a
+promote as ``forced_step``/``forced_by``, ``-1`` meaning blue/green); ``Carry`` still reads it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Hold(enum.StrEnum):
+    """What a paused rollout waits for. Only the approval gates are questions ``approve`` answers."""
+
+    HUMAN = "human"  # a person's pause: resume ends it
+    NO_DATA = "no-data"  # no metrics for ``noDataLimit`` (onNoData: hold)
+    APPROVAL = "approval"  # a ``pause: {untilApproved: true}`` step
+    CUTOVER = "cutover"  # a blue/green preview passed, waiting to cut over
+    STAGE_CAP = "stage-cap"  # a stage undecided at its cap (onInconclusive: hold)
+    SHADOW = "shadow"  # a shadow run undecided or with nothing compared
+
+
+APPROVAL_GATES = (Hold.APPROVAL, Hold.CUTOVER, Hold.STAGE_CAP, Hold.SHADOW)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Promotion(_Part):
+    """A person's ``promote``, acted on by the next tick where it was given."""
+
+    actor: str = "unknown"
+    reason: str = ""
+    step: int | None = None  # the canary step it was given at; None for blue/green, which has no steps
+
+
+class Approval(_Part):
+    """A person's ``approve`` of one gate, at the step and stage the rollout stood at."""
+
+    actor: str = "unknown"
+    reason: str = ""
+    gate: Hold
+    step: int
+    stage: int
+
+
+class MetricsFailure(_Part):
+    """The metrics backend failing now: its one-line error, since when, and the last failed window's end."""
+
+    message: str
+    since: float
+    last: float
+
+
+class BaselineRead(_Part):
+    """The stable version's stats over [start, end) before the rollout (``VersionStats.to_dict``), read once."""
+
+    start: float
+    end: float
+    baseline: dict[str, Any] | None = None
+    error: str | None = None  # why the source could not say (judged without a prior)
+
+    def for_judges(self) -> dict[str, Any]:
+        read: dict[str, Any] = {"start": self.start, "end": self.end, "baseline": self.baseline}
+        if self.error is not None:
+            read["error"] = self.error
+        return read
+
+
+_LEGACY_PROMOTE = ("forced_step", "forced_by")
+
+
+class Carry(_Part):
+    promotion: Promotion | None = None
+    approval: Approval | None = None
+    hold: Hold | None = None
+    cap_base: float | None = None  # a resumed stage's cap counts from here, not from the stage's start
+    history: BaselineRead | None = None
+    metrics_error: MetricsFailure | None = None
+    stopped: list[str] = Field(default_factory=list)  # versions whose processes the engine stopped
+    retired: bool = False  # nothing left to stop: runners need not wake for the ended rollout
+    judges: dict[str, Any] = Field(default_factory=dict)  # ``Verdict.evidence["carry"]``, opaque here
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return legacy_carry(data) if isinstance(data, dict) else data
+
+    def promoted_at(self, step: int | None) -> bool:
+        """Whether a person's promote waits at ``step`` (None: blue/green's cutover or post-promotion)."""
+        return self.promotion is not None and self.promotion.step == step
+
+    def but(self, **changes: Any) -> Carry:
+        """A copy with ``changes``; the judges' state is shared, not copied (judges memoise on it)."""
+        return self.model_copy(update=changes)
+
+    def for_judges(self) -> dict[str, Any]:
+        """What a judge's ``StageContext.carry`` holds: its own state and the baseline history."""
+        if self.history is None:
+            return dict(self.judges)
+        return {**self.judges, "history": self.history.for_judges()}
+
+    def with_judges(self, handed: Any) -> Carry:
+        """The judges' state after a stage, merged with what the verdict handed on (if anything)."""
+        return self.but(judges={**self.judges, **handed}) if isinstance(handed, dict) else self
+
+
+def legacy_carry(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored carry dict of either shape as the typed shape's fields (the new shape passes unchanged)."""
+    fields = set(Carry.model_fields)
+    carry = {k: v for k, v in data.items() if k in fields and k != "judges"}
+    judges = dict(data.get("judges") or {})
+    judges.update({k: v for k, v in data.items() if k not in fields and k not in _LEGACY_PROMOTE})
+    carry["judges"] = judges
+    if "forced_step" in data:
+        by = data["forced_by"] if isinstance(data.get("forced_by"), dict) else {}
+        step = data["forced_step"]
+        carry["promotion"] = {"actor": by.get("actor", "unknown"), "reason": by.get("reason", ""),
+                              "step": None if step == -1 else step}
+    return carry
