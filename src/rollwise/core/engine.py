@@ -543,7 +543,7 @@ class RolloutEngine:
         """
         record = self._close_window(record, change, now)
         carry = dict(record.carry)
-        if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
+        if verdict is not None and verdict.details.carry is not None:
             carry.update(verdict.evidence["carry"])
         updated = record.model_copy(update={
             "run": record.run + 1, "stage_index": record.stage_index + 1, "stage_started_at": now,
@@ -562,7 +562,7 @@ class RolloutEngine:
 
     def _new_stage(self, record: RolloutRecord, verdict: Verdict | None, now: float) -> dict[str, Any]:
         carry = {k: v for k, v in record.carry.items() if k not in ("cap_base", "approval")}
-        if verdict is not None and isinstance(verdict.evidence.get("carry"), dict):
+        if verdict is not None and verdict.details.carry is not None:
             carry.update(verdict.evidence["carry"])
         return {
             "stage_index": record.stage_index + 1,

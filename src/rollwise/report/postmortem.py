@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from rollwise.core.evidence import evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
 from rollwise.core.protocols import Store
 from rollwise.core.units import format_duration
@@ -90,9 +91,8 @@ def _explain(event: Event, types: Mapping[str, str]) -> str:
     from rollwise.adapters.notifiers.delivery import describe_metric
 
     lines = [event.message]
-    evidence = event.data.get("evidence") or {}
-    for metric in evidence.get("metrics") or []:
-        line = describe_metric(metric, types.get(str(metric.get("metric"))))
+    for metric in evidence_of(event.data).metrics:
+        line = describe_metric(metric, types.get(metric.metric))
         if line.has_numbers:
             lines.append(f"{line.text} → {line.action}")
     return "\n".join(lines)
