@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,10 @@ from rollwise.core.evidence import (
     parse_evidence,
 )
 from rollwise.core.model import Action, Verdict
+from support.common import REPO
 
 LEGACY = json.loads((Path(__file__).parent / "data" / "legacy_evidence.json").read_text())
+APP_JS = REPO / "src" / "rollwise" / "api" / "static" / "app.js"
 
 
 def _nulls_for_infinities(value: Any) -> Any:
@@ -97,6 +100,31 @@ def test_a_verdict_stores_exactly_what_the_judge_set() -> None:
                                      "metrics": [], "compared": 0, "mismatches": 0}
     assert verdict.evidence["compared"] == 0 and verdict.evidence.carry is None
     assert "no-data" in explain(verdict.to_evidence()) == explain(verdict.evidence)
+
+
+def _schema_fields(schema: dict[str, Any], definition: str | None) -> set[str]:
+    node = schema if definition is None else schema["$defs"][definition]
+    return set(node["properties"])
+
+
+#: How app.js names what it reads: variable -> the schema definition it holds.
+DASHBOARD_NAMES = {"evidence": None, "metric": "MetricEvidence", "params": "MetricParams", "counts": "SideCounts",
+                   "gate": "SloVerdict", "burn": "BurnProjection"}
+
+
+def test_every_evidence_field_the_dashboard_reads_is_in_the_schema() -> None:
+    """The dashboard reads evidence through variables named after the schema's definitions; each name it
+    reads must exist there, so renaming a field in the model fails here instead of blanking the page."""
+    schema = evidence_schema()
+    source = APP_JS.read_text()
+    read: dict[str, set[str]] = {}
+    for variable, definition in DASHBOARD_NAMES.items():
+        names = set(re.findall(rf"\b{variable}\??\.(\w+)", source))
+        read[variable] = names
+        missing = names - _schema_fields(schema, definition)
+        assert not missing, f"app.js reads {variable}.{sorted(missing)}, not in the evidence schema"
+    assert {"culprit", "metrics", "canaryRequests"} <= read["evidence"], read
+    assert {"canary", "baseline", "params", "effect", "interval"} <= read["metric"], read
 
 
 def test_the_schema_is_what_the_api_and_cli_serve() -> None:
