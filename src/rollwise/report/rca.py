@@ -22,7 +22,7 @@ from typing import Any
 
 from scipy.stats import norm
 
-from rollwise.core.evidence import Evidence, parse_evidence
+from rollwise.core.evidence import Evidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
 
 CHANGE_POINT_LLR2 = 13.8
@@ -172,7 +172,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
     slow = sum(w.canary.count_above(bar) for w in with_data if w.canary is not None) if bar is not None else 0
     first_traffic = _first_traffic(events)
     detection = None
-    if decisive is not None and first_traffic is not None and str(decisive.data.get("action")) == "rollback":
+    if decisive is not None and first_traffic is not None and decision_of(decisive.data).action == "rollback":
         detection = max(0.0, decisive.at - first_traffic)
     return Rca(
         rollout=record.name, service=record.spec.service, outcome=str(record.phase), failed=failed,
@@ -190,7 +190,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
 def _decisive_decision(events: Sequence[Event]) -> Event | None:
     decisions = [e for e in events if e.type == "decision"]
     for action in ("rollback", "inconclusive"):
-        chosen = next((e for e in reversed(decisions) if e.data.get("action") == action), None)
+        chosen = next((e for e in reversed(decisions) if decision_of(e.data).action == action), None)
         if chosen is not None:
             return chosen
     return decisions[-1] if decisions else None
@@ -356,7 +356,7 @@ def _first_traffic(events: Sequence[Event]) -> float | None:
 def _actions(events: Sequence[Event]) -> list[tuple[float, str, str]]:
     out = []
     for e in events:
-        if e.type == "decision" and e.data.get("action") in ("continue", "hold"):
+        if e.type == "decision" and decision_of(e.data).action in ("continue", "hold"):
             continue
         if e.type in ("step", "decision", "phase", "command", "created", "spec-updated", "run"):
             out.append((e.at, e.actor, f"{e.type}: {e.message}"))

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from rollwise.core.evidence import Evidence, MetricEvidence, SideCounts, evidence_of
+from rollwise.core.evidence import Evidence, MetricEvidence, SideCounts, decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord
 
 log = logging.getLogger("rollwise.notify")
@@ -241,7 +241,8 @@ class NoticeBoard:
         return None
 
     def _decision(self, record: RolloutRecord, event: Event) -> Notice | None:
-        action = str(event.data.get("action", ""))
+        decision = decision_of(event.data)
+        action = decision.action or ""
         if action not in NOTIFY_DECISIONS:
             return None
         with self._lock:
@@ -250,8 +251,8 @@ class NoticeBoard:
         # phase event of the same commit tells the story (with this decision's evidence).
         if record.phase != Phase.PROGRESSING:
             return None
-        title = f"{record.spec.service}: {record.canary_version} {action} at {event.data.get('weight', 0):g}%"
-        return self._build(record, event, "decision", title, evidence=evidence_of(event.data))
+        title = f"{record.spec.service}: {record.canary_version} {action} at {decision.weight or 0:g}%"
+        return self._build(record, event, "decision", title, evidence=decision.evidence)
 
     def _stage(self, record: RolloutRecord, event: Event) -> Notice:
         data = event.data
@@ -291,14 +292,15 @@ class NoticeBoard:
         types = metric_types(record)
         described = (describe_metric(m, types.get(m.metric)) for m in evidence.metrics)
         lines = tuple(line for line in described if line.has_numbers)
-        culprit_name = evidence.culprit or event.data.get("culprit")
+        decision = decision_of(event.data) if event.type == "decision" else None
+        culprit_name = evidence.culprit or (decision.culprit if decision else None)
         culprit = None
         if culprit_name:
             culprit = next((line for line in lines if line.name == culprit_name), None)
         if culprit is None and kind in ("rolled-back", "aborted", "decision"):
             culprit = next((line for line in lines if line.action in NOTIFY_DECISIONS), None)
         decisive = culprit or (lines[0] if lines else None)
-        rule = evidence.rule or event.data.get("rule")
+        rule = evidence.rule or (decision.rule if decision else None)
         why = None
         if decisive is not None:
             why = decisive.text + (f" — rule {rule}" if rule else "")
