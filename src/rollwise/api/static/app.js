@@ -297,18 +297,20 @@
       metricChart(m.name, m, windows, markers) + `</div>`).join("");
   }
 
+  const one = (word, n) => (n === 1 && word.endsWith("s") ? word.slice(0, -1) : word);
+
   function countsText(counts, type, gate) {
     // One side's counts as a person reads them: "5.56% (5 errors of 90)"; the SLO gate's when no comparison ran.
     if (!counts) return "–";
     const word = BAD_WORD[type] || "bad";
     if (gate && !counts.trials && !counts.requests && gate.trials) {
-      return `${pct(gate.bad / gate.trials)} (${num(gate.bad)} ${word} of ${num(gate.trials)})`;
+      return `${pct(gate.bad / gate.trials)} (${num(gate.bad)} ${one(word, gate.bad)} of ${num(gate.trials)})`;
     }
     let text = "–";
     if (counts.requests && counts.errors !== undefined) {
-      text = `${pct(counts.errors / counts.requests)} (${num(counts.errors)} errors of ${num(counts.requests)})`;
+      text = `${pct(counts.errors / counts.requests)} (${num(counts.errors)} ${one("errors", counts.errors)} of ${num(counts.requests)})`;
     } else if (counts.trials && counts.bad !== undefined) {
-      text = `${pct(counts.bad / counts.trials)} (${num(counts.bad)} ${word} of ${num(counts.trials)})`;
+      text = `${pct(counts.bad / counts.trials)} (${num(counts.bad)} ${one(word, counts.bad)} of ${num(counts.trials)})`;
     } else if (counts.compared) {
       text = `${pct(counts.mismatches / counts.compared)} differed (${num(counts.mismatches)} of ${num(counts.compared)})`;
     }
