@@ -210,7 +210,7 @@ def run_judge(judge: Judge, analysis: AnalysisSpec, scenario: Scenario, seed: in
             else:
                 silent_since = None
             if verdict.action == Action.EXPAND and t - start >= analysis.minStageTime:
-                carry.update(verdict.evidence.get("carry", {}))
+                carry.update(verdict.details.carry or {})
                 stage_times.append(t - start)
                 break
             if verdict.action == Action.INCONCLUSIVE or t - start >= analysis.maxStageTime:
@@ -314,7 +314,7 @@ def replay_without_gaps(method: str, scenario: Scenario, seed: int, fed: list[tu
             if verdict.action == Action.ROLLBACK:
                 return True
         if verdict is not None:
-            carry.update(verdict.evidence.get("carry", {}))
+            carry.update(verdict.details.carry or {})
     return False
 
 

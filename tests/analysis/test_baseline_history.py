@@ -88,15 +88,15 @@ def test_the_judge_freezes_the_latency_bar_on_history_and_tests_from_the_first_w
     windows = collect(sim, 5.0, 0.0, 1)
     verdict = SequentialJudge(spec).evaluate(context(spec, windows, carry))
     latency = next(m for m in verdict.metrics if m.metric == "latency")
-    assert latency.params["thresholdMs"] == 100.0 and latency.params["frozenInStage"] is False
-    assert latency.canary["trials"] == windows[0].canary.requests  # the first window is already tested
+    assert latency.params.thresholdMs == 100.0 and latency.params.frozenInStage is False
+    assert latency.canary.trials == windows[0].canary.requests  # the first window is already tested
     errors = next(m for m in verdict.metrics if m.metric == "errors")
     history = VersionStats.from_dict(carry["history"]["baseline"])
-    assert errors.baseline["priorTrials"] == min(PRIOR_CAP, history.requests)
+    assert errors.baseline.priorTrials == min(PRIOR_CAP, history.requests)
     # Without history the first windows only choose the bar.
     bare = SequentialJudge(spec).evaluate(context(spec, windows, {}))
     latency_bare = next(m for m in bare.metrics if m.metric == "latency")
-    assert latency_bare.params.get("thresholdMs") is None
+    assert latency_bare.params.thresholdMs is None
 
 
 def test_history_does_not_change_the_simulated_windows() -> None:
@@ -194,9 +194,9 @@ def test_a_decision_with_a_prior_recomputes_offline_from_its_evidence_and_window
     windows = collect(sim, 5.0, 0.0, 8)
     verdict = SequentialJudge(spec).evaluate(context(spec, windows, carry))
     errors = verdict.metrics[0]
-    test = SequentialErrorTest(alpha=errors.params["alpha"], min_effect=errors.params["minEffect"])
+    test = SequentialErrorTest(alpha=errors.params.alpha, min_effect=errors.params.minEffect)
     state = AttributionState(test.grid.size).with_prior(
-        errors.baseline["priorTrials"], errors.baseline["priorBad"], cap=errors.baseline["priorTrials"])
+        errors.baseline.priorTrials, errors.baseline.priorBad, cap=errors.baseline.priorTrials)
     for w in windows:
         assert w.canary is not None and w.baseline is not None
         state = test.update(state, WindowCounts(w.canary.requests, w.baseline.requests, w.canary.errors,

@@ -53,7 +53,7 @@ def test_effect_interval_covers_the_true_difference_at_every_look() -> None:
         missed = False
         for i in range(5, len(windows) + 1, 5):
             result = _errors_result(judge.evaluate(context(spec, windows[:i], weight=25)))
-            assert result.interval is not None and result.params["effectCoverage"] == pytest.approx(0.8)
+            assert result.interval is not None and result.params.effectCoverage == pytest.approx(0.8)
             low, high = result.interval
             missed = missed or not (low <= truth <= high)
         misses += missed
@@ -65,8 +65,8 @@ def test_effect_is_reported_for_latency_as_a_difference_of_slow_shares() -> None
     verdict, _ = drive_stage(SequentialJudge(spec), spec, world(Behaviour(latency_p99_ms=250.0), seed=3), 5, 300)
     assert verdict.action == Action.ROLLBACK and verdict.culprit == "latency"
     latency = next(m for m in verdict.metrics if m.metric == "latency")
-    canary = latency.canary["bad"] / latency.canary["trials"]
-    baseline = latency.baseline["bad"] / latency.baseline["trials"]
+    canary = latency.canary.bad / latency.canary.trials
+    baseline = latency.baseline.bad / latency.baseline.trials
     assert latency.effect == pytest.approx(canary - baseline) and latency.effect > 0.02
     assert latency.interval is not None and 0 < latency.interval[0] < latency.effect < latency.interval[1]
 

@@ -26,7 +26,7 @@ def test_regression_fails_the_score_and_names_the_metric() -> None:
     verdict = KayentaJudge(spec).evaluate(context(spec, windows))
     assert verdict.action == Action.ROLLBACK and verdict.culprit == "latency"
     latency = next(m for m in verdict.metrics if m.metric == "latency")
-    assert latency.params["classification"] == "High" and latency.statistic is not None and latency.statistic < 0.02
+    assert latency.params.classification == "High" and latency.statistic is not None and latency.statistic < 0.02
 
 
 def test_no_data_holds_and_direction_matters() -> None:

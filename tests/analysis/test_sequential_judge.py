@@ -69,7 +69,7 @@ def test_healthy_canary_expands_only_after_min_samples_and_faster_with_carry() -
     assert second.action == Action.EXPAND and t2 <= t1
     frozen = carry[CARRY_KEY]["latency"]["threshold_ms"]
     latency = next(m for m in second.metrics if m.metric == "latency")
-    assert latency.params["thresholdMs"] == frozen and not latency.params["frozenInStage"]
+    assert latency.params.thresholdMs == frozen and not latency.params.frozenInStage
 
 
 def test_judge_false_rollbacks_with_continuous_monitoring_stay_below_alpha() -> None:
@@ -87,9 +87,10 @@ def test_slo_gate_uses_confidence_bounds_not_point_estimates() -> None:
     # 3 errors in 300 requests: a 1 % point estimate, twice the gate, but far from proof.
     few = [Window(0, 30, _stats(5700, 5), _stats(300, 3))]
     verdict = SequentialJudge(spec).evaluate(context(spec, few))
-    gate = verdict.metrics[0].params["slo"]
-    assert gate["estimate"] > 0.005 and not gate["breached"] and verdict.action != Action.ROLLBACK
-    assert gate["lower"] < 0.005 < gate["upper"]
+    gate = verdict.metrics[0].params.slo
+    assert gate is not None and gate.estimate is not None
+    assert gate.estimate > 0.005 and not gate.breached and verdict.action != Action.ROLLBACK
+    assert gate.lower < 0.005 < gate.upper
     # The same 1 % on 20x the requests is proof.
     many = [Window(0, 600, _stats(114000, 100), _stats(6000, 60))]
     verdict = SequentialJudge(spec).evaluate(context(spec, many))
@@ -110,7 +111,7 @@ def test_rising_trend_blocks_expansion() -> None:
         windows.append(Window(second, second + 1, _stats(1800, round(1800 * 0.001)), _stats(200, round(200 * rate))))
     verdict = SequentialJudge(spec).evaluate(context(spec, windows))
     errors = verdict.metrics[0]
-    assert errors.params["trendZ"] >= 3
+    assert errors.params.trendZ >= 3
     assert verdict.action == Action.CONTINUE and "rising trend" in verdict.reason
 
 
@@ -168,7 +169,7 @@ def test_explain_names_metric_numbers_and_rule() -> None:
     text = explain_verdict(verdict)
     assert "Culprit: errors" in text and "e-value-bonferroni" in text and "1/(w·α)" in text
     stats = next(m for m in verdict.metrics if m.metric == "errors")
-    assert f"{stats.canary['bad']:.6g} bad of {stats.canary['trials']:.8g}" in text
+    assert f"{stats.canary.bad:.6g} bad of {stats.canary.trials:.8g}" in text
     assert "Decision: rollback" in text
     assert "no-data" in explain(Verdict(Action.HOLD, "x", rule="no-data").to_evidence())
 
@@ -177,9 +178,9 @@ def test_burn_rate_projection_fires_only_on_a_confident_fast_burn() -> None:
     from rollwise.analysis.predictive import project_burn_rate
 
     fires = project_burn_rate(errors=40, requests=1000, budget=0.001, alpha=0.005, limit=14.4)
-    assert fires["fires"] and fires["lower"] > 0.0144
+    assert fires.fires and fires.lower > 0.0144
     quiet = project_burn_rate(errors=2, requests=200, budget=0.001, alpha=0.005, limit=14.4)
-    assert not quiet["fires"]  # 1 % point estimate = 10x, and the lower bound is far below
+    assert not quiet.fires  # 1 % point estimate = 10x, and the lower bound is far below
 
 
 def _stats(requests: int, errors: int, visits: float | None = None, checkouts: float = 0.0):  # type: ignore[no-untyped-def]

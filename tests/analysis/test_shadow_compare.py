@@ -20,7 +20,7 @@ def test_clear_excess_of_mismatches_rolls_back_with_numbers() -> None:
     verdict = mismatch_verdict(windows(2000, 100), max_rate=0.01)
     assert verdict.action == Action.ROLLBACK and verdict.culprit == "shadow-mismatch"
     metric = verdict.metrics[0]
-    assert metric.canary == {"compared": 2000, "mismatches": 100}
+    assert (metric.canary.compared, metric.canary.mismatches) == (2000, 100)
     assert metric.interval is not None and metric.interval[0] > 0.01
     assert "5%" in verdict.reason and "100 of 2000" in verdict.reason
     # the bound agrees with scipy's exact binomial interval

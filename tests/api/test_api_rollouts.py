@@ -155,3 +155,28 @@ def test_cli_server_mode_uses_the_api_and_its_roles(live_controller: LiveServer,
     abort_row = next(r for r in audit_rows(live.store_url) if r.action == "rollout.abort" and not r.denied)
     assert (abort_row.actor, abort_row.reason) == ("cli-user", "cli test")
     assert abort_row.before["canary_weight"] == 20 and abort_row.after["canary_weight"] == 0
+
+
+def test_decisions_serve_typed_evidence_and_legacy_evidence_still_reads(live: LiveServer, tmp_path: Path) -> None:
+    """Evidence stored before it had a version (as in older databases) comes back typed, with the version."""
+    from rollwise.core.evidence import EVIDENCE_VERSION, evidence_schema
+    from rollwise.core.model import Event
+
+    legacy = json.loads((Path(__file__).parents[1] / "core" / "data" / "legacy_evidence.json").read_text())
+    stored = legacy["sequential-rollback"]["evidence"]
+    with live.client() as client:
+        client.post("/api/v1/rollouts", content=file_spec("shop", tmp_path / "r.json", pause="1h").encode(),
+                    headers=YAML)
+        store = live.app.state.plane.store
+        store.save(store.get("shop"), events=[Event(
+            rollout="shop", at=time.time(), type="decision", message="errors: canary breaks its SLO",
+            data={"index": 1, "action": "rollback", "rule": stored["rule"], "culprit": stored["culprit"],
+                  "stage": 0, "weight": 10.0, "evidence": stored})])
+        decisions = client.get("/api/v1/rollouts/shop/decisions").json()
+        assert len(decisions) == 1 and decisions[0]["weight"] == 10.0
+        evidence = decisions[0]["evidence"]
+        assert evidence["version"] == EVIDENCE_VERSION and evidence["culprit"] == "errors"
+        assert evidence["metrics"][0]["params"]["slo"]["breached"] is True
+        assert "Culprit: errors" in decisions[0]["explanation"]
+        schema = httpx.get(f"{live.url}/api/v1/schema/evidence")  # public, like /openapi.json
+        assert schema.status_code == 200 and schema.json() == evidence_schema()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -142,4 +143,78 @@ def test_dashboard_shows_a_failing_metrics_backend(live_controller: LiveServer, 
     assert shown.startswith("backend error: " + expected), shown
     page.wait_for_selector("#history >> text=metrics backend error", timeout=10_000)
     page.wait_for_selector("#chart-errors >> text=Metrics backend error", timeout=10_000)  # not "no traffic"
+    assert errors == []
+
+
+DECIDED = """
+name: NAME
+service: shop
+versions:
+  stable: {name: v1, address: 127.0.0.1:9001}
+  canary: {name: v2, address: 127.0.0.1:9002}
+traffic: {router: none}
+metrics: {source: simulated}
+strategy:
+  canary:
+    analysis:
+      interval: 10s
+      metrics:
+        - {name: error-rate, type: errorRate, slo: "< 2%"}
+        - {name: latency-p99, type: latency}
+    steps:
+      - setWeight: 10
+      - pause: {duration: 5m}
+      - setWeight: 50
+      - pause: {duration: 5m}
+      - setWeight: 100
+"""
+
+EPOCH = re.compile(r"\b\d{9,}(\.\d+)?\b")
+
+
+def _evidence_keys() -> set[str]:
+    """Names from the evidence schema a person should never read: the camelCase and snake_case ones."""
+    from rollwise.core.evidence import evidence_schema
+
+    schema = evidence_schema()
+    names = set(schema["properties"])
+    for definition in schema["$defs"].values():
+        names |= set(definition.get("properties", {}))
+    return {n for n in names if n != n.lower() or "_" in n}
+
+
+def test_rollout_page_shows_each_decisions_reason_chart_and_evidence(live: LiveServer, browser: Any) -> None:
+    """A rolled-back and a promoted rollout (decided on simulated traffic, stored where the server reads):
+    each decision's one-line reason, the culprit's chart with the decision marked, evidence on demand, and
+    no epoch number or evidence key anywhere a person reads."""
+    from rollwise.core.model import Phase
+    from rollwise.simulate import Behaviour, simulate
+    from rollwise.spec import load_spec_text
+
+    store = live.app.state.plane.store
+    bad = simulate(load_spec_text(DECIDED.replace("NAME", "bad")), canary=Behaviour(error_rate=0.035), store=store)
+    good = simulate(load_spec_text(DECIDED.replace("NAME", "good")), store=store, seed=3)
+    assert (bad.phase, good.phase) == (Phase.ROLLED_BACK, Phase.SUCCEEDED)
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    keys = _evidence_keys()
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    for name, outcome in (("bad", "rollback"), ("good", "promotion")):
+        page.goto(f"{live.url}/#/rollouts/{name}")
+        page.wait_for_selector("#decisions .decision .reason")
+        page.wait_for_selector("#chart-errors svg .marker")  # decisions marked on the metric charts
+        if name == "bad":
+            first = page.locator("#decisions .decision").first
+            assert first.locator(".badge").text_content() == "Rolled back"
+            assert "error-rate" in (first.locator(".reason").text_content() or "")
+            first.locator(".decision-chart svg .marker").wait_for()  # the culprit's chart, decision marked
+        page.evaluate("document.querySelectorAll('#decisions details').forEach((d) => { d.open = true; })")
+        page.wait_for_selector("#decisions details[open] table.evidence")
+        page.screenshot(path=str(artifacts / f"dashboard-{outcome}.png"), full_page=True)
+        text = page.inner_text("main")
+        assert not EPOCH.search(text), EPOCH.search(text)
+        shown = sorted(k for k in keys if re.search(rf"\b{re.escape(k)}\b", text))
+        assert not shown, f"evidence keys on the {outcome} page: {shown}"
     assert errors == []

@@ -32,6 +32,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
+from rollwise.core.evidence import MetricParams
+
 FloatArray = NDArray[np.float64]
 
 #: Rate ratios for rates (errors, slow requests): 1/1000 .. 1000, ~12 % apart, exactly 1 in the middle.
@@ -191,18 +193,18 @@ class SequentialErrorTest:
     def sign(self) -> float:
         return -1.0 if self.lower_is_worse else 1.0
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "delta": self.tolerance,
-            "minEffect": self.min_effect,
-            "concern": self.concern,
-            "relative": self.relative,
-            "lowerIsWorse": self.lower_is_worse,
-            "grid": [float(self.grid[0]), float(self.grid[-1]), len(self.grid)],
-            "mixtureReach": MIXTURE_REACH,
-        }
+    def params(self) -> MetricParams:
+        return MetricParams(
+            alpha=self.alpha,
+            beta=self.beta,
+            delta=self.tolerance,
+            minEffect=self.min_effect,
+            concern=self.concern,
+            relative=self.relative,
+            lowerIsWorse=self.lower_is_worse,
+            grid=[float(self.grid[0]), float(self.grid[-1]), len(self.grid)],
+            mixtureReach=MIXTURE_REACH,
+        )
 
     # -------------------------------------------------------------- parameters
 

@@ -8,8 +8,10 @@ anything. Every number it prints is in the evidence, so a reader can recompute t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from rollwise.core.evidence import Evidence, MetricEvidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Verdict
 from rollwise.core.units import format_percent
 
@@ -39,123 +41,131 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _metric_lines(metric: dict[str, Any]) -> list[str]:
-    params = metric.get("params", {})
-    name = metric["metric"]
-    lines = [f"- {name} [{metric.get('test', '?')}] → {metric.get('action', '?')}"]
-    if metric.get("statistic") is not None and metric.get("test", "").startswith("attribution"):
-        weight = params.get("weight")
+def _metric_lines(metric: MetricEvidence) -> list[str]:
+    params = metric.params
+    lines = [f"- {metric.metric} [{metric.test}] → {metric.action}"]
+    if metric.statistic is not None and metric.test.startswith("attribution"):
+        lines += _attribution_lines(metric)
+    elif metric.test == "mann-whitney":
         lines.append(
-            f"  e-value {_num(metric['statistic'])} vs threshold 1/(w·α) = {_num(metric.get('threshold'))}"
-            f" (weight {_num(weight)}, α share {_num(params.get('alphaShare'))}, test α {_num(params.get('alpha'))},"
-            f" δ {_num(params.get('delta'))}, minEffect {_num(params.get('minEffect'))})"
+            f"  {params.classification}: p-value {_num(metric.statistic)} vs "
+            f"{_num(metric.threshold)}, shift {_num(metric.effect)}"
         )
-        canary, baseline = metric.get("canary", {}), metric.get("baseline", {})
-        if canary.get("trials"):
-            lines.append(
-                f"  canary {_num(canary.get('bad'), 6)} bad of {_num(canary.get('trials'), 8)} "
-                f"({format_percent(canary['bad'] / canary['trials'])}); baseline {_num(baseline.get('bad'), 6)} of "
-                f"{_num(baseline.get('trials'), 8)}"
-                + (f" ({format_percent(baseline['bad'] / baseline['trials'])})" if baseline.get("trials") else "")
-                + f"; bad canary requests this stage: {_num(canary.get('badThisStage'), 6)}"
-            )
-        if baseline.get("priorTrials"):
-            lines.append(
-                f"  baseline rate prior: {_num(baseline.get('priorBad'), 6)} bad of {_num(baseline['priorTrials'], 8)} "
-                "stable requests from before the rollout (shapes the alternative, not the false-rollback bound)"
-            )
-        interval = metric.get("interval")
-        if metric.get("effect") is not None and interval:
-            relative = params.get("relative")
-            fmt = (lambda v: f"{100 * v:+.2f} %") if relative else (lambda v: f"{100 * v:+.3g} pp")
-            coverage = params.get("effectCoverage")
-            level = f" {100 * coverage:.4g} %" if isinstance(coverage, int | float) else ""
-            what = "relative change" if relative else "canary rate − baseline rate"
-            lines.append(
-                f"  effect ({what}) {fmt(metric['effect'])}, anytime-valid{level} interval "
-                f"[{fmt(interval[0])}, {fmt(interval[1])}]; rate ratio {_num(params.get('ratio'))}"
-            )
-        lines.append(
-            f"  no-regression side: {_num(params.get('acceptLlr'))} of {_num(params.get('acceptThreshold'))} nats"
-            f" against a regression of {_num(params.get('concern'))}"
-            + (" — decided" if params.get("accepted") else "")
-        )
-        if params.get("thresholdMs") is not None:
-            lines.append(f"  slow = slower than {_num(params['thresholdMs'])} ms (the baseline's quantile, frozen)")
-        if params.get("trendZ"):
-            lines.append(f"  trend z = {_num(params['trendZ'])}")
-    elif metric.get("test") == "mann-whitney":
-        lines.append(
-            f"  {params.get('classification')}: p-value {_num(metric.get('statistic'))} vs "
-            f"{_num(metric.get('threshold'))}, shift {_num(metric.get('effect'))}"
-        )
-    slo = params.get("slo")
+    slo = params.slo
     if slo:
         lines.append(
-            f"  SLO gate {format_percent(slo['limit'])}: canary {_num(slo['bad'], 6)} of {_num(slo['trials'], 8)}, "
-            f"anytime-valid bounds [{format_percent(slo['lower'])}, {format_percent(slo['upper'])}] → "
-            + ("breached" if slo["breached"] else "met" if slo["met"] else "undecided")
+            f"  SLO gate {format_percent(slo.limit)}: canary {_num(slo.bad, 6)} of {_num(slo.trials, 8)}, "
+            f"anytime-valid bounds [{format_percent(slo.lower)}, {format_percent(slo.upper)}] → "
+            + ("breached" if slo.breached else "met" if slo.met else "undecided")
         )
-    if metric.get("summary") and len(lines) == 1:
-        lines.append(f"  {metric['summary']}")
+    if metric.summary and len(lines) == 1:
+        lines.append(f"  {metric.summary}")
     return lines
 
 
-def explain(evidence: dict[str, Any], action: str | None = None, reason: str | None = None) -> str:
-    """A short, plain-text account of a verdict from its stored evidence."""
-    rule = evidence.get("rule", "?")
+def _attribution_lines(metric: MetricEvidence) -> list[str]:
+    params, canary, baseline = metric.params, metric.canary, metric.baseline
+    lines = [
+        f"  e-value {_num(metric.statistic)} vs threshold 1/(w·α) = {_num(metric.threshold)}"
+        f" (weight {_num(params.weight)}, α share {_num(params.alphaShare)}, test α {_num(params.alpha)},"
+        f" δ {_num(params.delta)}, minEffect {_num(params.minEffect)})"
+    ]
+    if canary.trials and canary.bad is not None:
+        lines.append(
+            f"  canary {_num(canary.bad, 6)} bad of {_num(canary.trials, 8)} "
+            f"({format_percent(canary.bad / canary.trials)}); baseline {_num(baseline.bad, 6)} of "
+            f"{_num(baseline.trials, 8)}"
+            + (f" ({format_percent((baseline.bad or 0) / baseline.trials)})" if baseline.trials else "")
+            + f"; bad canary requests this stage: {_num(canary.badThisStage, 6)}"
+        )
+    if baseline.priorTrials:
+        lines.append(
+            f"  baseline rate prior: {_num(baseline.priorBad, 6)} bad of {_num(baseline.priorTrials, 8)} "
+            "stable requests from before the rollout (shapes the alternative, not the false-rollback bound)"
+        )
+    interval = metric.interval
+    if metric.effect is not None and interval:
+        relative = params.relative
+        fmt = (lambda v: f"{100 * v:+.2f} %") if relative else (lambda v: f"{100 * v:+.3g} pp")
+        coverage = params.effectCoverage
+        level = f" {100 * coverage:.4g} %" if coverage is not None else ""
+        what = "relative change" if relative else "canary rate − baseline rate"
+        lines.append(
+            f"  effect ({what}) {fmt(metric.effect)}, anytime-valid{level} interval "
+            f"[{fmt(interval[0])}, {fmt(interval[1])}]; rate ratio {_num(params.ratio)}"
+        )
+    lines.append(
+        f"  no-regression side: {_num(params.acceptLlr)} of {_num(params.acceptThreshold)} nats"
+        f" against a regression of {_num(params.concern)}"
+        + (" — decided" if params.accepted else "")
+    )
+    if params.thresholdMs is not None:
+        lines.append(f"  slow = slower than {_num(params.thresholdMs)} ms (the baseline's quantile, frozen)")
+    if params.trendZ:
+        lines.append(f"  trend z = {_num(params.trendZ)}")
+    return lines
+
+
+def explain(evidence: Evidence | Mapping[str, Any], action: str | None = None, reason: str | None = None) -> str:
+    """A short, plain-text account of a verdict from its evidence (typed, or as stored)."""
+    evidence = parse_evidence(evidence)
+    rule = evidence.rule or "?"
     head = f"Decision: {action}" if action else "Decision"
     if reason:
         head += f" — {reason}"
     lines = [head, f"Rule: {rule}: {RULES.get(rule, 'see the metric details')}"]
-    if evidence.get("culprit"):
-        lines.append(f"Culprit: {evidence['culprit']}")
-    context = []
-    if "alpha" in evidence:
-        context.append(f"α = {_num(evidence['alpha'])}")
-    if "stage" in evidence:
-        context.append(f"stage {evidence['stage']}")
-    if "run" in evidence:
-        context.append(f"run {evidence['run']}/{evidence.get('runs', 1)}")
-    if "canaryRequests" in evidence:
-        context.append(f"{evidence['canaryRequests']} canary requests (minimum {evidence.get('minSamples')})")
-    if "score" in evidence:
-        context.append(f"score {_num(evidence['score'])} (pass {evidence.get('passScore')}, "
-                       f"marginal {evidence.get('marginalScore')})")
+    if evidence.culprit:
+        lines.append(f"Culprit: {evidence.culprit}")
+    context = _context(evidence)
     if context:
         lines.append("Context: " + ", ".join(context))
-    burn = evidence.get("burn")
+    burn = evidence.burn
     if burn:
         lines.append(
-            f"Burn projection: canary {burn['errors']} errors of {burn['requests']}, lower bound "
-            f"{format_percent(burn['lower'])} = {burn['burnRate']:.1f}x the {format_percent(burn['budget'])} "
-            f"budget (limit {burn['limit']:g}x)"
+            f"Burn projection: canary {burn.errors} errors of {burn.requests}, lower bound "
+            f"{format_percent(burn.lower)} = {burn.burnRate:.1f}x the {format_percent(burn.budget or 0.0)} "
+            f"budget (limit {burn.limit:g}x)"
         )
-    metrics = evidence.get("metrics", [])
-    if metrics:
+    if evidence.metrics:
         lines.append("Metrics:")
-        for metric in metrics:
+        for metric in evidence.metrics:
             lines.extend(_metric_lines(metric))
     return "\n".join(lines)
 
 
+def _context(evidence: Evidence) -> list[str]:
+    context = []
+    if evidence.alpha is not None:
+        context.append(f"α = {_num(evidence.alpha)}")
+    if evidence.stage is not None:
+        context.append(f"stage {evidence.stage}")
+    if evidence.run is not None:
+        context.append(f"run {evidence.run}/{evidence.runs if evidence.runs is not None else 1}")
+    if evidence.canaryRequests is not None:
+        context.append(f"{evidence.canaryRequests} canary requests (minimum {evidence.minSamples})")
+    if evidence.score is not None:
+        context.append(f"score {_num(evidence.score)} (pass {evidence.passScore}, "
+                       f"marginal {evidence.marginalScore})")
+    return context
+
+
 def explain_verdict(verdict: Verdict) -> str:
-    return explain(verdict.to_evidence(), action=str(verdict.action), reason=verdict.reason)
+    return explain(verdict.evidence, action=str(verdict.action), reason=verdict.reason)
 
 
 def explain_decision(event: Event) -> str:
     """A recorded decision event in plain words: what ``rollwise explain NAME`` prints."""
     from datetime import UTC, datetime
 
-    data = event.data
+    decision = decision_of(event.data)
     when = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    weight = data.get("weight")
-    where = f"stage {data.get('stage')}" + (f" at {weight:g}% canary traffic" if isinstance(weight, int | float)
-                                            else "")
-    header = f"{event.rollout} · decision #{data.get('index', '?')} · {when} · {where}"
-    text = explain(data.get("evidence", {}), action=data.get("action"), reason=event.message)
-    if data.get("metrics_error"):
-        text += "\n" + _backend_failed(str(data["metrics_error"]))
+    weight = decision.weight
+    where = f"stage {decision.stage}" + (f" at {weight:g}% canary traffic" if weight is not None else "")
+    index = decision.index if decision.index is not None else "?"
+    header = f"{event.rollout} · decision #{index} · {when} · {where}"
+    text = explain(decision.evidence, action=decision.action, reason=event.message)
+    if decision.metrics_error:
+        text += "\n" + _backend_failed(decision.metrics_error)
     return header + "\n" + text
 
 

@@ -16,13 +16,13 @@ A critical metric that fails sets the score to 0, as in Kayenta.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu
 
 from rollwise.analysis.threshold import metric_value
-from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
+from rollwise.core.evidence import JudgeDetails, MetricEvidence, MetricParams
+from rollwise.core.model import Action, StageContext, Verdict, VersionStats, Window
 from rollwise.spec.models import AnalysisSpec, KayentaSpec, MetricSpec
 
 #: Buckets a stage needs before it is scored (Kayenta's guidance: at least 50 points per metric).
@@ -55,18 +55,18 @@ def bucket_windows(
 
 def classify(
     metric: MetricSpec, canary: list[float], baseline: list[float], confidence: float
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, MetricParams]:
     """Pass / High / Low / Nodata for one metric, with the test's numbers."""
     if len(canary) < MIN_METRIC_POINTS or len(baseline) < MIN_METRIC_POINTS:
-        return "Nodata", {"points": [len(canary), len(baseline)]}
+        return "Nodata", MetricParams(points=[len(canary), len(baseline)])
     c, b = np.asarray(canary), np.asarray(baseline)
     if np.ptp(np.concatenate([c, b])) == 0:
-        return "Pass", {"points": [len(c), len(b)], "pValue": 1.0}
+        return "Pass", MetricParams(points=[len(c), len(b)], pValue=1.0)
     result = mannwhitneyu(c, b, alternative="two-sided")
     p_value = float(result.pvalue)
     shift = float(np.median(np.subtract.outer(c, b)))  # Hodges-Lehmann estimate of the shift
-    detail = {"points": [len(c), len(b)], "u": float(result.statistic), "pValue": p_value, "shift": shift,
-              "canaryMedian": float(np.median(c)), "baselineMedian": float(np.median(b))}
+    detail = MetricParams(points=[len(c), len(b)], u=float(result.statistic), pValue=p_value, shift=shift,
+                          canaryMedian=float(np.median(c)), baselineMedian=float(np.median(b)))
     if p_value >= 1.0 - confidence or shift == 0:
         return "Pass", detail
     return ("High" if shift > 0 else "Low"), detail
@@ -89,16 +89,16 @@ class KayentaJudge:
         config = self.config
         buckets = bucket_windows(context.windows, context.stage_started_at, config.bucket)
         canary_requests = sum(c.requests for _, c in buckets)
-        evidence: dict[str, Any] = {
-            "judge": "kayenta", "buckets": len(buckets), "minPoints": MIN_POINTS, "bucketSeconds": config.bucket,
-            "confidence": config.confidence, "passScore": config.passScore, "marginalScore": config.marginalScore,
-            "canaryRequests": canary_requests,
-        }
+        evidence = JudgeDetails(
+            judge="kayenta", buckets=len(buckets), minPoints=MIN_POINTS, bucketSeconds=config.bucket,
+            confidence=config.confidence, passScore=config.passScore, marginalScore=config.marginalScore,
+            canaryRequests=canary_requests,
+        )
         if not any(w.has_data for w in context.windows):
-            return Verdict(Action.HOLD, "no metrics arrived in this stage yet", rule="no-data", evidence=evidence)
+            return Verdict(Action.HOLD, "no metrics arrived in this stage yet", rule="no-data", details=evidence)
         if len(buckets) < MIN_POINTS:
             return Verdict(Action.CONTINUE, f"collecting buckets ({len(buckets)}/{MIN_POINTS})",
-                           rule="collecting", evidence=evidence)
+                           rule="collecting", details=evidence)
         results = []
         scored_weight = passed_weight = 0.0
         failed: list[tuple[float, str]] = []
@@ -115,26 +115,26 @@ class KayentaJudge:
                 else:
                     failed.append((metric.weight, metric.name))
                     critical_failed = critical_failed or metric.critical
-            results.append(MetricResult(
-                metric=metric.name, test="mann-whitney", action=Action.ROLLBACK if is_bad else Action.CONTINUE,
-                statistic=detail.get("pValue"), threshold=1.0 - config.confidence,
-                effect=detail.get("shift"), params={"classification": label, "weight": metric.weight, **detail},
+            params = MetricParams(classification=label, weight=metric.weight).merged(detail)
+            results.append(MetricEvidence(
+                metric=metric.name, test="mann-whitney", action=str(Action.ROLLBACK if is_bad else Action.CONTINUE),
+                statistic=detail.pValue, threshold=1.0 - config.confidence, effect=detail.shift, params=params,
                 summary=f"{metric.name}: {label}",
             ))
         if scored_weight == 0:
             return Verdict(Action.HOLD, "every metric is Nodata", rule="nodata", metrics=tuple(results),
-                           evidence=evidence)
+                           details=evidence)
         score = 0.0 if critical_failed else 100.0 * passed_weight / scored_weight
-        evidence["score"] = score
+        evidence.score = score
         culprit = max(failed)[1] if failed else None
         if score < config.marginalScore:
             return Verdict(Action.ROLLBACK, f"canary score {score:.0f} < marginal {config.marginalScore:g}",
-                           rule="kayenta-score", culprit=culprit, metrics=tuple(results), evidence=evidence)
+                           rule="kayenta-score", culprit=culprit, metrics=tuple(results), details=evidence)
         if score < config.passScore:
             return Verdict(Action.INCONCLUSIVE, f"canary score {score:.0f} is marginal",
-                           rule="kayenta-marginal", culprit=culprit, metrics=tuple(results), evidence=evidence)
+                           rule="kayenta-marginal", culprit=culprit, metrics=tuple(results), details=evidence)
         if canary_requests < self.analysis.minSamples:
             return Verdict(Action.CONTINUE, f"score {score:.0f} but only {canary_requests} canary requests",
-                           rule="min-samples", metrics=tuple(results), evidence=evidence)
+                           rule="min-samples", metrics=tuple(results), details=evidence)
         return Verdict(Action.EXPAND, f"canary score {score:.0f} ≥ pass {config.passScore:g}",
-                       rule="kayenta-score", metrics=tuple(results), evidence=evidence)
+                       rule="kayenta-score", metrics=tuple(results), details=evidence)

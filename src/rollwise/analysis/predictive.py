@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from scipy.special import betaincinv
 
 from rollwise.analysis.attribution import WindowCounts
+from rollwise.core.evidence import BurnProjection
 
 #: z-score of the trend statistic above which a stage may not expand.
 TREND_Z = 3.0
@@ -83,20 +83,20 @@ def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:
 
 def project_burn_rate(
     errors: int, requests: int, budget: float, alpha: float, limit: float
-) -> dict[str, Any]:
+) -> BurnProjection:
     """Lower confidence bound of the canary's error rate, as a burn rate of ``budget`` at 100 %."""
     if requests <= 0 or budget <= 0:
-        return {"test": "burn-rate-projection", "lower": 0.0, "burnRate": 0.0, "limit": limit, "fires": False}
+        return BurnProjection(test="burn-rate-projection", lower=0.0, burnRate=0.0, limit=limit, fires=False)
     lower = clopper_pearson_lower(errors, requests, alpha)
     burn = lower / budget
-    return {
-        "test": "burn-rate-projection",
-        "errors": errors,
-        "requests": requests,
-        "alpha": alpha,
-        "budget": budget,
-        "lower": lower,
-        "burnRate": burn,
-        "limit": limit,
-        "fires": burn >= limit,
-    }
+    return BurnProjection(
+        test="burn-rate-projection",
+        errors=errors,
+        requests=requests,
+        alpha=alpha,
+        budget=budget,
+        lower=lower,
+        burnRate=burn,
+        limit=limit,
+        fires=burn >= limit,
+    )

@@ -23,7 +23,7 @@ trend is seen, and the latest window has data. Metrics marked ``critical`` are t
 be decided; when none is marked, all must be. A window without data is unknown, not bad: the judge
 holds and the engine's ``noDataLimit`` decides what happens when that lasts.
 
-Carry (``Verdict.evidence["carry"]``): ``{"sequential": {metric name: {...}}}`` holding each
+Carry (``Verdict.details.carry``): ``{"sequential": {metric name: {...}}}`` holding each
 metric's cumulative attribution state (grid log-likelihood, SPRT and accept log-ratios, counts),
 its SLO counts, its frozen latency threshold and its SRM state. The engine stores it when a stage
 ends and hands it back in ``StageContext.carry``; evidence therefore accumulates across stages and
@@ -61,7 +61,15 @@ from rollwise.analysis.kpi import (
 from rollwise.analysis.latency import baseline_needed, exceedance_counts, frozen_bound
 from rollwise.analysis.predictive import TrendState, project_burn_rate
 from rollwise.analysis.slo import SloCounts, SloGate, rate_bounds
-from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
+from rollwise.core.evidence import (
+    BurnProjection,
+    JudgeDetails,
+    MetricEvidence,
+    MetricParams,
+    SideCounts,
+    SloVerdict,
+)
+from rollwise.core.model import Action, StageContext, Verdict, VersionStats, Window
 from rollwise.core.units import format_percent
 from rollwise.spec.models import AnalysisSpec, MetricSpec
 
@@ -346,72 +354,64 @@ class SequentialJudge:
     # -------------------------------------------------------------- judging
 
     def evaluate(self, context: StageContext) -> Verdict:
-        analysis = self.analysis
         fold = self.fold(context)
-        carry = {CARRY_KEY: carry_of(fold)}
-        base_evidence: dict[str, Any] = {
-            "judge": "sequential",
-            "alpha": analysis.alpha,
-            "stage": context.stage_index,
-            "run": context.run,
-            "runs": analysis.runs,
-            "elapsed": context.elapsed,
-            "canaryRequests": fold.canary_requests,
-            "minSamples": analysis.minSamples,
-            "windows": len(context.windows),
-            "windowsWithData": fold.windows_with_data,
-            "carry": carry,
-        }
+        details = self._details(context, fold)
         if fold.windows_with_data == 0:
             return Verdict(Action.HOLD, "no metrics arrived in this stage yet: holding (unknown, not bad)",
-                           rule="no-data", evidence=base_evidence)
-
-        results: list[MetricResult] = []
-        rollbacks: list[tuple[float, str, str, str]] = []  # (margin, metric, rule, reason)
-        undecided: list[str] = []
-        rising: list[str] = []
-        inconclusive: list[str] = []
-        for plan in self.plans:
-            result, verdicts = self._judge_metric(plan, fold.metrics[plan.metric.name], context)
-            results.append(result)
-            rollbacks.extend(verdicts["rollback"])
-            if plan.blocking and not verdicts["decided"]:
-                undecided.append(plan.metric.name)
-            if verdicts["rising"]:
-                rising.append(plan.metric.name)
-            if verdicts["srm"]:
-                inconclusive.append(plan.metric.name)
-
+                           rule="no-data", details=details)
+        judged = [self._judge_metric(plan, fold.metrics[plan.metric.name]) for plan in self.plans]
+        results = tuple(j.result for j in judged)
         if not fold.last_has_data:
             # Checked before any rollback: a window without data can only ever hold. (The evidence
             # cannot have changed since the last window with data, which was judged then.)
             return Verdict(Action.HOLD, "the latest window has no data: holding (unknown, not bad)",
-                           rule="no-data", metrics=tuple(results), evidence=base_evidence)
+                           rule="no-data", metrics=results, details=details)
+        rollbacks = [rollback for j in judged for rollback in j.rollbacks]
         if rollbacks:
             margin, culprit, rule, reason = max(rollbacks)
-            return Verdict(Action.ROLLBACK, reason, rule=rule, culprit=culprit, metrics=tuple(results),
-                           evidence={**base_evidence, "marginNats": margin})
+            details.marginNats = margin
+            return Verdict(Action.ROLLBACK, reason, rule=rule, culprit=culprit, metrics=results, details=details)
+        inconclusive = [j.result.metric for j in judged if j.srm]
         if inconclusive:
             return Verdict(Action.INCONCLUSIVE,
                            f"sample-ratio mismatch on {', '.join(inconclusive)}: visits do not split like "
                            "requests, so the KPI comparison cannot be trusted; ask a human",
-                           rule="sample-ratio-mismatch", culprit=inconclusive[0], metrics=tuple(results),
-                           evidence=base_evidence)
+                           rule="sample-ratio-mismatch", culprit=inconclusive[0], metrics=results,
+                           details=details)
+        return self._expand_or_wait(fold, judged, details)
+
+    def _details(self, context: StageContext, fold: StageFold) -> JudgeDetails:
+        """The stage's context numbers, and the fold's state for the next stage to carry on from."""
+        analysis = self.analysis
+        return JudgeDetails(
+            judge="sequential", alpha=analysis.alpha, stage=context.stage_index, run=context.run,
+            runs=analysis.runs, elapsed=context.elapsed, canaryRequests=fold.canary_requests,
+            minSamples=analysis.minSamples, windows=len(context.windows), windowsWithData=fold.windows_with_data,
+            carry={CARRY_KEY: carry_of(fold)},
+        )
+
+    def _expand_or_wait(self, fold: StageFold, judged: list[_MetricJudgement], details: JudgeDetails) -> Verdict:
+        """No rollback: expand when every required metric is decided and nothing rises, else keep observing."""
+        analysis = self.analysis
+        results = tuple(j.result for j in judged)
+        undecided = [j.result.metric for j, plan in zip(judged, self.plans, strict=True)
+                     if plan.blocking and not j.decided]
+        rising = [j.result.metric for j in judged if j.rising]
         enough = fold.canary_requests >= analysis.minSamples
         if enough and not undecided and not rising:
-            burn = self._burn_check(fold, context)
+            burn = self._burn_check(fold)
             if burn is not None:
                 name, detail = burn
+                details.burn = detail
                 return Verdict(
                     Action.ROLLBACK,
                     f"{name}: at 100 % the canary would burn the error budget at ≥ "
-                    f"{detail['burnRate']:.1f}x (limit {detail['limit']:g}x)",
-                    rule="predicted-burn-rate", culprit=name, metrics=tuple(results),
-                    evidence={**base_evidence, "burn": detail},
+                    f"{detail.burnRate:.1f}x (limit {detail.limit:g}x)",
+                    rule="predicted-burn-rate", culprit=name, metrics=results, details=details,
                 )
             return Verdict(Action.EXPAND,
                            f"no regression on any metric after {fold.canary_requests} canary requests",
-                           rule="no-regression-decided", metrics=tuple(results), evidence=base_evidence)
+                           rule="no-regression-decided", metrics=results, details=details)
         waiting = []
         if not enough:
             waiting.append(f"{fold.canary_requests}/{analysis.minSamples} canary requests")
@@ -420,9 +420,9 @@ class SequentialJudge:
         if rising:
             waiting.append("rising trend: " + ", ".join(rising))
         return Verdict(Action.CONTINUE, "observing (" + "; ".join(waiting) + ")", rule="undecided",
-                       metrics=tuple(results), evidence=base_evidence)
+                       metrics=results, details=details)
 
-    def _burn_check(self, fold: StageFold, context: StageContext) -> tuple[str, dict[str, Any]] | None:
+    def _burn_check(self, fold: StageFold) -> tuple[str, BurnProjection] | None:
         for plan in self.plans:
             if plan.burn_alpha is None or plan.metric.slo is None:
                 continue
@@ -430,105 +430,115 @@ class SequentialJudge:
                 fold.canary_errors, fold.canary_requests, plan.metric.slo.value, plan.burn_alpha,
                 self.analysis.burnRateLimit,
             )
-            if detail["fires"]:
+            if detail.fires:
                 return plan.metric.name, detail
         return None
 
-    def _judge_metric(
-        self, plan: MetricPlan, fold: MetricFold, context: StageContext
-    ) -> tuple[MetricResult, dict[str, Any]]:
+    def _judge_metric(self, plan: MetricPlan, fold: MetricFold) -> _MetricJudgement:
         metric = plan.metric
-        rollback: list[tuple[float, str, str, str]] = []
-        params: dict[str, Any] = {"weight": plan.weight, "alphaShare": plan.alpha, "critical": metric.critical,
-                                  "blocking": plan.blocking}
-        decided = False
-        rising = False
-        srm = False
-        action = Action.CONTINUE
-        statistic = threshold = effect = None
-        interval: tuple[float, float] | None = None
-        canary: dict[str, float] = {}
-        baseline: dict[str, float] = {}
-        summary_parts: list[str] = []
-        test_name = "none"
-
+        draft = _MetricJudgement(result=MetricEvidence(metric=metric.name, test="none", action=str(Action.CONTINUE)))
+        params = MetricParams(weight=plan.weight, alphaShare=plan.alpha, critical=metric.critical,
+                              blocking=plan.blocking)
+        summary: list[str] = []
         if plan.compare is not None and fold.attribution is not None:
-            test = plan.compare
-            state = fold.attribution
-            outcome = test.outcome(state)
-            test_name = test.name
-            statistic, threshold = outcome.e_value, outcome.threshold
-            params.update(test.params())
-            params.update(_outcome_params(outcome))
-            params["trendZ"] = fold.trend.z()
-            if metric.type == "latency":
-                params["thresholdMs"] = fold.threshold_ms
-                params["frozenInStage"] = fold.frozen_in_stage
-            canary = {"trials": state.canary_trials, "bad": state.canary_bad, "badThisStage": fold.stage_bad,
-                      "trialsThisStage": fold.stage_trials}
-            baseline = {"trials": state.baseline_trials, "bad": state.baseline_bad}
-            if state.prior_trials:
-                baseline.update(priorTrials=state.prior_trials, priorBad=state.prior_bad)
-            if test.relative:
-                effect = outcome.ratio - 1.0
-                interval = (outcome.ratio_interval[0] - 1.0, outcome.ratio_interval[1] - 1.0)
-                params["effectCoverage"] = 1.0 - 2.0 * test.alpha
-            else:
-                effect, interval = rate_difference(test, state, outcome.ratio_interval)
-                params["effectCoverage"] = 1.0 - 4.0 * test.alpha
-            if metric.type == "kpi":
-                decided, cs = non_inferior(test, state)
-                params["nonInferiorBar"] = test.ratio_for(test.tolerance + test.concern, test.baseline_rate(state))
-                assert fold.srm is not None
-                srm_e = srm_e_value(fold.srm)
-                params["srmEValue"] = srm_e
-                params["srmThreshold"] = 1.0 / self.analysis.alpha
-                srm = srm_e >= 1.0 / self.analysis.alpha
-            else:
-                decided = outcome.accepted
-            rising = fold.trend.rising()
-            if outcome.rejected:
-                action = Action.ROLLBACK
-                margin = math.log(outcome.e_value) - math.log(outcome.threshold)
-                rollback.append((margin, metric.name, "e-value-bonferroni", (
-                    f"{metric.name}: e-value {outcome.e_value:.3g} ≥ 1/(w·α) = {outcome.threshold:.3g} "
-                    f"({test_name}); canary {_rate(metric, state.canary_bad, state.canary_trials)} vs "
-                    f"baseline {_rate(metric, state.baseline_bad, state.baseline_trials)}"
-                )))
-            elif decided:
-                action = Action.EXPAND
-            summary_parts.append(
-                f"{test_name}: E={outcome.e_value:.3g} (bar {outcome.threshold:.3g}), "
-                f"accept {outcome.accept_llr:.2f}/{outcome.accept_threshold:.2f} nats, "
-                f"canary {_rate(metric, state.canary_bad, state.canary_trials)} vs baseline "
-                f"{_rate(metric, state.baseline_bad, state.baseline_trials)}"
-            )
+            params = self._compare(plan, plan.compare, fold, fold.attribution, params, draft, summary)
         elif metric.type == "latency" and fold.threshold_ms is None:
-            summary_parts.append("waiting for enough baseline requests to freeze the latency bar")
-
+            summary.append("waiting for enough baseline requests to freeze the latency bar")
         if plan.gate is not None:
-            gate = plan.gate.judge(fold.slo)
-            params["slo"] = gate
-            assert metric.slo is not None
-            if gate["breached"]:
-                action = Action.ROLLBACK
-                rollback.append((math.inf, metric.name, "slo-breach", (
-                    f"{metric.name}: canary breaks its SLO {metric.slo.text} with confidence "
-                    f"(bounds {format_percent(gate['lower'])}–{format_percent(gate['upper'])}, "
-                    f"gate {format_percent(gate['limit'])})"
-                )))
-            if plan.compare is None:
-                decided = bool(gate["met"])
-            summary_parts.append(
-                f"SLO {metric.slo.text}: bounds {format_percent(gate['lower'])}–{format_percent(gate['upper'])}"
-                f" → {'breached' if gate['breached'] else 'met' if gate['met'] else 'undecided'}"
-            )
-        result = MetricResult(
-            metric=metric.name, test=test_name, action=action, statistic=statistic, threshold=threshold,
-            canary=canary, baseline=baseline, effect=effect, interval=interval, params=params,
-            summary="; ".join(summary_parts),
+            params.slo = _gate(plan, plan.gate, fold, draft, summary)
+        draft.result = draft.result.model_copy(update={"params": params, "summary": "; ".join(summary)})
+        return draft
+
+    def _compare(
+        self, plan: MetricPlan, test: SequentialErrorTest, fold: MetricFold, state: AttributionState,
+        params: MetricParams, draft: _MetricJudgement, summary: list[str],
+    ) -> MetricParams:
+        """The comparison with the baseline: its numbers into ``draft``, its parameters returned."""
+        metric = plan.metric
+        outcome = test.outcome(state)
+        params = params.merged(test.params()).merged(_outcome_params(outcome))
+        params.trendZ = fold.trend.z()
+        if metric.type == "latency":
+            params.thresholdMs = fold.threshold_ms
+            params.frozenInStage = fold.frozen_in_stage
+        canary = SideCounts(trials=state.canary_trials, bad=state.canary_bad, badThisStage=fold.stage_bad,
+                            trialsThisStage=fold.stage_trials)
+        baseline = SideCounts(trials=state.baseline_trials, bad=state.baseline_bad)
+        if state.prior_trials:
+            baseline.priorTrials, baseline.priorBad = state.prior_trials, state.prior_bad
+        if test.relative:
+            effect = outcome.ratio - 1.0
+            interval = (outcome.ratio_interval[0] - 1.0, outcome.ratio_interval[1] - 1.0)
+            params.effectCoverage = 1.0 - 2.0 * test.alpha
+        else:
+            effect, interval = rate_difference(test, state, outcome.ratio_interval)
+            params.effectCoverage = 1.0 - 4.0 * test.alpha
+        if metric.type == "kpi":
+            draft.decided, _ = non_inferior(test, state)
+            params.nonInferiorBar = test.ratio_for(test.tolerance + test.concern, test.baseline_rate(state))
+            assert fold.srm is not None
+            srm_e = srm_e_value(fold.srm)
+            params.srmEValue = srm_e
+            params.srmThreshold = 1.0 / self.analysis.alpha
+            draft.srm = srm_e >= 1.0 / self.analysis.alpha
+        else:
+            draft.decided = outcome.accepted
+        draft.rising = fold.trend.rising()
+        action = Action.CONTINUE
+        canary_rate = _rate(metric, state.canary_bad, state.canary_trials)
+        baseline_rate = _rate(metric, state.baseline_bad, state.baseline_trials)
+        if outcome.rejected:
+            action = Action.ROLLBACK
+            margin = math.log(outcome.e_value) - math.log(outcome.threshold)
+            draft.rollbacks.append((margin, metric.name, "e-value-bonferroni", (
+                f"{metric.name}: e-value {outcome.e_value:.3g} ≥ 1/(w·α) = {outcome.threshold:.3g} "
+                f"({test.name}); canary {canary_rate} vs baseline {baseline_rate}"
+            )))
+        elif draft.decided:
+            action = Action.EXPAND
+        summary.append(
+            f"{test.name}: E={outcome.e_value:.3g} (bar {outcome.threshold:.3g}), "
+            f"accept {outcome.accept_llr:.2f}/{outcome.accept_threshold:.2f} nats, "
+            f"canary {canary_rate} vs baseline {baseline_rate}"
         )
-        return result, {"rollback": rollback, "decided": decided, "rising": rising, "srm": srm}
+        draft.result = MetricEvidence(
+            metric=metric.name, test=test.name, action=str(action), statistic=outcome.e_value,
+            threshold=outcome.threshold, canary=canary, baseline=baseline, effect=effect, interval=list(interval),
+        )
+        return params
+
+
+@dataclass
+class _MetricJudgement:
+    """One metric's evidence, and what it says about the stage."""
+
+    result: MetricEvidence
+    rollbacks: list[tuple[float, str, str, str]] = field(default_factory=list)  # (margin, metric, rule, reason)
+    decided: bool = False
+    rising: bool = False
+    srm: bool = False
+
+
+def _gate(plan: MetricPlan, gate: SloGate, fold: MetricFold, draft: _MetricJudgement,
+          summary: list[str]) -> SloVerdict:
+    """The absolute gate: a confident breach rolls back; a gate alone decides a metric with no comparison."""
+    metric = plan.metric
+    assert metric.slo is not None
+    verdict = gate.judge(fold.slo)
+    bounds = f"{format_percent(verdict.lower)}–{format_percent(verdict.upper)}"
+    if verdict.breached:
+        draft.result = draft.result.model_copy(update={"action": str(Action.ROLLBACK)})
+        draft.rollbacks.append((math.inf, metric.name, "slo-breach", (
+            f"{metric.name}: canary breaks its SLO {metric.slo.text} with confidence "
+            f"(bounds {bounds}, gate {format_percent(verdict.limit)})"
+        )))
+    if plan.compare is None:
+        draft.decided = bool(verdict.met)
+    summary.append(
+        f"SLO {metric.slo.text}: bounds {bounds}"
+        f" → {'breached' if verdict.breached else 'met' if verdict.met else 'undecided'}"
+    )
+    return verdict
 
 
 def rate_difference(
@@ -553,20 +563,20 @@ def rate_difference(
     return canary - baseline, (low, high)
 
 
-def _outcome_params(outcome: TestOutcome) -> dict[str, Any]:
-    return {
-        "eValue": outcome.e_value,
-        "acceptLlr": outcome.accept_llr,
-        "acceptThreshold": outcome.accept_threshold,
-        "ratio": outcome.ratio,
-        "ratioInterval": list(outcome.ratio_interval),
-        "baselineRate": outcome.baseline_rate,
-        "nullRatio": outcome.null_ratio,
-        "alternativeRatio": outcome.alternative_ratio,
-        "concernRatio": outcome.concern_ratio,
-        "rejected": outcome.rejected,
-        "accepted": outcome.accepted,
-    }
+def _outcome_params(outcome: TestOutcome) -> MetricParams:
+    return MetricParams(
+        eValue=outcome.e_value,
+        acceptLlr=outcome.accept_llr,
+        acceptThreshold=outcome.accept_threshold,
+        ratio=outcome.ratio,
+        ratioInterval=list(outcome.ratio_interval),
+        baselineRate=outcome.baseline_rate,
+        nullRatio=outcome.null_ratio,
+        alternativeRatio=outcome.alternative_ratio,
+        concernRatio=outcome.concern_ratio,
+        rejected=outcome.rejected,
+        accepted=outcome.accepted,
+    )
 
 
 def _rate(metric: MetricSpec, bad: float, trials: float) -> str:

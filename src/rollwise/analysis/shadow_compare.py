@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 from scipy.stats import beta
 
-from rollwise.core.model import Action, MetricResult, Verdict, Window
+from rollwise.core.evidence import JudgeDetails, MetricEvidence, MetricParams, SideCounts
+from rollwise.core.model import Action, Verdict, Window
 from rollwise.core.units import format_percent
 
 
@@ -25,7 +26,7 @@ def mismatch_verdict(windows: Iterable[Window], max_rate: float, alpha: float = 
     n, k = int(compared), int(mismatches)
     if n == 0:
         return Verdict(Action.HOLD, "no compared responses from the shadow", rule="shadow.compare.noData",
-                       evidence={"compared": 0, "mismatches": 0})
+                       details=JudgeDetails(compared=0, mismatches=0))
     rate = k / n
     lower = float(beta.ppf(alpha, k, n - k + 1)) if k > 0 else 0.0
     upper = float(beta.ppf(1 - alpha, k + 1, n - k)) if k < n else 1.0
@@ -33,10 +34,10 @@ def mismatch_verdict(windows: Iterable[Window], max_rate: float, alpha: float = 
     summary = (f"mismatch rate {format_percent(rate)} ({k} of {n} responses differed; "
                f"{int((1 - 2 * alpha) * 100)}% bounds {format_percent(lower)}–{format_percent(upper)}) "
                f"{'exceeds' if failed else 'within'} maxMismatchRate {format_percent(max_rate)}")
-    result = MetricResult(
-        metric="shadow-mismatch", test="clopper-pearson", action=Action.ROLLBACK if failed else Action.EXPAND,
-        statistic=lower, threshold=max_rate, canary={"compared": n, "mismatches": k}, effect=rate,
-        interval=(lower, upper), params={"alpha": alpha, "maxMismatchRate": max_rate}, summary=summary,
+    result = MetricEvidence(
+        metric="shadow-mismatch", test="clopper-pearson", action=str(Action.ROLLBACK if failed else Action.EXPAND),
+        statistic=lower, threshold=max_rate, canary=SideCounts(compared=n, mismatches=k), effect=rate,
+        interval=[lower, upper], params=MetricParams(alpha=alpha, maxMismatchRate=max_rate), summary=summary,
     )
     return Verdict(
         Action.ROLLBACK if failed else Action.EXPAND,
@@ -44,5 +45,5 @@ def mismatch_verdict(windows: Iterable[Window], max_rate: float, alpha: float = 
         rule="shadow.maxMismatchRate" if failed else "shadow.compare.pass",
         culprit="shadow-mismatch" if failed else None,
         metrics=(result,),
-        evidence={"compared": n, "mismatches": k},
+        details=JudgeDetails(compared=n, mismatches=k),
     )

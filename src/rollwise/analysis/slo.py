@@ -22,6 +22,7 @@ from typing import Any
 from scipy.optimize import brentq
 from scipy.special import betainc, betaincc, betaln
 
+from rollwise.core.evidence import SloVerdict
 from rollwise.core.model import VersionStats
 from rollwise.spec.models import MetricSpec
 
@@ -196,7 +197,7 @@ class SloGate:
         bad = stats.extra.get(metric.name, 0.0)
         return SloCounts(bad, bad, stats.requests)
 
-    def judge(self, counts: SloCounts) -> dict[str, Any]:
+    def judge(self, counts: SloCounts) -> SloVerdict:
         """Breached / met / undecided, with both bounds and the rule that decides."""
         limit = self.limit
         bound = _bound_for(limit)
@@ -210,23 +211,23 @@ class SloGate:
             breached = bound.clears(counts.pass_bad, counts.trials, limit, self.alpha)
             met = bound.breaches(counts.breach_bad, counts.trials, limit, self.alpha)
         estimate = counts.pass_bad / counts.trials if counts.trials else None
-        return {
-            "test": "slo-beta-mixture",
-            "limit": limit,
-            "higherIsWorse": self.higher_is_worse,
-            "alpha": self.alpha,
-            "bad": counts.breach_bad,
-            "trials": counts.trials,
-            "estimate": estimate,
-            "lower": lower,
-            "upper": upper,
-            "breached": breached,
-            "met": met,
-            "rule": (
+        return SloVerdict(
+            test="slo-beta-mixture",
+            limit=limit,
+            higherIsWorse=self.higher_is_worse,
+            alpha=self.alpha,
+            bad=counts.breach_bad,
+            trials=counts.trials,
+            estimate=estimate,
+            lower=lower,
+            upper=upper,
+            breached=breached,
+            met=met,
+            rule=(
                 f"{'lower' if self.higher_is_worse else 'upper'} bound "
                 f"{'above' if self.higher_is_worse else 'below'} the gate"
             ),
-        }
+        )
 
 
 @lru_cache(maxsize=64)

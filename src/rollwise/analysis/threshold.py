@@ -7,7 +7,8 @@ default; this one stays for teams that want exactly the behaviour they know.
 
 from __future__ import annotations
 
-from rollwise.core.model import Action, MetricResult, StageContext, Verdict, VersionStats, Window
+from rollwise.core.evidence import JudgeDetails, MetricEvidence, MetricParams, SideCounts
+from rollwise.core.model import Action, StageContext, Verdict, VersionStats, Window
 from rollwise.core.units import format_percent
 from rollwise.spec.models import AnalysisSpec, MetricSpec
 
@@ -42,9 +43,9 @@ def _fmt(metric: MetricSpec, value: float | None) -> str:
 class ThresholdJudge:
     def __init__(self, analysis: AnalysisSpec):
         self.analysis = analysis
-        self._checked: dict[tuple[float, float], tuple[list[str], list[MetricResult]]] = {}
+        self._checked: dict[tuple[float, float], tuple[list[str], list[MetricEvidence]]] = {}
 
-    def _check_window(self, window: Window) -> tuple[list[str], list[MetricResult]]:
+    def _check_window(self, window: Window) -> tuple[list[str], list[MetricEvidence]]:
         """Checks of one window; memoised, since a stage's windows are judged again every tick."""
         key = (window.start, window.end)
         cached = self._checked.get(key)
@@ -53,16 +54,16 @@ class ThresholdJudge:
         assert window.canary is not None and window.baseline is not None
         analysis = self.analysis
         failed: list[str] = []
-        results: list[MetricResult] = []
+        results: list[MetricEvidence] = []
         for metric in analysis.metrics:
             ok, text = self._check(metric, window.canary, window.baseline)
-            results.append(MetricResult(
-                metric=metric.name, test="threshold", action=Action.CONTINUE if ok else Action.ROLLBACK,
+            results.append(MetricEvidence(
+                metric=metric.name, test="threshold", action=str(Action.CONTINUE if ok else Action.ROLLBACK),
                 statistic=metric_value(metric, window.canary),
                 threshold=metric.slo.value if metric.slo else None,
-                canary={"requests": window.canary.requests, "errors": window.canary.errors},
-                baseline={"requests": window.baseline.requests, "errors": window.baseline.errors},
-                params={"failureLimit": analysis.failureLimit}, summary=text,
+                canary=SideCounts(requests=window.canary.requests, errors=window.canary.errors),
+                baseline=SideCounts(requests=window.baseline.requests, errors=window.baseline.errors),
+                params=MetricParams(failureLimit=analysis.failureLimit), summary=text,
             ))
             if not ok:
                 failed.append(text)
@@ -94,7 +95,7 @@ class ThresholdJudge:
         analysis = self.analysis
         failures = 0
         last_failed: list[str] = []
-        last_results: list[MetricResult] = []
+        last_results: list[MetricEvidence] = []
         for window in context.windows:
             if not window.has_data:
                 continue
@@ -107,19 +108,19 @@ class ThresholdJudge:
             last_failed, last_results = failed_now, results
         latest = context.windows[-1] if context.windows else None
         served = sum(w.canary.errors for w in context.windows if w.canary is not None)
-        evidence = {"failed_checks": failures, "failure_limit": analysis.failureLimit, "bad_served": served}
+        evidence = JudgeDetails(failed_checks=failures, failure_limit=analysis.failureLimit, bad_served=served)
         if failures >= analysis.failureLimit:
             culprit = last_failed[0].split(" ")[0] if last_failed else None
             return Verdict(Action.ROLLBACK, f"{failures} failed checks (limit {analysis.failureLimit}): "
                            + "; ".join(last_failed), rule="threshold.failureLimit", culprit=culprit,
-                           metrics=tuple(last_results), evidence=evidence)
+                           metrics=tuple(last_results), details=evidence)
         if latest is None or not latest.has_data:
             return Verdict(Action.HOLD, "no metrics in the latest window", rule="threshold.noData",
-                           evidence=evidence)
+                           details=evidence)
         canary_requests = sum(w.canary.requests for w in context.windows if w.canary is not None)
         if canary_requests >= analysis.minSamples and not last_failed:
             return Verdict(Action.EXPAND, f"all checks pass over {canary_requests} canary requests",
-                           rule="threshold.pass", metrics=tuple(last_results), evidence=evidence)
+                           rule="threshold.pass", metrics=tuple(last_results), details=evidence)
         return Verdict(Action.CONTINUE, f"{canary_requests}/{analysis.minSamples} canary requests; "
                        f"{failures} failed checks", rule="threshold.wait", metrics=tuple(last_results),
-                       evidence=evidence)
+                       details=evidence)

@@ -7,8 +7,8 @@ change flags, kill switch) < ``admin`` (tokens, audit, settings).
 Bootstrap rule: while **no token has ever been created**, requests from a loopback address are
 served as a local admin, so ``rollwise serve`` just works on a laptop. The first ``rollwise tokens
 create`` closes that door for good (revoking every token does not reopen it), and from then on
-every request except the dashboard's static files, ``/healthz``, ``/api/v1/whoami`` and OpenAPI needs
-a token. Requests from other addresses always need one.
+every request except the dashboard's static files, ``/healthz``, ``/api/v1/whoami``, OpenAPI and the
+evidence schema needs a token. Requests from other addresses always need one.
 
 A refused write (401 no/unknown token, 403 role too low) is itself written to the audit log, so
 probing shows up where people look for it.

@@ -29,6 +29,7 @@ from rollwise.api.schemas import (
     WindowOut,
 )
 from rollwise.core.engine import COMMANDS
+from rollwise.core.evidence import decision_of, evidence_schema
 from rollwise.core.model import Event, RolloutRecord
 from rollwise.spec import SpecError
 
@@ -147,12 +148,21 @@ def rollout_decisions(name: str, request: Request,
     for event in p.store.events(name):
         if event.type != "decision":
             continue
-        data = event.data
+        decision = decision_of(event.data)
         out.append(DecisionOut(
-            index=data.get("index"), seq=event.seq, at=event.at, action=data.get("action"), rule=data.get("rule"),
-            culprit=data.get("culprit"), message=event.message, evidence=data, explanation=_explain(event),
+            index=decision.index, seq=event.seq, at=event.at, action=decision.action, rule=decision.rule,
+            culprit=decision.culprit, stage=decision.stage, weight=decision.weight,
+            metrics_error=decision.metrics_error, message=event.message, evidence=decision.evidence,
+            explanation=_explain(event),
         ))
     return out
+
+
+@router.get("/schema/evidence", tags=["meta"])
+def evidence_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a decision's evidence (``DecisionOut.evidence``; version in ``$id``). Public, like
+    ``/openapi.json``: it describes the format, no rollout's data."""
+    return evidence_schema()
 
 
 @router.get("/rollouts/{name}/windows", response_model=list[WindowOut], responses={**NOT_FOUND, **DENIED})

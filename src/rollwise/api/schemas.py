@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rollwise.core.evidence import Evidence
 from rollwise.core.model import Event, RolloutRecord, VersionStats, Window
 
 Reason = Field(default="", max_length=2000, description="Why; recorded in the history and the audit log.")
@@ -112,8 +113,11 @@ class DecisionOut(BaseModel):
     action: str | None
     rule: str | None
     culprit: str | None
-    message: str
-    evidence: dict[str, Any]
+    stage: int | None = None
+    weight: float | None = Field(None, description="Canary traffic share (percent) when decided.")
+    metrics_error: str | None = None
+    message: str = Field(description="The verdict's one-line reason.")
+    evidence: Evidence = Field(description="The decision's evidence (schema: /api/v1/schema/evidence).")
     explanation: str | None = Field(description="Plain words, when rollwise.analysis.explain is installed.")
 
 

@@ -174,11 +174,17 @@ def validate(
 
 class SchemaKind(StrEnum):
     rollout = "rollout"
+    evidence = "evidence"
 
 
 @app.command()
 def schema(kind: Annotated[SchemaKind, typer.Argument(help="Which schema.")] = SchemaKind.rollout) -> None:
-    """Print the JSON Schema of a spec kind. Example: rollwise schema rollout > rollout.schema.json"""
+    """Print a JSON Schema: a rollout spec, or a decision's evidence. Example: rollwise schema rollout"""
+    if kind == SchemaKind.evidence:
+        from rollwise.core.evidence import evidence_schema
+
+        _print_json(evidence_schema())
+        return
     from rollwise.spec.models import RolloutSpec
 
     _print_json(RolloutSpec.model_json_schema())
@@ -593,6 +599,7 @@ def explain(
     Example: rollwise explain checkout --decision 3
     """
     from rollwise.analysis.explain import explain_decision, explain_metrics
+    from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
     _get_or_exit(the_store, name)
@@ -606,7 +613,8 @@ def explain(
             return
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)
-    chosen = events[-1] if decision is None else next((e for e in events if e.data.get("index") == decision), None)
+    chosen = events[-1] if decision is None else next((e for e in events if decision_of(e.data).index == decision),
+                                                      None)
     if chosen is None:
         err_console.print(f"error: {name!r} has decisions 1..{len(events)}")
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rollwise.core.carry import Carry
+from rollwise.core.evidence import Evidence, JudgeDetails, MetricEvidence, dump_evidence
 from rollwise.spec.models import HeaderRouteSpec, RolloutSpec
 
 
@@ -196,53 +197,28 @@ class WindowQuery:
 
 
 @dataclass(frozen=True)
-class MetricResult:
-    """One metric's evidence: enough to recompute its verdict offline."""
-
-    metric: str
-    test: str
-    action: Action
-    statistic: float | None = None
-    threshold: float | None = None
-    canary: dict[str, float] = field(default_factory=dict)
-    baseline: dict[str, float] = field(default_factory=dict)
-    effect: float | None = None
-    interval: tuple[float, float] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "test": self.test,
-            "action": str(self.action),
-            "statistic": self.statistic,
-            "threshold": self.threshold,
-            "canary": self.canary,
-            "baseline": self.baseline,
-            "effect": self.effect,
-            "interval": list(self.interval) if self.interval else None,
-            "params": self.params,
-            "summary": self.summary,
-        }
-
-
-@dataclass(frozen=True)
 class Verdict:
+    """A judge's answer: the action, why in one line, and the evidence (typed, see ``core/evidence.py``).
+
+    ``details`` holds what the judge adds beyond its metrics (context numbers, state to carry to the
+    next stage); ``evidence`` puts the whole together as it is stored.
+    """
+
     action: Action
     reason: str
     rule: str
     culprit: str | None = None
-    metrics: tuple[MetricResult, ...] = ()
-    evidence: dict[str, Any] = field(default_factory=dict)
+    metrics: tuple[MetricEvidence, ...] = ()
+    details: JudgeDetails = field(default_factory=JudgeDetails)
+
+    @property
+    def evidence(self) -> Evidence:
+        judged = {name: getattr(self.details, name) for name in self.details.model_fields_set}
+        return Evidence(rule=self.rule, culprit=self.culprit, metrics=list(self.metrics), **judged)
 
     def to_evidence(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "culprit": self.culprit,
-            "metrics": [m.to_dict() for m in self.metrics],
-            **self.evidence,
-        }
+        """The evidence in the JSON-able form the event log keeps."""
+        return dump_evidence(self.evidence)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from rollwise.core.evidence import decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
 from rollwise.core.protocols import Store
 from rollwise.core.units import format_duration
@@ -90,9 +91,8 @@ def _explain(event: Event, types: Mapping[str, str]) -> str:
     from rollwise.adapters.notifiers.delivery import describe_metric
 
     lines = [event.message]
-    evidence = event.data.get("evidence") or {}
-    for metric in evidence.get("metrics") or []:
-        line = describe_metric(metric, types.get(str(metric.get("metric"))))
+    for metric in evidence_of(event.data).metrics:
+        line = describe_metric(metric, types.get(metric.metric))
         if line.has_numbers:
             lines.append(f"{line.text} → {line.action}")
     return "\n".join(lines)
@@ -101,8 +101,9 @@ def _explain(event: Event, types: Mapping[str, str]) -> str:
 def _stage_rows(events: Sequence[Event], windows: Sequence[tuple[int, Window]]) -> list[StageRow]:
     weights: dict[int, float] = {}
     for e in events:
-        if e.type == "decision" and e.data.get("stage") is not None:
-            weights.setdefault(int(e.data["stage"]), float(e.data.get("weight") or 0))
+        decision = decision_of(e.data) if e.type == "decision" else None
+        if decision is not None and decision.stage is not None:
+            weights.setdefault(decision.stage, float(decision.weight or 0))
     by_stage: dict[int, list[Window]] = {}
     for stage, window in windows:
         if window.has_data:
@@ -129,7 +130,7 @@ def _followups(record: RolloutRecord, rca: Rca, events: Sequence[Event]) -> list
     if any(e.type == "phase" and "no metrics" in e.message for e in events):
         items.append("Telemetry went missing during the rollout: fix the metrics pipeline so every stage can be "
                      "judged.")
-    if any(e.type == "decision" and e.data.get("action") == "inconclusive" for e in events):
+    if any(e.type == "decision" and decision_of(e.data).action == "inconclusive" for e in events):
         items.append("A stage ended undecided: raise traffic to the canary, lengthen maxStageTime, or state a "
                      "minimal effect (minEffect) so the test can decide.")
     if rca.failed and rca.detection_s is not None and rca.detection_s > 600:
@@ -150,10 +151,10 @@ def build_postmortem(record: RolloutRecord, events: Sequence[Event],
     types = {m.name: m.type for m in analysis.metrics} if analysis is not None else {}
     rca = build_rca(record, run_events, windows)
     decisions = [
-        Decision(index=int(e.data.get("index", i + 1)), at=e.at, action=str(e.data.get("action")),
-                 rule=str(e.data.get("rule", "")), weight=e.data.get("weight"), stage=e.data.get("stage"),
+        Decision(index=i + 1 if d.index is None else d.index, at=e.at, action=str(d.action),
+                 rule="" if d.rule is None else d.rule, weight=d.weight, stage=d.stage,
                  message=e.message, explanation=_explain(e, types))
-        for i, e in enumerate(x for x in run_events if x.type == "decision")
+        for i, (e, d) in enumerate((x, decision_of(x.data)) for x in run_events if x.type == "decision")
     ]
     pm = Postmortem(record=record, events=run_events, windows=list(windows), rca=rca, decisions=decisions,
                     stages=_stage_rows(run_events, windows), followups=_followups(record, rca, run_events))
@@ -298,7 +299,7 @@ def _impact(pm: Postmortem) -> list[tuple[str, str]]:
 def _timeline(pm: Postmortem) -> list[tuple[str, str, str, str]]:
     out = []
     for e in pm.events:
-        if e.type == "decision" and e.data.get("action") in ("continue", "hold"):
+        if e.type == "decision" and decision_of(e.data).action in ("continue", "hold"):
             continue
         out.append((_rel(pm, e.at), e.actor, e.type, e.message))
     return out

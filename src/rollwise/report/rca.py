@@ -22,6 +22,7 @@ from typing import Any
 
 from scipy.stats import norm
 
+from rollwise.core.evidence import Evidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
 
 CHANGE_POINT_LLR2 = 13.8
@@ -155,8 +156,9 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
     ending = next((e for e in reversed(events) if e.type == "phase" and e.data.get("phase") == str(record.phase)),
                   None)
     decisive = _decisive_decision(events)
-    evidence: Mapping[str, Any] = (ending.data.get("evidence") if ending is not None else None) or (
-        decisive.data.get("evidence") if decisive is not None else None) or {}
+    # the ending's own evidence when it has some, else the decisive decision's
+    evidence = parse_evidence((ending.data.get("evidence") if ending is not None else None) or (
+        decisive.data.get("evidence") if decisive is not None else None))
     reason = ending.message if ending is not None else (record.paused_reason or str(record.phase))
     if ": " in reason and ending is not None:
         reason = reason.split(": ", 1)[1]
@@ -170,13 +172,13 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
     slow = sum(w.canary.count_above(bar) for w in with_data if w.canary is not None) if bar is not None else 0
     first_traffic = _first_traffic(events)
     detection = None
-    if decisive is not None and first_traffic is not None and str(decisive.data.get("action")) == "rollback":
+    if decisive is not None and first_traffic is not None and decision_of(decisive.data).action == "rollback":
         detection = max(0.0, decisive.at - first_traffic)
     return Rca(
         rollout=record.name, service=record.spec.service, outcome=str(record.phase), failed=failed,
         stable=record.stable_version, canary=record.canary_version, region=record.spec.region,
         labels=dict(record.spec.labels), started_at=record.created_at, ended_at=record.finished_at,
-        reason=reason, culprit=evidence.get("culprit"), rule=evidence.get("rule"), regressions=regressions,
+        reason=reason, culprit=evidence.culprit, rule=evidence.rule, regressions=regressions,
         onset=onset, canary_requests=canary.requests, canary_errors=canary.errors, canary_slow=slow,
         excess_errors=max(0.0, canary.errors - canary.requests * base_rate),
         peak_weight=max([float(e.data["weight"]) for e in events if e.type == "step" and "weight" in e.data],
@@ -188,7 +190,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
 def _decisive_decision(events: Sequence[Event]) -> Event | None:
     decisions = [e for e in events if e.type == "decision"]
     for action in ("rollback", "inconclusive"):
-        chosen = next((e for e in reversed(decisions) if e.data.get("action") == action), None)
+        chosen = next((e for e in reversed(decisions) if decision_of(e.data).action == action), None)
         if chosen is not None:
             return chosen
     return decisions[-1] if decisions else None
@@ -240,14 +242,12 @@ def _counts(window: Window, kind: str, bar: float | None) -> tuple[int, int, int
     return c.errors, c.requests, b.errors, b.requests
 
 
-def _regressions(evidence: Mapping[str, Any], types: Mapping[str, str], windows: Sequence[Window],
+def _regressions(evidence: Evidence, types: Mapping[str, str], windows: Sequence[Window],
                  bar: float | None) -> list[Regression]:
-    results = [m for m in evidence.get("metrics") or [] if isinstance(m, Mapping)]
-    culprit = evidence.get("culprit")
-    chosen = [m for m in results if m.get("action") == "rollback" or m.get("metric") == culprit]
+    chosen = [m for m in evidence.metrics if m.action == "rollback" or m.metric == evidence.culprit]
     out = []
     for m in chosen:
-        name = str(m.get("metric"))
+        name = m.metric
         kind = types.get(name, "other")
         canary = baseline = diff = None
         interval = None
@@ -262,12 +262,12 @@ def _regressions(evidence: Mapping[str, Any], types: Mapping[str, str], windows:
                 canary, baseline = k1 / n1, k2 / n2
                 diff = canary - baseline
                 interval = newcombe_interval(k1, n1, k2, n2)
-        judge_interval = m.get("interval")
+        judge_interval = m.interval
         out.append(Regression(
-            metric=name, kind=kind, test=str(m.get("test", "?")), canary=canary, baseline=baseline,
-            difference=diff, interval=interval, judge_effect=m.get("effect"),
+            metric=name, kind=kind, test=m.test, canary=canary, baseline=baseline,
+            difference=diff, interval=interval, judge_effect=m.effect,
             judge_interval=tuple(judge_interval) if judge_interval else None,  # type: ignore[arg-type]
-            statistic=m.get("statistic"), threshold=m.get("threshold"), summary=str(m.get("summary") or ""),
+            statistic=m.statistic, threshold=m.threshold, summary=m.summary,
         ))
     return out
 
@@ -356,7 +356,7 @@ def _first_traffic(events: Sequence[Event]) -> float | None:
 def _actions(events: Sequence[Event]) -> list[tuple[float, str, str]]:
     out = []
     for e in events:
-        if e.type == "decision" and e.data.get("action") in ("continue", "hold"):
+        if e.type == "decision" and decision_of(e.data).action in ("continue", "hold"):
             continue
         if e.type in ("step", "decision", "phase", "command", "created", "spec-updated", "run"):
             out.append((e.at, e.actor, f"{e.type}: {e.message}"))

@@ -30,6 +30,7 @@ from rollwise.adapters.notifiers.webhook import (
     sign,
     verify_signature,
 )
+from rollwise.core.evidence import MetricEvidence, MetricParams, SideCounts, SloVerdict
 from rollwise.core.model import Event, RolloutRecord, RouteState
 from rollwise.simulate import Behaviour
 from rollwise.spec.models import NotifySpec
@@ -79,8 +80,9 @@ def _notice(**overrides: Any) -> Notice:
 
 def test_slack_message_is_clipped_to_slack_limits() -> None:
     huge = "x" * 10_000
-    metrics = tuple(describe_metric({"metric": f"m{i}-{huge}", "test": "t", "canary": {"requests": 10, "errors": 1},
-                                     "baseline": {"requests": 10, "errors": 0}}) for i in range(80))
+    metrics = tuple(describe_metric(MetricEvidence(metric=f"m{i}-{huge}", test="t", action="rollback",
+                                                   canary=SideCounts(requests=10, errors=1),
+                                                   baseline=SideCounts(requests=10, errors=0))) for i in range(80))
     notice = _notice(title="checkout " + huge, summary="<&>" + huge, why=huge, culprit=metrics[0], metrics=metrics,
                      service=huge, region=huge, report_hint=huge)
     message = slack_message(notice)
@@ -268,9 +270,11 @@ def test_wiring_builds_channels_from_env_and_from_each_spec(receiver: Receiver, 
 def test_a_metric_decided_by_its_slo_gate_alone_still_has_numbers() -> None:
     """A latency SLO can breach before the latency bar froze: no comparison yet, but the gate's counts
     are numbers a person can act on, so the metric can be named as the culprit (demo bad-canary)."""
-    result = {"metric": "latency-p99", "test": "frozen-quantile", "action": "rollback", "canary": None,
-              "baseline": None, "params": {"slo": {"limit": 0.01, "bad": 45, "trials": 366, "breached": True}}}
+    gate = SloVerdict(limit=0.01, higherIsWorse=True, alpha=0.005, bad=45, trials=366, lower=0.08, upper=0.17,
+                      breached=True, met=False, rule="lower bound above the gate")
+    result = MetricEvidence(metric="latency-p99", test="frozen-quantile", action="rollback",
+                            params=MetricParams(slo=gate))
     line = describe_metric(result, "latency")
     assert line.has_numbers
     assert "12.3% (45 slow of 366) against the SLO's 1% gate" in line.text
-    assert not describe_metric({**result, "params": {}}, "latency").has_numbers
+    assert not describe_metric(result.model_copy(update={"params": MetricParams()}), "latency").has_numbers

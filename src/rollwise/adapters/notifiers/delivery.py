@@ -29,13 +29,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from rollwise.core.evidence import Evidence, MetricEvidence, SideCounts, decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord
 
 log = logging.getLogger("rollwise.notify")
@@ -117,35 +118,27 @@ def format_value(value: float | None, metric_type: str | None) -> str:
 _BAD_WORD = {"errorRate": "errors", "latency": "slow"}
 
 
-def _side(stats: Mapping[str, Any], metric_type: str | None) -> str | None:
+def _side(stats: SideCounts, metric_type: str | None) -> str | None:
     """A side's counts as a person reads them: '4.46% (9 errors of 202)'; 'key value' otherwise.
 
     Judges report counts as requests/errors (threshold) or trials/bad (sequential attribution tests,
     where "bad" is an error or a request slower than the frozen latency bar).
     """
-    if not stats:
-        return None
-    for total_key, bad_key in (("requests", "errors"), ("trials", "bad")):
-        total, bad = stats.get(total_key), stats.get(bad_key)
-        if isinstance(total, int | float) and isinstance(bad, int | float) and total:
+    for total, bad in ((stats.requests, stats.errors), (stats.trials, stats.bad)):
+        if total and bad is not None:
             word = _BAD_WORD.get(metric_type or "", "bad")
             return f"{bad / total * 100:.2f}% ({bad:g} {word} of {total:g})"
     parts = []
-    for key, value in list(stats.items())[:4]:
-        if isinstance(value, float):
-            parts.append(f"{key} {format_value(value, metric_type)}" if key in ("value", "rate", "p99", "mean")
-                         else f"{key} {value:.4g}")
-        else:
-            parts.append(f"{key} {value}")
+    for key, value in list(stats.model_dump().items())[:4]:
+        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
     return ", ".join(parts) or None
 
 
-def describe_metric(result: Mapping[str, Any], metric_type: str | None = None) -> MetricLine:
-    """Render a ``MetricResult.to_dict()`` in words: canary vs baseline, statistic vs threshold, effect."""
-    name = str(result.get("metric", "?"))
-    test = str(result.get("test", "?"))
-    canary = _side(result.get("canary") or {}, metric_type)
-    baseline = _side(result.get("baseline") or {}, metric_type)
+def describe_metric(result: MetricEvidence, metric_type: str | None = None) -> MetricLine:
+    """Render one metric's evidence in words: canary vs baseline, statistic vs threshold, effect."""
+    name, test = result.metric, result.test
+    canary = _side(result.canary, metric_type)
+    baseline = _side(result.baseline, metric_type)
     pieces = [f"{name}:"]
     if canary or baseline:
         pieces.append(f"canary {canary or 'n/a'} vs baseline {baseline or 'n/a'}")
@@ -153,36 +146,35 @@ def describe_metric(result: Mapping[str, Any], metric_type: str | None = None) -
         canary = _slo_side(result, metric_type)
         if canary:
             pieces.append(f"canary {canary}")
-    statistic, threshold = result.get("statistic"), result.get("threshold")
+    statistic, threshold = result.statistic, result.threshold
     if statistic is not None:
         stat_text = f"{test} statistic {_number(statistic, metric_type, test)}"
         if threshold is not None:
             stat_text += f" vs threshold {_number(threshold, metric_type, test)}"
         pieces.append(f"({stat_text})")
     effect_text = None
-    effect = result.get("effect")
+    effect = result.effect
     if effect is not None:
         effect_text = f"effect {_signed(effect, metric_type)}"
-        interval = result.get("interval")
+        interval = result.interval
         if interval and len(interval) == 2:
             effect_text += f" [{_signed(interval[0], metric_type)}, {_signed(interval[1], metric_type)}]"
         pieces.append(effect_text)
     has_numbers = len(pieces) > 1
     if not has_numbers:
-        pieces.append(str(result.get("summary") or "no observations"))
-    return MetricLine(name=name, test=test, action=str(result.get("action", "")), text=" ".join(pieces),
+        pieces.append(result.summary or "no observations")
+    return MetricLine(name=name, test=test, action=result.action, text=" ".join(pieces),
                       canary=canary, baseline=baseline, effect=effect_text, has_numbers=has_numbers)
 
 
-def _slo_side(result: Mapping[str, Any], metric_type: str | None) -> str:
+def _slo_side(result: MetricEvidence, metric_type: str | None) -> str:
     """The canary's SLO gate in numbers: ``12.3% (45 slow of 366) against the SLO's 1% gate``."""
-    gate = (result.get("params") or {}).get("slo")
-    if not isinstance(gate, Mapping) or not gate.get("trials"):
+    gate = result.params.slo
+    if gate is None or not gate.trials:
         return ""
-    bad, trials = float(gate.get("bad") or 0), float(gate["trials"])
+    bad, trials = float(gate.bad or 0), float(gate.trials)
     word = {"latency": "slow", "errorRate": "errors"}.get(metric_type or "", "bad")
-    limit = gate.get("limit")
-    against = f" against the SLO's {100 * float(limit):.3g}% gate" if isinstance(limit, int | float) else ""
+    against = f" against the SLO's {100 * float(gate.limit):.3g}% gate"
     return f"{100 * bad / trials:.3g}% ({bad:.0f} {word} of {trials:.0f}){against}"
 
 
@@ -245,11 +237,12 @@ class NoticeBoard:
             return self._phase(record, event, phase)
         if event.type == "command" and event.data.get("command") == "undo":
             return self._build(record, event, "undo", f"{record.spec.service}: {record.canary_version} undone, "
-                               f"traffic back to {record.stable_version}", evidence={})
+                               f"traffic back to {record.stable_version}", evidence=Evidence())
         return None
 
     def _decision(self, record: RolloutRecord, event: Event) -> Notice | None:
-        action = str(event.data.get("action", ""))
+        decision = decision_of(event.data)
+        action = decision.action or ""
         if action not in NOTIFY_DECISIONS:
             return None
         with self._lock:
@@ -258,8 +251,8 @@ class NoticeBoard:
         # phase event of the same commit tells the story (with this decision's evidence).
         if record.phase != Phase.PROGRESSING:
             return None
-        title = f"{record.spec.service}: {record.canary_version} {action} at {event.data.get('weight', 0):g}%"
-        return self._build(record, event, "decision", title, evidence=event.data.get("evidence") or {})
+        title = f"{record.spec.service}: {record.canary_version} {action} at {decision.weight or 0:g}%"
+        return self._build(record, event, "decision", title, evidence=decision.evidence)
 
     def _stage(self, record: RolloutRecord, event: Event) -> Notice:
         data = event.data
@@ -272,18 +265,19 @@ class NoticeBoard:
             title = f"{service}: {record.canary_version} at {weight:g}%"
         else:
             title = f"{service}: {event.message}"
-        return self._build(record, event, "stage", title, evidence=data.get("evidence") or {},
+        return self._build(record, event, "stage", title, evidence=evidence_of(data),
                            weight=weight, previous_weight=previous)
 
     def _phase(self, record: RolloutRecord, event: Event, phase: Phase) -> Notice:
-        evidence = dict(event.data.get("evidence") or {})
+        evidence = evidence_of(event.data)
         with self._lock:
             remembered = self._decisions.get(record.name)
             if phase.terminal:
                 self._decisions.pop(record.name, None)
-        if remembered is not None and remembered[0] == record.revision and not evidence.get("metrics"):
-            decided = remembered[1].data.get("evidence") or {}
-            evidence = {**decided, **{k: v for k, v in evidence.items() if v}}
+        if remembered is not None and remembered[0] == record.revision and not evidence.metrics:
+            # the decision's evidence, with whatever the phase event's own evidence says on top
+            told = {name: getattr(evidence, name) for name in evidence.model_fields_set if getattr(evidence, name)}
+            evidence = evidence_of(remembered[1].data).model_copy(update=told)
         service, canary = record.spec.service, record.canary_version
         kind, title = {
             Phase.SUCCEEDED: ("succeeded", f"{service}: {canary} released to 100%"),
@@ -293,20 +287,20 @@ class NoticeBoard:
         }[phase]
         return self._build(record, event, kind, title, evidence=evidence)
 
-    def _build(self, record: RolloutRecord, event: Event, kind: str, title: str, evidence: Mapping[str, Any],
+    def _build(self, record: RolloutRecord, event: Event, kind: str, title: str, evidence: Evidence,
                weight: float | None = None, previous_weight: float | None = None) -> Notice:
         types = metric_types(record)
-        results = [m for m in evidence.get("metrics") or [] if isinstance(m, Mapping)]
-        described = (describe_metric(m, types.get(str(m.get("metric")))) for m in results)
+        described = (describe_metric(m, types.get(m.metric)) for m in evidence.metrics)
         lines = tuple(line for line in described if line.has_numbers)
-        culprit_name = evidence.get("culprit") or event.data.get("culprit")
+        decision = decision_of(event.data) if event.type == "decision" else None
+        culprit_name = evidence.culprit or (decision.culprit if decision else None)
         culprit = None
         if culprit_name:
             culprit = next((line for line in lines if line.name == culprit_name), None)
         if culprit is None and kind in ("rolled-back", "aborted", "decision"):
             culprit = next((line for line in lines if line.action in NOTIFY_DECISIONS), None)
         decisive = culprit or (lines[0] if lines else None)
-        rule = evidence.get("rule") or event.data.get("rule")
+        rule = evidence.rule or (decision.rule if decision else None)
         why = None
         if decisive is not None:
             why = decisive.text + (f" — rule {rule}" if rule else "")

@@ -145,7 +145,7 @@
         </div>
         <div id="chart-kpis" class="grid-3"></div>
       </section>
-      <section class="card"><h2>Decisions <span class="muted small">every verdict with its evidence</span></h2><div id="decisions"></div></section>
+      <section class="card"><h2>Decisions <span class="muted small">why the rollout moved; open a decision's evidence for its numbers</span></h2><div id="decisions"></div></section>
       <section class="card"><h2>History</h2><div id="history"></div></section>`;
     view.querySelectorAll("button[data-command]").forEach((button) => {
       button.addEventListener("click", () => sendCommand(r.name, button.dataset.command, !!button.dataset.full));
@@ -178,12 +178,13 @@
 
   async function refreshDetails(name) {
     const base = `/api/v1/rollouts/${encodeURIComponent(name)}`;
-    const [windows, decisions, events] = await Promise.all([
-      api("GET", base + "/windows"), api("GET", base + "/decisions"), api("GET", base + "/events"),
+    const [r, windows, decisions, events] = await Promise.all([
+      api("GET", base), api("GET", base + "/windows"), api("GET", base + "/decisions"), api("GET", base + "/events"),
     ]);
     if (route.page !== "rollout" || route.name !== name) return;
-    drawCharts(windows, events);
-    drawDecisions(decisions);
+    const types = metricSpecs(r.spec);
+    drawCharts(windows, events, decisions, types, r);
+    drawDecisions(decisions, windows, types, r);
     drawHistory(events);
   }
 
@@ -197,17 +198,90 @@
     return windows.map((w) => [w.end, w[side] ? pick(w[side]) : null]);
   }
 
-  function drawCharts(windows, events) {
+  // ------------------------------------------------------------------ decisions in words
+
+  // Every label a person reads instead of an identifier from the evidence.
+  const ACTION_TEXT = { rollback: "Rolled back", expand: "Passed the stage", continue: "Keep observing", hold: "Holding",
+    inconclusive: "Needs a human" };
+  const METRIC_TEXT = { rollback: "Regressed", expand: "No regression", continue: "Undecided", hold: "No data",
+    inconclusive: "Cannot be trusted" };
+  const MARKER_TEXT = { rollback: "rollback", expand: "passed", inconclusive: "undecided" };
+  const MARKED = new Set(Object.keys(MARKER_TEXT));
+  const RULE_TEXT = {
+    "e-value-bonferroni": "a sequential test proved the canary worse than the baseline",
+    "slo-breach": "the canary breaks its SLO, with confidence",
+    "predicted-burn-rate": "at full traffic the canary would burn the error budget too fast",
+    "no-regression-decided": "every required metric ruled out a regression",
+    "undecided": "not enough evidence either way yet",
+    "no-data": "no metrics arrived: unknown, not bad",
+    "sample-ratio-mismatch": "visits do not split like requests, so the KPI comparison cannot be trusted",
+    "kayenta-score": "the Kayenta score crossed a threshold",
+    "kayenta-marginal": "the Kayenta score is marginal",
+    "threshold.failureLimit": "too many failed checks",
+    "threshold.pass": "every check passed",
+    "threshold.wait": "checks pass, waiting for enough requests",
+    "threshold.noData": "no metrics in the latest window",
+    "shadow.maxMismatchRate": "the shadow's responses differ too often",
+    "shadow.compare.pass": "the shadow answered like the primary",
+    "shadow.compare.noData": "no responses from the shadow were compared",
+  };
+  const TEST_TEXT = { "attribution-mixture": "Sequential test", "attribution-sprt": "Sequential test (SPRT)",
+    "mann-whitney": "Mann-Whitney U test", threshold: "Threshold check", "clopper-pearson": "Exact binomial test",
+    none: "SLO gate" };
+  const BAD_WORD = { errorRate: "errors", latency: "slow", kpi: "converted" };
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+    const s = Math.round(seconds);
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+    return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
+  }
+
+  function metricSpecs(spec) {
+    // name -> metric spec (type, numerator, ...) from whichever strategy carries an analysis
+    const out = {};
+    for (const strategy of Object.values((spec && spec.strategy) || {})) {
+      const analysis = strategy && strategy.analysis;
+      for (const m of (analysis && analysis.metrics) || []) out[m.name] = m;
+    }
+    return out;
+  }
+
+  // The decision's own chart: its decisive metric, canary against baseline, with the decision marked.
+  function metricChart(name, spec, windows, markers) {
+    const type = spec ? spec.type : null;
+    let pick = null, format = (v) => pct(v, 1), label = name;
+    if (type === "errorRate") pick = (s) => (s.requests ? s.error_rate : null);
+    else if (type === "latency") { pick = (s) => s.p99_ms; format = (v) => `${Math.round(v)} ms`; label = `${name} (p99)`; }
+    else if (type === "kpi" && spec.numerator && spec.denominator) {
+      pick = (s) => (s.kpis[spec.denominator] ? (s.kpis[spec.numerator] || 0) / s.kpis[spec.denominator] : null);
+    }
+    if (!pick) return `<div class="chart-empty small">No per-window chart for ${esc(name)}</div>`;
+    return Charts.line([
+      { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", pick) },
+      { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", pick) },
+    ], { format, title: label, markers, empty: noData(windows) });
+  }
+
+  function decisionMarkers(decisions, only) {
+    return decisions.filter((d) => (only ? d === only : MARKED.has(d.action))).map((d) =>
+      ({ x: d.at, label: `${MARKER_TEXT[d.action] || ACTION_TEXT[d.action] || "decision"} #${d.index ?? d.seq}`,
+         color: d.action === "rollback" ? "#dc2626" : d.action === "expand" ? "#059669" : "#d97706" }));
+  }
+
+  function drawCharts(windows, events, decisions, types, r) {
     const errors = document.getElementById("chart-errors");
     if (!errors) return;
+    const markers = decisionMarkers(decisions);
     errors.innerHTML = Charts.line([
       { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => (s.requests ? s.error_rate : null)) },
       { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => (s.requests ? s.error_rate : null)) },
-    ], { format: (v) => pct(v, v < 0.01 ? 2 : 1), title: "error rate", empty: noData(windows) });
+    ], { format: (v) => pct(v, v < 0.01 ? 2 : 1), title: "error rate", empty: noData(windows), markers });
     document.getElementById("chart-latency").innerHTML = Charts.line([
       { name: "baseline p99", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => s.p99_ms) },
       { name: "canary p99", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => s.p99_ms) },
-    ], { format: (v) => `${Math.round(v)} ms`, title: "latency p99", empty: "No latency observed yet" });
+    ], { format: (v) => `${Math.round(v)} ms`, title: "latency p99", empty: "No latency observed yet", markers });
     const weights = [];
     for (const e of events) {
       if (e.data && typeof e.data.weight === "number" && e.type === "step") weights.push([e.at, e.data.weight]);
@@ -216,44 +290,136 @@
     }
     document.getElementById("chart-weight").innerHTML = Charts.line(
       [{ name: "canary weight", color: COLORS.weight, points: weights, step: true }],
-      { format: (v) => `${Math.round(v)}%`, yMax: 100, until: Date.now() / 1000, title: "canary weight", empty: "No steps yet" });
-    const kpiNames = new Set();
-    windows.forEach((w) => ["baseline", "canary"].forEach((side) => w[side] && Object.keys(w[side].kpis).forEach((k) => kpiNames.add(k))));
-    document.getElementById("chart-kpis").innerHTML = [...kpiNames].sort().map((k) => `<div><h3>KPI ${esc(k)} per request</h3>` +
-      Charts.line([
-        { name: "baseline", color: COLORS.baseline, points: sidePoints(windows, "baseline", (s) => (s.requests ? (s.kpis[k] || 0) / s.requests : null)) },
-        { name: "canary", color: COLORS.canary, points: sidePoints(windows, "canary", (s) => (s.requests ? (s.kpis[k] || 0) / s.requests : null)) },
-      ], { format: (v) => pct(v, 1), title: "KPI " + k }) + `</div>`).join("");
+      { format: (v) => `${Math.round(v)}%`, yMax: 100, until: TERMINAL.has(r.phase) ? r.finished_at || r.updated_at : Date.now() / 1000,
+        title: "canary weight", empty: "No steps yet", markers });
+    const kpis = Object.values(types).filter((m) => m.type === "kpi");
+    document.getElementById("chart-kpis").innerHTML = kpis.map((m) => `<div><h3>KPI ${esc(m.name)}</h3>` +
+      metricChart(m.name, m, windows, markers) + `</div>`).join("");
   }
 
-  function describeMetric(m) {
-    const side = (stats) => Object.entries(stats || {}).map(([k, v]) => `${k} ${num(v)}`).join(", ");
-    const parts = [`<b>${esc(m.metric)}</b> — ${esc(m.test)} test says <b>${esc(m.action)}</b>`];
-    if (m.summary) parts.push(esc(m.summary));
-    if (m.statistic !== null && m.statistic !== undefined) {
-      parts.push(`statistic ${esc(num(m.statistic))}${m.threshold !== null && m.threshold !== undefined ? ` against threshold ${esc(num(m.threshold))}` : ""}`);
+  const one = (word, n) => (n === 1 && word.endsWith("s") ? word.slice(0, -1) : word);
+
+  function countsText(counts, type, gate) {
+    // One side's counts as a person reads them: "5.56% (5 errors of 90)"; the SLO gate's when no comparison ran.
+    if (!counts) return "–";
+    const word = BAD_WORD[type] || "bad";
+    if (gate && !counts.trials && !counts.requests && gate.trials) {
+      return `${pct(gate.bad / gate.trials)} (${num(gate.bad)} ${one(word, gate.bad)} of ${num(gate.trials)})`;
     }
-    if (m.canary && Object.keys(m.canary).length) parts.push(`canary: ${esc(side(m.canary))}`);
-    if (m.baseline && Object.keys(m.baseline).length) parts.push(`baseline: ${esc(side(m.baseline))}`);
-    if (m.interval) parts.push(`interval [${esc(num(m.interval[0]))}, ${esc(num(m.interval[1]))}]`);
-    return `<li>${parts.join("; ")}</li>`;
+    let text = "–";
+    if (counts.requests && counts.errors !== undefined) {
+      text = `${pct(counts.errors / counts.requests)} (${num(counts.errors)} ${one("errors", counts.errors)} of ${num(counts.requests)})`;
+    } else if (counts.trials && counts.bad !== undefined) {
+      text = `${pct(counts.bad / counts.trials)} (${num(counts.bad)} ${one(word, counts.bad)} of ${num(counts.trials)})`;
+    } else if (counts.compared) {
+      text = `${pct(counts.mismatches / counts.compared)} differed (${num(counts.mismatches)} of ${num(counts.compared)})`;
+    }
+    if (counts.priorTrials) text += `; ${pct(counts.priorBad / counts.priorTrials)} before the rollout`;
+    return text;
   }
 
-  function drawDecisions(decisions) {
+  function gateText(gate) {
+    if (!gate) return "";
+    const verdict = gate.breached ? "breached" : gate.met ? "met" : "undecided";
+    return `SLO gate ${pct(gate.limit)}: canary between ${pct(gate.lower)} and ${pct(gate.upper)} (${num(gate.bad)} of ${num(gate.trials)}) → ${verdict}`;
+  }
+
+  function testText(metric) {
+    const params = metric.params || {};
+    const parts = metric.test === "none" ? [] : [TEST_TEXT[metric.test] || metric.test];
+    if (metric.test.startsWith("attribution") && metric.statistic !== null) {
+      parts.push(`evidence ${num(metric.statistic)} against a bar of ${num(metric.threshold)}`);
+    } else if (metric.test === "mann-whitney") {
+      parts.push(`${params.classification || "–"}, p = ${num(metric.statistic)} (significant below ${num(metric.threshold)})`);
+    } else if (metric.test === "clopper-pearson") {
+      parts.push(`lower bound ${pct(metric.statistic)} against at most ${pct(metric.threshold)}`);
+    } else if (metric.test === "threshold" && metric.statistic !== null) {
+      parts.push(`value ${num(metric.statistic)}${metric.threshold !== null ? ` against ${num(metric.threshold)}` : ""}`);
+    }
+    if (params.thresholdMs !== undefined && params.thresholdMs !== null) parts.push(`slow means slower than ${num(params.thresholdMs)} ms`);
+    const gate = gateText(params.slo);
+    if (gate) parts.push(gate);
+    return parts.join("; ");
+  }
+
+  function effectText(metric) {
+    if (metric.effect === null || metric.effect === undefined) return "–";
+    const relative = metric.params && metric.params.relative;
+    const fmt = (v) => (v === null || !Number.isFinite(v) ? "–" : relative ? `${v >= 0 ? "+" : ""}${(100 * v).toFixed(1)}%`
+      : `${v >= 0 ? "+" : ""}${(100 * v).toFixed(2)} pp`);
+    if (!metric.interval) return fmt(metric.effect);
+    // a bound past ±100 % says only "no limit on that side yet"
+    const [low, high] = metric.interval.map((v) => (v !== null && Math.abs(v) < 1 ? v : null));
+    let interval = "";
+    if (low !== null && high !== null) interval = ` (between ${fmt(low)} and ${fmt(high)})`;
+    else if (high !== null) interval = ` (at most ${fmt(high)})`;
+    else if (low !== null) interval = ` (at least ${fmt(low)})`;
+    return fmt(metric.effect) + interval;
+  }
+
+  function judgeFacts(evidence, d) {
+    const facts = [["Rule", RULE_TEXT[evidence.rule] || evidence.rule || "–"]];
+    if (d.weight !== null && d.weight !== undefined) facts.push(["Canary traffic", `${num(d.weight)}%`]);
+    if (evidence.canaryRequests !== undefined && evidence.canaryRequests !== null) {
+      facts.push(["Canary requests", num(evidence.canaryRequests) + (evidence.minSamples ? ` (at least ${num(evidence.minSamples)} needed)` : "")]);
+    }
+    if (evidence.elapsed !== undefined && evidence.elapsed !== null) facts.push(["Time in stage", duration(evidence.elapsed)]);
+    if (evidence.windows) facts.push(["Observation windows", `${num(evidence.windowsWithData)} of ${num(evidence.windows)} with data`]);
+    if (evidence.alpha !== undefined && evidence.alpha !== null) facts.push(["False-rollback risk", `at most ${pct(evidence.alpha, 1)}`]);
+    const burn = evidence.burn;
+    if (burn) facts.push(["Error budget at 100%", `would burn at ${num(burn.burnRate)}× (limit ${num(burn.limit)}×)`]);
+    if (evidence.score !== undefined && evidence.score !== null) {
+      facts.push(["Score", `${num(evidence.score)} (pass at ${num(evidence.passScore)}, fail below ${num(evidence.marginalScore)})`]);
+    }
+    if (evidence.failed_checks !== undefined && evidence.failed_checks !== null) {
+      facts.push(["Failed checks", `${num(evidence.failed_checks)} (limit ${num(evidence.failure_limit)})`]);
+    }
+    if (evidence.compared !== undefined && evidence.compared !== null) {
+      facts.push(["Responses compared", `${num(evidence.compared)}, ${num(evidence.mismatches)} differed`]);
+    }
+    if (d.metrics_error) facts.push(["Metrics backend", d.metrics_error]);
+    return `<dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl>`;
+  }
+
+  function metricRows(evidence, types) {
+    if (!evidence.metrics.length) return "";
+    const rows = evidence.metrics.map((metric) => {
+      const type = types[metric.metric] ? types[metric.metric].type : null;
+      const gate = metric.params.slo;
+      const says = metric.test === "none" && gate ? (gate.breached ? "SLO breached" : gate.met ? "SLO met" : "Undecided")
+        : METRIC_TEXT[metric.action] || metric.action;
+      return `<tr class="${metric.metric === evidence.culprit ? "culprit" : ""}"><td><b>${esc(metric.metric)}</b></td>` +
+        `<td>${esc(says)}</td><td>${esc(countsText(metric.canary, type, gate))}</td>` +
+        `<td>${esc(metric.test === "none" ? "not compared" : countsText(metric.baseline, type))}</td><td>${esc(effectText(metric))}</td><td class="small">${esc(testText(metric))}</td></tr>`;
+    }).join("");
+    return `<table class="table evidence"><thead><tr><th>Metric</th><th>Says</th><th>Canary</th><th>Baseline</th>` +
+      `<th>Difference</th><th>Test</th></tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  function drawDecisions(decisions, windows, types, r) {
     const el = document.getElementById("decisions");
     if (!el) return;
     if (decisions.length === 0) {
       el.innerHTML = `<div class="empty">No decisions yet: the judge speaks once the first observation window closes.</div>`;
       return;
     }
+    const open = new Set([...el.querySelectorAll("details[open]")].map((x) => x.dataset.seq));
     el.innerHTML = decisions.slice().reverse().map((d) => {
-      const metrics = (d.evidence.evidence && d.evidence.evidence.metrics) || d.evidence.metrics || [];
+      const evidence = d.evidence;
+      const number = d.index ?? d.seq;
+      const culprit = evidence.culprit || d.culprit;
+      const chart = culprit ? `<div class="decision-chart"><h3>${esc(culprit)} around this decision</h3>` +
+        metricChart(culprit, types[culprit], windows, decisionMarkers(decisions, d)) + `</div>` : "";
       return `<article class="decision action-${esc(d.action || "none")}">
-        <header><span class="badge">${esc(d.action || "decision")}</span> <b>#${esc(d.index ?? d.seq)}</b>
-          <span class="muted">${esc(when(d.at))}${d.rule ? " · rule " + esc(d.rule) : ""}${d.culprit ? " · culprit " + esc(d.culprit) : ""}</span></header>
-        <p>${esc(d.message)}</p>
-        ${d.explanation ? `<pre class="explain">${esc(d.explanation)}</pre>` : ""}
-        ${metrics.length ? `<ul class="evidence">${metrics.map(describeMetric).join("")}</ul>` : ""}
+        <header><span class="badge action">${esc(ACTION_TEXT[d.action] || "Decision")}</span> <b>Decision ${esc(number)}</b>
+          <span class="muted">${esc(when(d.at))} · ${esc(duration(d.at - r.created_at))} after the start</span></header>
+        <p class="reason">${esc(d.message)}</p>
+        ${culprit ? `<p class="small">Decided by <b>${esc(culprit)}</b></p>` : ""}
+        ${chart}
+        <details data-seq="${esc(d.seq)}"${open.has(String(d.seq)) ? " open" : ""}><summary>Evidence</summary>
+          ${judgeFacts(evidence, d)}${metricRows(evidence, types)}
+          <p class="muted small">The whole account in plain text: <code>rollwise explain ${esc(r.name)} --decision ${esc(number)}</code></p>
+        </details>
       </article>`;
     }).join("");
   }

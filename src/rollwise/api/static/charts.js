@@ -26,15 +26,17 @@ const Charts = (() => {
     return new Date(ts * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
   }
 
-  // series: [{name, color, points: [[x, y], ...], step: bool, dashed: bool}]; opts: format, xFormat, xMin, xMax, yMax, until, title, empty
+  // series: [{name, color, points: [[x, y], ...], step: bool, dashed: bool}]; opts: format, xFormat, xMin, xMax, yMax, until, title, empty,
+  // markers: [{x, label, color}] — moments (decisions) drawn as labelled vertical lines
   function line(series, opts = {}) {
     const fmt = opts.format || ((v) => String(Math.round(v * 100) / 100));
     const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && Number.isFinite(p[1])));
     if (all.length === 0) {
       return `<div class="chart-empty">${esc(opts.empty || "No observations yet")}</div>`;
     }
-    let x0 = opts.xMin !== undefined ? opts.xMin : Math.min(...all.map((p) => p[0]));
-    let x1 = opts.xMax !== undefined ? opts.xMax : Math.max(...all.map((p) => p[0]));
+    const markers = opts.markers || [];
+    let x0 = opts.xMin !== undefined ? opts.xMin : Math.min(...all.map((p) => p[0]), ...markers.map((m) => m.x));
+    let x1 = opts.xMax !== undefined ? opts.xMax : Math.max(...all.map((p) => p[0]), ...markers.map((m) => m.x));
     if (x1 === x0) { x0 -= 1; x1 += 1; }
     // time of day for a chart within a day; the date with the hour once it spans more than that
     const xfmt = opts.xFormat || (x1 - x0 > 20 * 3600 ? dayHour : clock);
@@ -72,6 +74,13 @@ const Charts = (() => {
         }
       }
     }
+    markers.forEach((m, i) => {
+      const x = sx(m.x).toFixed(1);
+      const anchor = sx(m.x) > W - PAD.r - 90 ? "end" : "start";
+      const dx = anchor === "end" ? -4 : 4;
+      parts.push(`<g class="marker"><line x1="${x}" x2="${x}" y1="${PAD.t}" y2="${H - PAD.b}" stroke="${m.color}"/>` +
+        `<text x="${x}" dx="${dx}" y="${PAD.t + 10 + (i % 3) * 12}" text-anchor="${anchor}" fill="${m.color}">${esc(m.label)}</text></g>`);
+    });
     const legend = series.map((s) =>
       `<span class="legend-item"><i style="background:${s.color}"></i>${esc(s.name)}</span>`).join("");
     return `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(opts.title || "chart")}">` +

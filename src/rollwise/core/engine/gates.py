@@ -81,7 +81,7 @@ def next_run(
     sampled plans and warmed-up state do not leak from one run into the next.
     """
     record = close_window(engine, record, change, now)
-    carry = record.carry.with_judges(verdict.evidence.get("carry")) if verdict is not None else record.carry
+    carry = record.carry.with_judges(verdict.details.carry) if verdict is not None else record.carry
     updated = record.model_copy(update={
         "run": record.run + 1, "stage_index": record.stage_index + 1, "stage_started_at": now,
         "last_verdict": None, "carry": carry, "updated_at": now,
@@ -102,7 +102,7 @@ def new_stage(record: RolloutRecord, verdict: Verdict | None, now: float) -> dic
     """The record fields a new stage starts with; the judge's carry is handed to the next stage."""
     carry = record.carry.but(cap_base=None, approval=None)
     if verdict is not None:
-        carry = carry.with_judges(verdict.evidence.get("carry"))
+        carry = carry.with_judges(verdict.details.carry)
     return {
         "stage_index": record.stage_index + 1,
         "stage_started_at": now,
