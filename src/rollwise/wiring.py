@@ -32,20 +32,18 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 
 
 def open_store_for_reading(url: str | None = None) -> Store:
-    """The store if it exists, else an empty one whose ``missing`` says so: reading never creates a store.
+    """The store if it exists, else an empty ``MissingStore`` that says so: reading never creates a store.
 
     ``rollout list``, ``status``, ``history``, ``explain``, ``report`` and ``metrics`` use this, so
     asking about a store that is not there leaves no file (nor ``~/.rollwise``) behind.
     """
-    from rollwise.core.memory_store import MemoryStore
+    from rollwise.core.memory_store import MissingStore
     from rollwise.core.protocols import StoreMissing
 
     try:
         return open_store(url, create=False)
     except StoreMissing as exc:
-        empty = MemoryStore()
-        empty.missing = str(exc)  # type: ignore[attr-defined]
-        return empty
+        return MissingStore(str(exc))
 
 
 NOTIFY_ENV = {

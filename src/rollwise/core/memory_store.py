@@ -115,6 +115,17 @@ class MemoryStore:
         return totals
 
 
+class MissingStore(MemoryStore):
+    """An empty store standing in for one that does not exist, so reading never creates a store.
+
+    ``missing`` says which store was asked for and why it is not there; commands add it to "not found".
+    """
+
+    def __init__(self, missing: str) -> None:
+        super().__init__()
+        self.missing = missing
+
+
 def _due(record: RolloutRecord, applied: AppliedRoute | None, now: float) -> bool:
     if not record.phase.terminal:
         return True

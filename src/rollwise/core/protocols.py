@@ -73,6 +73,54 @@ class Deployer(Protocol):
     def stop(self, rollout: str, version: VersionRef) -> None: ...
 
 
+@runtime_checkable
+class BackgroundNotifier(Protocol):
+    """A notifier that delivers from its own thread: ``flush`` waits for what is queued, ``close`` stops it."""
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued notification has an outcome; False on timeout."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+# ---------------------------------------------------------------- capabilities
+# What only some adapters can do. Each has a name, and callers ask ``isinstance(x, Closeable)``
+# (the protocols are runtime-checkable) rather than probing with ``getattr``, so mypy checks the call.
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Holds something to let go of when its owner stops: a process, a connection, a thread."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class HasAdmin(Protocol):
+    """A data plane with an admin API that serves its traffic counters (Envoy's), for a metric source."""
+
+    @property
+    def admin_url(self) -> str: ...
+
+
+@runtime_checkable
+class MirrorTargets(Protocol):
+    """A router that can send a version's mirrored copies somewhere else (a response comparator)."""
+
+    def register_mirror_target(self, rollout: str, version: str, address: str) -> None: ...
+
+
+@runtime_checkable
+class RecordsNotifications(Protocol):
+    """A store that keeps every notifier delivery outcome beside the events it was about."""
+
+    def record_notification(
+        self, rollout: str, event_seq: int, channel: str, status: str, attempts: int, response: str | None,
+        at: float,
+    ) -> None: ...
+
+
 class ConflictError(Exception):
     """Someone else changed the rollout since it was read; reload and try again."""
 

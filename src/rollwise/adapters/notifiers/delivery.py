@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import httpx
 
 from rollwise.core.model import Event, Phase, RolloutRecord
+from rollwise.core.protocols import RecordsNotifications
 
 log = logging.getLogger("rollwise.notify")
 
@@ -376,13 +377,12 @@ class DeliveryLog:
                         fh.write(json.dumps(delivery.to_dict()) + "\n")
                 except OSError as exc:
                     log.warning("cannot append to delivery log %s: %s", self.path, exc)
-        writer = getattr(self.store, "record_notification", None)
-        if writer is not None:
+        if isinstance(self.store, RecordsNotifications):
             try:
-                writer(rollout=delivery.rollout, event_seq=delivery.event_seq, channel=delivery.channel,
-                       status=delivery.status, attempts=delivery.attempts,
-                       response=json.dumps({"code": delivery.response_code, "error": delivery.error}),
-                       at=delivery.at)
+                self.store.record_notification(
+                    rollout=delivery.rollout, event_seq=delivery.event_seq, channel=delivery.channel,
+                    status=delivery.status, attempts=delivery.attempts,
+                    response=json.dumps({"code": delivery.response_code, "error": delivery.error}), at=delivery.at)
             except Exception as exc:
                 log.warning("store could not record a notification: %s", exc)
 
