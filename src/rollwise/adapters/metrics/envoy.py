@@ -21,18 +21,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from rollwise import envoy_names
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
 
-_CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
-
-MIRROR_SUFFIX = "-shadow"  # EnvoyRouter's cluster for mirrored copies sent via a comparator
 ClusterSnapshot = dict[str, Any]  # {"xx": {"2": n}, "buckets": [[le, n]], "sum": ms, "count": n}
-
-
-def envoy_cluster_name(rollout: str, version: str) -> str:
-    """Must agree with ``EnvoyRouter``'s naming (``<rollout>-<version>``, dots made safe)."""
-    return _CLUSTER_UNSAFE.sub("_", f"{rollout}-{version}")
 
 
 def parse_cluster_stats(text: str, clusters: set[str]) -> dict[str, ClusterSnapshot]:
@@ -131,7 +124,7 @@ class EnvoyMetricSource:
         flush_interval_s: float = 1.0,
         settle_s: float | None = None,
         shadow_stats_url: str | None = None,
-        cluster_name: Callable[[str, str], str] = envoy_cluster_name,
+        cluster_name: Callable[[str, str], str] = envoy_names.cluster_name,
         timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -149,7 +142,7 @@ class EnvoyMetricSource:
 
     def snapshot(self, rollout: str, versions: list[str]) -> dict[str, ClusterSnapshot]:
         names = [self._cluster_name(rollout, v) for v in versions]
-        clusters = set(names) | {name + MIRROR_SUFFIX for name in names}
+        clusters = set(names) | {name + envoy_names.MIRROR_SUFFIX for name in names}
         pattern = "|".join(re.escape(c) for c in sorted(clusters))
         response = self._http.get(
             f"{self.admin_url}/stats/prometheus",
@@ -188,7 +181,7 @@ class EnvoyMetricSource:
             if name not in clusters:
                 # Only mirrored (shadow) traffic: its cluster points at a comparator that answers
                 # with the shadow's status, so that cluster's stats are the shadow's.
-                name += MIRROR_SUFFIX
+                name += envoy_names.MIRROR_SUFFIX
             if name not in clusters:
                 return None
             # A cluster missing from the previous scrape was created since: it started at zero.

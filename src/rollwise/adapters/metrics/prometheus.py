@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import signal
 import socket
@@ -27,10 +26,9 @@ from typing import Any
 
 import httpx
 
+from rollwise import envoy_names
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
-
-_CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 DEFAULT_QUERIES: dict[str, str] = {
     "requests": 'sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{cluster}"}[{window}]))',
@@ -58,11 +56,6 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def envoy_cluster_name(rollout: str, version: str) -> str:
-    """Must agree with ``EnvoyRouter``'s naming (``<rollout>-<version>``, dots made safe)."""
-    return _CLUSTER_UNSAFE.sub("_", f"{rollout}-{version}")
-
-
 def render(template: str, **values: str) -> str:
     """Fill ``{name}`` placeholders without treating PromQL's own braces as format fields."""
     for key, value in values.items():
@@ -83,7 +76,7 @@ class PrometheusMetricSource:
         *,
         queries: dict[str, str] | None = None,
         settle_s: float = 2.5,
-        cluster_name: Callable[[str, str], str] = envoy_cluster_name,
+        cluster_name: Callable[[str, str], str] = envoy_names.cluster_name,
         timeout_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
