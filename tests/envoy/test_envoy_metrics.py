@@ -10,9 +10,9 @@ import pytest
 
 from rollwise.adapters.metrics.envoy import EnvoyMetricSource, diff_cluster
 from rollwise.adapters.routers.envoy import EnvoyRouter
+from rollwise.adapters.shadow.comparator import ShadowComparator
 from rollwise.core.model import RouteState, Window, WindowQuery
 from rollwise.demo.load import LoadGenerator
-from rollwise.demo.shadow import ShadowComparator
 
 from .conftest import ServiceFactory
 

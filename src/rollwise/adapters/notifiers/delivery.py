@@ -352,8 +352,8 @@ class DeliveryRecorder(Protocol):
 class DeliveryLog:
     """Every delivery outcome: the last ``keep`` in memory, all of them in ``path`` (JSONL) if given.
 
-    ``store``: anything with ``record_notification(rollout, event_seq, channel, status, attempts,
-    response, at)``, e.g. a store backed by the ``notifications`` table. Failures to record are
+    ``store``: kept informed when it ``RecordsNotifications`` (a store backed by the ``notifications``
+    table does). Failures to record are
     logged, never raised: bookkeeping must not break delivery either.
     """
 
