@@ -140,6 +140,10 @@ class StoreMissing(StoreUnavailable):
     """A read-only command named a store that does not exist yet; it is left uncreated."""
 
 
+StageWindow = tuple[int, Window]
+"""One observation as stores keep it: the index of the stage it was taken in, and the window."""
+
+
 class Store(Protocol):
     def create(self, record: RolloutRecord, events: Sequence[Event]) -> RolloutRecord:
         """Insert a new rollout; raises ``ConflictError`` if the name is taken by an active one."""
@@ -150,10 +154,7 @@ class Store(Protocol):
         ...
 
     def save(
-        self,
-        record: RolloutRecord,
-        events: Sequence[Event] = (),
-        windows: Sequence[tuple[int, Window]] = (),
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
     ) -> RolloutRecord:
         """Atomically store ``record`` (revision must match the stored one) with its new events
         and (stage, window) observations; returns the record with its revision bumped."""
@@ -176,7 +177,7 @@ class Store(Protocol):
 
     def events(self, name: str | None = None, since_seq: int = 0) -> builtins.list[Event]: ...
 
-    def windows(self, name: str, stage: int | None = None) -> builtins.list[tuple[int, Window]]: ...
+    def windows(self, name: str, stage: int | None = None) -> builtins.list[StageWindow]: ...
 
     def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None: ...
 

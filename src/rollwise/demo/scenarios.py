@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rollwise.adapters.metrics.prometheus import LocalPrometheus
-from rollwise.adapters.routers.envoy import free_port
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Event, Phase, RolloutRecord
 from rollwise.core.protocols import Notifier, Store
 from rollwise.demo.load import LoadGenerator, LoadSummary, Sample
+from rollwise.local_processes import free_port
 from rollwise.spec import load_spec_text
 from rollwise.wiring import Runtime, build_notifier
 

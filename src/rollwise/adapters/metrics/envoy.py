@@ -22,6 +22,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from rollwise import envoy_names
+from rollwise.adapters.metrics import SettlingSource
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
 
@@ -110,7 +111,7 @@ def _has_request(exc: httpx.HTTPError) -> bool:
     return True
 
 
-class EnvoyMetricSource:
+class EnvoyMetricSource(SettlingSource):
     """Implements ``MetricSource`` by scraping one Envoy's admin API.
 
     ``shadow_stats_url`` points at a ShadowComparator's stats; its compared/mismatch counters are
@@ -129,16 +130,10 @@ class EnvoyMetricSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(settle_s=flush_interval_s + 0.3 if settle_s is None else settle_s,
+                         cluster_name=cluster_name, timeout_s=timeout_s, sleep=sleep, clock=clock)
         self.admin_url = admin_url.rstrip("/")
-        self.settle_s = flush_interval_s + 0.3 if settle_s is None else settle_s
         self.shadow_stats_url = shadow_stats_url
-        self._cluster_name = cluster_name
-        self._http = httpx.Client(timeout=timeout_s)
-        self._sleep = sleep
-        self._clock = clock
-
-    def close(self) -> None:
-        self._http.close()
 
     def snapshot(self, rollout: str, versions: list[str]) -> dict[str, ClusterSnapshot]:
         names = [self._cluster_name(rollout, v) for v in versions]
@@ -159,9 +154,7 @@ class EnvoyMetricSource:
         return {k: float(v) for k, v in response.json().items() if isinstance(v, int | float)}
 
     def collect(self, query: WindowQuery) -> Window:
-        wait = query.end + self.settle_s - self._clock()
-        if 0 < wait <= self.settle_s:
-            self._sleep(wait)  # let the last flush of the window's histograms land
+        self._wait_until_settled(query)  # let the last flush of the window's histograms land
         previous = query.cursor or {}
         try:
             clusters = self.snapshot(query.rollout, [query.baseline_version, query.canary_version])

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,8 +25,10 @@ from typing import Any
 import httpx
 
 from rollwise import envoy_names
+from rollwise.adapters.metrics import SettlingSource
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
+from rollwise.local_processes import free_port, spawn_logged, stop_process
 
 DEFAULT_QUERIES: dict[str, str] = {
     "requests": 'sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{cluster}"}[{window}]))',
@@ -67,7 +67,7 @@ def _duration(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-class PrometheusMetricSource:
+class PrometheusMetricSource(SettlingSource):
     """Implements ``MetricSource`` over Prometheus's HTTP API (``/api/v1/query``)."""
 
     def __init__(
@@ -84,16 +84,9 @@ class PrometheusMetricSource:
         unknown = set(queries or {}) - set(DEFAULT_QUERIES)
         if unknown:
             raise ValueError(f"unknown query names {sorted(unknown)}; known: {sorted(DEFAULT_QUERIES)}")
+        super().__init__(settle_s=settle_s, cluster_name=cluster_name, timeout_s=timeout_s, sleep=sleep, clock=clock)
         self.url = url.rstrip("/")
         self.queries = {**DEFAULT_QUERIES, **(queries or {})}
-        self.settle_s = settle_s
-        self._cluster_name = cluster_name
-        self._http = httpx.Client(timeout=timeout_s)
-        self._sleep = sleep
-        self._clock = clock
-
-    def close(self) -> None:
-        self._http.close()
 
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
         """Instant query; returns Prometheus's ``result`` vector. Raises ``PrometheusError``."""
@@ -159,9 +152,7 @@ class PrometheusMetricSource:
         return self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
 
     def collect(self, query: WindowQuery) -> Window:
-        wait = query.end + self.settle_s - self._clock()
-        if 0 < wait <= self.settle_s:
-            self._sleep(wait)  # the window's last scrape (and Envoy's last histogram flush) must exist
+        self._wait_until_settled(query)  # the window's last scrape (and Envoy's last histogram flush) must exist
         # A PrometheusError propagates: the engine records the window as a backend error, not no data.
         baseline = self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
         canary = self.version_stats(query.rollout, query.canary_version, query.start, query.end)
@@ -169,12 +160,6 @@ class PrometheusMetricSource:
 
 
 # ---------------------------------------------------------------- a local Prometheus for tests and demos
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -201,7 +186,7 @@ class LocalPrometheus:
         binary = self.binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         if not os.path.exists(binary):
             raise PrometheusError("Prometheus binary not found: apt-get install -y prometheus")
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="rollwise-prometheus-"))
         for target in self.targets:
             host = target.rsplit(":", 1)[0].strip("[]")
@@ -218,22 +203,16 @@ class LocalPrometheus:
             "    static_configs:\n"
             f"      - targets: [{', '.join(repr(t) for t in self.targets)}]\n"
         )
-        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--storage.tsdb.retention.time=1h",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
+        self._process = spawn_logged(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            self.workdir / "prometheus.log",
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -260,13 +239,8 @@ class LocalPrometheus:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, grace_s=10)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -20,8 +20,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,6 +32,7 @@ import httpx
 
 from rollwise.core.model import RouteState
 from rollwise.envoy_names import cluster_name, mirror_cluster_name
+from rollwise.local_processes import free_port, spawn_logged, stop_process
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,6 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 
 class RouterError(RuntimeError):
     """The data plane refused or could not confirm a change; the previous state still serves."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -606,27 +599,21 @@ class EnvoyRouter:
     # ------------------------------------------------------------ process supervision
 
     def _start(self) -> None:
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._process = subprocess.Popen(
-                [
-                    self._binary,
-                    "-c",
-                    str(self.bootstrap_path),
-                    "--disable-hot-restart",
-                    "--concurrency",
-                    str(self._concurrency),
-                    "--log-level",
-                    "warning",
-                    "--drain-time-s",
-                    "1",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log_file.close()
+        self._process = spawn_logged(
+            [
+                self._binary,
+                "-c",
+                str(self.bootstrap_path),
+                "--disable-hot-restart",
+                "--concurrency",
+                str(self._concurrency),
+                "--log-level",
+                "warning",
+                "--drain-time-s",
+                "1",
+            ],
+            self.log_path,
+        )
         try:
             self._wait_ready()
             # Envoy is "ready" even when its listener could not bind: LDS then shows a rejection.
@@ -677,10 +664,4 @@ class EnvoyRouter:
         if process is None:
             return
         self._process = None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process, grace_s=5)
