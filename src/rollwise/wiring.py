@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollwise.core.protocols import Closeable, Deployer, HasAdmin, MetricSource, Notifier, Store, TrafficRouter
-from rollwise.spec.models import RolloutSpec
+from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 
 if TYPE_CHECKING:
     from rollwise.core.clock import Clock
@@ -197,12 +197,10 @@ class Runtime:
 
     def _compared(self, spec: RolloutSpec) -> list[str]:
         """What a comparator compares on this rollout's mirrored copies; empty: none is put in front."""
-        from rollwise.adapters.shadow.comparator import COMPARABLE
-
         shadow = spec.strategy.shadow
         if shadow is None:
-            return list(COMPARABLE) if self.compare_mirrors else []
-        return [c for c in shadow.compare if c in COMPARABLE]
+            return list(RESPONSE_COMPARISONS) if self.compare_mirrors else []
+        return shadow.compared_responses
 
     def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source

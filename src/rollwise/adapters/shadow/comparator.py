@@ -30,11 +30,10 @@ import httpx
 
 from rollwise.core.model import RouteState
 from rollwise.core.protocols import Deployer, HasAdmin, MirrorTargets, TrafficRouter
-from rollwise.spec.models import VersionRef
+from rollwise.spec.models import RESPONSE_COMPARISONS, VersionRef
 
 STATS_PATH = "/__shadow__/stats"
 MISMATCHES_PATH = "/__shadow__/mismatches"
-COMPARABLE = ("status", "body")  # what a comparator compares; a spec's ``compare`` may name more
 
 _HOP_BY_HOP = {
     "connection",
@@ -75,7 +74,7 @@ class ShadowComparator:
         primary: str,
         shadow: str,
         *,
-        compare: Iterable[str] = COMPARABLE,
+        compare: Iterable[str] = RESPONSE_COMPARISONS,
         ignore_fields: Iterable[str] = ("version",),
         host: str = "127.0.0.1",
         port: int = 0,
@@ -85,7 +84,7 @@ class ShadowComparator:
         self.primary = primary
         self.shadow = shadow
         self.compare = frozenset(compare)
-        unknown = self.compare - set(COMPARABLE)
+        unknown = self.compare - set(RESPONSE_COMPARISONS)
         if unknown:
             raise ValueError(f"cannot compare {sorted(unknown)}: only status and body are supported")
         self.ignore_fields = frozenset(ignore_fields)
