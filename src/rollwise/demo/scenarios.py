@@ -192,7 +192,6 @@ def run_scenario(
                       compare_mirrors=True)
     prometheus: LocalPrometheus | None = None
     load: LoadGenerator | None = None
-    seen = 0
     began = time.monotonic()
     try:
         listen = f"127.0.0.1:{free_port()}"
@@ -212,17 +211,7 @@ def run_scenario(
         load = LoadGenerator(
             f"http://{listen}", rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
         ).start()
-        while time.monotonic() - began < max_seconds:
-            record = engine.tick(record.name)
-            for event in store.events(record.name, seen):
-                seen = event.seq
-                if on_event is not None:
-                    on_event(event)
-            if on_tick is not None:
-                on_tick(record)
-            if _settled(record):
-                break
-            time.sleep(0.25)
+        record, seen = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
         undo = None
         if demonstrate_undo and record.phase == Phase.SUCCEEDED and scenario.strategy == "blueGreen":
             undo = _instant_undo(engine, record, load)
@@ -251,6 +240,30 @@ def run_scenario(
         if prometheus is not None:
             prometheus.stop()
         runtime.close()
+
+
+def _drive(
+    engine: RolloutEngine,
+    store: Store,
+    record: RolloutRecord,
+    deadline: float,
+    on_event: Callable[[Event], None] | None,
+    on_tick: Callable[[RolloutRecord], None] | None,
+) -> tuple[RolloutRecord, int]:
+    """Tick like a controller until the rollout settles (or ``deadline``); the record and the last event seq."""
+    seen = 0
+    while time.monotonic() < deadline:
+        record = engine.tick(record.name)
+        for event in store.events(record.name, seen):
+            seen = event.seq
+            if on_event is not None:
+                on_event(event)
+        if on_tick is not None:
+            on_tick(record)
+        if _settled(record):
+            break
+        time.sleep(0.25)
+    return record, seen
 
 
 def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenerator) -> dict[str, float]:
