@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from analysis_support import BASE, analysis, collect, context, world
 from scipy.stats import binom
 
 from rollwise.adapters.stores.memory import MemoryStore
@@ -18,6 +17,7 @@ from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RouteState, VersionStats, Window, WindowQuery
 from rollwise.simulate import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec import load_spec_text
+from support.analysis import BASE, analysis, collect, context, world
 
 RUNS = 300
 

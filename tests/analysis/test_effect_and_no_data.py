@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from analysis_support import analysis, collect, context, drive_stage, world
 
 from rollwise.analysis.explain import explain_verdict
 from rollwise.analysis.latency import frozen_bound
 from rollwise.analysis.sequential import SequentialJudge
 from rollwise.core.model import Action, VersionStats, Window
 from rollwise.simulate.world import Behaviour
+from support.analysis import analysis, collect, context, drive_stage, world
 
 
 def _stats(requests: int, errors: int) -> VersionStats:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from analysis_support import analysis, collect, context, world
-
 from rollwise.analysis import judge_for
 from rollwise.analysis.kayenta import MIN_POINTS, KayentaJudge, classify
 from rollwise.core.model import Action, Window
 from rollwise.simulate.world import Behaviour
 from rollwise.spec.models import MetricSpec
+from support.analysis import analysis, collect, context, world
 
 
 def test_collects_min_points_then_passes_a_healthy_canary() -> None:

@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from analysis_support import analysis, collect, context, drive_stage, world
 
 from rollwise.analysis.attribution import AttributionState, SequentialErrorTest, WindowCounts, fold
 from rollwise.analysis.explain import explain, explain_verdict
 from rollwise.analysis.sequential import CARRY_KEY, SequentialJudge
 from rollwise.core.model import Action, Verdict, Window
 from rollwise.simulate.world import Behaviour
+from support.analysis import analysis, collect, context, drive_stage, world
 
 
 def test_no_data_holds_and_an_outage_never_rolls_back() -> None:

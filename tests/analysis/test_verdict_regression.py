@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_support import analysis, context, world
 
 from rollwise.analysis.sequential import SequentialJudge
 from rollwise.core.model import Action, RouteState, Window, WindowQuery
 from rollwise.simulate import Behaviour, simulate
 from rollwise.spec import load_spec_text
+from support.analysis import analysis, context, world
 
 FIXTURE = Path(__file__).parent / "data" / "verdict_sequences.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import LiveServer, file_spec
+from support.api import LiveServer, file_spec
 
 YAML = {"Content-Type": "application/yaml"}
 

@@ -27,8 +27,7 @@ from rollwise.adapters.stores.sql import SqlStore, kpi_samples_table
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.spec import load_spec_text
-
-from .conftest import file_spec, make_tokens
+from support.api import file_spec, make_tokens
 
 
 @dataclass

@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from rollwise.api import create_app
-
-from .conftest import ROLES, LiveServer, audit_rows, file_spec, make_tokens, serve_app, tmp_policy
+from support.api import ROLES, LiveServer, audit_rows, file_spec, make_tokens, serve_app, tmp_policy
 
 RANK = {role: i for i, role in enumerate(ROLES, start=1)}
 

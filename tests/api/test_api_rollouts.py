@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import LiveServer, audit_rows, file_spec, make_tokens
+from support.api import LiveServer, audit_rows, file_spec, make_tokens
 
 YAML = {"Content-Type": "application/yaml"}
 
@@ -75,6 +75,14 @@ def test_kpis_decisions_windows_and_metrics_read_back(live: LiveServer, tmp_path
         assert client.get("/api/v1/rollouts/shop/windows").json() == []
         assert client.post("/api/v1/rollouts/shop/undo", json={}).status_code == 409
         assert client.get("/api/v1/metrics").status_code == 200
+
+
+def test_delivery_metrics_trend_buckets_are_asked_for_by_length(live: LiveServer) -> None:
+    with live.client() as client:
+        hourly = client.get("/api/v1/metrics", params={"since_s": 7200, "bucket_s": 3600}).json()
+        assert hourly["bucket_s"] == 3600 and len(hourly["overall"]["trend"]) == 2
+        assert client.get("/api/v1/metrics", params={"since_s": 7 * 86400}).json()["bucket_s"] == 86400
+        assert client.get("/api/v1/metrics", params={"bucket_s": 60}).status_code == 422  # under an hour
 
 
 @pytest.mark.timeout(60)

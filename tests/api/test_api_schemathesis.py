@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from rollwise.api import create_app
-
-from .conftest import file_spec, make_tokens, serve_app, tmp_policy
+from support.api import file_spec, make_tokens, serve_app, tmp_policy
 
 
 def _schemathesis() -> list[str]:

@@ -19,9 +19,8 @@ import pytest
 from rollwise.adapters.notifiers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.spec.secrets import fingerprint
-
-from .conftest import file_spec, make_tokens
-from .serve_process import rollwise_serve
+from support.api import file_spec, make_tokens
+from support.serve_process import rollwise_serve
 
 YAML = {"Content-Type": "application/yaml"}
 HMAC_KEY = "hmac-key-5f0c1e77"

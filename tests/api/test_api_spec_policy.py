@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import FLAGS, audit_rows, file_spec, make_tokens
-from .serve_process import ServeProcess, rollwise_serve
+from support.api import FLAGS, audit_rows, file_spec, make_tokens
+from support.serve_process import ServeProcess, rollwise_serve
 
 YAML = {"Content-Type": "application/yaml"}
 PRECIOUS = "do not overwrite me\n"

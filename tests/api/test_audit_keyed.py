@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, delete, insert, select, text, update
 
-from pg import postgres_schema
 from rollwise.adapters.stores.sql import SqlStore, audit_log_table
 from rollwise.adapters.stores.sql_audit import SqlAuditLog, normalise, row_hash
-
-from .conftest import file_spec
+from support.api import file_spec
+from support.pg import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests_support import REPO, require_or_skip
-
-from .conftest import LiveServer, file_spec, make_tokens
-
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+from support.api import LiveServer, make_tokens, start
+from support.browser import sign_in
+from support.common import REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    require_or_skip(os.path.exists(CHROMIUM), f"{CHROMIUM} missing: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def start(live: LiveServer, token: str, name: str, route: Path, **spec: Any) -> None:
-    response = httpx.post(f"{live.url}/api/v1/rollouts", content=file_spec(name, route, **spec).encode(),
-                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"})
-    assert response.status_code == 201, response.text
-
-
-def sign_in(page: Any, token: str) -> None:
-    if page.is_hidden("#token-form"):
-        page.click("#token-button")
-    page.fill("#token-input", token)
-    page.click("#token-save")
 
 
 def phase(live: LiveServer, token: str, name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import LiveServer
+from support.api import LiveServer
 
 
 def test_docs_page_lists_the_api_and_loads_nothing_from_elsewhere(live: LiveServer) -> None:

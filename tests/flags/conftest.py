@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flags_bdd_support import TESTBED
+
+from support.flags_bdd import TESTBED
 
 # Gherkin tags of the flagd testbed become pytest marks; registering them keeps `--strict-markers` usable.
 _TESTBED_TAGS = [

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from flags_bdd_support import TESTBED, assert_metadata, assert_value, convert, fractional_version
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from rollwise.flags import FlagSet
 from rollwise.flags.evaluator import Resolution, check_type
+from support.flags_bdd import TESTBED, assert_metadata, assert_value, convert, fractional_version
 
 scenarios(str(TESTBED / "evaluator" / "gherkin"))
 

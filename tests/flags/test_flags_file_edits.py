@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from rollwise.flags.evaluator import FlagSet
+from support.common import EXAMPLES
 
-EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "flags" / "checkout.yaml"
+EXAMPLE = EXAMPLES / "flags" / "checkout.yaml"
 
 
 def flags(*args: str) -> None:

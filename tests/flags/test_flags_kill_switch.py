@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flags_server_support import serve
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
@@ -23,6 +22,7 @@ from openfeature.event import EventDetails, ProviderEvent
 
 from rollwise.flags import RollwiseProvider
 from rollwise.flags.service import create_flags_app
+from support.flags_server import serve
 
 KILL_BUDGET_SECONDS = 1.0
 

@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from flags_bdd_support import TESTBED
-from flags_server_support import serve
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -25,6 +23,8 @@ from openfeature.evaluation_context import EvaluationContext
 
 from rollwise.flags import FlagRepository, RollwiseProvider
 from rollwise.flags.service import create_flags_router
+from support.flags_bdd import TESTBED
+from support.flags_server import serve
 
 FLAG_FILES = sorted(p.name for p in (TESTBED / "flags").glob("*.json"))
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from flags_server_support import serve
 
 from rollwise.flags.service import create_flags_app
+from support.flags_server import serve
 
 DOC: dict[str, Any] = {
     "metadata": {"flagSetId": "shop"},

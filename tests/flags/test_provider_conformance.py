@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flags_bdd_support import TESTBED, assert_metadata, assert_value, convert, fractional_version
 from openfeature import api
 from openfeature.client import OpenFeatureClient
 from openfeature.evaluation_context import EvaluationContext
@@ -28,6 +27,7 @@ from openfeature.flag_evaluation import FlagEvaluationDetails
 from pytest_bdd import given, parsers, scenarios, then, when
 
 from rollwise.flags import RollwiseProvider
+from support.flags_bdd import TESTBED, assert_metadata, assert_value, convert, fractional_version
 
 FEATURES = ["targeting", "evaluation", "disabled", "metadata"]
 

@@ -16,9 +16,9 @@ from rollwise.adapters.stores.sql import SqlStore
 from rollwise.cli.main import app
 from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.core.protocols import Store
-from rollwise.report.metrics import delivery_metrics
-
-from .conftest import canary_spec
+from rollwise.report import metrics as metrics_module
+from rollwise.report.metrics import BANDS, DORA_BANDS, band, delivery_metrics
+from support.reports import canary_spec
 
 DAY = 86400.0
 FAILED = {2: 600.0, 5: 1200.0, 8: 2400.0}  # run index -> seconds from first user traffic to rollback
@@ -138,3 +138,35 @@ def test_metrics_cli_json_over_a_sqlite_history(tmp_path: Path) -> None:
     assert text.exit_code == 0 and "search" in text.stdout
     bad = CliRunner().invoke(app, ["metrics", "--since", "ten days", "--store", url])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_dora_bands_come_from_one_table_with_the_reports_edges() -> None:
+    # each edge lands where the DORA 2023 report puts it: strict or inclusive as the report words it
+    assert [band("deployment_frequency", v) for v in (2.0, 1.0, 1 / 7, 1 / 30, 0.01)] == \
+        ["elite", "high", "high", "medium", "low"]
+    assert [band("change_failure_rate", v) for v in (0.05, 0.0501, 0.10, 0.15, 0.16)] == \
+        ["elite", "high", "high", "medium", "low"]
+    assert [band("recovery_time", v) for v in (3599.0, 3600.0, DAY, 7 * DAY)] == ["elite", "high", "medium", "low"]
+    assert [band("lead_time", v) for v in (0.0, DAY, 7 * DAY, 30 * DAY)] == ["elite", "high", "medium", "low"]
+    assert band("lead_time", None) is None
+    assert set(BANDS) == set(DORA_BANDS) and "DORA_BANDS" in (metrics_module.__doc__ or "")
+
+
+def test_trends_bucket_the_window_by_day_and_agree_with_the_totals() -> None:
+    now = 1_800_000_000.0
+    store = MemoryStore()
+    seed(store, now)
+    data = delivery_metrics(store, since_s=10 * DAY, now=now)
+    assert data["bucket_s"] == DAY  # ten days of history: one point a day
+    points = data["overall"]["trend"]
+    assert len(points) == 10 and points[-1]["end"] == now and points[0]["start"] == now - 10 * DAY
+    assert [p["releases_ended"] for p in points] == [1] * 10  # one release a day
+    assert [p["failed"] for p in points] == [1 if i in FAILED else 0 for i in range(10)]
+    assert sum(p["succeeded"] for p in points) == data["overall"]["succeeded"]
+    assert points[2]["recovery_time_median_s"] == FAILED[2] and points[2]["change_failure_rate"] == 1.0
+    assert points[LEAD_RUN]["lead_time_median_s"] == pytest.approx(LEAD_S + 360)
+    assert points[0]["deployment_frequency_per_day"] == pytest.approx(1.0)
+    checkout = data["services"]["checkout"]["trend"]
+    assert [p["releases_ended"] for p in checkout] == [1, 0] * 5
+    weekly = delivery_metrics(store, since_s=10 * DAY, now=now, bucket_s=7 * DAY)["overall"]["trend"]
+    assert [p["releases_ended"] for p in weekly] == [3, 7] and weekly[0]["start"] == now - 14 * DAY

@@ -8,8 +8,7 @@ import pytest
 from rollwise.report.rca import build_rca, change_point, newcombe_interval
 from rollwise.simulate import Behaviour
 from rollwise.simulate.runner import T0
-
-from .conftest import canary_spec, run_rollout
+from support.reports import canary_spec, run_rollout
 
 
 def test_change_point_finds_the_step_in_a_binomial_series() -> None:

@@ -12,16 +12,8 @@ from typer.testing import CliRunner
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.cli.main import app
 from rollwise.simulate import Behaviour
-from tests_support import require_or_skip
-
-from .conftest import canary_spec, run_rollout
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+from support.browser import render_in_chromium
+from support.reports import canary_spec, run_rollout
 
 
 @pytest.fixture
@@ -35,30 +27,6 @@ def history(tmp_path: Path) -> str:
         store.close()
     assert phase == "RolledBack"
     return url
-
-
-def render_in_chromium(html: Path, screenshot: Path, heading: str = "checkout") -> list[dict[str, float]]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_or_skip(False, "python playwright is not installed")
-        raise
-    require_or_skip(CHROMIUM.exists(), "chromium missing: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            failed: list[str] = []
-            page.on("requestfailed", lambda request: failed.append(request.url))
-            page.goto(html.as_uri())
-            boxes = [box for svg in page.query_selector_all("svg.chart") if (box := svg.bounding_box())]
-            assert page.title().startswith("Postmortem")
-            assert page.inner_text("h1").startswith(heading)
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert failed == []  # nothing to fetch: the file is self-contained
-            return boxes  # type: ignore[return-value]
-        finally:
-            browser.close()
 
 
 @pytest.mark.browser

@@ -25,15 +25,14 @@ it. Definitions:
   there was at least one such verdict if users got canary traffic, and the run was never paused or
   aborted for missing metrics.
 
-DORA bands follow the 2023 Accelerate State of DevOps report's clusters: deployment frequency
-elite = on demand (more than once a day), high = daily to weekly, medium = weekly to monthly,
-low = less than monthly; lead time elite < 1 day, high < 1 week, medium < 1 month, low beyond;
-change failure rate elite ≤ 5 %, high ≤ 10 %, medium ≤ 15 %, low above; recovery time elite < 1 h,
-high < 1 day, medium < 1 week, low beyond.
+The DORA performance bands (elite/high/medium/low) live in one table, ``DORA_BANDS``; its docstring
+names the source. **Trends** split the window into buckets (a day, a week or 30 days, chosen from the
+window's length unless ``bucket_s`` is given) and summarise each bucket's ended runs the same way.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -48,15 +47,46 @@ WEEK = 7 * DAY
 MONTH = 30 * DAY
 _TERMINAL = {str(p) for p in Phase if p.terminal}
 
-BANDS: dict[str, list[tuple[str, str]]] = {
-    "deployment_frequency": [("elite", "on demand: more than once per day"), ("high", "once per day to once per week"),
-                             ("medium", "once per week to once per month"), ("low", "less than once per month")],
-    "lead_time": [("elite", "less than one day"), ("high", "one day to one week"),
-                  ("medium", "one week to one month"), ("low", "more than one month")],
-    "change_failure_rate": [("elite", "0-5%"), ("high", "5-10%"), ("medium", "10-15%"), ("low", "above 15%")],
-    "recovery_time": [("elite", "less than one hour"), ("high", "less than one day"),
-                      ("medium", "one day to one week"), ("low", "more than one week")],
+
+
+@dataclass(frozen=True)
+class Band:
+    """One DORA performance band of one metric: values beyond ``limit`` (towards "better") belong to it."""
+
+    name: str
+    description: str
+    limit: float | None = None  # None: the last band, every value left
+    inclusive: bool = False  # a value equal to the limit is in this band
+
+
+DORA_BANDS: dict[str, tuple[str, tuple[Band, ...]]] = {
+    "deployment_frequency": ("higher", (  # successful releases per day
+        Band("elite", "on demand: more than once per day", 1.0),
+        Band("high", "once per day to once per week", 1 / 7, inclusive=True),
+        Band("medium", "once per week to once per month", 1 / 30, inclusive=True),
+        Band("low", "less than once per month"))),
+    "lead_time": ("lower", (  # seconds from commit to success
+        Band("elite", "less than one day", DAY), Band("high", "one day to one week", WEEK),
+        Band("medium", "one week to one month", MONTH), Band("low", "more than one month"))),
+    "change_failure_rate": ("lower", (  # failed / ended releases
+        Band("elite", "0-5%", 0.05, inclusive=True), Band("high", "5-10%", 0.10, inclusive=True),
+        Band("medium", "10-15%", 0.15, inclusive=True), Band("low", "above 15%"))),
+    "recovery_time": ("lower", (  # seconds from first user traffic to traffic back on stable
+        Band("elite", "less than one hour", 3600.0), Band("high", "less than one day", DAY),
+        Band("medium", "one day to one week", WEEK), Band("low", "more than one week"))),
 }
+"""DORA's performance bands per metric: which direction is better, then the bands from best to worst.
+
+Source: the clusters of the 2023 Accelerate State of DevOps report (DORA, Google Cloud),
+https://dora.dev/research/2023/dora-report/ -- deployment frequency elite = on demand (more than once a
+day), high = daily to weekly, medium = weekly to monthly, low = less than monthly; lead time elite < 1
+day, high < 1 week, medium < 1 month, low beyond; change failure rate elite <= 5 %, high <= 10 %, medium
+<= 15 %, low above; recovery time elite < 1 h, high < 1 day, medium < 1 week, low beyond. This is the one
+place they live: ``band`` reads it, the API returns its descriptions, the dashboard shows them.
+"""
+
+BANDS: dict[str, list[tuple[str, str]]] = {
+    metric: [(b.name, b.description) for b in bands] for metric, (_, bands) in DORA_BANDS.items()}
 
 
 @dataclass
@@ -138,18 +168,18 @@ def reconstruct_runs(events: Sequence[Event], services: dict[str, str],
     return runs
 
 
-def _band(metric: str, value: float | None) -> str | None:
+def band(metric: str, value: float | None) -> str | None:
+    """The DORA band ``value`` falls in for ``metric`` (a key of ``DORA_BANDS``); None without a value."""
     if value is None:
         return None
-    if metric == "deployment_frequency":  # per day
-        return "elite" if value > 1 else "high" if value >= 1 / 7 else "medium" if value >= 1 / 30 else "low"
-    if metric == "lead_time":
-        return "elite" if value < DAY else "high" if value < WEEK else "medium" if value < MONTH else "low"
-    if metric == "change_failure_rate":
-        return "elite" if value <= 0.05 else "high" if value <= 0.10 else "medium" if value <= 0.15 else "low"
-    if metric == "recovery_time":
-        return "elite" if value < 3600 else "high" if value < DAY else "medium" if value < WEEK else "low"
-    raise ValueError(metric)
+    better, bands = DORA_BANDS[metric]
+    for b in bands:
+        if b.limit is None:
+            return b.name
+        beyond = value > b.limit if better == "higher" else value < b.limit
+        if beyond or (b.inclusive and value == b.limit):
+            return b.name
+    raise AssertionError(f"{metric}: the last band has no limit")
 
 
 def _summarise(runs: list[Run], window_s: float) -> dict[str, Any]:
@@ -184,17 +214,47 @@ def _summarise(runs: list[Run], window_s: float) -> dict[str, Any]:
                         "count": len(leads)},
         "release_observability": len(observable) / len(ended) if ended else None,
         "dora": {
-            "deployment_frequency": _band("deployment_frequency", deploy_per_day),
-            "lead_time": _band("lead_time", lead_median),
-            "change_failure_rate": _band("change_failure_rate", cfr),
-            "recovery_time": _band("recovery_time", mttr_median),
+            "deployment_frequency": band("deployment_frequency", deploy_per_day),
+            "lead_time": band("lead_time", lead_median),
+            "change_failure_rate": band("change_failure_rate", cfr),
+            "recovery_time": band("recovery_time", mttr_median),
         },
     }
 
 
+def bucket_size(window_s: float) -> float:
+    """A trend's bucket: a day up to a month of history, a week up to half a year, then 30 days,
+    so a chart has between a handful and a few dozen points."""
+    if window_s <= 31 * DAY:
+        return DAY
+    return WEEK if window_s <= 26 * WEEK else MONTH
+
+
+def trend(runs: list[Run], start: float, now: float, bucket_s: float) -> list[dict[str, Any]]:
+    """The window cut into buckets that end at ``now``, oldest first, each summarised on its own.
+
+    A run belongs to the bucket its end falls in (the same rule as the window); the first bucket may
+    reach back before ``start`` so that every bucket has the same length.
+    """
+    count = max(1, math.ceil((now - start) / bucket_s - 1e-9))
+    points = []
+    for k in range(count):
+        lo, hi = now - (count - k) * bucket_s, now - (count - k - 1) * bucket_s
+        inside = [r for r in runs if r.ended_at is not None
+                  and (lo < r.ended_at <= hi or (k == 0 and r.ended_at == lo))]
+        m = _summarise(inside, bucket_s)
+        points.append({
+            "start": lo, "end": hi, "releases_ended": m["releases_ended"], "succeeded": m["succeeded"],
+            "failed": m["failed"], "deployment_frequency_per_day": m["deployment_frequency_per_day"],
+            "change_failure_rate": m["change_failure_rate"], "lead_time_median_s": m["lead_time_s"]["median"],
+            "recovery_time_median_s": m["recovery_time_s"]["median"],
+        })
+    return points
+
+
 def delivery_metrics(store: Store, service: str | None = None, since_s: float | None = None,
-                     now: float | None = None) -> dict[str, Any]:
-    """Delivery metrics per service and overall; see the module docstring for the definitions."""
+                     now: float | None = None, bucket_s: float | None = None) -> dict[str, Any]:
+    """Delivery metrics per service and overall, each with its trend; see the module docstring."""
     now = time.time() if now is None else now
     records = store.list()
     services = {r.name: r.spec.service for r in records}
@@ -205,15 +265,18 @@ def delivery_metrics(store: Store, service: str | None = None, since_s: float | 
     start = now - since_s if since_s is not None else min((r.started_at for r in runs), default=now)
     in_window = [r for r in runs if r.ended_at is not None and start <= r.ended_at <= now]
     window_s = now - start
+    bucket_s = bucket_s if bucket_s is not None else bucket_size(window_s)
     per_service: dict[str, Any] = {}
     for name in sorted({r.service for r in in_window}):
-        per_service[name] = _summarise([r for r in in_window if r.service == name], window_s)
+        mine = [r for r in in_window if r.service == name]
+        per_service[name] = {**_summarise(mine, window_s), "trend": trend(mine, start, now, bucket_s)}
     return {
         "generated_at": now,
         "since": start,
         "until": now,
         "service": service,
-        "overall": _summarise(in_window, window_s),
+        "bucket_s": bucket_s,
+        "overall": {**_summarise(in_window, window_s), "trend": trend(in_window, start, now, bucket_s)},
         "services": per_service,
         "in_progress": sum(1 for r in runs if r.outcome is None),
         "bands": {k: dict(v) for k, v in BANDS.items()},
@@ -222,7 +285,7 @@ def delivery_metrics(store: Store, service: str | None = None, since_s: float | 
             "change_failure_rate": "(rolled back + aborted) / ended releases",
             "recovery_time": "failed release: first user traffic on the failing version -> traffic back on stable",
             "rollback_frequency": "rolled-back releases per day (and week) in the window",
-            "lead_time": "commit_time -> success, where the record has a commit time",
+            "lead_time": "commit time -> success, where the record has a commit time",
             "release_observability": "share of ended releases where every judged stage had data to decide",
             "source": "DORA 2023 Accelerate State of DevOps performance clusters",
         },

@@ -305,47 +305,27 @@
     }));
   }
 
-  function metricTiles(data, prefix = "") {
-    const tiles = [];
-    for (const [key, value] of Object.entries(data || {})) {
-      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-        tiles.push(...metricTiles(value, prefix + key + " · "));
-      } else if (!Array.isArray(value)) {
-        tiles.push(`<div class="tile"><div class="label">${esc((prefix + key).replace(/_/g, " "))}</div><div class="big">${esc(typeof value === "number" ? num(value) : value ?? "–")}</div></div>`);
-      }
-    }
-    return tiles;
-  }
-
-  async function renderMetrics() {
-    view.innerHTML = `<section class="page-head"><h1>Delivery metrics</h1><p class="muted">Deployment frequency, lead time, change failure rate and time to restore, from this store's rollouts.</p></section><div id="metrics" class="card">Loading…</div>`;
-    const el = document.getElementById("metrics");
-    try {
-      const data = await api("GET", "/api/v1/metrics");
-      const tiles = metricTiles(data);
-      el.innerHTML = tiles.length ? `<div class="tiles">${tiles.join("")}</div>` : `<div class="empty">No rollouts to measure yet.</div>`;
-    } catch (err) {
-      el.innerHTML = `<div class="empty">${esc(err.status === 503 ? err.message : "Could not load metrics: " + err.message)}</div>`;
-      if (err.status !== 503) showError(err);
-    }
-  }
-
   async function renderAudit() {
     view.innerHTML = `<section class="page-head"><h1>Audit log</h1><p class="muted">Every write and every refused write, chained by hashes. Needs an <b>admin</b> token.</p></section><div id="audit" class="card">Loading…</div>`;
     const el = document.getElementById("audit");
     const [verify, rows] = await Promise.all([api("GET", "/api/v1/audit/verify"), api("GET", "/api/v1/audit?limit=300")]);
     el.innerHTML = `<p>${verify.ok ? `<span class="badge phase-succeeded">chain intact</span> ${esc(verify.rows)} rows` : `<span class="badge phase-aborted">chain broken</span> ${esc(verify.problem)}`}</p>` +
       `<table class="table"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Target</th><th>Change</th><th>Reason</th></tr></thead><tbody>` +
-      rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small">${esc(when(a.at))}</td><td>${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
-        <td>${a.denied ? '<span class="badge phase-aborted">denied</span> ' : ""}${esc(a.action)}</td><td>${esc(a.target)}</td>
+      rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small nowrap">${esc(when(a.at))}</td><td class="nowrap">${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
+        <td class="nowrap">${a.denied ? '<span class="badge phase-aborted">denied</span> ' : ""}${esc(a.action)}</td><td class="nowrap">${esc(a.target)}</td>
         <td class="small">${esc(changeText(a))}</td><td class="small">${esc(a.reason || "")}</td></tr>`).join("") + `</tbody></table>`;
   }
 
   function changeText(a) {
     if (a.denied) return `${a.after.status}: ${a.after.error}`;
     const b = a.before || {}, f = a.after || {};
-    const keys = ["phase", "canary_weight"].filter((k) => k in f && b[k] !== f[k]);
-    return keys.map((k) => `${k} ${b[k] ?? "–"} → ${f[k]}`).join(", ");
+    // the record's fields in words; a new rollout has no "before"
+    const fields = { phase: ["phase", ""], canary_weight: ["canary weight", "%"] };
+    const keys = Object.keys(fields).filter((k) => k in f && b[k] !== f[k]);
+    return keys.map((k) => {
+      const [label, unit] = fields[k];
+      return k in b ? `${label} ${b[k]}${unit} → ${f[k]}${unit}` : `${label} ${f[k]}${unit}`;
+    }).join(", ");
   }
 
   // ------------------------------------------------------------------ live updates
@@ -432,7 +412,7 @@
     try {
       if (route.page === "rollout") await renderRollout(route.name);
       else if (route.page === "flags") await renderFlags();
-      else if (route.page === "metrics") await renderMetrics();
+      else if (route.page === "metrics") await Delivery.render(view, api, showError);  // delivery.js
       else if (route.page === "audit") await renderAudit();
       else await renderRollouts();
     } catch (err) {

@@ -22,16 +22,22 @@ const Charts = (() => {
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
-  // series: [{name, color, points: [[x, y], ...], step: bool, dashed: bool}]
+  function dayHour(ts) {
+    return new Date(ts * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  }
+
+  // series: [{name, color, points: [[x, y], ...], step: bool, dashed: bool}]; opts: format, xFormat, xMin, xMax, yMax, until, title, empty
   function line(series, opts = {}) {
     const fmt = opts.format || ((v) => String(Math.round(v * 100) / 100));
     const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && Number.isFinite(p[1])));
     if (all.length === 0) {
       return `<div class="chart-empty">${esc(opts.empty || "No observations yet")}</div>`;
     }
-    let x0 = Math.min(...all.map((p) => p[0]));
-    let x1 = Math.max(...all.map((p) => p[0]));
+    let x0 = opts.xMin !== undefined ? opts.xMin : Math.min(...all.map((p) => p[0]));
+    let x1 = opts.xMax !== undefined ? opts.xMax : Math.max(...all.map((p) => p[0]));
     if (x1 === x0) { x0 -= 1; x1 += 1; }
+    // time of day for a chart within a day; the date with the hour once it spans more than that
+    const xfmt = opts.xFormat || (x1 - x0 > 20 * 3600 ? dayHour : clock);
     const yMax = opts.yMax !== undefined ? opts.yMax : niceMax(Math.max(...all.map((p) => p[1])) * 1.1);
     const iw = W - PAD.l - PAD.r, ih = H - PAD.t - PAD.b;
     const sx = (x) => PAD.l + ((x - x0) / (x1 - x0)) * iw;
@@ -44,7 +50,8 @@ const Charts = (() => {
     }
     for (let i = 0; i <= 3; i++) {
       const x = x0 + ((x1 - x0) * i) / 3;
-      parts.push(`<text class="tick" x="${sx(x)}" y="${H - 8}" text-anchor="middle">${esc(clock(x))}</text>`);
+      const anchor = i === 0 ? "start" : i === 3 ? "end" : "middle";  // the edge labels stay inside the chart
+      parts.push(`<text class="tick" x="${sx(x)}" y="${H - 8}" text-anchor="${anchor}">${esc(xfmt(x))}</text>`);
     }
     for (const s of series) {
       const pts = s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]));
@@ -61,7 +68,7 @@ const Charts = (() => {
       if (!s.step) {
         for (const p of pts) {
           parts.push(`<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="2.6" fill="${s.color}">` +
-            `<title>${esc(s.name)} ${esc(clock(p[0]))}: ${esc(fmt(p[1]))}</title></circle>`);
+            `<title>${esc(s.name)} ${esc(xfmt(p[0]))}: ${esc(fmt(p[1]))}</title></circle>`);
         }
       }
     }
