@@ -24,10 +24,11 @@ from typing import Any
 
 import httpx
 
-from rollwise.adapters.routers.envoy import cluster_name, free_port
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.demo.load import quantile
+from rollwise.envoy_names import cluster_name
+from rollwise.local_processes import free_port
 from rollwise.spec.loader import load_spec_text
 from rollwise.wiring import open_store
 

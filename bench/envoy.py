@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from rollwise.adapters.routers.envoy import EnvoyRouter, free_port
+from rollwise.adapters.routers.envoy import EnvoyRouter
 from rollwise.core.model import RouteState
 from rollwise.demo.load import LoadGenerator, quantile
+from rollwise.local_processes import free_port
 
 
 def start_service(version: str) -> tuple[subprocess.Popen[bytes], str]:

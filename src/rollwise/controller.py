@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from rollwise.analysis import judge_for
 from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
@@ -34,17 +33,7 @@ class Controller:
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
         engine = self._engines.get(record.name)
         if engine is None or engine.router is not self.runtime.router_for(record.spec):
-            spec = record.spec
-            engine = RolloutEngine(
-                store=self.store,
-                clock=self.clock,
-                judges=judge_for,
-                router=self.runtime.router_for(spec),
-                metrics=self.runtime.metrics_for(spec),
-                notifier=self.runtime.notifier,
-                deployer=self.runtime.deployer_for(spec),
-            )
-            self._engines[record.name] = engine
+            engine = self._engines[record.name] = self.runtime.engine_for(record.spec, self.store, self.clock)
         return engine
 
     def tick_all(self, names: list[str] | None = None) -> list[RolloutRecord]:

@@ -7,14 +7,17 @@ never see each other; the controller, CLI and API ask this module for what a spe
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, TrafficRouter
+from rollwise.core.protocols import Closeable, Deployer, HasAdmin, MetricSource, Notifier, Store, TrafficRouter
 from rollwise.core.pushed_kpis import with_pushed_kpis
-from rollwise.spec.models import RolloutSpec
+from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
+
+if TYPE_CHECKING:
+    from rollwise.core.clock import Clock
+    from rollwise.core.engine import RolloutEngine
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -33,20 +36,18 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 
 
 def open_store_for_reading(url: str | None = None) -> Store:
-    """The store if it exists, else an empty one whose ``missing`` says so: reading never creates a store.
+    """The store if it exists, else an empty ``MissingStore`` that says so: reading never creates a store.
 
     ``rollout list``, ``status``, ``history``, ``explain``, ``report`` and ``metrics`` use this, so
     asking about a store that is not there leaves no file (nor ``~/.rollwise``) behind.
     """
-    from rollwise.core.memory_store import MemoryStore
+    from rollwise.core.memory_store import MissingStore
     from rollwise.core.protocols import StoreMissing
 
     try:
         return open_store(url, create=False)
     except StoreMissing as exc:
-        empty = MemoryStore()
-        empty.missing = str(exc)  # type: ignore[attr-defined]
-        return empty
+        return MissingStore(str(exc))
 
 
 NOTIFY_ENV = {
@@ -115,19 +116,41 @@ def notify_secrets(notify: Any, env: Any) -> Any:
 
 @dataclass
 class Runtime:
-    """The adapters one controller process uses, shared across the rollouts it drives."""
+    """The adapters one controller process uses, shared across the rollouts it drives.
+
+    ``compare_mirrors`` puts a response comparator (comparing all it can) behind every mirror, not only
+    a shadow's (whose spec says what to compare): the demo shows a blue/green preview compared too.
+    """
 
     workdir: Path = field(default_factory=lambda: Path("~/.rollwise").expanduser())
     routers: dict[str, Any] = field(default_factory=dict)
     deployer: Deployer | None = None
     store: Store | None = None  # for sources that read what applications pushed
-    notifier: Notifier | None = None
+    notifier: Notifier | None = None  # built from the environment (and closed by ``close``) when not given
+    compare_mirrors: bool = False
+    _owns_notifier: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.workdir.exists():  # routes, logs, Envoy's files: readable by the owner only
             self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.notifier is None:
             self.notifier = build_notifier(store=self.store)
+            self._owns_notifier = True
+
+    def engine_for(self, spec: RolloutSpec, store: Store, clock: Clock) -> RolloutEngine:
+        """An engine for ``spec``: the built-in judges and the adapters the spec names."""
+        from rollwise.analysis import judge_for
+        from rollwise.core.engine import RolloutEngine
+
+        return RolloutEngine(
+            store=store,
+            clock=clock,
+            judges=judge_for,
+            router=self.router_for(spec),
+            metrics=self.metrics_for(spec),
+            notifier=self.notifier,
+            deployer=self.deployer_for(spec),
+        )
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
         traffic = spec.traffic
@@ -150,23 +173,35 @@ class Runtime:
                 self.routers[key] = FlagRouter(traffic.flagsFile, traffic.flag)
             return self.routers[key]  # type: ignore[no-any-return]
         if traffic.router == "envoy":
-            key = f"envoy:{traffic.listen}"
-            if key not in self.routers:
-                from rollwise.adapters.routers.envoy import EnvoyRouter
-
-                # One folder per listener: two Envoys watching the same xDS files would fight.
-                folder = self.workdir / "envoy" / traffic.listen.replace(":", "_").replace("/", "_")
-                self.routers[key] = EnvoyRouter(listen=traffic.listen, admin_port=traffic.adminPort,
-                                                workdir=folder)
-            shadow = spec.strategy.shadow
-            if shadow is not None and {"status", "body"} & set(shadow.compare):
-                compare_key = f"shadow:{spec.name}:{key}"
-                if compare_key not in self.routers:
-                    self.routers[compare_key] = ShadowComparison(
-                        self.routers[key], self._deployer(), [c for c in shadow.compare if c in ("status", "body")])
-                return self.routers[compare_key]  # type: ignore[no-any-return]
-            return self.routers[key]  # type: ignore[no-any-return]
+            return self._envoy_router(spec)
         raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
+
+    def _envoy_router(self, spec: RolloutSpec) -> TrafficRouter:
+        """One Envoy per listener, shared; a rollout whose mirror is compared gets a comparator in front."""
+        traffic = spec.traffic
+        key = f"envoy:{traffic.listen}"
+        if key not in self.routers:
+            from rollwise.adapters.routers.envoy import EnvoyRouter
+
+            # One folder per listener: two Envoys watching the same xDS files would fight.
+            folder = self.workdir / "envoy" / traffic.listen.replace(":", "_").replace("/", "_")
+            self.routers[key] = EnvoyRouter(listen=traffic.listen, admin_port=traffic.adminPort, workdir=folder)
+        compare = self._compared(spec)
+        if not compare:
+            return self.routers[key]  # type: ignore[no-any-return]
+        compare_key = f"shadow:{spec.name}:{key}"
+        if compare_key not in self.routers:
+            from rollwise.adapters.shadow.comparator import ShadowComparison
+
+            self.routers[compare_key] = ShadowComparison(self.routers[key], self._deployer(), compare)
+        return self.routers[compare_key]  # type: ignore[no-any-return]
+
+    def _compared(self, spec: RolloutSpec) -> list[str]:
+        """What a comparator compares on this rollout's mirrored copies; empty: none is put in front."""
+        shadow = spec.strategy.shadow
+        if shadow is None:
+            return list(RESPONSE_COMPARISONS) if self.compare_mirrors else []
+        return shadow.compared_responses
 
     def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
         """The spec's metric source, with what applications pushed merged into its windows' KPIs."""
@@ -179,12 +214,12 @@ class Runtime:
         source = spec.metrics.source
         if source == "envoy":
             router = self.router_for(spec)
-            admin_url = getattr(router, "admin_url", None)
-            if admin_url is None:
+            if not isinstance(router, HasAdmin):
                 return None
             from rollwise.adapters.metrics.envoy import EnvoyMetricSource
+            from rollwise.adapters.shadow.comparator import ShadowComparison
 
-            envoy_source = EnvoyMetricSource(admin_url)
+            envoy_source = EnvoyMetricSource(router.admin_url)
             if isinstance(router, ShadowComparison):
                 router.metrics = envoy_source  # the comparator's counters join the shadow's stats
             return envoy_source
@@ -214,61 +249,11 @@ class Runtime:
         return self.deployer
 
     def close(self) -> None:
+        """Stop what this runtime holds: comparators and data planes, processes, its own notifier."""
         for router in self.routers.values():
-            close = getattr(router, "close", None)
-            if close is not None:
-                close()
-        close_deployer = getattr(self.deployer, "close", None)
-        if close_deployer is not None:
-            close_deployer()
-        close_notifier = getattr(self.notifier, "close", None)
-        if close_notifier is not None:
-            close_notifier()
-
-
-class ShadowComparison:
-    """Puts a response comparator between Envoy's mirror and the shadow version.
-
-    Envoy drops a mirrored request's response, so to compare responses the mirror goes to a
-    comparator process that replays the request to the primary and the shadow and counts how often
-    they differ; its counters reach the judge through the Envoy metric source (the shadow's
-    ``compared``/``mismatches``). The comparator lives exactly as long as the mirror does.
-    """
-
-    def __init__(self, router: Any, deployer: Deployer, compare: list[str]):
-        self.router = router
-        self.deployer = deployer
-        self.compare = compare
-        self.metrics: Any = None
-        self._running: dict[str, Any] = {}
-
-    @property
-    def admin_url(self) -> str:
-        return str(self.router.admin_url)
-
-    def apply(self, rollout: str, route: Any) -> None:
-        from rollwise.spec.models import VersionRef
-
-        mirror = route.mirror_to if route.mirror_percent > 0 else None
-        if mirror and rollout not in self._running and {route.stable, mirror} <= set(route.upstreams):
-            from rollwise.demo.shadow import STATS_PATH
-
-            ref = VersionRef(
-                name=f"{mirror}-compare", healthPath=STATS_PATH,
-                command=f"{sys.executable} -m rollwise.demo.shadow --port {{port}} "
-                f"--primary {route.upstreams[route.stable]} --shadow {route.upstreams[mirror]} "
-                f"--compare {','.join(self.compare)}",
-            )
-            address = self.deployer.ensure(rollout, ref)
-            self.router.register_mirror_target(rollout, mirror, address)
-            self._running[rollout] = ref
-            if self.metrics is not None:
-                self.metrics.shadow_stats_url = f"http://{address}{STATS_PATH}"
-        self.router.apply(rollout, route)
-        if not mirror and rollout in self._running:
-            self.deployer.stop(rollout, self._running.pop(rollout))
-
-    def close(self) -> None:
-        for rollout, ref in list(self._running.items()):
-            self.deployer.stop(rollout, ref)
-        self._running.clear()
+            if isinstance(router, Closeable):
+                router.close()
+        if isinstance(self.deployer, Closeable):
+            self.deployer.close()
+        if self._owns_notifier and isinstance(self.notifier, Closeable):
+            self.notifier.close()

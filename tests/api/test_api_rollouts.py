@@ -74,10 +74,7 @@ def test_kpis_decisions_windows_and_metrics_read_back(live: LiveServer, tmp_path
         assert client.get("/api/v1/rollouts/shop/decisions").json() == []
         assert client.get("/api/v1/rollouts/shop/windows").json() == []
         assert client.post("/api/v1/rollouts/shop/undo", json={}).status_code == 409
-        metrics = client.get("/api/v1/metrics")
-        assert metrics.status_code in (200, 503)
-        if metrics.status_code == 503:
-            assert "rollwise.report.metrics" in metrics.json()["detail"]
+        assert client.get("/api/v1/metrics").status_code == 200
 
 
 def test_delivery_metrics_trend_buckets_are_asked_for_by_length(live: LiveServer) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
-from rollwise.adapters.routers.envoy import cluster_name, free_port
 from rollwise.core.protocols import NotFoundError, Store
+from rollwise.envoy_names import cluster_name
+from rollwise.local_processes import free_port
 from rollwise.wiring import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

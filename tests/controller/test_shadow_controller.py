@@ -14,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollwise.adapters.routers.envoy import free_port
+from rollwise.adapters.shadow.comparator import ShadowComparison
 from rollwise.adapters.stores.memory import MemoryStore
 from rollwise.controller import Controller
 from rollwise.core.model import Phase
 from rollwise.demo.load import LoadGenerator
+from rollwise.local_processes import free_port
 from rollwise.spec import load_spec_text
-from rollwise.wiring import Runtime, ShadowComparison
+from rollwise.wiring import Runtime
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(180)]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollwise.adapters.routers.envoy import EnvoyRouter, free_port
+from rollwise.adapters.routers.envoy import EnvoyRouter
+from rollwise.local_processes import free_port
 
 ENVOY = Path(sys.executable).parent / "envoy"
 

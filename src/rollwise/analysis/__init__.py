@@ -28,18 +28,11 @@ def judge_for(analysis: AnalysisSpec) -> Judge:
 
 
 def _load_builtin() -> None:
+    """Register the judges that ship with rollwise; a judge that fails to import is a broken build."""
+    from rollwise.analysis.kayenta import KayentaJudge
+    from rollwise.analysis.sequential import SequentialJudge
     from rollwise.analysis.threshold import ThresholdJudge
 
     register("threshold", ThresholdJudge)
-    try:  # the statistical judges live in their own modules
-        from rollwise.analysis.sequential import SequentialJudge
-    except ImportError:
-        register("sequential", ThresholdJudge)
-    else:
-        register("sequential", SequentialJudge)
-    try:
-        from rollwise.analysis.kayenta import KayentaJudge
-    except ImportError:
-        pass
-    else:
-        register("kayenta", KayentaJudge)
+    register("sequential", SequentialJudge)
+    register("kayenta", KayentaJudge)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from rollwise.analysis.explain import explain_decision
 from rollwise.api.auth import Principal, Role, requires
 from rollwise.api.control import ControlPlane, parse_spec_body
 from rollwise.api.schemas import (
@@ -119,21 +117,9 @@ def all_events(
     return [EventOut.of(e) for e in events]
 
 
-@cache
-def _explainer() -> Callable[[Event], str] | None:
+def _explain(event: Event) -> str:
     try:
-        module = importlib.import_module("rollwise.analysis.explain")
-    except ImportError:
-        return None
-    return getattr(module, "explain_decision", None)
-
-
-def _explain(event: Event) -> str | None:
-    explain = _explainer()
-    if explain is None:
-        return None
-    try:
-        return str(explain(event))
+        return str(explain_decision(event))
     except Exception as exc:  # an explainer bug must not hide the evidence itself
         return f"(could not explain: {exc})"
 

@@ -85,8 +85,9 @@ def _existing_store(url: str | None) -> Any:
 
 
 def _missing_note(store: Any) -> str:
-    missing = getattr(store, "missing", None)
-    return f" ({missing})" if missing else ""
+    from rollwise.core.memory_store import MissingStore
+
+    return f" ({store.missing})" if isinstance(store, MissingStore) and store.missing else ""
 
 
 def _parse_commit_time(value: str | None) -> float | None:

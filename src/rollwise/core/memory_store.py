@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from rollwise.core.model import AppliedRoute, Event, RolloutRecord, Window
-from rollwise.core.protocols import ConflictError, NotFoundError
+from rollwise.core.protocols import ConflictError, NotFoundError, StageWindow
 
 
 class MemoryStore:
@@ -42,10 +42,7 @@ class MemoryStore:
             return self._records[name]
 
     def save(
-        self,
-        record: RolloutRecord,
-        events: Sequence[Event] = (),
-        windows: Sequence[tuple[int, Window]] = (),
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
     ) -> RolloutRecord:
         with self._lock:
             current = self._records.get(record.name)
@@ -98,7 +95,7 @@ class MemoryStore:
                 e for e in self._events if (name is None or e.rollout == name) and e.seq > since_seq
             ]
 
-    def windows(self, name: str, stage: int | None = None) -> builtins.list[tuple[int, Window]]:
+    def windows(self, name: str, stage: int | None = None) -> builtins.list[StageWindow]:
         with self._lock:
             return [(s, w) for s, w in self._windows.get(name, []) if stage is None or s == stage]
 
@@ -113,6 +110,17 @@ class MemoryStore:
                 if r == rollout and v == version and start <= at < end:
                     totals[m] = totals.get(m, 0.0) + value
         return totals
+
+
+class MissingStore(MemoryStore):
+    """An empty store standing in for one that does not exist, so reading never creates a store.
+
+    ``missing`` says which store was asked for and why it is not there; commands add it to "not found".
+    """
+
+    def __init__(self, missing: str) -> None:
+        super().__init__()
+        self.missing = missing
 
 
 def _due(record: RolloutRecord, applied: AppliedRoute | None, now: float) -> bool:

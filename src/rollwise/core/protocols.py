@@ -73,6 +73,54 @@ class Deployer(Protocol):
     def stop(self, rollout: str, version: VersionRef) -> None: ...
 
 
+@runtime_checkable
+class BackgroundNotifier(Protocol):
+    """A notifier that delivers from its own thread: ``flush`` waits for what is queued, ``close`` stops it."""
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued notification has an outcome; False on timeout."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+# ---------------------------------------------------------------- capabilities
+# What only some adapters can do. Each has a name, and callers ask ``isinstance(x, Closeable)``
+# (the protocols are runtime-checkable) rather than probing with ``getattr``, so mypy checks the call.
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Holds something to let go of when its owner stops: a process, a connection, a thread."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class HasAdmin(Protocol):
+    """A data plane with an admin API that serves its traffic counters (Envoy's), for a metric source."""
+
+    @property
+    def admin_url(self) -> str: ...
+
+
+@runtime_checkable
+class MirrorTargets(Protocol):
+    """A router that can send a version's mirrored copies somewhere else (a response comparator)."""
+
+    def register_mirror_target(self, rollout: str, version: str, address: str) -> None: ...
+
+
+@runtime_checkable
+class RecordsNotifications(Protocol):
+    """A store that keeps every notifier delivery outcome beside the events it was about."""
+
+    def record_notification(
+        self, rollout: str, event_seq: int, channel: str, status: str, attempts: int, response: str | None,
+        at: float,
+    ) -> None: ...
+
+
 class ConflictError(Exception):
     """Someone else changed the rollout since it was read; reload and try again."""
 
@@ -92,6 +140,10 @@ class StoreMissing(StoreUnavailable):
     """A read-only command named a store that does not exist yet; it is left uncreated."""
 
 
+StageWindow = tuple[int, Window]
+"""One observation as stores keep it: the index of the stage it was taken in, and the window."""
+
+
 class Store(Protocol):
     def create(self, record: RolloutRecord, events: Sequence[Event]) -> RolloutRecord:
         """Insert a new rollout; raises ``ConflictError`` if the name is taken by an active one."""
@@ -102,10 +154,7 @@ class Store(Protocol):
         ...
 
     def save(
-        self,
-        record: RolloutRecord,
-        events: Sequence[Event] = (),
-        windows: Sequence[tuple[int, Window]] = (),
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
     ) -> RolloutRecord:
         """Atomically store ``record`` (revision must match the stored one) with its new events
         and (stage, window) observations; returns the record with its revision bumped."""
@@ -128,7 +177,7 @@ class Store(Protocol):
 
     def events(self, name: str | None = None, since_seq: int = 0) -> builtins.list[Event]: ...
 
-    def windows(self, name: str, stage: int | None = None) -> builtins.list[tuple[int, Window]]: ...
+    def windows(self, name: str, stage: int | None = None) -> builtins.list[StageWindow]: ...
 
     def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None: ...
 

@@ -131,6 +131,7 @@ def demo(
 
     Example: rollwise demo --scenario bad-canary --output json
     """
+    from rollwise.core.protocols import Closeable
     from rollwise.demo.scenarios import SCENARIOS, run_scenario
     from rollwise.report.postmortem import load_postmortem, to_html
     from rollwise.wiring import build_notifier, open_store
@@ -174,9 +175,8 @@ def demo(
                                   f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
                 console.print(f"  report: {report}")
     finally:
-        close = getattr(notifier, "close", None)
-        if close is not None:
-            close()
+        if isinstance(notifier, Closeable):
+            notifier.close()
     if output == DemoOutput.json:
         sys.stdout.write(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     else:

@@ -1,9 +1,10 @@
 """End-to-end demo rollouts on this machine: real processes, a real Envoy, real load, the real engine.
 
-Each scenario deploys two versions of the demo service with ``LocalProcessDeployer``, routes
-through ``EnvoyRouter``, drives open-loop load at the listener, observes with
-``EnvoyMetricSource`` and lets ``RolloutEngine`` decide. Timings are compressed (2 s windows,
-seconds-long pauses) so a scenario ends within a minute or two; everything it starts it stops.
+Each scenario writes a spec and asks the composition root (``wiring.Runtime``) for its engine, exactly
+as the controller does: two versions of the demo service as local processes, routed through Envoy,
+observed from Envoy's counters, a response comparator behind any mirror. It drives open-loop load
+at the listener and lets the engine decide. Timings are compressed (2 s windows, seconds-long
+pauses) so a scenario ends within a minute or two; everything it starts it stops.
 """
 
 from __future__ import annotations
@@ -17,21 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
-from rollwise.adapters.deployers.local import LocalProcessDeployer
-from rollwise.adapters.metrics.envoy import EnvoyMetricSource
-from rollwise.adapters.metrics.prometheus import LocalPrometheus, PrometheusMetricSource
-from rollwise.adapters.routers.envoy import EnvoyRouter, free_port
-from rollwise.adapters.stores.memory import MemoryStore
+from rollwise.adapters.metrics.prometheus import LocalPrometheus
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
+from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Event, Phase, RolloutRecord
 from rollwise.core.protocols import Notifier, Store
 from rollwise.demo.load import LoadGenerator, LoadSummary, Sample
-from rollwise.demo.shadow import STATS_PATH
+from rollwise.local_processes import free_port
 from rollwise.spec import load_spec_text
-from rollwise.spec.models import VersionRef
+from rollwise.wiring import Runtime, build_notifier
 
 ANALYSIS = """
       judge: sequential
@@ -145,20 +141,24 @@ class ScenarioResult:
         }
 
 
-def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy") -> str:
+def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy", *, admin_port: int | None = None,
+              prometheus_url: str | None = None) -> str:
+    """The scenario's rollout spec; Prometheus (when it decides) scrapes Envoy's admin on ``admin_port``."""
     service = f"{shlex.quote(sys.executable)} -m rollwise.demo.service --port {{port}}"
     # Both versions answer in ~5 ms (p99 20 ms) without errors; a scenario's canary flags override that.
     base = "--latency-ms 5 --latency-p99-ms 20"
     stable = f"{service} --version v1 {base}"
     canary = f"{service} --version {scenario.canary_version} {base} {scenario.canary_flags}".strip()
+    admin = f", adminPort: {admin_port}" if admin_port else ""
+    prometheus = f", prometheusUrl: '{prometheus_url}'" if prometheus_url else ""
     return (
         f"name: demo-{scenario.name}\n"
         "service: demo\n"
         "versions:\n"
         f"  stable: {{name: v1, command: {stable!r}}}\n"
         f"  canary: {{name: {scenario.canary_version}, command: {canary!r}}}\n"
-        f"traffic: {{router: envoy, listen: '{listen}'}}\n"
-        f"metrics: {{source: {metrics}}}\n"
+        f"traffic: {{router: envoy, listen: '{listen}'{admin}}}\n"
+        f"metrics: {{source: {metrics}{prometheus}}}\n"
         "strategy:" + STRATEGIES[scenario.strategy]
     )
 
@@ -187,59 +187,31 @@ def run_scenario(
     scenario = SCENARIOS[name]
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rollwise-demo-"))
     store = store or MemoryStore()
-    router = EnvoyRouter(listen=f"127.0.0.1:{free_port()}", workdir=folder / "envoy")
-    deployer = LocalProcessDeployer(folder / "logs")
-    comparator_stats: str | None = None
+    # The caller's notifier is the caller's to close; without one, a notifier with no channel.
+    runtime = Runtime(workdir=folder, store=store, notifier=notifier or build_notifier(env={}),
+                      compare_mirrors=True)
     prometheus: LocalPrometheus | None = None
     load: LoadGenerator | None = None
-    seen = 0
     began = time.monotonic()
     try:
-        spec = load_spec_text(spec_text(scenario, f"127.0.0.1:{router.listen_port}", metrics), f"<scenario {name}>")
-        engine = RolloutEngine(
-            store=store,
-            clock=SystemClock(),
-            router=router,
-            metrics=EnvoyMetricSource(router.admin_url),
-            deployer=deployer,
-            notifier=notifier,
-        )
+        listen = f"127.0.0.1:{free_port()}"
+        if metrics == "prometheus":
+            admin_port = free_port()
+            prometheus = LocalPrometheus(targets=[f"127.0.0.1:{admin_port}"], binary=prometheus_binary)
+            prometheus.start()
+            text = spec_text(scenario, listen, metrics, admin_port=admin_port, prometheus_url=prometheus.url)
+        else:
+            text = spec_text(scenario, listen, metrics)
+        spec = load_spec_text(text, f"<scenario {name}>")
+        engine = runtime.engine_for(spec, store, SystemClock())
         record = engine.start(spec, actor="demo")
         record = engine.tick(record.name)  # deploys both versions and routes all traffic to v1
-        if scenario.strategy in ("shadow", "blueGreen"):
-            # The comparator runs as its own process so comparing costs the load no CPU time.
-            comparator = deployer.ensure(
-                spec.name,
-                VersionRef(
-                    name="shadow-compare",
-                    command=f"{shlex.quote(sys.executable)} -m rollwise.demo.shadow --port {{port}} "
-                    f"--primary {record.route.upstreams[record.stable_version]} "
-                    f"--shadow {record.route.upstreams[record.canary_version]}",
-                    healthPath=STATS_PATH,
-                ),
-            )
-            router.register_mirror_target(record.name, record.canary_version, comparator)
-            comparator_stats = f"http://{comparator}{STATS_PATH}"
-            engine.metrics = EnvoyMetricSource(router.admin_url, shadow_stats_url=comparator_stats)
-        if metrics == "prometheus":
-            prometheus = LocalPrometheus(targets=[f"127.0.0.1:{router.admin_port}"], binary=prometheus_binary)
-            prometheus.start()
+        if prometheus is not None:
             prometheus.wait_for_scrape()
-            engine.metrics = PrometheusMetricSource(prometheus.url)
         load = LoadGenerator(
-            router.listen_url, rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
+            f"http://{listen}", rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
         ).start()
-        while time.monotonic() - began < max_seconds:
-            record = engine.tick(record.name)
-            for event in store.events(record.name, seen):
-                seen = event.seq
-                if on_event is not None:
-                    on_event(event)
-            if on_tick is not None:
-                on_tick(record)
-            if _settled(record):
-                break
-            time.sleep(0.25)
+        record, seen = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
         undo = None
         if demonstrate_undo and record.phase == Phase.SUCCEEDED and scenario.strategy == "blueGreen":
             undo = _instant_undo(engine, record, load)
@@ -256,7 +228,7 @@ def run_scenario(
             seconds=time.monotonic() - began,
             load=summary,
             events=store.events(record.name),
-            shadow=_shadow_stats(comparator_stats) if comparator_stats else None,
+            shadow=_shadow_stats(store, record.name),
             samples=load.samples,
             name=record.name,
             undo=undo,
@@ -267,8 +239,31 @@ def run_scenario(
             load.wait()
         if prometheus is not None:
             prometheus.stop()
-        deployer.close()
-        router.close()
+        runtime.close()
+
+
+def _drive(
+    engine: RolloutEngine,
+    store: Store,
+    record: RolloutRecord,
+    deadline: float,
+    on_event: Callable[[Event], None] | None,
+    on_tick: Callable[[RolloutRecord], None] | None,
+) -> tuple[RolloutRecord, int]:
+    """Tick like a controller until the rollout settles (or ``deadline``); the record and the last event seq."""
+    seen = 0
+    while time.monotonic() < deadline:
+        record = engine.tick(record.name)
+        for event in store.events(record.name, seen):
+            seen = event.seq
+            if on_event is not None:
+                on_event(event)
+        if on_tick is not None:
+            on_tick(record)
+        if _settled(record):
+            break
+        time.sleep(0.25)
+    return record, seen
 
 
 def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenerator) -> dict[str, float]:
@@ -294,8 +289,16 @@ def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenera
     }
 
 
-def _shadow_stats(url: str) -> dict[str, int]:
-    return {k: int(v) for k, v in httpx.get(url, timeout=5).json().items()}
+def _shadow_stats(store: Store, name: str) -> dict[str, int] | None:
+    """The comparator's counters over the run, as its windows recorded them (None: nothing compared).
+
+    The comparator stops with the mirror, so its totals are the sum of what each window diffed.
+    """
+    totals: dict[str, int] = {}
+    for _, window in store.windows(name):
+        for key, value in (window.canary.extra if window.canary is not None else {}).items():
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals if "compared" in totals else None
 
 
 def _settled(record: RolloutRecord) -> bool:

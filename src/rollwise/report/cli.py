@@ -63,6 +63,7 @@ def report(
 
     Example: rollwise report checkout --format html --out checkout.html
     """
+    from rollwise.core.memory_store import MissingStore
     from rollwise.core.protocols import NotFoundError
     from rollwise.report.postmortem import load_postmortem, to_html, to_markdown
 
@@ -72,7 +73,7 @@ def report(
     try:
         pm = load_postmortem(the_store, name)
     except NotFoundError:
-        missing = getattr(the_store, "missing", None)
+        missing = the_store.missing if isinstance(the_store, MissingStore) else None
         err_console.print(f"error: no rollout named {name!r}" + (f" ({missing})" if missing else ""),
                           markup=False, highlight=False)
         raise typer.Exit(1) from None

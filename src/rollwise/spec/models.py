@@ -352,12 +352,21 @@ class BlueGreenStrategy(Model):
     postPromotionAnalysis: AnalysisSpec | None = None
 
 
+RESPONSE_COMPARISONS = ("status", "body")
+"""What the response comparator behind a mirror compares; a shadow's other ``compare`` entries come from metrics."""
+
+
 class ShadowStrategy(Model):
     percent: float = Field(default=100, gt=0, le=100)
     duration: Seconds = 300.0
     compare: list[Literal["status", "body", "headers", "latency"]] = Field(default=["status"])
     maxMismatchRate: Fraction = 0.01
     analysis: AnalysisSpec | None = None
+
+    @property
+    def compared_responses(self) -> list[str]:
+        """The ``compare`` entries a response comparator handles; none: no comparator is needed."""
+        return [c for c in self.compare if c in RESPONSE_COMPARISONS]
 
 
 class Strategy(Model):

@@ -56,7 +56,7 @@ def test_deployer_starts_waits_for_health_is_idempotent_and_stops_by_pid(tmp_pat
 
 @pytest.mark.timeout(60)
 def test_deployer_restarts_a_dead_version_and_honours_a_fixed_port(tmp_path: Path) -> None:
-    from rollwise.adapters.routers.envoy import free_port
+    from rollwise.local_processes import free_port
 
     port = free_port()
     deployer = LocalProcessDeployer(tmp_path)
@@ -129,7 +129,7 @@ def test_load_generator_is_open_loop_bounded_and_records_versions(start_service:
 
 @pytest.mark.timeout(10)
 def test_load_generator_counts_connection_failures() -> None:
-    from rollwise.adapters.routers.envoy import free_port
+    from rollwise.local_processes import free_port
 
     summary = LoadGenerator(f"http://127.0.0.1:{free_port()}", rate=50, duration_s=0.2).run()
     assert summary.sent == 10 and summary.failures == summary.transport_errors == 10

@@ -8,21 +8,16 @@ import time
 import httpx
 import pytest
 
-from rollwise.adapters.metrics.envoy import EnvoyMetricSource, diff_cluster, envoy_cluster_name
-from rollwise.adapters.routers.envoy import EnvoyRouter, cluster_name
+from rollwise.adapters.metrics.envoy import EnvoyMetricSource, diff_cluster
+from rollwise.adapters.routers.envoy import EnvoyRouter
+from rollwise.adapters.shadow.comparator import ShadowComparator
 from rollwise.core.model import RouteState, Window, WindowQuery
 from rollwise.demo.load import LoadGenerator
-from rollwise.demo.shadow import ShadowComparator
 from support.processes import ServiceFactory
 
 
 def query(start: float, end: float, cursor: dict[str, object] | None = None) -> WindowQuery:
     return WindowQuery("shop.eu", "shop", "v1", "v2", start, end, cursor)
-
-
-def test_metric_source_naming_matches_router() -> None:
-    for rollout, version in [("shop", "v2"), ("shop.eu", "1.2.3"), ("a-b", "sha:9f"), ("x", "v 2")]:
-        assert envoy_cluster_name(rollout, version) == cluster_name(rollout, version)
 
 
 def test_diff_treats_a_smaller_counter_as_an_envoy_restart() -> None:

@@ -11,9 +11,10 @@ from collections import Counter, defaultdict
 import httpx
 import pytest
 
-from rollwise.adapters.routers.envoy import EnvoyRouter, RouterError, cluster_name
+from rollwise.adapters.routers.envoy import EnvoyRouter, RouterError
 from rollwise.core.model import RouteState
 from rollwise.demo.load import LoadGenerator
+from rollwise.envoy_names import cluster_name
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
 from support.processes import ServiceFactory
 

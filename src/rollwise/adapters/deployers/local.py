@@ -12,7 +12,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,17 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from rollwise.local_processes import free_port, spawn_logged
 from rollwise.spec.models import VersionRef
 
 
 class DeployError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -80,23 +74,18 @@ class LocalProcessDeployer:
             if running:
                 self._terminate(running)
                 del self._running[key]
-            port = version.port or _free_port()
+            port = version.port or free_port()
             command = version.command.replace("{port}", str(port))
             log_path = self.log_dir / f"{rollout}-{version.name}.log"
             with open(log_path, "ab") as log_file:
                 log_file.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {command}\n".encode())
-                log_file.flush()
-                try:
-                    process = subprocess.Popen(
-                        shlex.split(command),
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env={**os.environ, **self.env} if self.env else None,
-                        start_new_session=True,  # our own process group: a stop reaches its children
-                    )
-                except OSError as exc:
-                    raise DeployError(f"version {version.name}: cannot start {command!r}: {exc}") from exc
+            try:
+                process = spawn_logged(
+                    shlex.split(command), log_path, env={**os.environ, **self.env} if self.env else None,
+                    new_session=True,  # our own process group: a stop reaches its children
+                )
+            except OSError as exc:
+                raise DeployError(f"version {version.name}: cannot start {command!r}: {exc}") from exc
             running = RunningVersion(process, f"{self.host}:{port}", version.command, log_path)
             try:
                 self._wait_healthy(version, running)

@@ -21,18 +21,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from rollwise import envoy_names
+from rollwise.adapters.metrics import SettlingSource
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
 
-_CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
-
-MIRROR_SUFFIX = "-shadow"  # EnvoyRouter's cluster for mirrored copies sent via a comparator
 ClusterSnapshot = dict[str, Any]  # {"xx": {"2": n}, "buckets": [[le, n]], "sum": ms, "count": n}
-
-
-def envoy_cluster_name(rollout: str, version: str) -> str:
-    """Must agree with ``EnvoyRouter``'s naming (``<rollout>-<version>``, dots made safe)."""
-    return _CLUSTER_UNSAFE.sub("_", f"{rollout}-{version}")
 
 
 def parse_cluster_stats(text: str, clusters: set[str]) -> dict[str, ClusterSnapshot]:
@@ -117,7 +111,7 @@ def _has_request(exc: httpx.HTTPError) -> bool:
     return True
 
 
-class EnvoyMetricSource:
+class EnvoyMetricSource(SettlingSource):
     """Implements ``MetricSource`` by scraping one Envoy's admin API.
 
     ``shadow_stats_url`` points at a ShadowComparator's stats; its compared/mismatch counters are
@@ -131,25 +125,19 @@ class EnvoyMetricSource:
         flush_interval_s: float = 1.0,
         settle_s: float | None = None,
         shadow_stats_url: str | None = None,
-        cluster_name: Callable[[str, str], str] = envoy_cluster_name,
+        cluster_name: Callable[[str, str], str] = envoy_names.cluster_name,
         timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(settle_s=flush_interval_s + 0.3 if settle_s is None else settle_s,
+                         cluster_name=cluster_name, timeout_s=timeout_s, sleep=sleep, clock=clock)
         self.admin_url = admin_url.rstrip("/")
-        self.settle_s = flush_interval_s + 0.3 if settle_s is None else settle_s
         self.shadow_stats_url = shadow_stats_url
-        self._cluster_name = cluster_name
-        self._http = httpx.Client(timeout=timeout_s)
-        self._sleep = sleep
-        self._clock = clock
-
-    def close(self) -> None:
-        self._http.close()
 
     def snapshot(self, rollout: str, versions: list[str]) -> dict[str, ClusterSnapshot]:
         names = [self._cluster_name(rollout, v) for v in versions]
-        clusters = set(names) | {name + MIRROR_SUFFIX for name in names}
+        clusters = set(names) | {name + envoy_names.MIRROR_SUFFIX for name in names}
         pattern = "|".join(re.escape(c) for c in sorted(clusters))
         response = self._http.get(
             f"{self.admin_url}/stats/prometheus",
@@ -166,9 +154,7 @@ class EnvoyMetricSource:
         return {k: float(v) for k, v in response.json().items() if isinstance(v, int | float)}
 
     def collect(self, query: WindowQuery) -> Window:
-        wait = query.end + self.settle_s - self._clock()
-        if 0 < wait <= self.settle_s:
-            self._sleep(wait)  # let the last flush of the window's histograms land
+        self._wait_until_settled(query)  # let the last flush of the window's histograms land
         previous = query.cursor or {}
         try:
             clusters = self.snapshot(query.rollout, [query.baseline_version, query.canary_version])
@@ -188,7 +174,7 @@ class EnvoyMetricSource:
             if name not in clusters:
                 # Only mirrored (shadow) traffic: its cluster points at a comparator that answers
                 # with the shadow's status, so that cluster's stats are the shadow's.
-                name += MIRROR_SUFFIX
+                name += envoy_names.MIRROR_SUFFIX
             if name not in clusters:
                 return None
             # A cluster missing from the previous scrape was created since: it started at zero.

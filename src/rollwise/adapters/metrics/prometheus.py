@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,10 +24,11 @@ from typing import Any
 
 import httpx
 
+from rollwise import envoy_names
+from rollwise.adapters.metrics import SettlingSource
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
-
-_CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+from rollwise.local_processes import free_port, spawn_logged, stop_process
 
 DEFAULT_QUERIES: dict[str, str] = {
     "requests": 'sum(increase(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{cluster}"}[{window}]))',
@@ -58,11 +56,6 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def envoy_cluster_name(rollout: str, version: str) -> str:
-    """Must agree with ``EnvoyRouter``'s naming (``<rollout>-<version>``, dots made safe)."""
-    return _CLUSTER_UNSAFE.sub("_", f"{rollout}-{version}")
-
-
 def render(template: str, **values: str) -> str:
     """Fill ``{name}`` placeholders without treating PromQL's own braces as format fields."""
     for key, value in values.items():
@@ -74,7 +67,7 @@ def _duration(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-class PrometheusMetricSource:
+class PrometheusMetricSource(SettlingSource):
     """Implements ``MetricSource`` over Prometheus's HTTP API (``/api/v1/query``)."""
 
     def __init__(
@@ -83,7 +76,7 @@ class PrometheusMetricSource:
         *,
         queries: dict[str, str] | None = None,
         settle_s: float = 2.5,
-        cluster_name: Callable[[str, str], str] = envoy_cluster_name,
+        cluster_name: Callable[[str, str], str] = envoy_names.cluster_name,
         timeout_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -91,16 +84,9 @@ class PrometheusMetricSource:
         unknown = set(queries or {}) - set(DEFAULT_QUERIES)
         if unknown:
             raise ValueError(f"unknown query names {sorted(unknown)}; known: {sorted(DEFAULT_QUERIES)}")
+        super().__init__(settle_s=settle_s, cluster_name=cluster_name, timeout_s=timeout_s, sleep=sleep, clock=clock)
         self.url = url.rstrip("/")
         self.queries = {**DEFAULT_QUERIES, **(queries or {})}
-        self.settle_s = settle_s
-        self._cluster_name = cluster_name
-        self._http = httpx.Client(timeout=timeout_s)
-        self._sleep = sleep
-        self._clock = clock
-
-    def close(self) -> None:
-        self._http.close()
 
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
         """Instant query; returns Prometheus's ``result`` vector. Raises ``PrometheusError``."""
@@ -166,9 +152,7 @@ class PrometheusMetricSource:
         return self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
 
     def collect(self, query: WindowQuery) -> Window:
-        wait = query.end + self.settle_s - self._clock()
-        if 0 < wait <= self.settle_s:
-            self._sleep(wait)  # the window's last scrape (and Envoy's last histogram flush) must exist
+        self._wait_until_settled(query)  # the window's last scrape (and Envoy's last histogram flush) must exist
         # A PrometheusError propagates: the engine records the window as a backend error, not no data.
         baseline = self.version_stats(query.rollout, query.baseline_version, query.start, query.end)
         canary = self.version_stats(query.rollout, query.canary_version, query.start, query.end)
@@ -176,12 +160,6 @@ class PrometheusMetricSource:
 
 
 # ---------------------------------------------------------------- a local Prometheus for tests and demos
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -208,7 +186,7 @@ class LocalPrometheus:
         binary = self.binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         if not os.path.exists(binary):
             raise PrometheusError("Prometheus binary not found: apt-get install -y prometheus")
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="rollwise-prometheus-"))
         for target in self.targets:
             host = target.rsplit(":", 1)[0].strip("[]")
@@ -225,22 +203,16 @@ class LocalPrometheus:
             "    static_configs:\n"
             f"      - targets: [{', '.join(repr(t) for t in self.targets)}]\n"
         )
-        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--storage.tsdb.retention.time=1h",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
+        self._process = spawn_logged(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            self.workdir / "prometheus.log",
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -267,13 +239,8 @@ class LocalPrometheus:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, grace_s=10)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -38,6 +38,7 @@ import httpx
 
 from rollwise.core.evidence import Evidence, MetricEvidence, SideCounts, decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord
+from rollwise.core.protocols import RecordsNotifications
 
 log = logging.getLogger("rollwise.notify")
 
@@ -345,8 +346,8 @@ class DeliveryRecorder(Protocol):
 class DeliveryLog:
     """Every delivery outcome: the last ``keep`` in memory, all of them in ``path`` (JSONL) if given.
 
-    ``store``: anything with ``record_notification(rollout, event_seq, channel, status, attempts,
-    response, at)``, e.g. a store backed by the ``notifications`` table. Failures to record are
+    ``store``: kept informed when it ``RecordsNotifications`` (a store backed by the ``notifications``
+    table does). Failures to record are
     logged, never raised: bookkeeping must not break delivery either.
     """
 
@@ -370,13 +371,12 @@ class DeliveryLog:
                         fh.write(json.dumps(delivery.to_dict()) + "\n")
                 except OSError as exc:
                     log.warning("cannot append to delivery log %s: %s", self.path, exc)
-        writer = getattr(self.store, "record_notification", None)
-        if writer is not None:
+        if isinstance(self.store, RecordsNotifications):
             try:
-                writer(rollout=delivery.rollout, event_seq=delivery.event_seq, channel=delivery.channel,
-                       status=delivery.status, attempts=delivery.attempts,
-                       response=json.dumps({"code": delivery.response_code, "error": delivery.error}),
-                       at=delivery.at)
+                self.store.record_notification(
+                    rollout=delivery.rollout, event_seq=delivery.event_seq, channel=delivery.channel,
+                    status=delivery.status, attempts=delivery.attempts,
+                    response=json.dumps({"code": delivery.response_code, "error": delivery.error}), at=delivery.at)
             except Exception as exc:
                 log.warning("store could not record a notification: %s", exc)
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 
 from rollwise.core.model import Event, RolloutRecord
-from rollwise.core.protocols import Notifier
+from rollwise.core.protocols import BackgroundNotifier, Notifier
 
 log = logging.getLogger("rollwise.notify")
 
@@ -60,16 +60,14 @@ class FanoutNotifier:
     def flush(self, timeout: float = 10.0) -> bool:
         ok = True
         for notifier in self.all():
-            flush = getattr(notifier, "flush", None)
-            if flush is not None:
-                ok = bool(flush(timeout)) and ok
+            if isinstance(notifier, BackgroundNotifier):
+                ok = bool(notifier.flush(timeout)) and ok
         return ok
 
     def close(self, timeout: float = 5.0) -> None:
         for notifier in self.all():
-            close = getattr(notifier, "close", None)
-            if close is not None:
+            if isinstance(notifier, BackgroundNotifier):
                 try:
-                    close(timeout)
+                    notifier.close(timeout)
                 except Exception as exc:
                     log.warning("closing notifier %s failed: %s", type(notifier).__name__, exc)

@@ -20,13 +20,10 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,8 @@ from typing import Any
 import httpx
 
 from rollwise.core.model import RouteState
+from rollwise.envoy_names import cluster_name, mirror_cluster_name
+from rollwise.local_processes import free_port, spawn_logged, stop_process
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
 
 log = logging.getLogger(__name__)
@@ -50,26 +49,8 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     2000, 2500, 3000, 4000, 5000, 7500, 10000, 30000, 60000,
 )  # fmt: skip
 
-_CLUSTER_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
-
-
 class RouterError(RuntimeError):
     """The data plane refused or could not confirm a change; the previous state still serves."""
-
-
-def cluster_name(rollout: str, version: str) -> str:
-    """Envoy cluster for one version of one rollout.
-
-    Dots are replaced because Envoy's tag extraction reads the cluster name up to the first dot;
-    a dotted name would break the ``envoy_cluster_name`` label every metric source relies on.
-    """
-    return _CLUSTER_UNSAFE.sub("_", f"{rollout}-{version}")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -102,10 +83,6 @@ class _RolloutState:
     mirror_upstreams: dict[str, str] = field(default_factory=dict)  # version -> comparator host:port
     route: RouteState | None = None
     primary: bool = False  # owns the "*" virtual host
-
-
-def _mirror_cluster(rollout: str, version: str) -> str:
-    return cluster_name(rollout, version) + "-shadow"
 
 
 def _cluster_resource(name: str, address: str) -> dict[str, Any]:
@@ -188,7 +165,7 @@ def _mirror_policies(rollout: str, state: _RolloutState) -> list[dict[str, Any]]
     if route is None or route.mirror_to is None or route.mirror_percent <= 0:
         return []
     target = (
-        _mirror_cluster(rollout, route.mirror_to)
+        mirror_cluster_name(rollout, route.mirror_to)
         if route.mirror_to in state.mirror_upstreams
         else cluster_name(rollout, route.mirror_to)
     )
@@ -267,7 +244,7 @@ def clusters_needed(rollouts: dict[str, _RolloutState]) -> dict[str, str]:
         versions = [route.stable] + ([route.canary] if route.canary else [])
         if route.mirror_to and route.mirror_percent > 0:
             if route.mirror_to in state.mirror_upstreams:
-                needed[_mirror_cluster(rollout, route.mirror_to)] = state.mirror_upstreams[route.mirror_to]
+                needed[mirror_cluster_name(rollout, route.mirror_to)] = state.mirror_upstreams[route.mirror_to]
             else:
                 versions.append(route.mirror_to)
         for version in versions:
@@ -622,27 +599,21 @@ class EnvoyRouter:
     # ------------------------------------------------------------ process supervision
 
     def _start(self) -> None:
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self._process = subprocess.Popen(
-                [
-                    self._binary,
-                    "-c",
-                    str(self.bootstrap_path),
-                    "--disable-hot-restart",
-                    "--concurrency",
-                    str(self._concurrency),
-                    "--log-level",
-                    "warning",
-                    "--drain-time-s",
-                    "1",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log_file.close()
+        self._process = spawn_logged(
+            [
+                self._binary,
+                "-c",
+                str(self.bootstrap_path),
+                "--disable-hot-restart",
+                "--concurrency",
+                str(self._concurrency),
+                "--log-level",
+                "warning",
+                "--drain-time-s",
+                "1",
+            ],
+            self.log_path,
+        )
         try:
             self._wait_ready()
             # Envoy is "ready" even when its listener could not bind: LDS then shows a rejection.
@@ -693,14 +664,4 @@ class EnvoyRouter:
         if process is None:
             return
         self._process = None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-
-def version_clusters(rollout: str, versions: Iterable[str]) -> list[str]:
-    return [cluster_name(rollout, v) for v in versions]
+        stop_process(process, grace_s=5)

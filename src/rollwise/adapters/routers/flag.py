@@ -33,6 +33,4 @@ class FlagRouter:
         self._percent = percent
 
     def close(self) -> None:
-        stop = getattr(self.repository, "stop", None)
-        if stop is not None:
-            stop()
+        self.repository.stop()

@@ -67,7 +67,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from rollwise.core.model import AppliedRoute, Event, Phase, RolloutRecord, Window
-from rollwise.core.protocols import ConflictError, NotFoundError, StoreMissing, StoreUnavailable
+from rollwise.core.protocols import ConflictError, NotFoundError, StageWindow, StoreMissing, StoreUnavailable
 
 DEFAULT_STORE_PATH = "~/.rollwise/rollwise.db"
 MIGRATIONS = "rollwise.adapters.stores:migrations"
@@ -371,10 +371,7 @@ class SqlStore:
         return RolloutRecord.model_validate(state)
 
     def save(
-        self,
-        record: RolloutRecord,
-        events: Sequence[Event] = (),
-        windows: Sequence[tuple[int, Window]] = (),
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
     ) -> RolloutRecord:
         """One transaction: the record at ``revision + 1``, its events with the next seqs, its windows."""
         _check_events(record.name, events)
@@ -479,7 +476,7 @@ class SqlStore:
             for row in rows
         ]
 
-    def windows(self, name: str, stage: int | None = None) -> builtins.list[tuple[int, Window]]:
+    def windows(self, name: str, stage: int | None = None) -> builtins.list[StageWindow]:
         """The current run's windows, in the order they were saved."""
         current = select(rollouts_table.c.generation).where(rollouts_table.c.name == name).scalar_subquery()
         query = (

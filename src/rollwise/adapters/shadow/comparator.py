@@ -6,20 +6,31 @@ each mirrored request is replayed against the primary and the shadow, the two an
 compared (status, and JSON bodies minus fields expected to differ such as ``version``), and the
 counters are served on ``/__shadow__/stats`` for a metric source. Users never see any of it:
 Envoy already answered them from the primary.
+
+Two halves, one idea, so one module: ``ShadowComparator`` is the comparing server, run as its own
+process (``python -m rollwise.adapters.shadow.comparator``); ``ShadowComparison`` is the router step
+that starts that process when a route begins mirroring, points the router's mirror at it, and stops
+it when the mirror ends. It knows the router and the deployer only by their protocols.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+
+from rollwise.core.model import RouteState
+from rollwise.core.protocols import Deployer, HasAdmin, MirrorTargets, TrafficRouter
+from rollwise.spec.models import RESPONSE_COMPARISONS, VersionRef
 
 STATS_PATH = "/__shadow__/stats"
 MISMATCHES_PATH = "/__shadow__/mismatches"
@@ -63,7 +74,7 @@ class ShadowComparator:
         primary: str,
         shadow: str,
         *,
-        compare: Iterable[str] = ("status", "body"),
+        compare: Iterable[str] = RESPONSE_COMPARISONS,
         ignore_fields: Iterable[str] = ("version",),
         host: str = "127.0.0.1",
         port: int = 0,
@@ -73,7 +84,7 @@ class ShadowComparator:
         self.primary = primary
         self.shadow = shadow
         self.compare = frozenset(compare)
-        unknown = self.compare - {"status", "body"}
+        unknown = self.compare - set(RESPONSE_COMPARISONS)
         if unknown:
             raise ValueError(f"cannot compare {sorted(unknown)}: only status and body are supported")
         self.ignore_fields = frozenset(ignore_fields)
@@ -208,15 +219,74 @@ class ShadowComparator:
         return Handler
 
 
+# ---------------------------------------------------------------- the router step
+
+
+class MirroringRouter(TrafficRouter, MirrorTargets, HasAdmin, Protocol):
+    """A data plane that mirrors, can redirect a version's mirrored copies, and serves its counters."""
+
+
+class ReadsShadowStats(Protocol):
+    """A metric source that also diffs a comparator's counters (the Envoy one)."""
+
+    shadow_stats_url: str | None
+
+
+class ShadowComparison:
+    """Puts a response comparator between the router's mirror and the shadow version.
+
+    The comparator is a process of its own (so comparing never competes with the controller for a
+    GIL) that replays each mirrored request to the primary and the shadow and counts how often they
+    differ; its counters reach the judge through the metric source (the shadow's
+    ``compared``/``mismatches``). The comparator lives exactly as long as the mirror does.
+    """
+
+    def __init__(self, router: MirroringRouter, deployer: Deployer, compare: list[str]):
+        self.router = router
+        self.deployer = deployer
+        self.compare = compare
+        self.metrics: ReadsShadowStats | None = None
+        self._running: dict[str, VersionRef] = {}
+
+    @property
+    def admin_url(self) -> str:
+        return str(self.router.admin_url)
+
+    def apply(self, rollout: str, route: RouteState) -> None:
+        mirror = route.mirror_to if route.mirror_percent > 0 else None
+        if mirror and rollout not in self._running and {route.stable, mirror} <= set(route.upstreams):
+            ref = VersionRef(
+                name=f"{mirror}-compare", healthPath=STATS_PATH,
+                command=f"{shlex.quote(sys.executable)} -m rollwise.adapters.shadow.comparator --port {{port}} "
+                f"--primary {route.upstreams[route.stable]} --shadow {route.upstreams[mirror]} "
+                f"--compare {','.join(self.compare)}",
+            )
+            address = self.deployer.ensure(rollout, ref)
+            self.router.register_mirror_target(rollout, mirror, address)
+            self._running[rollout] = ref
+            if self.metrics is not None:
+                self.metrics.shadow_stats_url = f"http://{address}{STATS_PATH}"
+        self.router.apply(rollout, route)
+        if not mirror and rollout in self._running:
+            self.deployer.stop(rollout, self._running.pop(rollout))
+            if self.metrics is not None:
+                self.metrics.shadow_stats_url = None  # gone with the comparator: no stats to read
+
+    def close(self) -> None:
+        for rollout, ref in list(self._running.items()):
+            self.deployer.stop(rollout, ref)
+        self._running.clear()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rollwise.demo.shadow --primary HOST:PORT --shadow HOST:PORT --port P``.
+    """``python -m rollwise.adapters.shadow.comparator --primary HOST:PORT --shadow HOST:PORT --port P``.
 
     Its own process, so comparing never competes for a GIL with the load or the controller.
     """
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m rollwise.demo.shadow", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rollwise.adapters.shadow.comparator", description=main.__doc__)
     parser.add_argument("--primary", required=True, help="host:port of the version users get")
     parser.add_argument("--shadow", required=True, help="host:port of the version under test")
     parser.add_argument("--port", type=int, default=0)

@@ -1,0 +1,1 @@
+"""Response comparison for mirrored traffic: the comparator process and the router step that runs it."""
