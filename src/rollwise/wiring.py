@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollwise.core.protocols import Deployer, MetricSource, Notifier, Store, TrafficRouter
+from rollwise.core.protocols import AuditLog, Deployer, MetricSource, Notifier, Store, TokenRepository, TrafficRouter
 from rollwise.spec.models import RolloutSpec
 
 
@@ -46,6 +46,14 @@ def open_store_for_reading(url: str | None = None) -> Store:
         empty = MemoryStore()
         empty.missing = str(exc)  # type: ignore[attr-defined]
         return empty
+
+
+def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
+    """The audit log and API tokens kept in ``store``'s database (a private in-memory one for other stores)."""
+    from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+
+    audit = SqlAuditLog(store)
+    return audit, SqlTokenRepository(store, audit.database)
 
 
 NOTIFY_ENV = {

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from rollwise.api.auth import Principal, Role, requires
+from rollwise.api.auth import requires
 from rollwise.api.schemas import DENIED, CommandRequest
+from rollwise.control.principal import Principal, Role
 
 log = logging.getLogger("rollwise.api")
 router = APIRouter(prefix="/api/v1", tags=["flags"])

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rollwise.core.audit import AuditEntry
 from rollwise.core.model import Event, RolloutRecord, VersionStats, Window
 
 Reason = Field(default="", max_length=2000, description="Why; recorded in the history and the audit log.")
@@ -167,19 +168,8 @@ class TokenCreated(TokenOut):
     token: str = Field(description="The secret. Shown once; only its sha256 is stored.")
 
 
-class AuditEntryOut(BaseModel):
-    id: int
-    at: float
-    actor: str
-    role: str
-    action: str
-    target: str
-    before: Any
-    after: Any
-    reason: str | None
-    denied: bool
-    prev_hash: str
-    hash: str
+class AuditEntryOut(AuditEntry):
+    """An audit row as ``/api/v1/audit`` returns it (the fields are ``core/audit.AuditEntry``'s)."""
 
 
 class AuditVerifyOut(BaseModel):
