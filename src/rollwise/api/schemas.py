@@ -27,6 +27,16 @@ class CommandRequest(StrictBody):
     _check_reason = field_validator("reason")(_no_nul)
 
 
+class FlagRolloutRequest(CommandRequest):
+    percent: float = Field(ge=0, le=100, description="Share of targeting keys that get the on variant.")
+
+
+class FlagScheduleRequest(CommandRequest):
+    at: str = Field(max_length=64, description="When, ISO 8601 (UTC if no offset), e.g. 2030-01-03T09:00:00Z.")
+    action: Literal["set-percent", "enable", "disable"]
+    percent: float | None = Field(default=None, ge=0, le=100, description="For set-percent: the share.")
+
+
 class PromoteRequest(CommandRequest):
     full: bool = Field(default=False, description="Skip remaining steps and analysis: 100% now.")
 
