@@ -140,7 +140,7 @@ class LocalControl:
                 audit.key  # noqa: B018 - the property loads it: a bad key is one line and exit 2
             except AuditKeyError as exc:
                 raise ControlFailure(f"error: {exc}", exit_code=2) from None
-            self._plane = ControlPlane(store=store, audit=audit)  # the operator: no API policy
+            self._plane = ControlPlane(store=store, audit=audit)  # the operator: AdmitAll, no API policy
         return self._plane
 
     def reader(self) -> Store:

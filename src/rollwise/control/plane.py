@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic_core import to_jsonable_python
 
-from rollwise.api.policy import SpecPolicy
 from rollwise.control.principal import Principal
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
@@ -103,11 +102,26 @@ def _line_of_path(text: str, path: tuple[str, ...]) -> int:
     return line
 
 
+class Admission(Protocol):
+    """What specs may make the server do (``api/policy.SpecPolicy`` for specs arriving over the API)."""
+
+    def refusals(self, spec: RolloutSpec) -> list[tuple[tuple[str, ...], str]]:
+        """Every (field path, reason) of ``spec`` reaching outside what the operator allowed."""
+        ...
+
+
+class AdmitAll:
+    """The operator at the CLI: whoever can write the store may name any file, URL or process."""
+
+    def refusals(self, spec: RolloutSpec) -> list[tuple[tuple[str, ...], str]]:
+        return []
+
+
 @dataclass
 class ControlPlane:
     store: Store
     audit: AuditLog
-    policy: SpecPolicy = field(default_factory=SpecPolicy)
+    policy: Admission = field(default_factory=AdmitAll)
 
     def engine(self) -> RolloutEngine:
         return RolloutEngine(store=self.store, clock=SystemClock())
