@@ -17,6 +17,7 @@ from rollwise.control.protocol import ControlFailure, Summary, load_spec_file
 
 if TYPE_CHECKING:
     from rollwise.control.plane import ControlPlane
+    from rollwise.control.principal import Principal
     from rollwise.core.model import RolloutRecord
     from rollwise.core.protocols import Store
 
@@ -159,7 +160,7 @@ class LocalControl:
             raise ControlFailure(f"error: no rollout named {name!r}{missing_note(store)}") from None
 
     @staticmethod
-    def _who(actor: str) -> Any:
+    def _who(actor: str) -> Principal:
         from rollwise.control.principal import Principal
 
         return Principal.local_user(actor)
