@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollwise.core.protocols import Closeable, Deployer, HasAdmin, MetricSource, Notifier, Store, TrafficRouter
+from rollwise.core.protocols import (
+    AuditLog,
+    Closeable,
+    Deployer,
+    HasAdmin,
+    MetricSource,
+    Notifier,
+    Store,
+    TokenRepository,
+    TrafficRouter,
+)
 from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 
@@ -48,6 +58,14 @@ def open_store_for_reading(url: str | None = None) -> Store:
         return open_store(url, create=False)
     except StoreMissing as exc:
         return MissingStore(str(exc))
+
+
+def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
+    """The audit log and API tokens kept in ``store``'s database (a private in-memory one for other stores)."""
+    from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
+
+    audit = SqlAuditLog(store)
+    return audit, SqlTokenRepository(store, audit.database)
 
 
 NOTIFY_ENV = {

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import postgres_schema
 from sqlalchemy import text
 
-from pg import postgres_schema
 from rollwise.adapters.stores.migrations.versions.v0003_typed_carry import typed, untyped
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.core.carry import Approval, BaselineRead, Carry, Hold, MetricsFailure, Promotion

@@ -1,7 +1,7 @@
 """rollwise's HTTP control plane: API, live event stream, flags (OFREP) and the dashboard.
 
 ``create_app`` is imported on first use, so the CLI can import ``rollwise.api.cli`` (its ``serve``,
-``tokens`` and ``--server`` commands) without loading FastAPI for ``rollwise --help``.
+``tokens`` and ``audit`` commands) without loading FastAPI for ``rollwise --help``.
 """
 
 from __future__ import annotations

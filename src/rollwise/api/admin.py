@@ -6,18 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository, TokenError, parse_anchor
-from rollwise.api.auth import Gatekeeper, Principal, Role, requires
+from rollwise.api.auth import Gatekeeper, requires
 from rollwise.api.schemas import DENIED, AuditEntryOut, AuditVerifyOut, TokenCreate, TokenCreated, TokenOut, WhoAmI
+from rollwise.control.principal import Principal, Role
+from rollwise.core.audit import TokenError, parse_anchor
+from rollwise.core.protocols import AuditLog, TokenRepository
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
-def _tokens(request: Request) -> SqlTokenRepository:
+def _tokens(request: Request) -> TokenRepository:
     return request.app.state.tokens  # type: ignore[no-any-return]
 
 
-def _audit(request: Request) -> SqlAuditLog:
+def _audit(request: Request) -> AuditLog:
     return request.app.state.plane.audit  # type: ignore[no-any-return]
 
 
@@ -77,7 +79,8 @@ def audit_entries(
     """The newest audit rows first: every write and every refused write."""
     if target is not None and "\x00" in target:
         return []
-    return [AuditEntryOut(**e.to_dict()) for e in _audit(request).entries(target, limit, newest_first=True)]
+    entries = _audit(request).entries(target, limit, newest_first=True)
+    return [AuditEntryOut.model_validate(e.to_dict()) for e in entries]
 
 
 @router.get("/audit/verify", response_model=AuditVerifyOut, responses=DENIED)

@@ -21,14 +21,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
 from rollwise.api import admin, guards, insights, rollouts, stream
 from rollwise.api.auth import Gatekeeper
-from rollwise.api.control import ControlPlane
 from rollwise.api.policy import SpecPolicy
+from rollwise.control.plane import ControlPlane
 from rollwise.core.engine import CommandError
 from rollwise.core.protocols import ConflictError, NotFoundError, Store
-from rollwise.wiring import Runtime
+from rollwise.wiring import Runtime, open_audit
 
 log = logging.getLogger("rollwise.api")
 STATIC = Path(__file__).parent / "static"
@@ -80,8 +79,7 @@ def create_app(
         from rollwise.wiring import open_store
 
         store = open_store(store_url)
-    audit = SqlAuditLog(store)
-    tokens = SqlTokenRepository(store, audit.database)
+    audit, tokens = open_audit(store)
     plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
 
     @asynccontextmanager

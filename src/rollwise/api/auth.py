@@ -1,8 +1,6 @@
 """Who is calling, and may they do this? Bearer tokens with ordered roles; denials are audited.
 
-Roles are ordered, each implying the ones before it: ``viewer`` (read) < ``deployer`` (start
-rollouts, push KPIs) < ``releaser`` (promote, approve, abort, pause, resume, undo, update specs,
-change flags, kill switch) < ``admin`` (tokens, audit, settings).
+Roles are ordered (``control/principal.py``): viewer < deployer < releaser < admin.
 
 Bootstrap rule: while **no token has ever been created**, requests from a loopback address are
 served as a local admin, so ``rollwise serve`` just works on a laptop. The first ``rollwise tokens
@@ -16,46 +14,15 @@ probing shows up where people look for it.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
 
-from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
 from rollwise.api.guards import QUERY_TOKEN, query_token_allowed
-
-
-class Role(enum.IntEnum):
-    viewer = 1
-    deployer = 2
-    releaser = 3
-    admin = 4
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: Role
-    token_id: int | None  # None: the loopback bootstrap identity
-    local: bool = False  # the CLI acting on the store directly (no server): audited with role "local"
-
-    @property
-    def actor(self) -> str:
-        return self.name
-
-    @property
-    def audit_role(self) -> str:
-        """The role the audit row names: the token's, or ``local`` for a CLI without ``--server``."""
-        return "local" if self.local else self.role.name
-
-    @classmethod
-    def local_user(cls, name: str) -> Principal:
-        """Whoever runs the CLI against the store: they can write the database, so nothing is refused."""
-        return cls(name=name, role=Role.admin, token_id=None, local=True)
-
+from rollwise.control.principal import Principal, Role
+from rollwise.core.protocols import AuditLog, TokenRepository
 
 LOCAL_ADMIN = "local (no tokens yet)"
 
@@ -85,7 +52,7 @@ def _presented_token(request: Request) -> str | None:
 class Gatekeeper:
     """Turns a request into a ``Principal`` (or a refusal) and records refused writes."""
 
-    def __init__(self, tokens: SqlTokenRepository, audit: SqlAuditLog) -> None:
+    def __init__(self, tokens: TokenRepository, audit: AuditLog) -> None:
         self.tokens = tokens
         self.audit = audit
 

@@ -1,8 +1,7 @@
-"""``rollwise serve``, ``rollwise tokens …``, ``rollwise audit …`` and the CLI's ``--server`` mode.
+"""``rollwise serve``, ``rollwise tokens …`` and ``rollwise audit …``.
 
-``register(app)`` mounts the commands on the main CLI. The ``remote_*`` functions are what the
-rollout commands run when a server is configured (``--server URL`` or ``ROLLWISE_SERVER``): same
-arguments, same output and exit codes as local mode, but the server's store, roles and audit log.
+``register(app)`` mounts the commands on the main CLI. (The rollout commands' ``--server`` mode is
+``control/remote.py``.)
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,36 +50,21 @@ def _local_actor() -> str:
 
 def _open(store_url: str | None, *, read_only: bool = False) -> tuple[Any, Any, Any]:
     """Store, audit log and tokens; exit 1 with one line if the store cannot be opened (or, to read, is missing)."""
-    from rollwise.adapters.stores.sql_audit import SqlAuditLog, SqlTokenRepository
     from rollwise.core.protocols import StoreUnavailable
-    from rollwise.wiring import open_store
+    from rollwise.wiring import open_audit, open_store
 
     try:
         store = open_store(store_url, create=not read_only)
     except StoreUnavailable as exc:
         err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
-    audit = SqlAuditLog(store)
-    return store, audit, SqlTokenRepository(store, audit.database)
-
-
-def local_plane(store_url: str | None) -> tuple[Any, Any]:
-    """The API's ``ControlPlane`` over the local store, and a ``local`` principal factory.
-
-    The CLI without ``--server`` writes through the same methods the API does, so every local
-    start, command and update gets its audit row (actor as given, role ``local``).
-    """
-    from rollwise.api.auth import Principal
-    from rollwise.api.control import ControlPlane
-
-    store, audit, _ = _open(store_url)
-    _require_key(audit)
-    return ControlPlane(store=store, audit=audit), Principal.local_user  # the operator: no API policy
+    audit, tokens = open_audit(store)
+    return store, audit, tokens
 
 
 def _require_key(audit: Any) -> None:
     """Load (or create) the audit key now: a bad key is one line and exit 2, before anything is written."""
-    from rollwise.adapters.stores.sql_audit import AuditKeyError
+    from rollwise.core.audit import AuditKeyError
 
     try:
         audit.key  # noqa: B018 - the property loads it
@@ -173,7 +156,7 @@ def tokens_create(
 
     Example: TOKEN=$(rollwise tokens create --role releaser --name ci | tail -1)
     """
-    from rollwise.adapters.stores.sql_audit import TokenError
+    from rollwise.core.audit import TokenError
 
     _, audit, tokens = _open(store)
     _require_key(audit)
@@ -239,7 +222,7 @@ def audit_verify(
     Example: rollwise audit verify --head "$(cat audit-head.txt)"
     """
     as_json = as_json or output == Output.json
-    from rollwise.adapters.stores.sql_audit import AuditKeyError, parse_anchor
+    from rollwise.core.audit import AuditKeyError, parse_anchor
 
     try:
         anchor = parse_anchor(head) if head is not None else None
@@ -335,167 +318,3 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(tokens_app, name="tokens")
     app.add_typer(audit_app, name="audit")
-
-
-# --------------------------------------------------------------------------- --server mode
-
-
-def _client(server: str, token: str | None) -> Any:
-    from rollwise.api.client import ControlPlaneClient
-
-    return ControlPlaneClient(server, token)
-
-
-def _fail(exc: Any, not_found: str | None = None) -> typer.Exit:
-    """Print an API error like local mode would and choose its exit code."""
-    if exc.problems:
-        for line in exc.problems:
-            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-        return typer.Exit(2)
-    if exc.status == 404 and not_found:
-        err_console.print(f"error: no rollout named {not_found!r}")
-    else:
-        err_console.print(f"error: {exc.message}" + (f" (HTTP {exc.status})" if exc.status else ""),
-                          markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
-def _read_spec_or_exit(file: Path) -> str:
-    """The spec file's text, or exit 2 with one ``FILE:LINE: (file): why`` line (unreadable, not UTF-8, huge)."""
-    from rollwise.spec.loader import SpecError, read_spec_text
-
-    try:
-        return read_spec_text(file)
-    except SpecError as exc:
-        for problem in exc.problems:
-            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def remote_start(server: str, token: str | None, file: Path, wait: bool, commit_time: str | None,
-                 max_seconds: float | None, output: str) -> None:
-    from rollwise.api.client import ApiError
-
-    text = _read_spec_or_exit(file)
-    with _client(server, token) as client:
-        try:
-            summary = client.start(text, source=str(file), commit_time=commit_time)
-            if wait:
-                summary = _watch(client, summary["name"], output, max_seconds)
-        except ApiError as exc:
-            raise _fail(exc) from None
-    _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
-    if summary["phase"] in ("RolledBack", "Aborted"):
-        raise typer.Exit(3)
-
-
-def _watch(client: Any, name: str, output: str, max_seconds: float | None) -> dict[str, Any]:
-    """Follow a rollout the server drives: print its events until it ends (or time runs out)."""
-    started = time.monotonic()
-    seen = 0
-    while True:
-        summary: dict[str, Any] = client.status(name)
-        for event in client.events(name, seen):
-            seen = event["seq"]
-            if output != "json":
-                console.print(f"[dim]{name}[/] {event['type']}: {event['message']}", highlight=False)
-        if summary["phase"] in ("Succeeded", "RolledBack", "Aborted"):
-            return summary
-        if max_seconds is not None and time.monotonic() - started >= max_seconds:
-            return summary
-        time.sleep(1.0)
-
-
-def remote_status(server: str, token: str | None, name: str, output: str) -> None:
-    from rollwise.api.client import ApiError
-
-    with _client(server, token) as client:
-        try:
-            summary = client.status(name)
-        except ApiError as exc:
-            raise _fail(exc, name) from None
-    summary.pop("spec", None)
-    summary.pop("route", None)
-    if output == "json":
-        _print_json(summary)
-        return
-    from rollwise.cli.main import readable_times
-
-    for key, value in readable_times(summary).items():
-        console.print(f"{key:>15}: {value}", markup=False, highlight=False)
-
-
-def remote_list(server: str, token: str | None, active: bool, output: str) -> None:
-    from rollwise.api.client import ApiError
-
-    with _client(server, token) as client:
-        try:
-            rows = client.list(active)
-        except ApiError as exc:
-            raise _fail(exc) from None
-    if output == "json":
-        _print_json(rows)
-        return
-    table = Table(title=f"rollwise @ {server}")
-    for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["phase"], r["stable"], r["canary"], f"{r['canary_weight']:g}%", str(r["step"]),
-                      r["last_verdict"] or "-")
-    console.print(table)
-
-
-def remote_command(server: str, token: str | None, name: str, command: str, reason: str, output: str,
-                   full: bool = False) -> None:
-    from rollwise.api.client import ApiError
-
-    with _client(server, token) as client:
-        try:
-            summary = client.command(name, command, reason=reason, full=full)
-        except ApiError as exc:
-            raise _fail(exc, name) from None
-    _print_summary(summary, output, f"{summary['name']}: {command} recorded; phase {summary['phase']}")
-
-
-def remote_update(server: str, token: str | None, name: str, file: Path, reason: str, output: str) -> None:
-    from rollwise.api.client import ApiError
-
-    text = _read_spec_or_exit(file)
-    with _client(server, token) as client:
-        try:
-            summary = client.update(name, text, source=str(file), reason=reason)
-        except ApiError as exc:
-            if exc.status == 409:
-                err_console.print(f"error: {exc.message}")
-                raise typer.Exit(2) from None
-            raise _fail(exc, name) from None
-    _print_summary(summary, output, f"{summary['name']}: spec updated")
-
-
-def remote_history(server: str, token: str | None, name: str | None, output: str, run: int | None = None) -> None:
-    from datetime import UTC, datetime
-
-    from rollwise.api.client import ApiError
-    from rollwise.cli.main import select_run
-
-    with _client(server, token) as client:
-        try:
-            events = client.events(name)
-        except ApiError as exc:
-            raise _fail(exc, name) from None
-    if name is not None:
-        events = select_run(events, name, run)
-    if output == "json":
-        _print_json(events)
-        return
-    for e in events:
-        when = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
-        console.print(f"{when} {e['rollout']:<14} #{e['seq']:<4} {e['actor']:<10} {e['type']:<12} {e['message']}",
-                      markup=False, highlight=False)
-
-
-def _print_summary(summary: dict[str, Any], output: str, text: str) -> None:
-    if output == "json":
-        _print_json(summary)
-    else:
-        console.print(text, highlight=False)

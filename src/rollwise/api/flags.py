@@ -1,29 +1,29 @@
-"""Flags in the control plane: the dashboard's flag list and kill switch, plus the flags service's
-OFREP routes when ``rollwise.flags.service`` is installed.
+"""Flags in the control plane: ``/api/v1/flags`` (list, kill switch, rollout share, schedules, history)
+and the flags' data plane (OFREP evaluation, its change stream, exposures) from ``flags/service.py``.
 
-The kill switch lives here (not only in the flags service) because it is a control-plane write:
-it needs the ``releaser`` role and an audit row like every other write. The flags service's own
-routes (``create_flags_router``: OFREP under ``/ofrep/v1``, ``/flags…`` controls) are mounted behind
-the same roles: OFREP evaluation is the flags' data plane and needs any token (none while no token
-exists, on loopback); the service's other writes need ``releaser`` and are audited here too.
+There is one set of flag routes and one auth scheme: the API's. Every flag write is a control-plane
+write under ``/api/v1/flags``: it needs the ``releaser`` role and gets an audit row like every other
+write. The flags service's router is mounted without its own controls (``include_controls=False``),
+and its ``authorize`` hook is answered by the API's gatekeeper: OFREP evaluation and the change stream
+need ``viewer`` (no token while none exists, on loopback), exposures ``releaser``.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib
-import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from rollwise.api.auth import Principal, Role, requires
-from rollwise.api.schemas import DENIED, CommandRequest
+from rollwise.api.auth import requires
+from rollwise.api.schemas import DENIED, CommandRequest, FlagRolloutRequest, FlagScheduleRequest
+from rollwise.control.principal import Principal, Role
 
-log = logging.getLogger("rollwise.api")
 router = APIRouter(prefix="/api/v1", tags=["flags"])
 FlagKey = Annotated[str, Path(max_length=255, description="Flag key")]
+CHANGED: dict[int | str, dict[str, Any]] = {**DENIED, 404: {"description": "No such flag"},
+                                            409: {"description": "The change does not apply to the flag"}}
 
 
 def _repository(request: Request) -> Any:
@@ -48,7 +48,7 @@ def _flag_view(key: str, flag: dict[str, Any], killed: dict[str, Any]) -> dict[s
 
 @router.get("/flags", responses=DENIED)
 def list_flags(request: Request, _who: Principal = Depends(requires(Role.viewer))) -> dict[str, Any]:
-    """Every flag as served now, with its kill-switch state."""
+    """Every flag as served now, with its kill-switch state and the pending schedules."""
     repo = request.app.state.flags
     if repo is None:
         return {"enabled": False, "source": None, "version": None, "last_error": None, "flags": []}
@@ -61,18 +61,29 @@ def list_flags(request: Request, _who: Principal = Depends(requires(Role.viewer)
         "version": repo.version,
         "last_error": repo.last_error,
         "flags": [_flag_view(key, flag, killed) for key, flag in sorted(flags.items()) if isinstance(flag, dict)],
+        "schedules": [s.to_json() for s in repo.schedules()],
     }
 
 
-def _change(request: Request, key: str, action: str, who: Principal, reason: str) -> dict[str, Any]:
+@router.get("/flags/history", responses=DENIED)
+def flag_history(request: Request, flag: Annotated[str | None, Query(max_length=255)] = None,
+                 _who: Principal = Depends(requires(Role.releaser))) -> list[dict[str, Any]]:
+    """The flag file's change history: version, when, who, what and why."""
+    return [r.to_json() for r in _repository(request).changes(flag)]
+
+
+def _change(request: Request, key: str, action: str, who: Principal, reason: str,
+            apply: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """Apply one flag change as ``who`` and audit it (``flag.<action>``, the flag before and after)."""
     from rollwise.flags.controls import ControlError
+    from rollwise.flags.definitions import FlagValidationError
 
     repo = _repository(request)
     if "\x00" in key:
         raise HTTPException(404, "no such flag")
     try:
-        record = getattr(repo, action)(key, who.actor, reason or f"{action} from the API")
-    except ControlError as exc:
+        record = apply(repo, reason or f"{action} from the API")
+    except (ControlError, FlagValidationError) as exc:
         message = str(exc)
         raise HTTPException(404 if "not defined" in message else 409, message) from None
     request.app.state.plane.audit.append(actor=who.actor, role=who.role.name, action=f"flag.{action}",
@@ -81,103 +92,68 @@ def _change(request: Request, key: str, action: str, who: Principal, reason: str
     return {"key": key, "action": action, "version": record.version, "at": record.at}
 
 
-@router.post("/flags/{key}/kill", responses={**DENIED, 404: {"description": "No such flag"},
-                                             409: {"description": "Already killed"}})
-def kill_flag(key: FlagKey, request: Request,
-              payload: Annotated[CommandRequest | None, Body()] = None,
-              who: Principal = Depends(requires(Role.releaser, "flag.kill", target=lambda r: _flag_target(r)))) -> Any:
+def _writer(action: str) -> Any:
+    return requires(Role.releaser, f"flag.{action}", target=lambda r: f"flag:{r.path_params.get('key', '')}")
+
+
+@router.post("/flags/{key}/kill", responses={**CHANGED, 409: {"description": "Already killed"}})
+def kill_flag(key: FlagKey, request: Request, payload: Annotated[CommandRequest | None, Body()] = None,
+              who: Principal = Depends(_writer("kill"))) -> Any:
     """Kill switch: serve the flag's off variant to everyone, now, in every process reading the file."""
-    return _change(request, key, "kill", who, (payload or CommandRequest()).reason)
+    return _change(request, key, "kill", who, (payload or CommandRequest()).reason,
+                   lambda repo, why: repo.kill(key, who.actor, why))
 
 
-@router.post("/flags/{key}/restore", responses={**DENIED, 404: {"description": "No such flag"},
-                                                409: {"description": "Not killed"}})
-def restore_flag(key: FlagKey, request: Request,
-                 payload: Annotated[CommandRequest | None, Body()] = None,
-                 who: Principal = Depends(requires(Role.releaser, "flag.restore",
-                                                   target=lambda r: _flag_target(r)))) -> Any:
+@router.post("/flags/{key}/restore", responses={**CHANGED, 409: {"description": "Not killed"}})
+def restore_flag(key: FlagKey, request: Request, payload: Annotated[CommandRequest | None, Body()] = None,
+                 who: Principal = Depends(_writer("restore"))) -> Any:
     """Undo a kill: put back the definition the flag had before it."""
-    return _change(request, key, "restore", who, (payload or CommandRequest()).reason)
+    return _change(request, key, "restore", who, (payload or CommandRequest()).reason,
+                   lambda repo, why: repo.restore(key, who.actor, why))
 
 
-def _flag_target(request: Request) -> str:
-    return f"flag:{request.path_params.get('key', '')}"
+@router.post("/flags/{key}/rollout", responses=CHANGED)
+def set_flag_rollout(key: FlagKey, request: Request, payload: FlagRolloutRequest,
+                     who: Principal = Depends(_writer("rollout"))) -> Any:
+    """Set the flag's fractional rollout share now."""
+    return _change(request, key, "rollout", who, payload.reason,
+                   lambda repo, why: repo.set_rollout_percent(key, payload.percent, who.actor, why))
 
 
-# --------------------------------------------------------------------------- the flags service
+@router.post("/flags/{key}/schedule", responses={**CHANGED, 422: {"description": "Not an ISO 8601 time"}})
+def schedule_flag(key: FlagKey, request: Request, payload: FlagScheduleRequest,
+                  who: Principal = Depends(_writer("schedule"))) -> Any:
+    """Schedule a change (set-percent, enable, disable); the server applies it when it comes due."""
+    from rollwise.flags.controls import ControlError, parse_time
 
-
-def _service_guard(request: Request) -> None:
-    """OFREP evaluation is left to the service; its other routes need viewer (reads) or releaser (writes)."""
-    path = request.url.path
-    if path.startswith("/ofrep/"):
-        return
-    gatekeeper = request.app.state.gatekeeper
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        gatekeeper.authorize(request, Role.viewer, None, path)
-        return
-    key = request.path_params.get("key", "")
-    gatekeeper.authorize(request, Role.releaser, f"flag.{path.rstrip('/').rsplit('/', 1)[-1]}", f"flag:{key}")
-
-
-def _token_check(tokens: Any) -> Any:
-    """The flags service's ``(token, scope) -> actor`` hook, answered by rollwise's API tokens and roles."""
-    needed = {"evaluate": Role.viewer, "admin": Role.releaser}
-
-    def check(token: str, scope: str) -> str | None:
-        found = tokens.resolve(token)
-        if found is None or Role[found.role] < needed.get(scope, Role.admin):
-            return None
-        return str(found.name)
-
-    return check
-
-
-def _service_router(repo: Any, tokens: Any) -> APIRouter | None:
-    """The flags service's router for ``repo``, if that module is installed.
-
-    While no token exists the service runs its own loopback-only rule; once tokens exist (at start)
-    it asks rollwise's tokens. Either way its writes also pass ``_service_guard`` (releaser).
-    """
     try:
-        service = importlib.import_module("rollwise.flags.service")
-        factory = service.create_flags_router
-    except (ImportError, AttributeError):
-        return None
-    check = _token_check(tokens) if tokens.any_exist() else None
-    built = factory(repo, token_check=check)
-    return built if isinstance(built, APIRouter) else None
+        when = parse_time(payload.at)
+    except ControlError as exc:
+        raise HTTPException(422, f"at: {exc}") from None
+    return _change(request, key, "schedule", who, payload.reason,
+                   lambda repo, why: repo.schedule(key, when, payload.action, who.actor, why, payload.percent))
+
+
+# --------------------------------------------------------------------------- the flags' data plane
+
+
+def _authorize(request: Request, scope: str) -> str | Response:
+    """The flags service's ``authorize`` hook, answered by the API's tokens and roles (nothing audited:
+    these are reads). ``evaluate`` (OFREP, change stream) needs viewer; anything else releaser."""
+    from rollwise.flags.service import EVALUATE
+
+    needed = Role.viewer if scope == EVALUATE else Role.releaser
+    try:
+        who = request.app.state.gatekeeper.authorize(request, needed, None, request.url.path)
+    except HTTPException as exc:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    return str(who.actor)
 
 
 def mount(app: FastAPI, repo: Any) -> None:
     app.include_router(router)
     if repo is None:
         return
-    service = _service_router(repo, app.state.tokens)
-    if service is None:
-        log.warning("rollwise.flags.service not found: serving the kill switch only, no OFREP routes")
-        return
-    app.include_router(service, dependencies=[Depends(_service_guard)])
+    from rollwise.flags.service import create_flags_router
 
-    @app.middleware("http")
-    async def audit_flag_writes(request: Request, call_next: Any) -> Any:
-        """Successful writes through the flags service's own routes get an audit row like ours do."""
-        path = request.url.path
-        parts = path.strip("/").split("/")
-        if request.method != "POST" or len(parts) != 3 or parts[0] != "flags":
-            return await call_next(request)
-        key, action = parts[1], parts[2]
-        before = copy.deepcopy(repo.document.get("flags", {}).get(key))
-        response = await call_next(request)
-        if response.status_code < 300:
-            gatekeeper = request.app.state.gatekeeper
-            try:
-                who = await run_in_threadpool(gatekeeper.identify, request)
-            except Exception:
-                who = None
-            after = repo.document.get("flags", {}).get(key)
-            await run_in_threadpool(
-                request.app.state.plane.audit.append, actor=who.name if who else "unknown",
-                role=who.role.name if who else "none", action=f"flag.{action}", target=f"flag:{key}",
-                before=before, after=after)
-        return response
+    app.include_router(create_flags_router(repo, authorize=_authorize, include_controls=False))

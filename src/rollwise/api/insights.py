@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic_core import to_jsonable_python
 
-from rollwise.api.auth import Principal, Role, requires
+from rollwise.api.auth import requires
+from rollwise.control.principal import Principal, Role
 from rollwise.report.metrics import delivery_metrics as compute_delivery_metrics
 
 router = APIRouter(prefix="/api/v1", tags=["metrics"])

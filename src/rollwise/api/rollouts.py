@@ -9,8 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Requ
 from fastapi.responses import JSONResponse
 
 from rollwise.analysis.explain import explain_decision
-from rollwise.api.auth import Principal, Role, requires
-from rollwise.api.control import ControlPlane, parse_spec_body
+from rollwise.api.auth import requires
 from rollwise.api.schemas import (
     CONFLICT,
     DENIED,
@@ -26,6 +25,8 @@ from rollwise.api.schemas import (
     RolloutSummary,
     WindowOut,
 )
+from rollwise.control.plane import ControlPlane, parse_spec_body
+from rollwise.control.principal import Principal, Role
 from rollwise.core.engine import COMMANDS
 from rollwise.core.evidence import decision_of, evidence_schema
 from rollwise.core.model import Event, RolloutRecord
@@ -89,7 +90,7 @@ def get_rollout(name: str, request: Request, _who: Principal = Depends(requires(
 
 
 def _spec_dump(record: RolloutRecord) -> dict[str, Any]:
-    from rollwise.api.control import spec_json
+    from rollwise.control.plane import spec_json
 
     return spec_json(record.spec)
 

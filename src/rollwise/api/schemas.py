@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rollwise.core.audit import AuditEntry
 from rollwise.core.evidence import Evidence
 from rollwise.core.model import Event, RolloutRecord, VersionStats, Window
 
@@ -25,6 +26,16 @@ class StrictBody(BaseModel):
 class CommandRequest(StrictBody):
     reason: str = Reason
     _check_reason = field_validator("reason")(_no_nul)
+
+
+class FlagRolloutRequest(CommandRequest):
+    percent: float = Field(ge=0, le=100, description="Share of targeting keys that get the on variant.")
+
+
+class FlagScheduleRequest(CommandRequest):
+    at: str = Field(max_length=64, description="When, ISO 8601 (UTC if no offset), e.g. 2030-01-03T09:00:00Z.")
+    action: Literal["set-percent", "enable", "disable"]
+    percent: float | None = Field(default=None, ge=0, le=100, description="For set-percent: the share.")
 
 
 class PromoteRequest(CommandRequest):
@@ -171,19 +182,8 @@ class TokenCreated(TokenOut):
     token: str = Field(description="The secret. Shown once; only its sha256 is stored.")
 
 
-class AuditEntryOut(BaseModel):
-    id: int
-    at: float
-    actor: str
-    role: str
-    action: str
-    target: str
-    before: Any
-    after: Any
-    reason: str | None
-    denied: bool
-    prev_hash: str
-    hash: str
+class AuditEntryOut(AuditEntry):
+    """An audit row as ``/api/v1/audit`` returns it (the fields are ``core/audit.AuditEntry``'s)."""
 
 
 class AuditVerifyOut(BaseModel):

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from rollwise.api.auth import Principal, Role, requires
+from rollwise.api.auth import requires
 from rollwise.api.schemas import EventOut, RolloutSummary
+from rollwise.control.principal import Principal, Role
 from rollwise.core.protocols import Store
 
 router = APIRouter(prefix="/api/v1", tags=["events"])

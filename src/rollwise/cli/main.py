@@ -6,9 +6,14 @@ Every command that prints data takes ``--output json``. Commands act on the loca
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,7 +25,8 @@ from typer.core import TyperGroup
 if TYPE_CHECKING:  # imported where used, so `rollwise --help` stays fast (see bench/cli_startup.py)
     from rich.table import Table
 
-    from rollwise.core.model import Event, RolloutRecord
+    from rollwise.control.protocol import RolloutControl
+    from rollwise.core.model import RolloutRecord
     from rollwise.spec.models import RolloutSpec
 
 app = typer.Typer(
@@ -84,12 +90,6 @@ def _existing_store(url: str | None) -> Any:
     return _store(url, read_only=True)
 
 
-def _missing_note(store: Any) -> str:
-    from rollwise.core.memory_store import MissingStore
-
-    return f" ({store.missing})" if isinstance(store, MissingStore) and store.missing else ""
-
-
 def _parse_commit_time(value: str | None) -> float | None:
     from datetime import datetime
 
@@ -105,37 +105,10 @@ def _parse_commit_time(value: str | None) -> float | None:
 
 
 def _load_or_exit(path: Path) -> RolloutSpec:
-    from rollwise.spec import SpecError, load_spec
+    from rollwise.control.protocol import load_spec_file
 
-    try:
-        return load_spec(path)
-    except SpecError as exc:
-        for problem in exc.problems:
-            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _record_summary(record: RolloutRecord) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "service": record.spec.service,
-        "strategy": record.spec.strategy.kind,
-        "phase": str(record.phase),
-        "stable": record.stable_version,
-        "canary": record.canary_version,
-        "canary_weight": record.route.canary_weight,
-        "mirror_percent": record.route.mirror_percent,
-        "step": record.step_index,
-        "stage": record.stage_index,
-        "paused_reason": record.paused_reason,
-        "metrics_error": record.metrics_error,
-        "last_verdict": record.last_verdict,
-        "decisions": record.decisions,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "finished_at": record.finished_at,
-        "revision": record.revision,
-    }
+    with _exits():
+        return load_spec_file(path)
 
 
 # --------------------------------------------------------------------------- spec commands
@@ -248,15 +221,18 @@ def simulate(
 # --------------------------------------------------------------------------- rollouts
 
 
-def _live_table(records: list[RolloutRecord], last_events: dict[str, str]) -> Table:
+def _rollout_table(rows: list[dict[str, Any]], title: str, latest: dict[str, str] | None) -> Table:
+    """Rollout summaries as a table; ``latest`` (each rollout's newest event) adds a column when given."""
     from rich.table import Table
 
-    table = Table(title="rollwise", expand=False)
-    for column in ("rollout", "phase", "stable", "canary", "weight", "step", "verdict", "latest"):
+    table = Table(title=title, expand=False)
+    columns = ("rollout", "phase", "stable", "canary", "weight", "step", "verdict")
+    for column in (*columns, "latest") if latest is not None else columns:
         table.add_column(column)
-    for r in records:
-        table.add_row(r.name, str(r.phase), r.stable_version, r.canary_version, f"{r.route.canary_weight:g}%",
-                      str(r.step_index), r.last_verdict or "-", last_events.get(r.name, ""))
+    for r in rows:
+        cells = [r["name"], r["phase"], r["stable"], r["canary"], f"{r['canary_weight']:g}%", str(r["step"]),
+                 r["last_verdict"] or "-"]
+        table.add_row(*cells, *((latest.get(r["name"], ""),) if latest is not None else ()))
     return table
 
 
@@ -270,11 +246,12 @@ def _sigterm_stops_like_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def run_controller_foreground(store: Any, names: list[str], output: Output, max_seconds: float | None) -> list[
+def run_controller_foreground(store: Any, names: list[str], output: str, max_seconds: float | None) -> list[
     RolloutRecord
 ]:
     from rich.live import Live
 
+    from rollwise.control.local import record_summary
     from rollwise.controller import Controller
 
     controller = Controller(store)
@@ -292,72 +269,102 @@ def run_controller_foreground(store: Any, names: list[str], output: Output, max_
                         last[record.name] = event.message[:90]
                         live.console.print(f"[dim]{record.name}[/] {event.type}: {event.message}",
                                            highlight=False)
-                live.update(_live_table(records, last))
+                live.update(_rollout_table([record_summary(r) for r in records], "rollwise", last))
 
             return controller.run(names, on_tick=show, max_seconds=max_seconds)
     finally:
         controller.runtime.close()
 
 
+def _show_event(name: str, event: dict[str, Any]) -> None:
+    console.print(f"[dim]{name}[/] {event['type']}: {event['message']}", highlight=False)
+
+
+@contextmanager
+def _exits() -> Iterator[None]:
+    """A ``ControlFailure`` ends the command: its lines on stderr (one line each), its exit code."""
+    from rollwise.control.protocol import ControlFailure
+
+    try:
+        yield
+    except ControlFailure as failure:
+        for line in failure.lines:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(failure.exit_code) from None
+
+
+def _with_control(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a rollout command ``--store``, ``--server`` and ``--token`` and, as ``control``, the
+    ``RolloutControl`` they name: a server's (``--server``) or this machine's store. One place decides."""
+
+    @functools.wraps(command)
+    def run(*args: Any, store: str | None = None, server: str | None = None, token: str | None = None,
+            **kwargs: Any) -> None:
+        with _exits():
+            if server:
+                from rollwise.control.remote import RemoteControl
+
+                control: Any = RemoteControl(server, token, on_event=_show_event)
+            else:
+                from rollwise.control.local import LocalControl
+
+                control = LocalControl(store, foreground=run_controller_foreground)
+            with closing(control):
+                command(*args, control=control, **kwargs)
+
+    # typer reads the options from the signature: the command's own (annotations evaluated, ``control``
+    # left out: typer does not fill it) and then the three that say where the rollouts are.
+    hints = typing.get_type_hints(command, localns={"RolloutControl": Any}, include_extras=True)
+    own = {n: a for n, a in hints.items() if n not in ("control", "return")}
+    where = {"store": StoreOpt, "server": ServerOpt, "token": TokenOpt}
+    added = {n: inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=kind)
+             for n, kind in where.items()}
+    params = [p.replace(annotation=own[p.name]) for p in inspect.signature(command).parameters.values()
+              if p.name in own]
+    at = next(i for i, p in enumerate(params) if p.name in ("actor", "output"))  # --help lists --store here
+    params = [*params[:at], added["store"], *params[at:], added["server"], added["token"]]
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__annotations__ = own | where
+    return run
+
+
+def _print_summary(summary: dict[str, Any], output: Output, text: str) -> None:
+    if output == Output.json:
+        _print_json(summary)
+    else:
+        console.print(text, highlight=False)
+
+
 @rollout_app.command("start")
+@_with_control
 def rollout_start(
     file: Annotated[Path, typer.Argument(help="Rollout spec.")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the controller here until it ends.")] = True,
     commit_time: Annotated[str | None, typer.Option(help="ISO time of the change, for lead time.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
-    store: StoreOpt = None,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
+    *,
+    control: RolloutControl,
 ) -> None:
     """Create a rollout and (by default) drive it in the foreground with a live view.
 
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
     """
-    commit_ts = _parse_commit_time(commit_time)
-    if server:
-        from rollwise.api.cli import remote_start
-
-        remote_start(server, token, file, wait, commit_time, max_seconds, output.value)
-        return
-    from rollwise.api.cli import local_plane
-    from rollwise.core.protocols import ConflictError
-
-    spec = _load_or_exit(file)
-    plane, who = local_plane(store)
-    the_store = plane.store
-    try:
-        record = plane.start(spec, who(_actor(actor)), "", commit_ts)
-    except ConflictError as exc:
-        err_console.print(f"error: {exc}")
-        raise typer.Exit(1) from None
+    _parse_commit_time(commit_time)
+    summary = control.start(file, _actor(actor), commit_time)
     if wait:
-        records = run_controller_foreground(the_store, [spec.name], output, max_seconds)
-        record = records[0] if records else the_store.get(spec.name)
-    if output == Output.json:
-        _print_json(_record_summary(record))
-    else:
-        console.print(f"{record.name}: {record.phase}")
-    if record.phase in ("RolledBack", "Aborted"):
+        summary = control.follow(summary["name"], output.value, max_seconds)
+    _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
+    if summary["phase"] in ("RolledBack", "Aborted"):
         raise typer.Exit(3)
 
 
 @rollout_app.command("status")
-def rollout_status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text, server: ServerOpt = None,
-                   token: TokenOpt = None) -> None:
+@_with_control
+def rollout_status(name: str, output: OutputOpt = Output.text, *, control: RolloutControl) -> None:
     """Show one rollout's phase, weights and latest verdict. Example: rollwise rollout status checkout"""
-    if server:
-        from rollwise.api.cli import remote_status
-
-        remote_status(server, token, name, output.value)
-        return
-    the_store = _existing_store(store)
-    record = _get_or_exit(the_store, name)
-    applied = the_store.applied_route(name)
-    summary = {**_record_summary(record), "route_revision": record.route.revision,  # desired vs confirmed
-               "route_applied_revision": applied.revision if applied else None,
-               "route_applied_at": applied.at if applied else None}
+    summary = control.status(name)
     if output == Output.json:
         _print_json(summary)
         return
@@ -380,86 +387,61 @@ def readable_times(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get_or_exit(store: Any, name: str) -> RolloutRecord:
+    from rollwise.control.local import missing_note
     from rollwise.core.protocols import NotFoundError
 
     try:
         return store.get(name)  # type: ignore[no-any-return]
     except NotFoundError:
-        err_console.print(f"error: no rollout named {name!r}{_missing_note(store)}", markup=False, highlight=False)
+        err_console.print(f"error: no rollout named {name!r}{missing_note(store)}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
 @rollout_app.command("list")
+@_with_control
 def rollout_list(
     active: Annotated[bool, typer.Option(help="Only rollouts that have not ended.")] = False,
-    store: StoreOpt = None,
     output: OutputOpt = Output.text,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
+    *,
+    control: RolloutControl,
 ) -> None:
     """List rollouts. Example: rollwise rollout list --active"""
-    if server:
-        from rollwise.api.cli import remote_list
-
-        remote_list(server, token, active, output.value)
-        return
-    the_store = _existing_store(store)
-    records = the_store.list(active_only=active)
+    rows = control.list(active)
     if output == Output.json:
-        _print_json([_record_summary(r) for r in records])
+        _print_json(rows)
         return
-    if not records:
-        console.print(f"no rollouts{_missing_note(the_store)}", markup=False, highlight=False)
+    if not rows and control.local:
+        console.print(f"no rollouts{control.missing_note}", markup=False, highlight=False)
         return
-    console.print(_live_table(records, {}))
+    console.print(_rollout_table(rows, control.title, {} if control.local else None))
 
 
-def _command(name: str, command: str, store: str | None, actor: str, reason: str, output: Output,
-             full: bool = False, server: str | None = None, token: str | None = None) -> None:
-    if server:
-        from rollwise.api.cli import remote_command
-
-        remote_command(server, token, name, command, reason, output.value, full=full)
-        return
-    from rollwise.api.cli import local_plane
-    from rollwise.core.engine import CommandError
-    from rollwise.core.protocols import NotFoundError
-
-    plane, who = local_plane(store)  # the API's code path: audited, with role "local"
-    try:
-        record = plane.command(name, command, who(_actor(actor)), reason, full=full)
-    except NotFoundError:
-        err_console.print(f"error: no rollout named {name!r}")
-        raise typer.Exit(1) from None
-    except CommandError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    if output == Output.json:
-        _print_json(_record_summary(record))
-    else:
-        console.print(f"{record.name}: {command} recorded; phase {record.phase}")
+def _command(name: str, command: str, actor: str, reason: str, output: Output, control: RolloutControl,
+             full: bool = False) -> None:
+    summary = control.command(name, command, _actor(actor), reason, full=full)  # audited, role "local" here
+    _print_summary(summary, output, f"{summary['name']}: {command} recorded; phase {summary['phase']}")
 
 
 @rollout_app.command("promote")
+@_with_control
 def rollout_promote(
     name: str,
     full: Annotated[bool, typer.Option("--full", help="Skip remaining steps and analysis: 100% now.")] = False,
-    store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
-    server: ServerOpt = None, token: TokenOpt = None,
+    actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text, *, control: RolloutControl,
 ) -> None:
     """Advance one step (or all with --full). Example: rollwise rollout promote checkout --reason 'looks good'"""
-    _command(name, "promote", store, actor, reason, output, full=full, server=server, token=token)
+    _command(name, "promote", actor, reason, output, control, full=full)
 
 
 def _register_control(command: str, summary: str) -> None:
     """One ``rollwise rollout COMMAND NAME`` that records a manual control (same options for all)."""
 
-    def control(name: str, store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "",
-                output: OutputOpt = Output.text, server: ServerOpt = None, token: TokenOpt = None) -> None:
-        _command(name, command, store, actor, reason, output, server=server, token=token)
+    def control_command(name: str, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
+                        *, control: RolloutControl) -> None:
+        _command(name, command, actor, reason, output, control)
 
-    control.__doc__ = f"{summary} Example: rollwise rollout {command} checkout -r 'why'"
-    rollout_app.command(command)(control)
+    control_command.__doc__ = f"{summary} Example: rollwise rollout {command} checkout -r 'why'"
+    rollout_app.command(command)(_with_control(control_command))
 
 
 for _command_name, _summary in (
@@ -473,36 +455,18 @@ for _command_name, _summary in (
 
 
 @rollout_app.command("update")
+@_with_control
 def rollout_update(
     name: str,
     file: Annotated[Path, typer.Argument(help="The new spec; rejected whole if invalid.")],
-    store: StoreOpt = None, actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text,
-    server: ServerOpt = None, token: TokenOpt = None,
+    actor: ActorOpt = "", reason: ReasonOpt = "", output: OutputOpt = Output.text, *, control: RolloutControl,
 ) -> None:
     """Replace a running rollout's spec (analysis, steps). Invalid specs change nothing.
 
     Example: rollwise rollout update checkout examples/canary.yaml -r 'longer pauses'
     """
-    if server:
-        from rollwise.api.cli import remote_update
-
-        remote_update(server, token, name, file, reason, output.value)
-        return
-    from rollwise.api.cli import local_plane
-    from rollwise.core.engine import CommandError
-
-    spec = _load_or_exit(file)
-    plane, who = local_plane(store)
-    _get_or_exit(plane.store, name)
-    try:
-        record = plane.update_spec(name, spec, who(_actor(actor)), reason)
-    except CommandError as exc:
-        err_console.print(f"error: {exc}")
-        raise typer.Exit(2) from None
-    if output == Output.json:
-        _print_json(_record_summary(record))
-    else:
-        console.print(f"{record.name}: spec updated")
+    summary = control.update(name, file, _actor(actor), reason)
+    _print_summary(summary, output, f"{summary['name']}: spec updated")
 
 
 RunOpt = Annotated[int | None, typer.Option("--run", min=1, help="Which run of a reused name (1 = first; "
@@ -531,35 +495,26 @@ def select_run(events: list[Any], name: str, run: int | None) -> list[Any]:
 
 
 @app.command()
+@_with_control
 def history(
     name: Annotated[str | None, typer.Argument(help="Rollout name; all rollouts if omitted.")] = None,
     run: RunOpt = None,
-    store: StoreOpt = None,
     output: OutputOpt = Output.text,
-    server: ServerOpt = None,
-    token: TokenOpt = None,
+    *,
+    control: RolloutControl,
 ) -> None:
     """Every event in order: steps, decisions with evidence, commands. Example: rollwise history checkout --run 1"""
-    if server:
-        from rollwise.api.cli import remote_history
-
-        remote_history(server, token, name, output.value, run=run)
-        return
-    the_store = _existing_store(store)
-    events: list[Event] = []
+    events = control.events(name)
     if name is not None:
-        _get_or_exit(the_store, name)
-        events = select_run(the_store.events(name), name, run)
-    else:
-        events = the_store.events(None)
+        events = select_run(events, name, run)
     if output == Output.json:
-        _print_json([e.model_dump(mode="json") for e in events])
+        _print_json(events)
         return
     from datetime import UTC, datetime
 
     for e in events:
-        when = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        console.print(f"{when} {e.rollout:<14} #{e.seq:<4} {e.actor:<10} {e.type:<12} {e.message}",
+        when = datetime.fromtimestamp(e["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(f"{when} {e['rollout']:<14} #{e['seq']:<4} {e['actor']:<10} {e['type']:<12} {e['message']}",
                       markup=False, highlight=False)
 
 

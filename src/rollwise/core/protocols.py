@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
 from rollwise.core.model import (
     AppliedRoute,
     Event,
@@ -182,3 +183,47 @@ class Store(Protocol):
     def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None: ...
 
     def kpi_totals(self, rollout: str, version: str, start: float, end: float) -> dict[str, float]: ...
+
+
+class AuditLog(Protocol):
+    """The append-only record of every write (and refused write): the control plane's memory of who did what.
+
+    Implemented by ``adapters/stores/sql_audit.SqlAuditLog`` (a keyed hash chain); built by ``wiring.open_audit``.
+    """
+
+    @property
+    def key(self) -> bytes:
+        """The chain key, loaded (or created) on first use; raises ``AuditKeyError`` with a fix."""
+        ...
+
+    def append(self, *, actor: str, role: str, action: str, target: str, before: Any = None, after: Any = None,
+               reason: str | None = None, at: float | None = None) -> AuditEntry: ...
+
+    def entries(self, target: str | None = None, limit: int | None = None, after_id: int = 0,
+                newest_first: bool = False) -> builtins.list[AuditEntry]: ...
+
+    def head(self) -> tuple[int, str] | None:
+        """(id, hash) of the newest row, to export and check later with ``verify(anchor)``."""
+        ...
+
+    def verify(self, anchor: tuple[int, str] | None = None) -> ChainReport: ...
+
+
+class TokenRepository(Protocol):
+    """API tokens with roles; the secret is shown once at creation and never stored."""
+
+    def create(self, name: str, role: str) -> tuple[ApiToken, str]:
+        """The new token and its secret; raises ``TokenError`` naming the field."""
+        ...
+
+    def list(self, include_revoked: bool = True) -> builtins.list[ApiToken]: ...
+
+    def get(self, token_id: int) -> ApiToken | None: ...
+
+    def revoke(self, token_id: int) -> ApiToken: ...
+
+    def any_exist(self) -> bool:
+        """True once any token was ever created (revoked ones count: the API never reopens)."""
+        ...
+
+    def resolve(self, presented: str) -> ApiToken | None: ...

@@ -1,11 +1,14 @@
-"""The flag service: OFREP evaluation, an SSE change stream, and audited release controls over HTTP.
+"""The flag service: OFREP evaluation, an SSE change stream, exposures and release controls over HTTP.
 
-`create_flags_router(repository, ...)` returns an APIRouter for the main rollwise app to mount;
-`create_flags_app(flags_path, ...)` wraps it in a standalone FastAPI app that also runs the file watcher.
+`create_flags_router(repository, ...)` returns an APIRouter; `create_flags_app(flags_path, ...)` wraps it
+in a standalone FastAPI app that also runs the file watcher. `rollwise serve` mounts the router without
+its release controls (the API's audited `/api/v1/flags` routes are the only ones there) and answers its
+`authorize` hook with the API's tokens and roles.
 
-Auth is open on loopback until tokens are configured; then every request needs `Authorization: Bearer`
-or `X-API-Key`. The check is a plain callable `(token, scope) -> actor | None`, so the main app's API
-roles plug in unchanged; scopes are "evaluate" (OFREP, change stream) and "admin" (release controls).
+Who may call is one hook, `authorize(request, scope) -> actor | Response` (scopes "evaluate": OFREP and
+the change stream; "admin": exposures, history, release controls). The standalone app's default,
+`token_authorizer`, is open on loopback until tokens are configured; then every request needs
+`Authorization: Bearer` or `X-API-Key`, checked by a plain `(token, scope) -> actor | None` callable.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from rollwise.flags.repository import ConfigChange, FlagRepository, HistoryStore
 
 TokenCheck = Callable[[str, str], str | None]
 """`(token, scope) -> actor`: the identity to audit under, or None to refuse (HTTP 403)."""
+
+Authorize = Callable[[Request, str], "str | Response"]
+"""`(request, scope) -> actor`, or the refusal to send instead (401/403)."""
 
 EVALUATE = "evaluate"
 ADMIN = "admin"
@@ -65,6 +71,22 @@ def _token(request: Request) -> str | None:
     if auth and auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return request.headers.get("x-api-key") or None
+
+
+def token_authorizer(token_check: TokenCheck | None) -> Authorize:
+    """Open on loopback while `token_check` is None; otherwise a token it accepts for the scope."""
+
+    def authorize(request: Request, scope: str) -> str | Response:
+        if token_check is None:
+            client = request.client.host if request.client else None
+            return "local" if _is_loopback(client) else Response(status_code=401)
+        token = _token(request)
+        if token is None:
+            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        actor = token_check(token, scope)
+        return Response(status_code=403) if actor is None else actor
+
+    return authorize
 
 
 class ChangeBroadcaster:
@@ -125,6 +147,7 @@ def create_flags_router(
     repository: FlagRepository,
     *,
     token_check: TokenCheck | None = None,
+    authorize: Authorize | None = None,
     exposures: ExposureLog | None = None,
     keepalive_seconds: float = 15.0,
     clock: Callable[[], float] = time.time,
@@ -132,6 +155,7 @@ def create_flags_router(
 ) -> APIRouter:
     """All flag endpoints over one repository. The caller runs `repository.start()` (the app factory does).
 
+    `authorize` decides who may call (default: `token_authorizer(token_check)`).
     `include_controls=False` leaves out `/flags`, `/flags/history` and the `/flags/{key}/...` release
     controls, for a host app that serves its own; OFREP, the change stream and exposures stay.
     """
@@ -141,46 +165,44 @@ def create_flags_router(
     router.exposures = exposure_log  # type: ignore[attr-defined]
     router.broadcaster = broadcaster  # type: ignore[attr-defined]
 
-    def authorize(request: Request, scope: str) -> str | Response:
-        token = _token(request)
-        if token_check is None:
-            client = request.client.host if request.client else None
-            return "local" if _is_loopback(client) else Response(status_code=401)
-        if token is None:
-            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        actor = token_check(token, scope)
-        return Response(status_code=403) if actor is None else actor
-
-    async def read_context(request: Request, key: str) -> dict[str, Any] | Response:
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return JSONResponse(
-                {"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": "request body is not JSON"}, 400
-            )
-        context = body.get("context", {}) if isinstance(body, dict) else None
-        if context is None:
-            context = {}
-        if not isinstance(context, dict):
-            return JSONResponse(
-                {"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": "'context' must be an object"}, 400
-            )
-        return context
+    authorize = authorize or token_authorizer(token_check)
 
     def expose(key: str, r: Resolution, context: dict[str, Any]) -> None:
         if r.variant is not None and is_experiment(r.metadata):
             subject = context.get("targetingKey")
             exposure_log.record(key, r.variant, subject if isinstance(subject, str) else None, clock())
 
+    _add_evaluation(router, repository, authorize, expose)
+    _add_change_stream(router, repository, authorize, broadcaster, keepalive_seconds)
+
+    @router.get("/flags/exposures", tags=["flags"])
+    async def exposures_endpoint(
+        request: Request, flag: str | None = None, variant: str | None = None, since: float | None = None
+    ) -> Response:
+        who = authorize(request, ADMIN)
+        if isinstance(who, Response):
+            return who
+        events = exposure_log.query(flag, variant, since=since)
+        body: dict[str, Any] = {"exposures": [asdict(e) for e in events]}
+        if flag is not None:
+            body["summary"] = {v: asdict(s) for v, s in exposure_log.summary(flag).items()}
+        return JSONResponse(body)
+
+    if include_controls:
+        _add_controls(router, repository, authorize)
+    return router
+
+
+def _add_evaluation(router: APIRouter, repository: FlagRepository, authorize: Authorize,
+                    expose: Callable[[str, Resolution, dict[str, Any]], None]) -> None:
+    """OFREP's evaluation endpoints: one flag, or every flag with an ETag for the context."""
+
     @router.post("/ofrep/v1/evaluate/flags/{key}", tags=["ofrep"])
     async def evaluate_flag(key: str, request: Request) -> Response:
         who = authorize(request, EVALUATE)
         if isinstance(who, Response):
             return who
-        context = await read_context(request, key)
+        context = await _read_context(request, key)
         if isinstance(context, Response):
             return context
         r = repository.flag_set.resolve(key, context, None)
@@ -196,7 +218,7 @@ def create_flags_router(
         who = authorize(request, EVALUATE)
         if isinstance(who, Response):
             return who
-        context = await read_context(request, "")
+        context = await _read_context(request, "")
         if isinstance(context, Response):
             return context
         flag_set, config_etag = repository.flag_set, repository.etag
@@ -214,6 +236,9 @@ def create_flags_router(
                 flags.append(_error_body(key, r))
         return JSONResponse({"flags": flags, "metadata": dict(flag_set.metadata)}, headers={"ETag": etag})
 
+
+def _add_change_stream(router: APIRouter, repository: FlagRepository, authorize: Authorize,
+                       broadcaster: ChangeBroadcaster, keepalive_seconds: float) -> None:
     @router.get("/ofrep/v1/changes", tags=["ofrep"])
     async def changes(request: Request) -> Response:
         """Server-sent events: `ready` once, then `configuration_changed` on every change."""
@@ -237,24 +262,14 @@ def create_flags_router(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
-    @router.get("/flags/exposures", tags=["flags"])
-    async def exposures_endpoint(
-        request: Request, flag: str | None = None, variant: str | None = None, since: float | None = None
-    ) -> Response:
-        who = authorize(request, ADMIN)
-        if isinstance(who, Response):
-            return who
-        events = exposure_log.query(flag, variant, since=since)
-        body: dict[str, Any] = {"exposures": [asdict(e) for e in events]}
-        if flag is not None:
-            body["summary"] = {v: asdict(s) for v, s in exposure_log.summary(flag).items()}
-        return JSONResponse(body)
 
-    if not include_controls:
-        return router
+def _add_controls(router: APIRouter, repository: FlagRepository, authorize: Authorize) -> None:
+    """The standalone service's flag list, history and release controls (`rollwise serve` has `/api/v1/flags`)."""
+    _add_inspection(router, repository, authorize)
+    _add_release_controls(router, repository, authorize)
 
-    # --- inspection --------------------------------------------------------------------------------
 
+def _add_inspection(router: APIRouter, repository: FlagRepository, authorize: Authorize) -> None:
     @router.get("/flags", tags=["flags"])
     async def list_flags(request: Request) -> Response:
         who = authorize(request, EVALUATE)
@@ -290,8 +305,8 @@ def create_flags_router(
             return who
         return JSONResponse([r.to_json() for r in repository.changes(flag)])
 
-    # --- release controls --------------------------------------------------------------------------
 
+def _add_release_controls(router: APIRouter, repository: FlagRepository, authorize: Authorize) -> None:
     async def control(request: Request, apply: Callable[[str, dict[str, Any]], Any]) -> Response:
         who = authorize(request, ADMIN)
         if isinstance(who, Response):
@@ -337,7 +352,25 @@ def create_flags_router(
 
         return await control(request, apply)
 
-    return router
+
+async def _read_context(request: Request, key: str) -> dict[str, Any] | Response:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return JSONResponse(
+            {"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": "request body is not JSON"}, 400
+        )
+    context = body.get("context", {}) if isinstance(body, dict) else None
+    if context is None:
+        context = {}
+    if not isinstance(context, dict):
+        return JSONResponse(
+            {"key": key, "errorCode": "INVALID_CONTEXT", "errorDetails": "'context' must be an object"}, 400
+        )
+    return context
 
 
 def create_flags_app(

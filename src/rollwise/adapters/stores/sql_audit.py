@@ -36,7 +36,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,8 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from rollwise.adapters.stores.sql import SqlStore, api_tokens_table, audit_log_table
+from rollwise.core.audit import ROLES, ApiToken, AuditEntry, AuditKeyError, ChainProblem, ChainReport, TokenError
 
-ROLES = ("viewer", "deployer", "releaser", "admin")
 TOKEN_PREFIX = "rw_"
 _AUDIT_LOCK_KEY = 0x726F6C6C61756469  # "rollaudi": serialises chain appends on PostgreSQL
 GENESIS = ""  # prev_hash of the first row
@@ -94,10 +93,6 @@ def row_hash(prev_hash: str, row: dict[str, Any], key: bytes | None = None) -> s
 # ---------------------------------------------------------------- the audit key
 
 
-class AuditKeyError(ValueError):
-    """The audit key cannot be read or created; the message says where and how to fix it."""
-
-
 def load_audit_key(env: dict[str, str] | None = None) -> bytes:
     """The chain key: ``ROLLWISE_AUDIT_KEY``, else the key file (created 0600 with a random key if missing)."""
     environ = dict(os.environ) if env is None else env
@@ -135,71 +130,6 @@ def _read_or_create_key(path: Path) -> bytes:
 
 
 # ---------------------------------------------------------------- audit log
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: float
-    actor: str
-    role: str
-    action: str
-    target: str
-    before: Any
-    after: Any
-    reason: str | None
-    prev_hash: str
-    hash: str
-
-    @property
-    def denied(self) -> bool:
-        return isinstance(self.after, dict) and self.after.get("outcome") == "denied"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "at": self.at, "actor": self.actor, "role": self.role, "action": self.action,
-            "target": self.target, "before": self.before, "after": self.after, "reason": self.reason,
-            "denied": self.denied, "prev_hash": self.prev_hash, "hash": self.hash,
-        }
-
-
-@dataclass(frozen=True)
-class ChainProblem:
-    """The first place the chain does not hold, in words a person can act on."""
-
-    row_id: int
-    position: int  # 1-based position in id order
-    message: str
-
-    def __str__(self) -> str:
-        return f"audit row id={self.row_id} (position {self.position}): {self.message}"
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    rows: int
-    head: str
-    problem: ChainProblem | None
-    head_id: int | None = None  # id of the last row checked
-    keyed: int = 0  # rows whose hash is an HMAC with the audit key
-    unkeyed: int = 0  # older rows with a plain sha256 (checkable, but recomputable without the key)
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-    @property
-    def anchor(self) -> str:
-        """``ID:HASH`` of the head, as ``rollwise audit head`` prints it."""
-        return f"{self.head_id}:{self.head}" if self.head_id is not None else ""
-
-
-def parse_anchor(text: str) -> tuple[int, str]:
-    """``ID:HASH`` -> (id, hash); ValueError naming what is wrong."""
-    ident, _, digest = text.strip().partition(":")
-    if not ident.isdigit() or not digest:
-        raise ValueError(f"{text[:80]!r} is not ID:HASH as printed by `rollwise audit head`")
-    return int(ident), digest
 
 
 class _Database:
@@ -400,27 +330,6 @@ def _entry(row: Any) -> AuditEntry:
 
 
 # ---------------------------------------------------------------- API tokens
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    id: int
-    name: str
-    role: str
-    created_at: float
-    revoked_at: float | None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role, "created_at": self.created_at,
-                "revoked_at": self.revoked_at, "active": self.active}
-
-
-class TokenError(ValueError):
-    """A token request that cannot be honoured; the message names the field."""
 
 
 def hash_token(token: str) -> str:

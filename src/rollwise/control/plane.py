@@ -1,9 +1,9 @@
 """The control plane's operations, each one a store change plus its audit row.
 
-Routes stay thin: they authenticate, then call one method here. Every successful write appends an
-audit entry with the actor, what the rollout looked like before and after (phase, weights, step),
-and the reason. The controller thread, not these methods, moves traffic: a command only records
-intent, exactly as the CLI's does.
+The API's routes and the local CLI (``LocalControl``) stay thin: they authenticate, then call one
+method here. Every successful write appends an audit entry with the actor, what the rollout looked
+like before and after (phase, weights, step), and the reason. The controller thread, not these
+methods, moves traffic: a command only records intent.
 """
 
 from __future__ import annotations
@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic_core import to_jsonable_python
 
-from rollwise.adapters.stores.sql_audit import SqlAuditLog
-from rollwise.api.auth import Principal
-from rollwise.api.policy import SpecPolicy
+from rollwise.control.principal import Principal
 from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
-from rollwise.core.protocols import ConflictError, NotFoundError, Store
+from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
 from rollwise.spec.secrets import keep_redacted, redact_spec_dict
@@ -104,11 +102,26 @@ def _line_of_path(text: str, path: tuple[str, ...]) -> int:
     return line
 
 
+class Admission(Protocol):
+    """What specs may make the server do (``api/policy.SpecPolicy`` for specs arriving over the API)."""
+
+    def refusals(self, spec: RolloutSpec) -> list[tuple[tuple[str, ...], str]]:
+        """Every (field path, reason) of ``spec`` reaching outside what the operator allowed."""
+        ...
+
+
+class AdmitAll:
+    """The operator at the CLI: whoever can write the store may name any file, URL or process."""
+
+    def refusals(self, spec: RolloutSpec) -> list[tuple[tuple[str, ...], str]]:
+        return []
+
+
 @dataclass
 class ControlPlane:
     store: Store
-    audit: SqlAuditLog
-    policy: SpecPolicy = field(default_factory=SpecPolicy)
+    audit: AuditLog
+    policy: Admission = field(default_factory=AdmitAll)
 
     def engine(self) -> RolloutEngine:
         return RolloutEngine(store=self.store, clock=SystemClock())
