@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from rollwise.api import create_app
-
-from .conftest import LiveServer, audit_rows, make_tokens, serve_app, tmp_policy
+from support.api import LiveServer, audit_rows, make_tokens, serve_app, tmp_policy
 
 OFREP = "/ofrep/v1/evaluate/flags/banner"
 

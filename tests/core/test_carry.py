@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg import postgres_schema
 from sqlalchemy import text
 
 from rollwise.adapters.stores.migrations.versions.v0003_typed_carry import typed, untyped
@@ -16,6 +15,7 @@ from rollwise.adapters.stores.sql import SqlStore
 from rollwise.core.carry import Approval, BaselineRead, Carry, Hold, MetricsFailure, Promotion
 from rollwise.core.model import Phase, RolloutRecord, RouteState
 from rollwise.spec.loader import load_spec_text
+from support.pg import postgres_schema
 
 SPEC = """\
 name: checkout
