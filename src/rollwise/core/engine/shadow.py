@@ -64,7 +64,7 @@ class Shadow:
 def _compares(record: RolloutRecord) -> bool:
     shadow = record.spec.strategy.shadow
     assert shadow is not None
-    return bool({"status", "body"} & set(shadow.compare))
+    return bool(shadow.compared_responses)
 
 
 def _begin_mirror(engine: RolloutEngine, record: RolloutRecord, change: Change, now: float) -> RolloutRecord:
