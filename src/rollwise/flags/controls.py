@@ -156,25 +156,25 @@ def _flag(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return flag
 
 
-def off_variant(flag: dict[str, Any]) -> str | None:
-    variants = flag.get("variants", {})
-    for name in OFF_NAMES:
+def _named_or_valued(variants: dict[str, Any], names: tuple[str, ...], value: bool) -> str | None:
+    """The variant named like ``names`` (first match), else the first whose value is ``value``."""
+    for name in names:
         if name in variants:
             return name
-    for name, value in variants.items():
-        if value is False:
-            return str(name)
-    return None
+    return next((str(name) for name, v in variants.items() if v is value), None)
+
+
+def off_variant(flag: dict[str, Any]) -> str | None:
+    """The variant a kill switch serves: named off/false/disabled, or valued ``false``."""
+    return _named_or_valued(flag.get("variants", {}), OFF_NAMES, False)
 
 
 def on_variant(flag: dict[str, Any]) -> str | None:
+    """The variant a rollout raises: named on/true/enabled, valued ``true``, or the only one not off."""
     variants = flag.get("variants", {})
-    for name in ON_NAMES:
-        if name in variants:
-            return name
-    for name, value in variants.items():
-        if value is True:
-            return str(name)
+    found = _named_or_valued(variants, ON_NAMES, True)
+    if found is not None:
+        return found
     off = off_variant(flag)
     others = [n for n in variants if n != off]
     return others[0] if off is not None and len(others) == 1 else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -12,7 +11,6 @@ import httpx
 import pytest
 
 from rollwise.adapters.deployers.local import DeployError, LocalProcessDeployer
-from rollwise.adapters.metrics.kpi_client import KpiClient, KpiError
 from rollwise.demo.load import LoadError, LoadGenerator
 from rollwise.spec.models import VersionRef
 from support.processes import ServiceFactory
@@ -133,20 +131,3 @@ def test_load_generator_counts_connection_failures() -> None:
 
     summary = LoadGenerator(f"http://127.0.0.1:{free_port()}", rate=50, duration_s=0.2).run()
     assert summary.sent == 10 and summary.failures == summary.transport_errors == 10
-
-
-def test_kpi_client_posts_version_metric_value_to_the_rollout_route() -> None:
-    seen: list[tuple[str, str, dict[str, object]]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, json.loads(request.content)))
-        return httpx.Response(404 if "missing" in request.url.path else 202)
-
-    with KpiClient("http://127.0.0.1:8080", transport=httpx.MockTransport(handler)) as client:
-        client.push("shop", "v2", "checkout", 1)
-        client.push("shop", "v2", "revenue", 12.5)
-        with pytest.raises(KpiError, match="HTTP 404"):
-            client.push("missing", "v2", "checkout")
-
-    assert seen[0] == ("POST", "/api/v1/rollouts/shop/kpis", {"version": "v2", "metric": "checkout", "value": 1})
-    assert seen[1][2] == {"version": "v2", "metric": "revenue", "value": 12.5}
