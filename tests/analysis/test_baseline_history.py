@@ -18,6 +18,7 @@ from rollwise.core.model import RouteState, VersionStats, Window, WindowQuery
 from rollwise.simulate import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec import load_spec_text
 from support.analysis import BASE, analysis, collect, context, world
+from support.specs import SHOP
 
 RUNS = 300
 
@@ -107,14 +108,7 @@ def test_history_does_not_change_the_simulated_windows() -> None:
     assert outage.baseline_history(WindowQuery("t", "svc", "v1", "v2", -600.0, 0.0)) is None
 
 
-SPEC = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1, address: 127.0.0.1:9001}
-  canary: {name: v2, address: 127.0.0.1:9002}
-traffic: {router: none}
-strategy:
+SPEC = SHOP + """
   canary:
     analysis:
       interval: 1s

@@ -14,15 +14,9 @@ from typing import Any
 import pytest
 
 from support.common import REPO
+from support.specs import SHOP
 
-SPEC = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1, address: 127.0.0.1:9001}
-  canary: {name: v2, address: 127.0.0.1:9002}
-traffic: {router: none}
-strategy:
+SPEC = SHOP + """
   canary:
     steps:
       - setWeight: 10

@@ -12,15 +12,9 @@ from rollwise.core.engine import CommandError, RolloutEngine
 from rollwise.core.model import Phase, RouteState, VersionStats, Window, WindowQuery
 from rollwise.simulate import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec import load_spec_text
+from support.specs import SHOP
 
-BASE = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1, address: 127.0.0.1:9001}
-  canary: {name: v2, address: 127.0.0.1:9002}
-traffic: {router: none}
-strategy:
+BASE = SHOP + """
   canary:
 """
 

@@ -11,15 +11,9 @@ from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import CommandError, RolloutEngine
 from rollwise.core.model import Event, Phase, VersionStats, Window, WindowQuery
 from rollwise.spec import load_spec_text
+from support.specs import SHOP
 
-HEAD = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1, address: 127.0.0.1:9001}
-  canary: {name: v2, address: 127.0.0.1:9002}
-traffic: {router: none}
-strategy:
+HEAD = SHOP + """
 """
 
 STEPS = HEAD + """

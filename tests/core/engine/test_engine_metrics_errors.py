@@ -9,15 +9,9 @@ from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import Phase, VersionStats, Window, WindowQuery
 from rollwise.core.protocols import MetricsError
 from rollwise.spec import load_spec_text
+from support.specs import SHOP
 
-SPEC = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1, address: 127.0.0.1:9001}
-  canary: {name: v2, address: 127.0.0.1:9002}
-traffic: {router: none}
-strategy:
+SPEC = SHOP + """
   canary:
     analysis:
       judge: threshold
