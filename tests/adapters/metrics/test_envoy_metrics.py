@@ -109,7 +109,11 @@ def test_shadow_comparator_counts_mismatches_and_users_never_see_the_shadow(
         deadline = time.monotonic() + 10
         while comparator.stats()["mirrored"] < summary.sent and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The comparator counts a copy when it arrives; Envoy counts the mirror's answer when it is back.
         window = source.collect(query(time.time() - 3, time.time(), first.cursor))
+        while (window.canary is None or window.canary.requests < summary.sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            window = source.collect(query(time.time() - 3, time.time(), first.cursor))
         source.close()
         mismatch_examples = httpx.get(f"http://{comparator.address}/__shadow__/mismatches").json()
 
