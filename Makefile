@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Test files run in parallel, each whole on one worker (its processes and fixtures stay together).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck unit bench clean
 

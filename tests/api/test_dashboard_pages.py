@@ -216,7 +216,7 @@ def visible_text(page: Any) -> str:
 
 def visit(page: Any, dashboard: Dashboard, route: str, ready: str) -> None:
     page.goto(f"{dashboard.live.url}/{route}")
-    page.wait_for_selector(ready, timeout=15_000)
+    page.wait_for_selector(ready, timeout=30_000)  # a bound for a loaded CI machine, not a speed check
     page.wait_for_timeout(400)  # charts and live refreshes settle
 
 
