@@ -3,17 +3,10 @@ flag file, the same value, variant, reason and error code as the in-process Roll
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from openfeature import api
@@ -25,6 +18,7 @@ from rollwise.flags import FlagRepository, RollwiseProvider
 from rollwise.flags.service import create_flags_router
 from support.flags_bdd import TESTBED
 from support.flags_server import serve
+from support.serve_process import rollwise_serve
 
 FLAG_FILES = sorted(p.name for p in (TESTBED / "flags").glob("*.json"))
 
@@ -86,40 +80,12 @@ def test_rollwise_serve_process_answers_like_the_in_process_provider(tmp_path: P
     """The same comparison against the real ``rollwise serve --flags FILE`` command, one process per file."""
     for flag_file in FLAG_FILES:
         path = TESTBED / "flags" / flag_file
-        with rollwise_serve(path, tmp_path) as base_url:
-            _compare(path, f"{base_url}/")
+        workdir = tmp_path / path.stem
+        store = f"sqlite:///{workdir / 'serve.db'}"
+        args = ("--flags", str(path), "--no-controller", "--log-level", "warning")
+        with rollwise_serve(store, workdir, *args) as served:
+            _compare(path, f"{served.url}/")
 
-
-@contextlib.contextmanager
-def rollwise_serve(flags: Path, tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rollwise", "serve", "--flags", str(flags), "--port", str(port), "--no-controller",
-         "--store", f"sqlite:///{tmp_path / 'serve.db'}", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rollwise serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _compare(path: Path, base_url: str) -> None:
