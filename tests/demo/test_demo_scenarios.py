@@ -37,7 +37,10 @@ def test_failing_shadow_is_caught_while_users_only_see_stable() -> None:
     result = run_scenario("shadow", rate=150, max_seconds=90)
 
     assert result.phase == Phase.ROLLED_BACK, result.reason
-    assert set(result.load.by_version) == {"v1"}  # nobody was served by the shadow
+    served = {version for version in result.load.by_version if version != "-"}
+    assert served == {"v1"}  # nobody was served by the shadow
+    # "-": no answer at all (the load generator's own drop or a connect error under a loaded CI machine)
+    assert result.load.by_version.get("-", 0) <= 0.01 * result.load.sent
     assert result.load.errors_by_version.get("v3", 0) == 0
     assert result.shadow is not None and result.shadow["compared"] > 100
     # v3 fails 5 % and changes 20 % of payloads: the comparator sees it, the client never does
