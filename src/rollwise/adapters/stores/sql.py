@@ -322,7 +322,7 @@ class SqlStore:
             if self._is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")  # capabilities add their tables on their own branches
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
