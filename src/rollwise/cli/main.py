@@ -246,23 +246,34 @@ def _sigterm_stops_like_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def run_controller_foreground(store: Any, names: list[str], output: str, max_seconds: float | None) -> list[
-    RolloutRecord
-]:
+def run_controller_foreground(store: Any, names: list[str], output: str, max_seconds: float | None,
+                              until_paused: bool = False) -> list[RolloutRecord]:
+    """Drive ``names`` here until they end (or ``max_seconds``; with ``until_paused``, until all of them
+    wait for a person, as a CI gate asks), with a live view unless the output is JSON."""
+    import threading
+
     from rich.live import Live
 
     from rollwise.control.local import record_summary
     from rollwise.controller import Controller
+    from rollwise.core.model import Phase
 
     controller = Controller(store)
     _sigterm_stops_like_ctrl_c()
     seen: dict[str, int] = {}
     last: dict[str, str] = {}
+    stop = threading.Event()
+
+    def stop_when_paused(records: list[RolloutRecord]) -> None:
+        if until_paused and records and all(r.phase == Phase.PAUSED for r in records):
+            stop.set()
+
     try:
         if output == Output.json:
-            return controller.run(names, max_seconds=max_seconds)
+            return controller.run(names, max_seconds=max_seconds, on_tick=stop_when_paused, stop=stop)
         with Live(console=console, refresh_per_second=4) as live:
             def show(records: list[RolloutRecord]) -> None:
+                stop_when_paused(records)
                 for record in records:
                     for event in store.events(record.name, seen.get(record.name, 0)):
                         seen[record.name] = event.seq
@@ -271,7 +282,7 @@ def run_controller_foreground(store: Any, names: list[str], output: str, max_sec
                                            highlight=False)
                 live.update(_rollout_table([record_summary(r) for r in records], "rollwise", last))
 
-            return controller.run(names, on_tick=show, max_seconds=max_seconds)
+            return controller.run(names, on_tick=show, max_seconds=max_seconds, stop=stop)
     finally:
         controller.runtime.close()
 
@@ -341,7 +352,16 @@ def rollout_start(
     file: Annotated[Path, typer.Argument(help="Rollout spec.")],
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the controller here until it ends.")] = True,
     commit_time: Annotated[str | None, typer.Option(help="ISO time of the change, for lead time.")] = None,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", help="With --wait: stop watching after this long (30s, 10m, 1h) and exit 5 if still running.")
+    ] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Same as --timeout, in seconds.", hidden=True)] = None,
+    exit_on_pause: Annotated[bool, typer.Option(
+        "--exit-on-pause", help="With --wait: exit 4 as soon as the rollout waits for a person.")] = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="With --wait: write a JUnit XML report here (a case per stage and metric).")] = None,
+    summary_file: Annotated[Path | None, typer.Option(
+        "--summary", help="With --wait: write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")] = None,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
     *,
@@ -349,15 +369,58 @@ def rollout_start(
 ) -> None:
     """Create a rollout and (by default) drive it in the foreground with a live view.
 
-    Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
+    With --wait the exit code says how it ended, for CI/CD gates: 0 promoted; 3 rolled back or
+    aborted; 4 paused for a person (an approval gate, a hold, a person's pause); 5 --timeout reached
+    while it was still running; 1 an error (store, server, token); 2 bad input. See docs/ci.md.
+
+    Example: rollwise rollout start examples/canary.yaml --timeout 30m --junit rollwise.xml
     """
     _parse_commit_time(commit_time)
+    limit = _timeout_seconds(timeout, max_seconds)
     summary = control.start(file, _actor(actor), commit_time)
     if wait:
-        summary = control.follow(summary["name"], output.value, max_seconds)
+        summary = control.follow(summary["name"], output.value, limit, exit_on_pause)
     _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
-    if summary["phase"] in ("RolledBack", "Aborted"):
-        raise typer.Exit(3)
+    if not wait:
+        return
+    from rollwise.cli.gate import exit_code
+
+    code = exit_code(summary["phase"])
+    if junit is not None or summary_file is not None:
+        _write_gate_reports(control, summary, code, junit, summary_file)
+    if code:
+        raise typer.Exit(code)
+
+
+def _timeout_seconds(timeout: str | None, max_seconds: float | None) -> float | None:
+    from rollwise.core.units import parse_duration
+
+    if timeout is None:
+        return max_seconds
+    try:
+        return parse_duration(timeout)
+    except ValueError as exc:
+        err_console.print(f"error: --timeout: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _write_gate_reports(control: RolloutControl, summary: dict[str, Any], code: int, junit: Path | None,
+                        markdown: Path | None) -> None:
+    """The JUnit XML and Markdown summary of the rollout's latest run; an unwritable file is one line, exit 1."""
+    from rollwise.cli.gate import gate_report, junit_xml, markdown_summary
+    from rollwise.core.model import split_runs
+
+    runs = split_runs(control.events(summary["name"]))
+    report = gate_report(summary, runs[-1] if runs else [], code)
+    for path, text, mode in ((junit, junit_xml(report), "w"), (markdown, markdown_summary(report), "a")):
+        if path is None:
+            continue
+        try:
+            with path.open(mode, encoding="utf-8") as out:  # a step summary file is appended to, as CI expects
+                out.write(text)
+        except OSError as exc:
+            err_console.print(f"error: cannot write {path}: {exc.strerror or exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
 
 
 @rollout_app.command("status")

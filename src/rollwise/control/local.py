@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from rollwise.core.model import RolloutRecord
     from rollwise.core.protocols import Store
 
-Foreground = Callable[["Store", list[str], str, "float | None"], "list[RolloutRecord]"]
-"""Runs the controller here over ``names`` until they end, showing progress: ``(store, names, output, max_s)``."""
+Foreground = Callable[["Store", list[str], str, "float | None", bool], "list[RolloutRecord]"]
+"""Runs the controller here over ``names`` until they end (or, when asked, wait for a person), showing
+progress: ``(store, names, output, max_s, until_paused)``."""
 
 
 def record_summary(record: RolloutRecord) -> Summary:
@@ -98,9 +99,9 @@ class LocalControl:
             raise ControlFailure(f"error: {exc}", exit_code=2) from None
         return record_summary(record)
 
-    def follow(self, name: str, output: str, max_seconds: float | None) -> Summary:
+    def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:
         store = self.plane().store
-        records = self.foreground(store, [name], output, max_seconds)
+        records = self.foreground(store, [name], output, max_seconds, until_paused)
         return record_summary(records[0] if records else store.get(name))
 
     # ------------------------------------------------------------------ reads

@@ -42,8 +42,9 @@ class RolloutControl(Protocol):
 
     def start(self, file: Path, actor: str, commit_time: str | None) -> Summary: ...
 
-    def follow(self, name: str, output: str, max_seconds: float | None) -> Summary:
-        """Until the rollout ends (or ``max_seconds``): drive it here, or watch the server drive it."""
+    def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:
+        """Until the rollout ends (or ``max_seconds``, or with ``until_paused`` until it waits for a
+        person): drive it here, or watch the server drive it."""
         ...
 
     def status(self, name: str) -> Summary: ...

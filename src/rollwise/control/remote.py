@@ -35,8 +35,9 @@ class RemoteControl:
         with _failures():
             return self.client.start(text, source=str(file), commit_time=commit_time)
 
-    def follow(self, name: str, output: str, max_seconds: float | None) -> Summary:
-        """Print the server's events for ``name`` until it ends (or time runs out)."""
+    def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:
+        """Print the server's events for ``name`` until it ends (or time runs out, or with
+        ``until_paused`` it waits for a person)."""
         started = time.monotonic()
         seen = 0
         with _failures():
@@ -46,7 +47,7 @@ class RemoteControl:
                     seen = event["seq"]
                     if output != "json":
                         self.on_event(name, event)
-                if summary["phase"] in ENDED:
+                if summary["phase"] in ENDED or (until_paused and summary["phase"] == "Paused"):
                     return summary
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     return summary
