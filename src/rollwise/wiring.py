@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollwise.core.protocols import (
     AuditLog,
+    BridgeSessions,
     Closeable,
     Deployer,
     HasAdmin,
@@ -26,6 +27,7 @@ from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 
 if TYPE_CHECKING:
+    from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
 
@@ -66,6 +68,22 @@ def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
 
     audit = SqlAuditLog(store)
     return audit, SqlTokenRepository(store, audit.database)
+
+
+def open_bridge_sessions(store: Store) -> BridgeSessions:
+    """Where Argo/Flagger analysis sessions accumulate: ``store``'s database (``rollwise.bridges``)."""
+    from rollwise.adapters.stores.sql_bridges import SqlBridgeSessions
+
+    return SqlBridgeSessions(store)
+
+
+def bridge_metrics(prometheus_url: str, queries: dict[str, str]) -> PrometheusMetricSource:
+    """Prometheus read for a bridge call: PromQL templates whose ``{version}`` (and ``{cluster}``) is the
+    version the controller named, read right away (the controller chose when to ask)."""
+    from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+
+    return PrometheusMetricSource(prometheus_url, queries=queries, settle_s=0.0,
+                                  cluster_name=lambda _rollout, version: version)
 
 
 NOTIFY_ENV = {

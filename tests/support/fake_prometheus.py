@@ -2,9 +2,10 @@
 
 Tests that need a metrics backend but not Envoy run this on a loopback port: each version has a
 request rate, an error share and a latency, and an ``increase(...[<N>ms])`` query over one of the
-``QUERIES`` names below is answered with what that version served over the window, in Prometheus's
-own JSON shape (``{"status": "success", "data": {"resultType": "vector", ...}}``). Every query it
-answered is kept (``queries``), so a test can check what rollwise asked.
+``QUERIES`` names below (or Envoy's default names, the version as the cluster) is answered with what
+that version served over the window, in Prometheus's own JSON shape (``{"status": "success", "data":
+{"resultType": "vector", ...}}``). Every query it answered is kept (``queries``), so a test can check
+what rollwise asked.
 """
 
 from __future__ import annotations
@@ -45,19 +46,19 @@ class FakePrometheus:
     queries: list[str] = field(default_factory=list)
 
     def answer(self, promql: str) -> list[dict[str, Any]]:
-        version = re.search(r'version="([^"]+)"', promql)
+        version = re.search(r'(?:version|envoy_cluster_name)="([^"]+)"', promql)
         window = re.search(r"\[(\d+)ms\]", promql)
         profile = self.profiles.get(version.group(1)) if version else None
         if profile is None or window is None:
             return []
         requests = profile.rps * int(window.group(1)) / 1000
-        if "app_latency_ms_bucket" in promql:
+        if "_bucket{" in promql:
             return [{"metric": {"le": le}, "value": [0, str(requests if bound >= profile.latency_ms else 0.0)]}
                     for le, bound in (("10", 10.0), ("50", 50.0), ("250", 250.0), ("1000", 1000.0),
                                       ("+Inf", float("inf")))]
-        if "app_latency_ms_sum" in promql:
+        if "_sum{" in promql:
             value = requests * profile.latency_ms
-        elif 'code="5xx"' in promql:
+        elif 'code="5xx"' in promql or 'envoy_response_code_class="5"' in promql:
             value = requests * profile.error_rate
         else:
             value = requests

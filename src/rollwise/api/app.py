@@ -136,6 +136,9 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(insights.router)
     app.include_router(admin.router)
+    from rollwise.api import bridges
+
+    app.include_router(bridges.router)  # Argo Rollouts' web provider and Flagger's webhooks
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)

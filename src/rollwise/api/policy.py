@@ -56,6 +56,14 @@ class SpecPolicy:
             found += self._url(("metrics", "prometheusUrl"), spec.metrics.prometheusUrl)
         return found + self._notify(spec)
 
+    def url_refusal(self, where: str, url: str) -> str | None:
+        """Why a Prometheus URL named in an API call (not a spec: a bridge's parameter) may not be
+        called, as ``where: reason``; None when allowed. The same rule as ``metrics.prometheusUrl``."""
+        if url == DEFAULT_PROMETHEUS:
+            return None
+        found = self._url((where,), url)
+        return f"{where}: {found[0][1]}" if found else None
+
     def _versions(self, spec: RolloutSpec) -> list[Refusal]:
         found: list[Refusal] = []
         for side in ("stable", "canary"):

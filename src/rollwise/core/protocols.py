@@ -227,3 +227,19 @@ class TokenRepository(Protocol):
         ...
 
     def resolve(self, presented: str) -> ApiToken | None: ...
+
+
+class BridgeSessions(Protocol):
+    """What a controller's analysis (an Argo run, a Flagger canary) was judged on so far (``rollwise.bridges``)."""
+
+    def load(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        """The session's JSON state and its revision (``None, 0``: no such session)."""
+        ...
+
+    def save(self, key: str, state: dict[str, Any], at: float, revision: int) -> bool:
+        """Store ``state`` if the session is still at ``revision``; False when another call was first."""
+        ...
+
+    def prune(self, before: float) -> int:
+        """Forget sessions idle since before ``before``."""
+        ...
