@@ -43,6 +43,8 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 FLAGGER_HOOKS = ("confirm-rollout", "pre-rollout", "rollout", "confirm-promotion")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")  # safe inside a PromQL string literal
 _MAX_TEXT = 2000
+PARAMETERS = frozenset({"baseline", "canary", "run", "prometheus", *QUERY_NAMES, "errorRate", "maxIncrease",
+                        "latencyP99", "judge", "alpha", "minSamples", "lookback"})
 
 
 class BridgeError(ValueError):
@@ -98,9 +100,9 @@ def _version(params: Mapping[str, Any], name: str) -> str:
 def _analysis(params: Mapping[str, Any]) -> AnalysisSpec:
     error_metric: dict[str, Any] = {"name": "error-rate", "type": "errorRate",
                                     "slo": f"< {_text(params, 'errorRate', '1%')}"}
-    if (increase := _text(params, "maxIncrease")) is not None:
-        error_metric["maxIncrease"] = increase
     metrics = [_metric(error_metric, "errorRate")]
+    if (increase := _text(params, "maxIncrease")) is not None:  # checked apart, so a mistake names it
+        metrics[0] = _metric({**error_metric, "maxIncrease": increase}, "maxIncrease")
     if (latency := _text(params, "latencyP99")) is not None:
         metrics.append(_metric({"name": "latency-p99", "type": "latency", "quantile": 0.99, "slo": f"< {latency}"},
                                "latencyP99"))
@@ -119,13 +121,11 @@ def _analysis(params: Mapping[str, Any]) -> AnalysisSpec:
 
 
 def _metric(fields: dict[str, Any], param: str) -> MetricSpec:
-    """One metric, a mistake named by the parameter that set it (``maxIncrease`` or the SLO's)."""
+    """One metric; a mistake is named by ``param``, the parameter that set what was just added."""
     try:
         return MetricSpec.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        named = "maxIncrease" if "maxIncrease" in str(error["msg"]) or "maxIncrease" in error["loc"] else param
-        raise BridgeError(named, _message(error)) from None
+        raise BridgeError(param, _message(exc.errors()[0])) from None
 
 
 def _message(error: Any) -> str:
@@ -134,6 +134,9 @@ def _message(error: Any) -> str:
 
 def bridge_request(params: Mapping[str, Any], default_session: str | None = None) -> BridgeRequest:
     """The parameters of one Argo or Flagger call (query string and body merged) as a request."""
+    unknown = sorted(str(k) for k in params if k not in PARAMETERS)
+    if unknown:  # a misspelt threshold must not fall back to the default silently
+        raise BridgeError(unknown[0][:60], f"unknown parameter; known: {', '.join(sorted(PARAMETERS))}")
     baseline, canary = _version(params, "baseline"), _version(params, "canary")
     queries = {name: q for name in QUERY_NAMES if (q := _text(params, name))}
     for name, query in queries.items():
@@ -170,5 +173,7 @@ def flagger_call(hook: str, body: Any) -> FlaggerCall:
     if not isinstance(metadata, dict):
         raise BridgeError("metadata", "must be an object of strings")
     session = f"flagger:{fields['namespace']}/{fields['name']}:{fields['checksum']}"
-    request = bridge_request({k: v for k, v in metadata.items() if k not in ("run", "token")}, session)
+    if "run" in metadata:
+        raise BridgeError("run", "Flagger's analyses are named by the canary and its checksum; drop run")
+    request = bridge_request({k: v for k, v in metadata.items() if k != "token"}, session)
     return FlaggerCall(hook=hook, request=request, **fields)
