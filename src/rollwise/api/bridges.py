@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from rollwise.api.auth import requires
+from rollwise.api.schemas import DENIED
 from rollwise.bridges.contract import BridgeError, BridgeRequest, FlaggerCall, bridge_request, flagger_call
 from rollwise.bridges.judging import MIN_WINDOW_S, SESSION_TTL_S, Session, judge_call
 from rollwise.control.principal import Principal, Role
@@ -31,6 +32,19 @@ from rollwise.core.protocols import BridgeSessions, MetricsError
 
 router = APIRouter(prefix="/api/v1/bridges", tags=["bridges"])
 MAX_PARAMS = 64
+_REFUSALS = {
+    400: "A parameter rollwise cannot use (one line naming it)",
+    409: "Flagger: a rollback verdict (or, for confirm-promotion, not yet promote); or a concurrent call won",
+    422: "The Prometheus URL is outside `rollwise serve --allow-url`",
+    503: "Prometheus could not be read: unknown, not bad",
+}
+ANSWERS: dict[int | str, dict[str, Any]] = {
+    **DENIED,
+    200: {"description": "The verdict so far: verdict, reason, rule, culprit, windows, baseline, canary, evidence",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+    **{status: {"description": why, "content": {"application/json": {"schema": {"type": "object"}}}}
+       for status, why in _REFUSALS.items()},
+}
 
 
 class _Refused(Exception):
@@ -55,7 +69,6 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-@router.api_route("/argo", methods=["GET", "POST", "PUT"])
 async def argo_measurement(request: Request) -> JSONResponse:
     """One measurement of Argo Rollouts' ``web`` provider: the verdict so far for the run named in the call."""
     requires(Role.deployer, "bridge.argo", "argo")(request)
@@ -73,7 +86,12 @@ async def argo_measurement(request: Request) -> JSONResponse:
     return JSONResponse(session.answer)
 
 
-@router.post("/flagger/{hook}")
+for _method in ("GET", "POST", "PUT"):  # the web provider's methods; one operation each in the OpenAPI
+    router.add_api_route("/argo", argo_measurement, methods=[_method], responses=ANSWERS,
+                         operation_id=f"argo_measurement_{_method.lower()}", summary="Argo Rollouts web provider")
+
+
+@router.post("/flagger/{hook}", responses=ANSWERS)
 async def flagger_webhook(hook: str, request: Request) -> JSONResponse:
     """One Flagger webhook (``confirm-rollout``, ``pre-rollout``, ``rollout``, ``confirm-promotion``)."""
     try:
