@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
+    from rollwise.telemetry.aggregate import SpanAggregates
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -164,6 +165,7 @@ class Runtime:
     store: Store | None = None  # for sources that read what applications pushed
     notifier: Notifier | None = None  # built from the environment (and closed by ``close``) when not given
     compare_mirrors: bool = False
+    telemetry: SpanAggregates | None = None  # what `rollwise serve` received over OTLP, for `metrics.source: otlp`
     _owns_notifier: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -265,6 +267,10 @@ class Runtime:
             queries = spec.metrics.prometheusQueries
             return PrometheusMetricSource(  # type: ignore[no-any-return]
                 spec.metrics.prometheusUrl, queries=queries.model_dump(exclude_none=True) if queries else None)
+        if source == "otlp" and self.telemetry is not None:
+            from rollwise.adapters.metrics.otlp import OtlpMetricSource
+
+            return OtlpMetricSource(self.telemetry, flag=spec.traffic.flag if spec.traffic.router == "flag" else None)
         if source == "pushed" and self.store is not None:
             from rollwise.adapters.metrics.pushed import PushedMetricSource
 

@@ -82,6 +82,15 @@ def create_app(
     audit, tokens = open_audit(store)
     plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
 
+    import time
+
+    from rollwise.telemetry.aggregate import SpanAggregates
+
+    telemetry = SpanAggregates(clock=time.time)  # OTLP in (api/otlp.py), read by `metrics.source: otlp`
+    if run_controller:
+        runtime = runtime or Runtime(store=store)
+        runtime.telemetry = runtime.telemetry or telemetry
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.stopping = asyncio.Event()
@@ -139,6 +148,10 @@ def create_app(
     from rollwise.api import bridges
 
     app.include_router(bridges.router)  # Argo Rollouts' web provider and Flagger's webhooks
+    from rollwise.api import otlp
+
+    app.state.telemetry = runtime.telemetry if runtime is not None and runtime.telemetry else telemetry
+    app.include_router(otlp.router)  # OpenTelemetry in: POST /v1/traces, /v1/logs, /v1/metrics
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)

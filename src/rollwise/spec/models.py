@@ -415,7 +415,9 @@ class PrometheusQueries(Model):
 
 
 class MetricsSourceSpec(Model):
-    source: Literal["envoy", "prometheus", "pushed", "simulated"] = "envoy"
+    source: Literal["envoy", "prometheus", "pushed", "simulated", "otlp"] = Field(
+        default="envoy", description="otlp: the spans `rollwise serve` receives over OTLP/HTTP (service.version "
+        "per version), judged by the server's controller.")
     prometheusUrl: str = "http://127.0.0.1:9090"
     prometheusQueries: PrometheusQueries | None = None
 

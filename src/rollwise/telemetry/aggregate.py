@@ -1,0 +1,213 @@
+"""Spans into per-version request, error and latency counts: the judge's windows without Envoy.
+
+Which spans count: entry spans (kind SERVER or CONSUMER, or any span without a parent), one request
+each. An error is a span with status ERROR, or an HTTP status >= 500 (``http.response.status_code``,
+or the older ``http.status_code``). Latency is the span's duration, counted into fixed millisecond
+buckets. The version is the resource attribute ``service.version``; a span that evaluated a feature
+flag (OpenFeature's ``feature_flag.key`` with ``feature_flag.result.variant`` or the older
+``feature_flag.variant``, on the span or its ``feature_flag`` event) also counts for the version
+``<flag key>:<variant>``, so a flag rollout can be judged on its variants.
+
+Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
+buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
+(least recently written dropped first), and no raw span is stored. Logs and metrics are decoded and
+counted per service and version (``log_records``, ``metric_points``) but not judged on yet. Spans
+ending more than ``retention_s`` ago or more than a minute in the future are not counted (``dropped``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollwise.core.model import VersionStats
+
+LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, math.inf)
+_ENTRY_KINDS = (2, 5)  # SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
+_STATUS_ERROR = 2
+_HTTP_STATUS = ("http.response.status_code", "http.status_code")
+_FLAG_KEY, _FLAG_VARIANTS = "feature_flag.key", ("feature_flag.result.variant", "feature_flag.variant")
+
+
+@dataclass
+class Bucket:
+    requests: int = 0
+    errors: int = 0
+    latency_sum_ms: float = 0.0
+    latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
+
+    def add(self, error: bool, duration_ms: float) -> None:
+        self.requests += 1
+        self.errors += error
+        self.latency_sum_ms += duration_ms
+        for i, bound in enumerate(LATENCY_BOUNDS_MS):
+            if duration_ms <= bound:
+                self.latency[i] += 1
+                break
+
+
+@dataclass
+class Series:
+    buckets: dict[int, Bucket] = field(default_factory=dict)
+    log_records: int = 0
+    metric_points: int = 0
+
+
+class SpanAggregates:
+    """Every service's per-version counts, per second; safe to feed and read from different threads."""
+
+    def __init__(self, clock: Callable[[], float], retention_s: float = 3600.0, max_series: int = 1000) -> None:
+        self.clock = clock
+        self.retention_s = retention_s
+        self.max_series = max_series
+        self.series: OrderedDict[tuple[str, str], Series] = OrderedDict()
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def add_traces(self, request: Any) -> int:
+        """Count the entry spans of an ``ExportTraceServiceRequest``; how many were counted."""
+        now = self.clock()
+        oldest, newest = int(now - self.retention_s), int(now + 60)
+        counted = 0
+        with self._lock:
+            for resource_spans in request.resource_spans:
+                service, version = _service_version(resource_spans.resource.attributes)
+                series = self._series(service, version)
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        if span.parent_span_id and span.kind not in _ENTRY_KINDS:
+                            continue
+                        second = span.end_time_unix_nano // 1_000_000_000
+                        if not oldest <= second <= newest:
+                            self.dropped += 1
+                            continue
+                        error = span.status.code == _STATUS_ERROR or _http_error(span.attributes)
+                        duration_ms = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+                        _bucket(series, second).add(error, duration_ms)
+                        counted += 1
+                        flag = _flag_variant(span)
+                        if flag is not None:
+                            _bucket(self._series(service, flag), second).add(error, duration_ms)
+            self._forget_before(oldest)
+        return counted
+
+    def add_logs(self, request: Any) -> int:
+        counted = 0
+        with self._lock:
+            for resource_logs in request.resource_logs:
+                series = self._series(*_service_version(resource_logs.resource.attributes))
+                records = sum(len(scope.log_records) for scope in resource_logs.scope_logs)
+                series.log_records += records
+                counted += records
+        return counted
+
+    def add_metrics(self, request: Any) -> int:
+        counted = 0
+        with self._lock:
+            for resource_metrics in request.resource_metrics:
+                series = self._series(*_service_version(resource_metrics.resource.attributes))
+                points = sum(_points(metric) for scope in resource_metrics.scope_metrics for metric in scope.metrics)
+                series.metric_points += points
+                counted += points
+        return counted
+
+    def stats(self, service: str, version: str, start: float, end: float) -> VersionStats | None:
+        """What ``version`` of ``service`` served in the seconds [start, end); None when nothing arrived."""
+        with self._lock:
+            series = self.series.get((service, version))
+            if series is None:
+                return None
+            chosen = [b for second, b in series.buckets.items() if start <= second < end]
+        if not chosen:
+            return None
+        counts = [sum(b.latency[i] for b in chosen) for i in range(len(LATENCY_BOUNDS_MS))]
+        cumulative, running = [], 0
+        for bound, count in zip(LATENCY_BOUNDS_MS, counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return VersionStats(requests=sum(b.requests for b in chosen), errors=sum(b.errors for b in chosen),
+                            latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen))
+
+    def versions(self, service: str) -> list[str]:
+        with self._lock:
+            return [version for (name, version) in self.series if name == service]
+
+    def _series(self, service: str, version: str) -> Series:
+        key = (service, version)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series()
+            while len(self.series) > self.max_series:
+                self.series.popitem(last=False)
+        else:
+            self.series.move_to_end(key)
+        return series
+
+    def _forget_before(self, oldest: int) -> None:
+        for series in self.series.values():
+            if len(series.buckets) > self.retention_s + 120:
+                series.buckets = {s: b for s, b in series.buckets.items() if s >= oldest}
+
+
+def _bucket(series: Series, second: int) -> Bucket:
+    bucket = series.buckets.get(second)
+    if bucket is None:
+        bucket = series.buckets[second] = Bucket()
+    return bucket
+
+
+def _value(any_value: Any) -> Any:
+    kind = any_value.WhichOneof("value")
+    return getattr(any_value, kind) if kind else None
+
+
+def _service_version(attributes: Iterable[Any]) -> tuple[str, str]:
+    service, version = "unknown_service", "unknown"
+    for attribute in attributes:
+        if attribute.key == "service.name":
+            service = str(_value(attribute.value))
+        elif attribute.key == "service.version":
+            version = str(_value(attribute.value))
+    return service, version
+
+
+def _http_error(attributes: Iterable[Any]) -> bool:
+    for attribute in attributes:
+        if attribute.key in _HTTP_STATUS:
+            value = _value(attribute.value)
+            try:
+                return int(value) >= 500
+            except (TypeError, ValueError):
+                return False
+    return False
+
+
+def _flag_variant(span: Any) -> str | None:
+    """``<flag key>:<variant>`` when the span (or its ``feature_flag`` event) says which variant it got."""
+    found = _flag_in(span.attributes)
+    if found is None:
+        for event in span.events:
+            if event.name == "feature_flag" or event.name.startswith("feature_flag"):
+                found = _flag_in(event.attributes)
+                if found is not None:
+                    break
+    return found
+
+
+def _flag_in(attributes: Iterable[Any]) -> str | None:
+    key = variant = None
+    for attribute in attributes:
+        if attribute.key == _FLAG_KEY:
+            key = str(_value(attribute.value))
+        elif attribute.key in _FLAG_VARIANTS:
+            variant = str(_value(attribute.value))
+    return f"{key}:{variant}" if key and variant else None
+
+
+def _points(metric: Any) -> int:
+    kind = metric.WhichOneof("data")
+    return len(getattr(metric, kind).data_points) if kind else 0
