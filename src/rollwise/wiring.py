@@ -302,14 +302,14 @@ def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFa
 
                 graders.runner = SubprocessRunner()
             if evaluation.judge is not None and evaluation.judge.url:
-                graders.judge = agent_endpoint(evaluation.judge, evaluation.judge.url)
+                graders.judge = agent_endpoint(evaluation.judge, evaluation.judge.url, {})
             tasks = parse_suite(text, evaluation.suite)
             graders.check(tasks)
             urls = {side: endpoint_url(spec, evaluation.endpoint, side) for side in ("stable", "canary")}
             built["runner"] = EvaluationRunner(
                 tasks=tasks, graders=graders, runs=evaluation.runs, per_batch=evaluation.tasksPerLook,
-                stable=agent_endpoint(evaluation.endpoint, urls["stable"]),
-                canary=agent_endpoint(evaluation.endpoint, urls["canary"]),
+                stable=agent_endpoint(evaluation.endpoint, urls["stable"], evaluation.endpoint.stableHeaders),
+                canary=agent_endpoint(evaluation.endpoint, urls["canary"], evaluation.endpoint.canaryHeaders),
             )
         runner: EvaluationRunner = built["runner"]
         return runner
@@ -329,13 +329,13 @@ def endpoint_url(spec: RolloutSpec, endpoint: AgentEndpointSpec, side: str) -> s
     return f"http://{address}{endpoint.path}"
 
 
-def agent_endpoint(endpoint: AgentEndpointSpec, url: str) -> AgentEndpoint:
-    """The adapter for ``endpoint.protocol`` at ``url``."""
+def agent_endpoint(endpoint: AgentEndpointSpec, url: str, headers: dict[str, str]) -> AgentEndpoint:
+    """The adapter for ``endpoint.protocol`` at ``url``, sending ``headers`` with every task."""
     if endpoint.protocol == "openai-chat":
         from rollwise.adapters.agents.openai_chat import OpenAIChatEndpoint
 
-        return OpenAIChatEndpoint(url, model=endpoint.model, timeout=endpoint.timeout)
+        return OpenAIChatEndpoint(url, model=endpoint.model, timeout=endpoint.timeout, headers=headers)
     from rollwise.adapters.agents.json_post import JsonPostEndpoint
 
     return JsonPostEndpoint(url, input_field=endpoint.inputField, output_field=endpoint.outputField,
-                            timeout=endpoint.timeout)
+                            timeout=endpoint.timeout, headers=headers)

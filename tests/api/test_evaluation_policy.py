@@ -47,5 +47,9 @@ def test_evaluation_fields_are_refused_outside_the_allow_lists(tmp_path: Path) -
     ]
     fine = ", endpoint: {canaryUrl: 'http://127.0.0.1:7000/agents/v2'}"
     assert _fields(policy, _spec(inside, fine)) == []
+    through_envoy = ", endpoint: {canaryUrl: 'http://127.0.0.1:10000/answer', canaryHeaders: {x-eval: canary}}"
+    assert _fields(policy, _spec(inside, through_envoy)) == []  # the rollout's own listener (the default)
+    other_port = ", endpoint: {canaryUrl: 'http://127.0.0.1:10001/answer'}"
+    assert _fields(policy, _spec(inside, other_port)) == ["strategy.canary.analysis.evaluations.0.endpoint.canaryUrl"]
     assert _fields(SpecPolicy(allow_paths=(allowed,), allow_commands=True),
                    _spec(inside, ", grader: command, command: 'grade'")) == []

@@ -54,7 +54,9 @@ def make_server(port: int, rate: float, seed: int) -> ThreadingHTTPServer:
             except json.JSONDecodeError:
                 self._send(400, {"error": "not JSON"})
                 return
-            if self.path == "/broken":
+            if self.path == "/echo-header":  # which x-eval header arrived: routing checks
+                self._send(200, {"output": self.headers.get("x-eval", "")})
+            elif self.path == "/broken":
                 self._send(500, {"error": "broken on purpose"})
             elif self.path == "/answer":
                 with lock:

@@ -74,7 +74,7 @@ class SpecPolicy:
             for name, endpoint in endpoints:
                 for key in ("stableUrl", "canaryUrl", "url"):
                     url = getattr(endpoint, key) if endpoint is not None else None
-                    if url is not None:
+                    if url is not None and not _on_listener(url, spec.traffic.listen):
                         found += self._url((*where, name, key), url)
         return found
 
@@ -153,6 +153,19 @@ def _analysis_path(spec: RolloutSpec) -> tuple[str, ...]:
     kind = spec.strategy.kind
     key = {"canary": "analysis", "blueGreen": "previewAnalysis", "shadow": "analysis"}[kind]
     return ("strategy", kind, key)
+
+
+def _on_listener(url: str, listen: str) -> bool:
+    """``url`` is the rollout's own Envoy listener (loopback): asking the agents through it is routing, not egress."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host, _, listen_port = listen.rpartition(":")
+    return (parts.scheme == "http" and parts.username is None and parts.hostname is not None
+            and _is_loopback(parts.hostname) and _is_loopback(host.strip("[]") or "127.0.0.1")
+            and str(port) == listen_port)
 
 
 def _listed(items: tuple[str, ...]) -> str:

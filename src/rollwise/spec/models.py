@@ -218,7 +218,9 @@ class AgentEndpointSpec(Model):
     """How an agent version is reached: an HTTP endpoint speaking one of two protocols.
 
     By default each version is asked at its own upstream (``versions.*.address`` + ``path``); give
-    ``stableUrl``/``canaryUrl`` to ask elsewhere (over the API: under ``serve --allow-url``).
+    ``stableUrl``/``canaryUrl`` to ask elsewhere (over the API: under ``serve --allow-url``, or the rollout's
+    own Envoy listener). Through Envoy, ``canaryHeaders`` match a ``setHeaderRoute`` so the task reaches the
+    canary the way testers' requests do. Header values are routing, not credentials: specs are shown as written.
     """
 
     protocol: Literal["openai-chat", "json-post"] = "json-post"
@@ -226,6 +228,9 @@ class AgentEndpointSpec(Model):
     stableUrl: str | None = None
     canaryUrl: str | None = None
     url: str | None = Field(default=None, description="One URL for both (an LLM judge's endpoint).")
+    stableHeaders: dict[str, str] = Field(default_factory=dict, description="Sent with every stable request.")
+    canaryHeaders: dict[str, str] = Field(default_factory=dict,
+                                          description="Sent with every canary request, e.g. a header route's match.")
     model: str | None = Field(default=None, description="openai-chat: the model name sent.")
     inputField: str = Field(default="input", description="json-post: the request field holding the task.")
     outputField: str = Field(default="output", description="json-post: the response field holding the answer.")

@@ -51,6 +51,12 @@ def test_an_agent_failure_is_a_failed_run_not_an_exception(agent: str, make) -> 
     assert refused.error is not None and refused.text == ""
 
 
+def test_both_protocols_send_the_configured_headers(agent: str) -> None:
+    # the fake agent echoes x-eval in its output on /echo-header (JSON POST shape)
+    assert JsonPostEndpoint(f"{agent}/echo-header", headers={"x-eval": "canary"}).ask("x").text == "canary"
+    assert JsonPostEndpoint(f"{agent}/echo-header").ask("x").text == ""
+
+
 def test_wrong_answer_shapes_are_named(agent: str) -> None:
     assert "no result.text" in (JsonPostEndpoint(f"{agent}/answer", output_field="result.text").ask("x").error or "")
     # the chat server's answer has no top-level "output": the JSON POST adapter says what it missed

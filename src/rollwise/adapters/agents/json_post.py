@@ -16,11 +16,11 @@ from rollwise.agents.protocols import AgentReply
 
 class JsonPostEndpoint:
     def __init__(self, url: str, input_field: str = "input", output_field: str = "output",
-                 timeout: float = 30.0, client: httpx.Client | None = None):
+                 timeout: float = 30.0, headers: dict[str, str] | None = None, client: httpx.Client | None = None):
         self.url = url
         self.input_field = input_field
         self.output_path = output_field.split(".")
-        self.client = client or httpx.Client(timeout=timeout)
+        self.client = client or httpx.Client(timeout=timeout, headers=headers or {})
 
     def ask(self, prompt: str) -> AgentReply:
         started = time.perf_counter()

@@ -17,10 +17,10 @@ from rollwise.agents.protocols import AgentReply
 
 class OpenAIChatEndpoint:
     def __init__(self, url: str, model: str | None = None, timeout: float = 30.0,
-                 client: httpx.Client | None = None):
+                 headers: dict[str, str] | None = None, client: httpx.Client | None = None):
         self.url = url
         self.model = model or "default"
-        self.client = client or httpx.Client(timeout=timeout)
+        self.client = client or httpx.Client(timeout=timeout, headers=headers or {})
 
     def ask(self, prompt: str) -> AgentReply:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}]}
