@@ -27,12 +27,13 @@ FAKE_AGENT = Path(__file__).resolve().parents[1] / "support" / "fake_agent.py"
 
 
 @pytest.fixture
-def agents() -> Iterator[dict[str, str]]:
-    """Two fake agents: stable right 90 % of the time, canary 40 %."""
+def agents(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Two fake agents: stable right 90 % of the time, canary 40 % (or what the test's parameter says)."""
+    canary_rate = getattr(request, "param", 0.4)
     started: list[subprocess.Popen[bytes]] = []
     addresses = {}
     try:
-        for name, rate, seed in (("stable", 0.9, 1), ("canary", 0.4, 2)):
+        for name, rate, seed in (("stable", 0.9, 1), ("canary", canary_rate, 2)):
             port = free_port()
             process = subprocess.Popen([sys.executable, str(FAKE_AGENT), str(port), str(rate), str(seed)],
                                        stdin=subprocess.DEVNULL)
@@ -146,3 +147,14 @@ def test_the_canary_is_asked_through_envoy_by_a_header_route(tmp_path: Path, age
     # the canary side's answers came from the 40 % agent (through the header route), not the 90 % stable
     canary_share = float(re.search(r"canary (\d+(?:\.\d+)?)% vs stable", " ".join(explained.split())).group(1))  # type: ignore[union-attr]
     assert canary_share < 65, explained[-2000:]
+
+
+@pytest.mark.parametrize("agents", [0.9], indirect=True)
+def test_an_equal_agent_is_promoted_through_every_stage(tmp_path: Path, agents: dict[str, str]) -> None:
+    """The evaluation's no-regression side decides each stage; its state is carried from stage to stage."""
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    started = _rollwise("rollout", "start", str(_spec(tmp_path, agents)), "--max-seconds", "180", store=store)
+    status = json.loads(_rollwise("rollout", "status", "agent-eval", "-o", "json", store=store).stdout)
+    assert status["phase"] == "Succeeded", started.stdout[-2000:] + started.stderr[-2000:]
+    history = _rollwise("history", "agent-eval", "-o", "json", store=store).stdout
+    assert history.count("no-regression-decided") >= 2, history[-3000:]

@@ -111,3 +111,9 @@ def test_windows_keep_their_batches_through_the_store_format() -> None:
     again = Window.from_dict(window.to_dict())
     assert again.evaluations == window.evaluations
     assert Batch.from_dict(again.evaluations["qa"]).tasks[0].ms == (10.0, 12.0)  # type: ignore[index]
+
+
+def test_explain_words_the_consistency_rule() -> None:
+    from rollwise.analysis.explain import RULES
+
+    assert "pass^k" in RULES["pass-k-e-value"]
