@@ -68,6 +68,17 @@ def test_each_window_carries_a_batch_run_on_both_agents(tmp_path: Path, agents: 
     runtime.close()
 
 
+def test_the_llm_judge_grades_through_the_same_endpoint_protocol(tmp_path: Path, agents: tuple[str, str]) -> None:
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text("\n".join(json.dumps({"input": f"what is {a}+2?", "expected": str(a + 2)}) for a in range(5)))
+    text = SPEC.format(stable=agents[0], canary=agents[1], suite=suite, protocol="json-post", path="/answer")
+    text = text.replace("runs: 2,", f"runs: 2, grader: llmJudge, judge: {{url: 'http://{agents[0]}/judge'}},")
+    source = Runtime(workdir=tmp_path / "rw", notifier=None).metrics_for(load_spec_text(text))
+    assert source is not None
+    batch = Batch.from_dict(source.collect(_query()).evaluations["qa"])  # type: ignore[index]
+    assert all(t.stable == [1, 1] and t.canary == [0, 0] for t in batch.tasks)
+
+
 def test_a_missing_suite_is_a_metrics_error_not_a_crash(tmp_path: Path, agents: tuple[str, str]) -> None:
     spec = load_spec_text(SPEC.format(stable=agents[0], canary=agents[1], suite=tmp_path / "nope.jsonl",
                                       protocol="json-post", path="/answer"))

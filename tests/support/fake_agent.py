@@ -54,7 +54,13 @@ def make_server(port: int, rate: float, seed: int) -> ThreadingHTTPServer:
             except json.JSONDecodeError:
                 self._send(400, {"error": "not JSON"})
                 return
-            if self.path == "/echo-header":  # which x-eval header arrived: routing checks
+            if self.path == "/judge":  # an LLM judge's stand-in: PASS when the answer equals the reference
+                prompt = str(body.get("input", ""))
+                reference, answered = (re.search(rf"^{key}: (.*)$", prompt, re.MULTILINE)
+                                       for key in ("Reference", "Answer"))
+                same = reference is not None and answered is not None and reference[1] == answered[1]
+                self._send(200, {"output": "PASS" if same else "FAIL"})
+            elif self.path == "/echo-header":  # which x-eval header arrived: routing checks
                 self._send(200, {"output": self.headers.get("x-eval", "")})
             elif self.path == "/broken":
                 self._send(500, {"error": "broken on purpose"})
