@@ -24,10 +24,12 @@ from rollwise.core.protocols import (
     TrafficRouter,
 )
 from rollwise.core.pushed_kpis import with_pushed_kpis
-from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
+from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, EvaluationSpec, RolloutSpec
 
 if TYPE_CHECKING:
     from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+    from rollwise.agents.protocols import AgentEndpoint
+    from rollwise.agents.source import RunnerFactory
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
     from rollwise.telemetry.aggregate import SpanAggregates
@@ -242,11 +244,17 @@ class Runtime:
         return shadow.compared_responses
 
     def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
-        """The spec's metric source, with what applications pushed merged into its windows' KPIs."""
+        """The spec's metric source, with what applications pushed merged into its windows' KPIs,
+        and each look's evaluation batches when the analysis has evaluations (``agents/source.py``)."""
         source = self._source_for(spec)
-        if source is None or self.store is None:
+        if source is not None and self.store is not None:
+            source = with_pushed_kpis(source, self.store)
+        analysis = spec.analysis()
+        if analysis is None or not analysis.evaluations:
             return source
-        return with_pushed_kpis(source, self.store)
+        from rollwise.agents.source import with_evaluations
+
+        return with_evaluations(source, {e.name: evaluation_runner(spec, e) for e in analysis.evaluations})
 
     def _source_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source
@@ -299,3 +307,59 @@ class Runtime:
             self.deployer.close()
         if self._owns_notifier and isinstance(self.notifier, Closeable):
             self.notifier.close()
+
+
+def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFactory:
+    """A factory of ``evaluation``'s runner: its suite read once, each version's endpoint built once."""
+    from rollwise.agents.graders import Graders
+    from rollwise.agents.runner import EvaluationRunner
+    from rollwise.agents.suite import parse_suite
+
+    built: dict[str, Any] = {}
+
+    def factory(query: Any) -> EvaluationRunner:
+        if "runner" not in built:
+            text = Path(evaluation.suite).read_text(encoding="utf-8")
+            graders = Graders(default=evaluation.grader, command=evaluation.command)
+            if evaluation.command:
+                from rollwise.adapters.agents.command import SubprocessRunner
+
+                graders.runner = SubprocessRunner()
+            if evaluation.judge is not None and evaluation.judge.url:
+                graders.judge = agent_endpoint(evaluation.judge, evaluation.judge.url, {})
+            tasks = parse_suite(text, evaluation.suite)
+            graders.check(tasks)
+            urls = {side: endpoint_url(spec, evaluation.endpoint, side) for side in ("stable", "canary")}
+            built["runner"] = EvaluationRunner(
+                tasks=tasks, graders=graders, runs=evaluation.runs, per_batch=evaluation.tasksPerLook,
+                stable=agent_endpoint(evaluation.endpoint, urls["stable"], evaluation.endpoint.stableHeaders),
+                canary=agent_endpoint(evaluation.endpoint, urls["canary"], evaluation.endpoint.canaryHeaders),
+            )
+        runner: EvaluationRunner = built["runner"]
+        return runner
+
+    return factory
+
+
+def endpoint_url(spec: RolloutSpec, endpoint: AgentEndpointSpec, side: str) -> str:
+    """Where ``side``'s agent is asked: the endpoint's own URL, else the version's upstream + path."""
+    explicit = getattr(endpoint, f"{side}Url") or endpoint.url
+    if explicit:
+        return str(explicit)
+    ref = getattr(spec.versions, side)
+    address = ref.address or (f"127.0.0.1:{ref.port}" if ref.port else None)
+    if address is None:
+        raise ValueError(f"versions.{side} has no address or port: give endpoint.{side}Url")
+    return f"http://{address}{endpoint.path}"
+
+
+def agent_endpoint(endpoint: AgentEndpointSpec, url: str, headers: dict[str, str]) -> AgentEndpoint:
+    """The adapter for ``endpoint.protocol`` at ``url``, sending ``headers`` with every task."""
+    if endpoint.protocol == "openai-chat":
+        from rollwise.adapters.agents.openai_chat import OpenAIChatEndpoint
+
+        return OpenAIChatEndpoint(url, model=endpoint.model, timeout=endpoint.timeout, headers=headers)
+    from rollwise.adapters.agents.json_post import JsonPostEndpoint
+
+    return JsonPostEndpoint(url, input_field=endpoint.inputField, output_field=endpoint.outputField,
+                            timeout=endpoint.timeout, headers=headers)

@@ -18,6 +18,8 @@ from rollwise.core.units import format_percent
 RULES = {
     "e-value-bonferroni": "a metric's e-value reached 1/(w·α): with weighted Bonferroni over metrics and "
     "anytime-valid e-values, the chance this happens to a healthy canary is at most α",
+    "pass-k-e-value": "an evaluation's pass^k e-value (all k runs of a task passing, paired per task) reached "
+    "its share of 1/(w·α): the canary is less consistent than stable, and consistency is gated",
     "slo-breach": "the lower confidence bound of the canary's rate is above the SLO gate",
     "predicted-burn-rate": "at 100 % traffic the canary's error rate (lower confidence bound) would burn "
     "the error budget at or above the burn-rate limit",

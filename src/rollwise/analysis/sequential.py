@@ -50,6 +50,7 @@ from rollwise.analysis.attribution import (
     TestOutcome,
     WindowCounts,
 )
+from rollwise.analysis.evaluation import judge_stage, plan_evaluations
 from rollwise.analysis.kpi import (
     SampleRatioState,
     kpi_counts,
@@ -99,8 +100,7 @@ class MetricPlan:
 
 
 def plan_metrics(analysis: AnalysisSpec) -> list[MetricPlan]:
-    total = sum(m.weight for m in analysis.metrics)
-    any_critical = any(m.critical for m in analysis.metrics)
+    total, any_critical = total_weight(analysis)
     plans = []
     for metric in analysis.metrics:
         weight = metric.weight / total
@@ -132,6 +132,13 @@ def plan_metrics(analysis: AnalysisSpec) -> list[MetricPlan]:
             blocking=metric.critical or not any_critical,
         ))
     return plans
+
+
+def total_weight(analysis: AnalysisSpec) -> tuple[float, bool]:
+    """The weights the Bonferroni split normalises by, evaluations included; and whether any is critical."""
+    weights = [m.weight for m in analysis.metrics] + [e.weight for e in analysis.evaluations]
+    critical = [m.critical for m in analysis.metrics] + [e.critical for e in analysis.evaluations]
+    return sum(weights), any(critical)
 
 
 # ------------------------------------------------------------------ the fold over windows
@@ -329,6 +336,7 @@ class SequentialJudge:
     def __init__(self, analysis: AnalysisSpec):
         self.analysis = analysis
         self.plans = plan_metrics(analysis)
+        self.evaluations = plan_evaluations(analysis, *total_weight(analysis))
         self._memo: _Memo | None = None
 
     # -------------------------------------------------------------- folding
@@ -360,6 +368,7 @@ class SequentialJudge:
             return Verdict(Action.HOLD, "no metrics arrived in this stage yet: holding (unknown, not bad)",
                            rule="no-data", details=details)
         judged = [self._judge_metric(plan, fold.metrics[plan.metric.name]) for plan in self.plans]
+        judged += self._judge_evaluations(context, details)
         results = tuple(j.result for j in judged)
         if not fold.last_has_data:
             # Checked before any rollback: a window without data can only ever hold. (The evidence
@@ -380,6 +389,16 @@ class SequentialJudge:
                            details=details)
         return self._expand_or_wait(fold, judged, details)
 
+    def _judge_evaluations(self, context: StageContext, details: JudgeDetails) -> list[_MetricJudgement]:
+        """The evaluations on this stage's batches (``analysis/evaluation.py``); their state joins the carry."""
+        if not self.evaluations:
+            return []
+        carry = context.carry.get(CARRY_KEY) if context.carry else None
+        judgements, state = judge_stage(self.evaluations, carry, context.windows)
+        assert details.carry is not None
+        details.carry[CARRY_KEY].update(state)
+        return [_MetricJudgement(result=j.result, rollbacks=j.rollbacks, decided=j.decided) for j in judgements]
+
     def _details(self, context: StageContext, fold: StageFold) -> JudgeDetails:
         """The stage's context numbers, and the fold's state for the next stage to carry on from."""
         analysis = self.analysis
@@ -394,8 +413,8 @@ class SequentialJudge:
         """No rollback: expand when every required metric is decided and nothing rises, else keep observing."""
         analysis = self.analysis
         results = tuple(j.result for j in judged)
-        undecided = [j.result.metric for j, plan in zip(judged, self.plans, strict=True)
-                     if plan.blocking and not j.decided]
+        blocking = [plan.blocking for plan in self.plans] + [plan.blocking for plan in self.evaluations]
+        undecided = [j.result.metric for j, blocks in zip(judged, blocking, strict=True) if blocks and not j.decided]
         rising = [j.result.metric for j in judged if j.rising]
         enough = fold.canary_requests >= analysis.minSamples
         if enough and not undecided and not rising:

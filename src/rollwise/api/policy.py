@@ -15,6 +15,10 @@ token holder, so every such field must stay inside what the operator allowed wit
   (the operator's own environment) must name a variable that is set |
 | ``notify.reportUrl`` | http(s) only: it is a link in messages, the server never fetches it |
 | ``traffic.listen`` / ``adminPort`` | allowed: they bind Envoy's ports; its config stays in the server's folder |
+| ``…analysis.evaluations[i].suite`` | a file the server reads: inside an ``--allow-path`` folder |
+| ``…evaluations[i].command`` (command grader) | refused unless ``--allow-commands`` |
+| ``…evaluations[i].endpoint.stableUrl/canaryUrl/url``, ``judge.url`` | under an ``--allow-url`` prefix
+  (without them the agents are asked at ``versions.*.address``, already an allowed upstream) |
 """
 
 from __future__ import annotations
@@ -54,7 +58,25 @@ class SpecPolicy:
             found += self._path(("traffic", "flagsFile"), traffic.flagsFile)
         if spec.metrics.prometheusUrl != DEFAULT_PROMETHEUS:  # the default is the server's own local Prometheus
             found += self._url(("metrics", "prometheusUrl"), spec.metrics.prometheusUrl)
-        return found + self._notify(spec)
+        return found + self._notify(spec) + self._evaluations(spec)
+
+    def _evaluations(self, spec: RolloutSpec) -> list[Refusal]:
+        """An evaluation reads a suite, may run a grader command and calls agent endpoints."""
+        analysis = spec.analysis()
+        found: list[Refusal] = []
+        for i, evaluation in enumerate(analysis.evaluations if analysis is not None else []):
+            where = (*_analysis_path(spec), "evaluations", str(i))
+            found += self._path((*where, "suite"), evaluation.suite)
+            if evaluation.command and not self.allow_commands:
+                found.append(((*where, "command"), "this server does not run grader commands (run `rollwise "
+                              "serve --allow-commands` to allow it); use another grader"))
+            endpoints = [("endpoint", evaluation.endpoint), ("judge", evaluation.judge)]
+            for name, endpoint in endpoints:
+                for key in ("stableUrl", "canaryUrl", "url"):
+                    url = getattr(endpoint, key) if endpoint is not None else None
+                    if url is not None and not _on_listener(url, spec.traffic.listen):
+                        found += self._url((*where, name, key), url)
+        return found
 
     def url_refusal(self, where: str, url: str) -> str | None:
         """Why a Prometheus URL named in an API call (not a spec: a bridge's parameter) may not be
@@ -132,6 +154,26 @@ class SpecPolicy:
         if notify.reportUrl is not None and urlsplit(notify.reportUrl).scheme not in ("http", "https"):
             found.append((("notify", "reportUrl"), "is not an http(s) URL"))
         return found
+
+
+def _analysis_path(spec: RolloutSpec) -> tuple[str, ...]:
+    """Where ``spec.analysis()`` sits in the spec, for a refusal's field path."""
+    kind = spec.strategy.kind
+    key = {"canary": "analysis", "blueGreen": "previewAnalysis", "shadow": "analysis"}[kind]
+    return ("strategy", kind, key)
+
+
+def _on_listener(url: str, listen: str) -> bool:
+    """``url`` is the rollout's own Envoy listener (loopback): asking the agents through it is routing, not egress."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host, _, listen_port = listen.rpartition(":")
+    return (parts.scheme == "http" and parts.username is None and parts.hostname is not None
+            and _is_loopback(parts.hostname) and _is_loopback(host.strip("[]") or "127.0.0.1")
+            and str(port) == listen_port)
 
 
 def _listed(items: tuple[str, ...]) -> str:

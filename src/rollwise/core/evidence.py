@@ -61,6 +61,10 @@ class SideCounts(_Sparse):
     errors: Number | None = None
     compared: Number | None = Field(None, description="Mirrored responses compared (shadow).")
     mismatches: Number | None = None
+    tasks: Number | None = Field(None, description="Evaluation tasks run (each k times; trials are runs).")
+    passK: Number | None = Field(None, description="Share of tasks whose k runs all passed (pass^k).")
+    latencyMs: Number | None = Field(None, description="Evaluation: mean answer time per run.")
+    tokens: Number | None = Field(None, description="Evaluation: mean tokens per run, when the agent reports usage.")
 
 
 class SloVerdict(_Sparse):
@@ -147,6 +151,12 @@ class MetricParams(_Sparse):
     baselineMedian: Number | None = None
     # the shadow comparison
     maxMismatchRate: Number | None = None
+    # an evaluation (paired betting e-process on per-task pass shares)
+    runsPerTask: int | None = None
+    consistencyGated: bool | None = None
+    consistencyEValue: Number | None = Field(None, description="pass^k rollback e-value (when gated).")
+    consistencyThreshold: Number | None = None
+    consistencyAcceptLlr: Number | None = None
 
 
 class MetricEvidence(_Sparse):

@@ -155,6 +155,7 @@ class Window:
     canary: VersionStats | None
     cursor: dict[str, Any] | None = None  # opaque source state to diff the next window against
     error: str | None = None
+    evaluations: dict[str, Any] | None = None  # evaluation name -> its batch (JSON), see agents/runner.py
 
     @property
     def has_data(self) -> bool:
@@ -169,6 +170,8 @@ class Window:
         }
         if self.error is not None:
             data["error"] = self.error
+        if self.evaluations:
+            data["evaluations"] = self.evaluations
         return data
 
     @classmethod
@@ -179,6 +182,7 @@ class Window:
             baseline=VersionStats.from_dict(data["baseline"]) if data.get("baseline") else None,
             canary=VersionStats.from_dict(data["canary"]) if data.get("canary") else None,
             error=str(data["error"]) if data.get("error") else None,
+            evaluations=data.get("evaluations") or None,
         )
 
 

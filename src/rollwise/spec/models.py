@@ -214,6 +214,67 @@ class MetricSpec(Model):
         return self
 
 
+class AgentEndpointSpec(Model):
+    """How an agent version is reached: an HTTP endpoint speaking one of two protocols.
+
+    By default each version is asked at its own upstream (``versions.*.address`` + ``path``); give
+    ``stableUrl``/``canaryUrl`` to ask elsewhere (over the API: under ``serve --allow-url``, or the rollout's
+    own Envoy listener). Through Envoy, ``canaryHeaders`` match a ``setHeaderRoute`` so the task reaches the
+    canary the way testers' requests do. Header values are routing, not credentials: specs are shown as written.
+    """
+
+    protocol: Literal["openai-chat", "json-post"] = "json-post"
+    path: str = Field(default="/", pattern=r"^/", description="Path on each version's upstream.")
+    stableUrl: str | None = None
+    canaryUrl: str | None = None
+    url: str | None = Field(default=None, description="One URL for both (an LLM judge's endpoint).")
+    stableHeaders: dict[str, str] = Field(default_factory=dict, description="Sent with every stable request.")
+    canaryHeaders: dict[str, str] = Field(default_factory=dict,
+                                          description="Sent with every canary request, e.g. a header route's match.")
+    model: str | None = Field(default=None, description="openai-chat: the model name sent.")
+    inputField: str = Field(default="input", description="json-post: the request field holding the task.")
+    outputField: str = Field(default="output", description="json-post: the response field holding the answer.")
+    timeout: Seconds = 30.0
+
+
+class EvaluationSpec(Model):
+    """An evaluation suite run against stable and canary at every look of a stage, compared paired."""
+
+    name: str = Field(min_length=1, pattern=r"^[\w.\-]+$")
+    suite: str = Field(min_length=1, description="Path of the JSONL suite (input, expected, grader).")
+    grader: Literal["exact", "regex", "jsonSchema", "command", "llmJudge"] = Field(
+        default="exact", description="Grader for tasks that name none.")
+    command: str | None = Field(default=None, description="command grader: run with the answer on stdin.")
+    judge: AgentEndpointSpec | None = Field(default=None, description="llmJudge grader: the judge's endpoint.")
+    endpoint: AgentEndpointSpec = Field(default_factory=AgentEndpointSpec)
+    runs: int = Field(default=3, ge=1, le=50, description="Runs per task on each version (k).")
+    tasksPerLook: int = Field(default=10, ge=1, le=1000, description="Tasks drawn per window.")
+    weight: float = Field(default=1.0, gt=0)
+    critical: bool = False
+    maxDecrease: PercentOrNumber = Field(default=0.0, ge=0, lt=1, description="Tolerated pass-rate drop.")
+    minEffect: PercentOrNumber = Field(default=0.1, gt=0, lt=1,
+                                       description="Pass-rate drop that must be ruled out to expand.")
+    consistency: bool = Field(default=False, description="Also gate pass^k (all k runs of a task pass).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _percentages(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("maxDecrease", "minEffect"):
+                if isinstance(data.get(key), str):
+                    data[key] = parse_fraction(data[key])
+        return data
+
+    @model_validator(mode="after")
+    def _grader_needs(self) -> EvaluationSpec:
+        if self.grader == "command" and not self.command:
+            raise ValueError("grader: command needs command")
+        if self.grader == "llmJudge" and (self.judge is None or not self.judge.url):
+            raise ValueError("grader: llmJudge needs judge.url")
+        return self
+
+
 class AnalysisSpec(Model):
     """How a stage is judged. The defaults are the statistically valid sequential judge."""
 
@@ -239,15 +300,22 @@ class AnalysisSpec(Model):
     )
     failureLimit: int = Field(default=3, ge=1, description="Threshold judge: failed checks before rollback.")
     kayenta: KayentaSpec | None = None
-    metrics: list[MetricSpec] = Field(min_length=1)
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    evaluations: list[EvaluationSpec] = Field(
+        default_factory=list, description="Evaluation suites run on both versions at every look (agents).")
 
     @model_validator(mode="after")
     def _unique_metric_names(self) -> AnalysisSpec:
+        if not self.metrics and not self.evaluations:
+            raise ValueError("metrics: give at least one metric (or an evaluation)")
+        if self.evaluations and self.judge != "sequential":
+            raise ValueError("evaluations are judged by the sequential judge only")
         seen: set[str] = set()
-        for metric in self.metrics:
-            if metric.name in seen:
-                raise ValueError(f"metric name {metric.name!r} is used twice")
-            seen.add(metric.name)
+        names = [m.name for m in self.metrics] + [e.name for e in self.evaluations]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"metric name {name!r} is used twice")
+            seen.add(name)
         if self.maxStageTime < self.minStageTime:
             raise ValueError("maxStageTime must not be shorter than minStageTime")
         return self
