@@ -19,6 +19,7 @@ from rollwise.core.protocols import (
     MetricSource,
     Notifier,
     Store,
+    StoreUnavailable,
     TokenRepository,
     TrafficRouter,
 )
@@ -66,6 +67,16 @@ def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
 
     audit = SqlAuditLog(store)
     return audit, SqlTokenRepository(store, audit.database)
+
+
+def open_experiments(store: Store) -> Any:
+    """The experiments kept in ``store``'s database (``ExperimentRepository``); SQL stores only."""
+    from rollwise.adapters.stores.sql import SqlStore
+    from rollwise.adapters.stores.sql_experiments import SqlExperimentStore
+
+    if not isinstance(store, SqlStore):
+        raise StoreUnavailable("experiments need a SQL store (sqlite:///… or postgresql+psycopg://…)")
+    return SqlExperimentStore(store)
 
 
 NOTIFY_ENV = {

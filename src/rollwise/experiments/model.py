@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 EVENT = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -84,6 +84,13 @@ class ExperimentSpec(BaseModel):
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     horizon: int | None = Field(default=None, gt=1, description="Pre-registered subjects per variant "
                                 "(fixed-horizon readout); also where the confidence sequence is tightest")
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _names_not_booleans(cls, value: object) -> object:
+        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError("variant names must be strings: quote on/off/yes/no in YAML ('on')")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
