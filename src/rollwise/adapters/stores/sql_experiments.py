@@ -128,8 +128,9 @@ class SqlExperimentStore:
         values = [{"experiment": name, "subject": s, "variant": v, "at": a} for s, v, a in rows]
         insert = pg_insert if self.is_postgres else sqlite_insert
         with self._store.write() as conn:
-            result = conn.execute(insert(exposures_table).on_conflict_do_nothing(), values)
-        return max(int(result.rowcount or 0), 0)
+            result = conn.execute(insert(exposures_table).on_conflict_do_nothing()
+                                  .returning(exposures_table.c.subject), values)
+            return len(result.all())
 
     def record_events(self, rows: Sequence[tuple[str, str, float, float]]) -> int:
         """(subject, event, value, at) rows in one batch: COPY on PostgreSQL, executemany on SQLite."""
@@ -184,24 +185,28 @@ _VALUE = {
 
 
 def readout_query(experiment: Experiment, metric: Metric, until: float | None) -> tuple[str, dict[str, Any]]:
-    """One statement: exposures ⋈ events by subject → one value per subject → sums per variant."""
+    """One statement: events → one row per subject (aggregated before the join, so SQLite and PostgreSQL
+    both join once per subject) ⋈ exposures → one value per subject → sums per variant."""
     y, c = _VALUE[metric.kind]
     if metric.kind != "ratio" and not metric.cuped:
         c = "0.0"
     where_mean = "WHERE y_n > 0" if metric.kind == "mean" else ""
     start = experiment.started_at
     sql = f"""
-    WITH per_subject AS (
-      SELECT x.variant AS variant,
-        SUM(CASE WHEN e.event = :y AND e.at >= :start THEN e.value ELSE 0.0 END) AS y_sum,
-        SUM(CASE WHEN e.event = :y AND e.at >= :start THEN 1 ELSE 0 END) AS y_n,
-        SUM(CASE WHEN e.event = :y AND e.at < :start THEN e.value ELSE 0.0 END) AS pre_sum,
-        SUM(CASE WHEN e.event = :y AND e.at < :start THEN 1 ELSE 0 END) AS pre_n,
-        SUM(CASE WHEN e.event = :d AND e.at >= :start THEN e.value ELSE 0.0 END) AS d_sum
-      FROM experiment_exposures x
-      LEFT JOIN metric_events e ON e.subject = x.subject AND e.event IN (:y, :d) AND e.at < :until
+    WITH by_subject AS (
+      SELECT subject,
+        SUM(CASE WHEN event = :y AND at >= :start THEN value ELSE 0.0 END) AS y_sum,
+        SUM(CASE WHEN event = :y AND at >= :start THEN 1 ELSE 0 END) AS y_n,
+        SUM(CASE WHEN event = :y AND at < :start THEN value ELSE 0.0 END) AS pre_sum,
+        SUM(CASE WHEN event = :y AND at < :start THEN 1 ELSE 0 END) AS pre_n,
+        SUM(CASE WHEN event = :d AND at >= :start THEN value ELSE 0.0 END) AS d_sum
+      FROM metric_events WHERE event IN (:y, :d) AND at < :until
+      GROUP BY subject
+    ), per_subject AS (
+      SELECT x.variant AS variant, COALESCE(e.y_sum, 0.0) AS y_sum, COALESCE(e.y_n, 0) AS y_n,
+        COALESCE(e.pre_sum, 0.0) AS pre_sum, COALESCE(e.pre_n, 0) AS pre_n, COALESCE(e.d_sum, 0.0) AS d_sum
+      FROM experiment_exposures x LEFT JOIN by_subject e ON e.subject = x.subject
       WHERE x.experiment = :name AND x.at < :until
-      GROUP BY x.variant, x.subject
     ), valued AS (
       SELECT variant, {y} AS v, {c} AS c FROM per_subject {where_mean}
     )
