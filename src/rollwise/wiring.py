@@ -20,6 +20,7 @@ from rollwise.core.protocols import (
     MetricSource,
     Notifier,
     Store,
+    StoreUnavailable,
     TokenRepository,
     TrafficRouter,
 )
@@ -87,6 +88,16 @@ def bridge_metrics(prometheus_url: str, queries: dict[str, str]) -> PrometheusMe
 
     return PrometheusMetricSource(prometheus_url, queries=queries, settle_s=0.0,
                                   cluster_name=lambda _rollout, version: version)
+
+
+def open_experiments(store: Store) -> Any:
+    """The experiments kept in ``store``'s database (``ExperimentRepository``); SQL stores only."""
+    from rollwise.adapters.stores.sql import SqlStore
+    from rollwise.adapters.stores.sql_experiments import SqlExperimentStore
+
+    if not isinstance(store, SqlStore):
+        raise StoreUnavailable("experiments need a SQL store (sqlite:///… or postgresql+psycopg://…)")
+    return SqlExperimentStore(store)
 
 
 NOTIFY_ENV = {

@@ -155,6 +155,9 @@ def create_app(
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)
+    from rollwise.api import experiments as experiments_api
+
+    app.include_router(experiments_api.router)
     from rollwise.api import docs
 
     docs.mount(app)

@@ -672,6 +672,9 @@ def _mount_optional() -> None:
     register_api_commands(app)
     app.add_typer(typer.Typer(cls=_LazyFlagsGroup, no_args_is_help=True), name="flags",
                   help="Feature flags (flagd format): validate, evaluate, kill, restore, schedule.")
+    from rollwise.experiments.cli import experiments_app
+
+    app.add_typer(experiments_app, name="experiments")
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics

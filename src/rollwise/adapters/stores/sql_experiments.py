@@ -1,0 +1,217 @@
+"""Experiments in the SQL store's database (tables from migration ``experiments``).
+
+Why it is shaped like this:
+
+* Metric events arrive in bulk, so writes are batched: PostgreSQL gets them through ``COPY`` (psycopg's
+  copy protocol, one round trip per batch), SQLite through ``executemany`` in one transaction.
+* A readout never pulls events into Python. One SQL statement joins the experiment's exposures to the
+  events by subject, folds each subject's events into one value (and a covariate: the same metric
+  before the experiment started, for CUPED, or the denominator of a ratio metric), then aggregates per
+  variant into sufficient statistics (n, Σy, Σy², Σx, Σx², Σxy). The statistics (``experiments/``) run
+  on those few numbers, so a readout over millions of events costs one aggregate query.
+* A subject's first exposure wins (``ON CONFLICT DO NOTHING``): a subject is analysed in the variant
+  it was first assigned, whatever it saw later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Boolean, Column, Double, MetaData, String, Table, Text, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from rollwise.adapters.stores.sql import JSONColumn, SqlStore
+from rollwise.experiments.model import Experiment, ExperimentSpec, Metric
+from rollwise.experiments.stats import Moments
+
+metadata = MetaData()
+
+experiments_table = Table(
+    "experiments", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("spec", JSONColumn, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("stopped_at", Double),
+    Column("stopped_by", String(255)),
+    Column("stop_reason", Text),
+    Column("killed_flag", Boolean, nullable=False),
+)
+exposures_table = Table(
+    "experiment_exposures", metadata,
+    Column("experiment", String(64), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("variant", String(128), nullable=False),
+    Column("at", Double, nullable=False),
+)
+events_table = Table(
+    "metric_events", metadata,
+    Column("subject", String(255), nullable=False),
+    Column("event", String(128), nullable=False),
+    Column("value", Double, nullable=False),
+    Column("at", Double, nullable=False),
+)
+
+
+class ExperimentExists(ValueError):
+    pass
+
+
+class ExperimentNotFound(LookupError):
+    pass
+
+
+def _copy_text(rows: Iterable[tuple[str, str, float, float]]) -> bytes:
+    """Rows in COPY's text format. Subjects and event names were checked by the caller to hold no tab,
+    newline or backslash, so no escaping is needed; floats go out with repr (round-trips exactly)."""
+    out = io.StringIO()
+    out.writelines(f"{s}\t{e}\t{v!r}\t{a!r}\n" for s, e, v, a in rows)
+    return out.getvalue().encode("utf-8")
+
+
+class SqlExperimentStore:
+    """Experiments, exposures and metric events beside the rollouts, in the same database."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.engine = store.engine
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------ experiments
+
+    def create(self, spec: ExperimentSpec, now: float) -> Experiment:
+        experiment = Experiment(spec=spec, started_at=now)
+        try:
+            with self._store.write() as conn:
+                conn.execute(experiments_table.insert().values(
+                    name=spec.name, spec=spec.model_dump(mode="json", exclude_none=True), status="running",
+                    started_at=now, killed_flag=False))
+        except IntegrityError:
+            raise ExperimentExists(f"an experiment named {spec.name!r} exists already") from None
+        return experiment
+
+    def get(self, name: str) -> Experiment:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(experiments_table).where(experiments_table.c.name == name)).first()
+        if row is None:
+            raise ExperimentNotFound(f"no experiment named {name!r}")
+        return _experiment(row)
+
+    def list(self) -> list[Experiment]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(experiments_table).order_by(experiments_table.c.started_at)).all()
+        return [_experiment(row) for row in rows]
+
+    def stop(self, name: str, *, actor: str, reason: str, now: float, killed_flag: bool = False) -> Experiment:
+        """Mark it stopped (once: a stopped experiment stays as it was stopped)."""
+        with self._store.write() as conn:
+            done = conn.execute(update(experiments_table)
+                                .where(experiments_table.c.name == name, experiments_table.c.status == "running")
+                                .values(status="stopped", stopped_at=now, stopped_by=actor, stop_reason=reason,
+                                        killed_flag=killed_flag))
+        experiment = self.get(name)
+        if done.rowcount == 0:
+            raise ExperimentExists(f"experiment {name!r} was already stopped")
+        return experiment
+
+    # ------------------------------------------------------------ exposures and events
+
+    def record_exposures(self, name: str, rows: Sequence[tuple[str, str, float]]) -> int:
+        """(subject, variant, at) rows; a subject's first exposure wins. Returns how many were new."""
+        if not rows:
+            return 0
+        values = [{"experiment": name, "subject": s, "variant": v, "at": a} for s, v, a in rows]
+        insert = pg_insert if self.is_postgres else sqlite_insert
+        with self._store.write() as conn:
+            result = conn.execute(insert(exposures_table).on_conflict_do_nothing()
+                                  .returning(exposures_table.c.subject), values)
+            return len(result.all())
+
+    def record_events(self, rows: Sequence[tuple[str, str, float, float]]) -> int:
+        """(subject, event, value, at) rows in one batch: COPY on PostgreSQL, executemany on SQLite."""
+        if not rows:
+            return 0
+        if self.is_postgres:
+            raw = self.engine.raw_connection()
+            try:
+                with raw.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
+                        "COPY metric_events (subject, event, value, at) FROM STDIN") as copy:
+                    copy.write(_copy_text(rows))
+                raw.commit()
+            finally:
+                raw.close()
+        else:
+            with self._store.write() as conn:
+                conn.exec_driver_sql("INSERT INTO metric_events (subject, event, value, at) VALUES (?, ?, ?, ?)",
+                                     list(rows))
+        return len(rows)
+
+    def variant_counts(self, name: str, until: float | None = None) -> dict[str, int]:
+        query = (select(exposures_table.c.variant, text("count(*)")).where(exposures_table.c.experiment == name)
+                 .group_by(exposures_table.c.variant))
+        if until is not None:
+            query = query.where(exposures_table.c.at < until)
+        with self.engine.connect() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+    def moments(self, experiment: Experiment, metric: Metric, until: float | None = None) -> dict[str, Moments]:
+        """Per variant, the sufficient statistics of ``metric`` over subjects exposed before ``until``."""
+        sql, params = readout_query(experiment, metric, until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(sql), params).all()
+        return {row[0]: Moments(float(row[1]), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0),
+                                float(row[5] or 0), float(row[6] or 0)) for row in rows}
+
+
+def _experiment(row: Any) -> Experiment:
+    spec = row.spec if isinstance(row.spec, dict) else json.loads(row.spec)
+    return Experiment(spec=ExperimentSpec.model_validate(spec), status=row.status, started_at=row.started_at,
+                      stopped_at=row.stopped_at, stopped_by=row.stopped_by, stop_reason=row.stop_reason,
+                      killed_flag=bool(row.killed_flag))
+
+
+_VALUE = {
+    # the per-subject value y, and its covariate c (pre-period value, or the ratio's denominator)
+    "conversion": ("CASE WHEN y_n > 0 THEN 1.0 ELSE 0.0 END", "CASE WHEN pre_n > 0 THEN 1.0 ELSE 0.0 END"),
+    "sum": ("y_sum", "pre_sum"),
+    "mean": ("y_sum / y_n", "CASE WHEN pre_n > 0 THEN pre_sum / pre_n ELSE 0.0 END"),
+    "ratio": ("y_sum", "d_sum"),
+}
+
+
+def readout_query(experiment: Experiment, metric: Metric, until: float | None) -> tuple[str, dict[str, Any]]:
+    """One statement: events → one row per subject (aggregated before the join, so SQLite and PostgreSQL
+    both join once per subject) ⋈ exposures → one value per subject → sums per variant."""
+    y, c = _VALUE[metric.kind]
+    if metric.kind != "ratio" and not metric.cuped:
+        c = "0.0"
+    where_mean = "WHERE y_n > 0" if metric.kind == "mean" else ""
+    start = experiment.started_at
+    sql = f"""
+    WITH by_subject AS (
+      SELECT subject,
+        SUM(CASE WHEN event = :y AND at >= :start THEN value ELSE 0.0 END) AS y_sum,
+        SUM(CASE WHEN event = :y AND at >= :start THEN 1 ELSE 0 END) AS y_n,
+        SUM(CASE WHEN event = :y AND at < :start THEN value ELSE 0.0 END) AS pre_sum,
+        SUM(CASE WHEN event = :y AND at < :start THEN 1 ELSE 0 END) AS pre_n,
+        SUM(CASE WHEN event = :d AND at >= :start THEN value ELSE 0.0 END) AS d_sum
+      FROM metric_events WHERE event IN (:y, :d) AND at < :until
+      GROUP BY subject
+    ), per_subject AS (
+      SELECT x.variant AS variant, COALESCE(e.y_sum, 0.0) AS y_sum, COALESCE(e.y_n, 0) AS y_n,
+        COALESCE(e.pre_sum, 0.0) AS pre_sum, COALESCE(e.pre_n, 0) AS pre_n, COALESCE(e.d_sum, 0.0) AS d_sum
+      FROM experiment_exposures x LEFT JOIN by_subject e ON e.subject = x.subject
+      WHERE x.experiment = :name AND x.at < :until
+    ), valued AS (
+      SELECT variant, {y} AS v, {c} AS c FROM per_subject {where_mean}
+    )
+    SELECT variant, COUNT(*), SUM(v), SUM(v * v), SUM(c), SUM(c * c), SUM(v * c) FROM valued GROUP BY variant
+    """
+    params = {"y": metric.event_name, "d": metric.denominator or metric.event_name, "start": start,
+              "until": until if until is not None else 1e18, "name": experiment.name}
+    return sql, params
