@@ -47,6 +47,10 @@ class DetectorConfig:
 
     level_alpha: float = 0.03
     """EWMA weight of a point in the level (about 1/alpha points of memory)."""
+    max_run: int = 120
+    """Points a CUSUM may climb without alarming before it starts again (slower changes are drifts)."""
+    slow_tau: float = 21600.0
+    """Seconds of memory of the slow level, which the daily profile and the drift statistic are measured from."""
     scale_alpha: float = 0.02
     """EWMA weight of a point's absolute residual in the robust scale."""
     long_scale_alpha: float = 0.002
@@ -58,15 +62,20 @@ class DetectorConfig:
     season_rate: float = 0.3
     """Weight of one season's visit in a phase bin of the profile."""
     clip: float = 4.0
+    scale_clip: float = 2.0
+    """Absolute residuals update the scale clipped at this many standard deviations (a sustained anomaly
+    inflates the yardstick it is measured with only slowly)."""
     """Residuals beyond this many scales update the level, scale and profile as if they were this big."""
     cusum_k: float = 0.5
     """CUSUM allowance in scales: shifts smaller than this do not accumulate."""
-    drift_alpha: float = 0.005
-    """EWMA weight of ``z`` in the drift statistic."""
+    drift_alpha: float = 0.01
+    """EWMA weight in the drift statistic of the residual from the slow level, in scales."""
+    drift_var_alpha: float = 0.0005
+    """EWMA weight of a point in the drift statistic's mean square (its own yardstick)."""
     tail_threshold: float = 2.0
     """Each statistic's tail is fitted beyond this value."""
-    tail_rate_alpha: float = 0.002
-    tail_excess_alpha: float = 0.02
+    tail_rate_alpha: float = 0.001
+    tail_excess_alpha: float = 0.005
     warmup: int = 60
     """Points before the score is fully trusted."""
 
@@ -75,10 +84,42 @@ class SeriesDetector:
     """Scores one series point by point; ``score`` uses only the points given so far (in time order)."""
 
     __slots__ = (
-        "_a_drift", "_a_excess", "_a_level", "_a_long", "_a_rate", "_a_scale", "_bin_w", "_bins", "_clip", "_config",
-        "_cusum_dn", "_cusum_up", "_direction", "_drift", "_drift_norm", "_k", "_level", "_long_scale", "_n",
-        "_period", "_run_dn", "_run_n_dn", "_run_n_up", "_run_up", "_scale", "_season", "_season_rate", "_t", "_tail",
-        "_u", "_warmup",
+        "_a_drift",
+        "_a_drift_var",
+        "_a_excess",
+        "_a_level",
+        "_a_long",
+        "_a_rate",
+        "_a_scale",
+        "_a_slow",
+        "_bin_w",
+        "_bins",
+        "_clip",
+        "_config",
+        "_cusum_dn",
+        "_cusum_up",
+        "_direction",
+        "_drift",
+        "_drift_var",
+        "_k",
+        "_level",
+        "_long_scale",
+        "_max_run",
+        "_n",
+        "_period",
+        "_run_dn",
+        "_run_n_dn",
+        "_run_n_up",
+        "_run_up",
+        "_scale",
+        "_scale_clip",
+        "_season",
+        "_season_rate",
+        "_slow",
+        "_t",
+        "_tail",
+        "_u",
+        "_warmup",
     )
 
     def __init__(self, config: DetectorConfig | None = None, *, direction: Direction = "both") -> None:
@@ -89,28 +130,30 @@ class SeriesDetector:
         self._direction = direction
         self._a_level, self._a_scale, self._a_long = c.level_alpha, c.scale_alpha, c.long_scale_alpha
         self._a_drift, self._k, self._clip, self._u = c.drift_alpha, c.cusum_k, c.clip, c.tail_threshold
+        self._scale_clip = c.scale_clip
         self._a_rate, self._a_excess = c.tail_rate_alpha, c.tail_excess_alpha
-        self._drift_norm = 1.0 / math.sqrt(c.drift_alpha / (2.0 - c.drift_alpha))
+        self._a_slow, self._max_run = 1.0 / c.slow_tau, c.max_run
+        self._drift_var = c.drift_alpha / (2.0 - c.drift_alpha)  # the EWMA's variance on white noise, to start
+        self._a_drift_var = c.drift_var_alpha
         self._period, self._bins = c.season_period, c.season_bins
         self._bin_w, self._season_rate, self._warmup = c.season_period / c.season_bins, c.season_rate, c.warmup
         self._n = 0
         self._t = 0.0
-        self._level = self._scale = self._long_scale = 0.0
+        self._level = self._slow = self._scale = self._long_scale = 0.0
         self._season = [0.0] * c.season_bins
         self._cusum_up = self._cusum_dn = self._drift = 0.0
         self._run_up = self._run_dn = 0.0
         self._run_n_up = self._run_n_dn = 0
-        both = direction == "both"
-        # [rate, mean excess] of each statistic's tail beyond u: priors of a Gaussian z, an exponential CUSUM.
-        self._tail = [0.0455 if both else 0.0228, 0.37, 0.27 if both else 0.135, 1.0, 0.0455 if both else 0.0228,
-                      0.37]
+        # [rate, mean excess, exceedances] of each two-sided statistic's tail beyond u: priors of a Gaussian z
+        # and of an exponential CUSUM.
+        self._tail = [0.0455, 0.37, 0.0, 0.27, 1.0, 0.0, 0.0455, 0.37, 0.0]
 
     def score(self, timestamp: float, value: float) -> float:
         """The anomaly score of ``value`` at ``timestamp`` (epoch seconds) given the points before it."""
         x = float(value)
         n = self._n = self._n + 1
         if n == 1:
-            self._t, self._level = timestamp, x
+            self._t, self._level, self._slow = timestamp, x, x
             return 0.0
         dt = timestamp - self._t
         self._t = timestamp
@@ -133,56 +176,74 @@ class SeriesDetector:
         a = self._a_level if self._a_level > inv_n else inv_n
         level += a * rc
         self._level = level
+        slow = self._slow
+        r_slow = x - slow - s
+        r_slow = r_slow if -bound <= r_slow <= bound else math.copysign(bound, r_slow)
+        zs = r_slow / sigma if sigma > 0.0 and n > 3 else 0.0
+        a = self._a_slow * dt if dt > 0.0 else 0.0
+        a = a if a < 0.5 else 0.5
+        self._slow = slow + (a if a > inv_n else inv_n) * r_slow
+        ar = abs(r)
+        if n > 3 and ar > self._scale_clip * sigma:
+            ar = self._scale_clip * sigma
         a = self._a_scale if self._a_scale > inv_n else inv_n
-        self._scale += a * (abs(rc) - self._scale)
+        self._scale += a * (ar - self._scale)
         a = self._a_long if self._a_long > inv_n else inv_n
-        self._long_scale += a * (abs(rc) - self._long_scale)
+        self._long_scale += a * (ar - self._long_scale)
         if dt > 0.0:
             a = self._season_rate * (dt if dt < self._bin_w else self._bin_w) / self._bin_w
-            e = x - level - s
-            e = e if -bound <= e <= bound else math.copysign(bound, e)
-            season[j0] += a * (1.0 - w) * e
-            season[j1] += a * w * e
-        p = self._tails(z, x - s)
+            season[j0] += a * (1.0 - w) * r_slow
+            season[j1] += a * w * r_slow
+        p = self._tails(z, zs, x - s, n)
         score = 1.0 - p if p < 1.0 else 0.0
         return score if n >= self._warmup else score * n / self._warmup
 
     def _scale_floor_value(self, forecast: float) -> float:
         return max(self._config.scale_floor * self._long_scale, 1e-9 * abs(forecast))
 
-    def _tails(self, z: float, deseasonalised: float) -> float:
-        """Update the three statistics and their tails; the Bonferroni tail probability of the worst."""
+    def _tails(self, z: float, z_slow: float, deseasonalised: float, n: int) -> float:
+        """Update the three statistics and their tails; the Bonferroni tail probability of the worst.
+
+        Tails are fitted to the two-sided statistics, which also decide when the level jumps (a shift
+        either way is adapted to); the score reads the statistics in the watched direction only.
+        """
         zc = z if -self._clip <= z <= self._clip else math.copysign(self._clip, z)
         up = max(0.0, self._cusum_up + zc - self._k)
         dn = max(0.0, self._cusum_dn - zc - self._k)
-        if up > 0.0:
+        if up > 0.0 and self._run_n_up < self._max_run:
             self._run_up += deseasonalised
             self._run_n_up += 1
-        else:
-            self._run_up, self._run_n_up = 0.0, 0
-        if dn > 0.0:
+        else:  # back to normal, or too slow to be a step (the drift statistic's business): start again
+            up, self._run_up, self._run_n_up = 0.0, 0.0, 0
+        if dn > 0.0 and self._run_n_dn < self._max_run:
             self._run_dn += deseasonalised
             self._run_n_dn += 1
         else:
-            self._run_dn, self._run_n_dn = 0.0, 0
+            dn, self._run_dn, self._run_n_dn = 0.0, 0.0, 0
         self._cusum_up, self._cusum_dn = up, dn
-        drift = self._drift = self._drift + self._a_drift * (zc - self._drift)
-        d = drift * self._drift_norm
+        zs = z_slow if -self._clip <= z_slow <= self._clip else math.copysign(self._clip, z_slow)
+        drift = self._drift = self._drift + self._a_drift * (zs - self._drift)
+        # Standardised by its own running mean square: a series that wanders (load, weather) is judged
+        # against its own wandering, not against white noise.
+        var = self._drift_var
+        square = drift * drift
+        self._drift_var = var + self._a_drift_var * ((square if square < 16.0 * var else 16.0 * var) - var)
+        d = drift / math.sqrt(var)
+        tail, u = self._tail, self._u
+        a_rate = self._a_rate if self._a_rate * (n + 50) > 1.0 else 1.0 / (n + 50)
+        p_cusum = _learn_tail(tail, 3, up if up > dn else dn, u, a_rate, self._a_excess)
+        p_slow = _learn_tail(tail, 6, abs(d), u, a_rate, self._a_excess)
         direction = self._direction
-        if direction == "up":
-            spike, cusum, slow = z, up, d
-        elif direction == "down":
-            spike, cusum, slow = -z, dn, -d
+        if direction == "both":
+            p = min(_learn_tail(tail, 0, abs(z), u, a_rate, self._a_excess), p_cusum, p_slow)
         else:
-            spike, cusum, slow = abs(z), max(up, dn), abs(d)
-        tail = self._tail
-        u, a_rate, a_excess = self._u, self._a_rate, self._a_excess
-        p_spike = _tail_p(tail, 0, spike, u, a_rate, a_excess)
-        p_cusum = _tail_p(tail, 2, cusum, u, a_rate, a_excess)
-        p_slow = _tail_p(tail, 4, slow, u, a_rate, a_excess)
-        p = 3.0 * min(p_spike, p_cusum, p_slow)
-        if 3.0 * p_cusum <= ALARM_P or 3.0 * p_slow <= ALARM_P:
+            sign = 1.0 if direction == "up" else -1.0
+            _learn_tail(tail, 0, abs(z), u, a_rate, self._a_excess)
+            p = min(_tail_p(tail, 0, sign * z, u), _tail_p(tail, 3, up if sign > 0 else dn, u),
+                    _tail_p(tail, 6, sign * d, u))
+        if 3.0 * min(p_cusum, p_slow) <= ALARM_P:
             self._relevel(up >= dn)
+        p *= 3.0
         return p if p < 1.0 else 1.0
 
     def _relevel(self, upward: bool) -> None:
@@ -190,6 +251,7 @@ class SeriesDetector:
         total, count = (self._run_up, self._run_n_up) if upward else (self._run_dn, self._run_n_dn)
         if count:
             self._level = total / count
+        self._slow = self._level
         self._cusum_up = self._cusum_dn = self._drift = 0.0
         self._run_up = self._run_dn = 0.0
         self._run_n_up = self._run_n_dn = 0
@@ -233,19 +295,34 @@ class SeriesDetector:
         return detector
 
 
-def _tail_p(tail: list[float], i: int, stat: float, u: float, a_rate: float, a_excess: float) -> float:
-    """P(statistic >= stat) from its fitted exponential tail beyond ``u`` (1 below it); learns from ``stat``.
+def _tail_p(tail: list[float], i: int, stat: float, u: float) -> float:
+    """P(statistic >= stat) from its fitted exponential tail beyond ``u``; 1 below it."""
+    over = stat - u
+    return tail[i] * math.exp(-over / tail[i + 1]) if over > 0.0 else 1.0
 
-    Exceedances far out in the tail (p < 1e-3) count towards the rate but not the mean excess, so an
-    ongoing anomaly does not teach the tail that it is normal.
+
+_CENSOR = 3.0
+_TEACHES = 1e-3  # exceedances rarer than this do not teach the mean excess (an anomaly is not the norm)
+_CENSORED_MEAN = 1.0 - math.exp(-_CENSOR)  # E[min(X, 3b)] = b (1 - e^-3) for an exponential X of mean b
+
+
+def _learn_tail(tail: list[float], i: int, stat: float, u: float, a_rate: float, a_excess: float) -> float:
+    """`_tail_p`, then learn from ``stat``: ``tail[i:i+3]`` = rate of exceeding ``u``, mean excess, exceedances.
+
+    Excesses are censored at 3 means (an unbiased update for an exponential tail whose growth is bounded),
+    the first exceedances learn fast (1/count), and a point rarer than 1e-3 teaches nothing, so an ongoing
+    anomaly does not teach the tail that it is normal.
     """
     rate, excess = tail[i], tail[i + 1]
     over = stat - u
-    if over > 0.0:
-        p = rate * math.exp(-over / excess) if excess > 1e-12 else 0.0
-        if p > 1e-3:
-            tail[i + 1] = excess + a_excess * (over - excess)
-        tail[i] = rate + a_rate * (1.0 - rate)
-        return p
-    tail[i] = rate - a_rate * rate
-    return 1.0
+    if over <= 0.0:
+        tail[i] = rate - a_rate * rate
+        return 1.0
+    p = rate * math.exp(-over / excess)
+    tail[i] = rate + a_rate * (1.0 - rate)
+    if p > _TEACHES:
+        count = tail[i + 2] = tail[i + 2] + 1.0
+        a = a_excess if a_excess * (count + 5.0) > 1.0 else 1.0 / (count + 5.0)
+        target = (over if over < _CENSOR * excess else _CENSOR * excess) / _CENSORED_MEAN
+        tail[i + 1] = excess + a * (target - excess)
+    return p
