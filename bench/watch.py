@@ -116,12 +116,19 @@ def episodes(times: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(np.diff(times) > EPISODE_GAP))
 
 
-def null_alarms(service: ServiceDays, scores: dict[str, np.ndarray], threshold: float) -> int:
-    """Alarm episodes on a service whose releases change nothing, any metric, after its first day."""
+def null_alarms(service: ServiceDays, scores: dict[str, np.ndarray], threshold: float) -> tuple[int, int, int]:
+    """Alarm episodes on a service whose releases change nothing, any metric, after its first day:
+    (all, not at a simulated blip, within 2 h after a no-op release)."""
     t = service.timestamps
     counted = t >= t[0] + DAY
-    hits = np.concatenate([t[(s >= threshold) & counted] for s in scores.values()])
-    return episodes(hits)
+    hits = np.sort(np.concatenate([t[(s >= threshold) & counted] for s in scores.values()]))
+    if not len(hits):
+        return 0, 0, 0
+    starts = hits[np.concatenate([[True], np.diff(hits) > EPISODE_GAP])]
+    blip_times = t[service.blips]
+    near_blip = np.array([bool(len(blip_times)) and float(np.min(np.abs(blip_times - x))) <= 120.0 for x in starts])
+    after_release = np.array([any(0.0 <= x - r <= 7200.0 for r in service.releases) for x in starts])
+    return len(starts), int(np.count_nonzero(~near_blip)), int(np.count_nonzero(after_release))
 
 
 def delay(service: ServiceDays, scores: np.ndarray, threshold: float) -> float | None:
@@ -140,10 +147,13 @@ def service_days(quick: bool, names: list[str]) -> list[str]:
                                     earliest_release_day=1.5) for i in range(reg_n)]
             for k, kind in enumerate(HORIZON)}
     days = 7 * null_n + 3 * reg_n * len(regs)
-    lines = [f"### Service-days: {days} simulated service-days at 15-s scrapes "
-             f"({null_n} healthy service-weeks with 3 no-op releases each; {reg_n} regressed runs of 3 days per kind)",
-             "", "| detector | threshold | false alarms / service-week | " + " | ".join(
-                 f"{k}: detected, median delay" for k in HORIZON) + " |", "|---" * (3 + len(HORIZON)) + "|"]
+    lines = [f"### Service-days: {days} simulated service-days at 15-s scrapes", "",
+             f"{null_n} healthy service-weeks (5 metrics each, 3 releases that change nothing, and the simulator's "
+             "transient blips: ~0.5 error bursts and ~1 latency stall a day) and "
+             f"{reg_n} runs of 3 days per regression kind, the regressed release at a random time on day 2-3.", "",
+             "| detector | threshold | alarms / service-week: all · not at a blip · within 2 h of a no-op release | "
+             + " | ".join(f"{k}: detected, median delay" for k in HORIZON) + " |", "|---" * (3 + len(HORIZON)) + "|"]
+    budget = None
     for name in names:
         full = name.startswith("robust")
         use_null = nulls if full else nulls[:cand_null]
@@ -152,33 +162,37 @@ def service_days(quick: bool, names: list[str]) -> list[str]:
         reg_scores = {kind: [(s, run(CANDIDATES[name], s.timestamps, s.series[METRIC_OF[kind]],
                                      DIRECTION[METRIC_OF[kind]])) for s in runs[: reg_n if full else cand_reg]]
                       for kind, runs in regs.items()}
-        thresholds = [("own, <= 1 FA/week", _matched(use_null, null_scores))]
+        weeks = len(use_null) * 6 / 7
         if full:
-            thresholds.insert(0, (f"ALARM_SCORE {ALARM_SCORE}", ALARM_SCORE))
-        for label, threshold in thresholds:
-            fa = sum(null_alarms(s, sc, threshold) for s, sc in zip(use_null, null_scores, strict=True))
-            cells = []
-            for kind in HORIZON:
-                found = [d for d in (delay(s, sc, threshold) for s, sc in reg_scores[kind]) if d is not None]
-                total = len(reg_scores[kind])
-                med = f"{statistics.median(found) / 60:.1f} min" if found else "—"
-                cells.append(f"{len(found)}/{total}, {med}")
-            weeks = len(use_null) * 6 / 7
-            lines.append(f"| {name} | {label} ({threshold:.6g}) | {fa / weeks:.2f} | " + " | ".join(cells) + " |")
+            label, threshold = "ALARM_SCORE", ALARM_SCORE
+        else:
+            label, threshold = "matched", _matched(use_null, null_scores, budget or 1.0)
+        counts = np.array([null_alarms(s, sc, threshold) for s, sc in zip(use_null, null_scores, strict=True)])
+        rates = counts.sum(axis=0) / weeks
+        if full:
+            budget = float(rates[0])
+        cells = []
+        for kind in HORIZON:
+            found = [d for d in (delay(s, sc, threshold) for s, sc in reg_scores[kind]) if d is not None]
+            med = f"{statistics.median(found) / 60:.1f} min" if found else "—"
+            cells.append(f"{len(found)}/{len(reg_scores[kind])}, {med}")
+        lines.append(f"| {name} | {label} {threshold:.6g} | {rates[0]:.2f} · {rates[1]:.2f} · {rates[2]:.2f} | "
+                     + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    lines += ["", "False alarms are counted from day 2 (the first day warms the daily profile up); weeks = "
-              "6/7 of each service-week. Detectors other than ours run on the first "
-              f"{cand_null} healthy weeks and {cand_reg} runs per kind (they are slower)."]
+    lines += ["", "Alarms closer than 10 min are one. False alarms count from day 2 (the first day warms the daily "
+              "profile up). Horizons: 30 min for the steps, 6 h for the leak, 3 h for the KPI. Other detectors run "
+              f"on the first {cand_null} healthy weeks and {cand_reg} runs per kind (they are slower), each at the "
+              "lowest threshold whose alarms per service-week do not exceed ours (matched false alarms)."]
     return lines
 
 
-def _matched(nulls: list[ServiceDays], null_scores: list[dict[str, np.ndarray]]) -> float:
-    """The lowest threshold giving at most one false alarm per service-week on the healthy runs."""
+def _matched(nulls: list[ServiceDays], null_scores: list[dict[str, np.ndarray]], budget: float) -> float:
+    """The lowest threshold giving at most ``budget`` alarm episodes per service-week on the healthy runs."""
     pooled = np.concatenate([s for sc in null_scores for s in sc.values()])
     weeks = len(nulls) * 6 / 7
     for q in np.logspace(-1.5, -7, 60):
         threshold = float(np.quantile(pooled, 1.0 - q))
-        if sum(null_alarms(s, sc, threshold) for s, sc in zip(nulls, null_scores, strict=True)) <= weeks:
+        if sum(null_alarms(s, sc, threshold)[0] for s, sc in zip(nulls, null_scores, strict=True)) <= budget * weeks:
             return threshold
     return float(pooled.max()) + 1e-12
 

@@ -60,6 +60,9 @@ class ServiceDays:
     releases: tuple[float, ...]
     regression: Regression | None = None
     profile: dict[str, float] = field(default_factory=dict)
+    blips: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """Where a healthy service had a transient blip (an error burst, a latency stall): real but brief
+    anomalies that no change caused."""
 
 
 def simulate_service(seed: int, *, days: float = 7.0, interval: float = 15.0, releases: int = 3,
@@ -76,14 +79,18 @@ def simulate_service(seed: int, *, days: float = 7.0, interval: float = 15.0, re
                "error_rate": float(rng.uniform(0.001, 0.01)), "p99_ms": float(rng.uniform(80, 400)),
                "memory_mb": float(rng.uniform(200, 2000)), "conversion": float(rng.uniform(0.03, 0.12))}
     rps = _traffic(rng, t, profile["rps"])
+    per_day = DAY / interval
+    error_bursts = _bursts(rng, len(t), 0.5, per_day, 3)
+    stalls = _bursts(rng, len(t), 1.0, per_day, 2)
     count = rng.poisson(rps * interval).astype(float)
     series = {"requests": count / interval,
-              "error_rate": _errors(rng, t, count, profile["error_rate"], regression),
-              "latency_p99": _latency(rng, t, count, rps / profile["rps"], profile["p99_ms"], release_times,
-                                      regression),
-              "memory": _memory(rng, t, rps / profile["rps"], profile["memory_mb"], release_times, regression),
+              "error_rate": _errors(rng, t, count, profile["error_rate"], error_bursts, regression),
+              "latency_p99": _latency(rng, t, count, rps / profile["rps"], profile["p99_ms"], stalls,
+                                      release_times, regression),
+              "memory": _memory(rng, t, rps / profile["rps"], profile["memory_mb"], regression),
               "kpi": _kpi(rng, count, profile["conversion"], t, regression)}
-    return ServiceDays(f"svc-{seed}", t, series, release_times, regression, profile)
+    return ServiceDays(f"svc-{seed}", t, series, release_times, regression, profile,
+                       (error_bursts + stalls) > 0)
 
 
 def _traffic(rng: np.random.Generator, t: np.ndarray, base: float) -> np.ndarray:
@@ -116,10 +123,9 @@ def _after(t: np.ndarray, regression: Regression | None, kind: str) -> np.ndarra
     return t >= regression.onset
 
 
-def _errors(rng: np.random.Generator, t: np.ndarray, count: np.ndarray, base: float,
+def _errors(rng: np.random.Generator, t: np.ndarray, count: np.ndarray, base: float, bursts: np.ndarray,
             regression: Regression | None) -> np.ndarray:
-    per_day = DAY / (t[1] - t[0])
-    p = base * (1.0 + 4.0 * _bursts(rng, len(t), 0.5, per_day, 3))
+    p = base * (1.0 + 4.0 * bursts)
     if regression is not None:
         p = p + np.where(_after(t, regression, "errors"), regression.error_step, 0.0)
     errors = rng.binomial(count.astype(np.int64), np.minimum(p, 1.0))
@@ -127,8 +133,7 @@ def _errors(rng: np.random.Generator, t: np.ndarray, count: np.ndarray, base: fl
 
 
 def _latency(rng: np.random.Generator, t: np.ndarray, count: np.ndarray, load: np.ndarray, p99: float,
-             releases: tuple[float, ...], regression: Regression | None) -> np.ndarray:
-    per_day = DAY / (t[1] - t[0])
+             stall_mask: np.ndarray, releases: tuple[float, ...], regression: Regression | None) -> np.ndarray:
     level = p99 * (1.0 + 0.25 * (load - 1.0))
     for release in releases:  # cold caches: +10 % fading over ~2 minutes
         since = t - release
@@ -136,12 +141,12 @@ def _latency(rng: np.random.Generator, t: np.ndarray, count: np.ndarray, load: n
     if regression is not None:
         level = level * np.where(_after(t, regression, "latency"), regression.latency_factor, 1.0)
     noise = rng.normal(0.0, 0.03 + 0.6 / np.sqrt(np.maximum(count * 0.01, 1.0)))
-    stalls = _bursts(rng, len(t), 1.0, per_day, 2) * rng.exponential(1.0, len(t))
+    stalls = stall_mask * rng.exponential(1.0, len(t))
     return level * np.exp(noise) * (1.0 + stalls)
 
 
 def _memory(rng: np.random.Generator, t: np.ndarray, load: np.ndarray, base: float,
-            releases: tuple[float, ...], regression: Regression | None) -> np.ndarray:
+            regression: Regression | None) -> np.ndarray:
     level = base * (1.0 + 0.05 * (load - 1.0))  # a rolling release keeps the replicas' average
     if regression is not None and regression.kind == "memory_leak":
         hours = np.maximum(t - regression.onset, 0.0) / 3600.0

@@ -39,14 +39,17 @@ ALARM_SCORE: float = 1.0 - ALARM_P
 
 _MAD_TO_SIGMA = 1.2533141373155  # E|N(0,1)| = 0.7979: mean absolute deviation x 1.2533 = standard deviation
 _STATE_VERSION = 1
+_NO_SPREAD_Z = 50.0  # the z of a change in a series that has been constant so far
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """How a `SeriesDetector` learns; the defaults suit 10-s scrapes and 5-min series alike."""
 
-    level_alpha: float = 0.03
-    """EWMA weight of a point in the level (about 1/alpha points of memory)."""
+    level_tau: float = 16000.0
+    """Seconds that set the level's EWMA weight, sqrt(interval / level_tau), clamped to [0.01, 0.5]: the
+    steady-state Kalman gain of a local-level model whose level wanders in proportion to elapsed time,
+    so a 15-s scrape gets 0.03 (8 minutes of memory) and a 5-minute series 0.13 (40 minutes)."""
     max_run: int = 120
     """Points a CUSUM may climb without alarming before it starts again (slower changes are drifts)."""
     slow_tau: float = 21600.0
@@ -101,8 +104,10 @@ class SeriesDetector:
         "_direction",
         "_drift",
         "_drift_var",
+        "_interval",
         "_k",
         "_level",
+        "_level_tau",
         "_long_scale",
         "_max_run",
         "_n",
@@ -128,7 +133,8 @@ class SeriesDetector:
             raise ValueError(f"direction must be up, down or both, not {direction!r}")
         self._config = c
         self._direction = direction
-        self._a_level, self._a_scale, self._a_long = c.level_alpha, c.scale_alpha, c.long_scale_alpha
+        self._a_scale, self._a_long, self._level_tau = c.scale_alpha, c.long_scale_alpha, c.level_tau
+        self._a_level, self._interval = 0.03, 0.0
         self._a_drift, self._k, self._clip, self._u = c.drift_alpha, c.cusum_k, c.clip, c.tail_threshold
         self._scale_clip = c.scale_clip
         self._a_rate, self._a_excess = c.tail_rate_alpha, c.tail_excess_alpha
@@ -170,21 +176,28 @@ class SeriesDetector:
         inv_n = 1.0 / n
         floor = self._scale_floor_value(level + s)
         sigma = _MAD_TO_SIGMA * max(self._scale, floor)
-        z = r / sigma if sigma > 0.0 and n > 3 else 0.0
-        bound = self._clip * sigma if n > 3 else math.inf
+        if sigma > 0.0 and n > 3:
+            z, bound = r / sigma, self._clip * sigma
+        else:  # no spread seen yet (or a series constant so far): any change is news, nothing is clipped
+            z, bound = (0.0 if r == 0.0 or n <= 3 else math.copysign(_NO_SPREAD_Z, r)), math.inf
         rc = r if -bound <= r <= bound else math.copysign(bound, r)
-        a = self._a_level if self._a_level > inv_n else inv_n
+        if dt > 0.0:
+            interval = self._interval = dt if n == 2 else self._interval + 0.05 * (dt - self._interval)
+            a = self._a_level = min(0.5, max(0.01, math.sqrt(interval / self._level_tau)))
+        else:
+            a = self._a_level
+        a = a if a > inv_n else inv_n
         level += a * rc
         self._level = level
         slow = self._slow
         r_slow = x - slow - s
         r_slow = r_slow if -bound <= r_slow <= bound else math.copysign(bound, r_slow)
-        zs = r_slow / sigma if sigma > 0.0 and n > 3 else 0.0
+        zs = r_slow / sigma if bound < math.inf else 0.0
         a = self._a_slow * dt if dt > 0.0 else 0.0
         a = a if a < 0.5 else 0.5
         self._slow = slow + (a if a > inv_n else inv_n) * r_slow
         ar = abs(r)
-        if n > 3 and ar > self._scale_clip * sigma:
+        if bound < math.inf and ar > self._scale_clip * sigma:
             ar = self._scale_clip * sigma
         a = self._a_scale if self._a_scale > inv_n else inv_n
         self._scale += a * (ar - self._scale)
