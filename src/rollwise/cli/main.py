@@ -678,6 +678,9 @@ def _mount_optional() -> None:
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
+    from rollwise.watch.anomaly_cli import anomaly_app
+
+    app.add_typer(anomaly_app, name="anomaly")
 
 
 _mount_optional()
