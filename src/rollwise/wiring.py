@@ -21,6 +21,7 @@ from rollwise.core.protocols import (
     Store,
     TokenRepository,
     TrafficRouter,
+    WatchStore,
 )
 from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
@@ -66,6 +67,13 @@ def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
 
     audit = SqlAuditLog(store)
     return audit, SqlTokenRepository(store, audit.database)
+
+
+def open_watch(store: Store) -> WatchStore:
+    """The change log and incidents kept in ``store``'s database (a private in-memory one for other stores)."""
+    from rollwise.adapters.stores.sql_watch import SqlWatchStore
+
+    return SqlWatchStore(store)
 
 
 NOTIFY_ENV = {

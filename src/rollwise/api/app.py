@@ -139,6 +139,9 @@ def create_app(
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)
+    from rollwise.api import watch as watch_api
+
+    watch_api.mount(app)
     from rollwise.api import docs
 
     docs.mount(app)

@@ -612,6 +612,9 @@ def _mount_optional() -> None:
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
+    from rollwise.watch.cli import register as register_watch_commands
+
+    register_watch_commands(app)  # rollwise changes, rollwise incidents
 
 
 _mount_optional()
