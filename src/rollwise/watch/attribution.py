@@ -3,12 +3,13 @@
 Pure: the caller gives the anomalous metric's recent points, the alarm time, the candidate changes and
 (when traffic is split) what each version saw since onset.
 
-1. **Onset** by a single change point: the split ``tau`` minimising the squared error of a two-mean
-   model (the Gaussian likelihood of one mean shift), found in O(n) with cumulative sums over the
-   points up to the alarm. Its interval is the set of splits whose likelihood-ratio statistic is within
-   the 95 % chi-square(1) quantile of the best (profile likelihood). A hand-written split rather than
-   ``ruptures``: one change point on a few hundred points needs nothing more, and the interval needs the
-   profile, which ``ruptures`` does not expose (bench/watch_attribution.py measures the result).
+1. **Onset** by a single change point over the points up to the alarm: the split minimising the
+   squared error (Gaussian likelihood) of either a mean shift or a hinge (flat, then a linear drift:
+   a leak or a ramp, whose onset is where it starts). Its interval is the set of splits whose
+   likelihood-ratio statistic is within the 95 % chi-square(1) quantile of the best (profile
+   likelihood). Hand-written rather than ``ruptures``: one change point on a few hundred points needs
+   nothing more, the hinge model is not one of its costs, and the interval needs the profile, which
+   ``ruptures`` does not expose (bench/watch_attribution.py measures the result).
 2. **Effect size**: mean after minus mean before onset, with a Welch 95 % interval.
 3. **Candidates**: each change that could have caused it scores ``proximity x scope x specificity``:
    proximity ``exp(-lag / tau)`` for a change up to ``horizon`` before the onset interval (one that came
@@ -90,32 +91,65 @@ class Attribution:
 
 
 def estimate_onset(points: Sequence[tuple[float, float]]) -> Onset | None:
-    """The most likely single mean shift in ``points`` (time-ordered), with its profile interval."""
+    """The most likely onset in ``points`` (time-ordered), with its profile interval and effect size.
+
+    Two shapes are fitted at every split and the better one kept (both have three parameters, so the
+    smaller squared error is the larger likelihood): a *step* (one mean before, another after) and a
+    *hinge* (flat, then a linear drift from the split: a leak, a slow ramp), whose onset is where the
+    drift starts rather than half-way up it.
+    """
     n = len(points)
     if n < 6:
         return None
+    times = [t for t, _ in points]
     values = [v for _, v in points]
-    prefix, prefix_sq = [0.0], [0.0]
-    for v in values:
-        prefix.append(prefix[-1] + v)
-        prefix_sq.append(prefix_sq[-1] + v * v)
-
-    def sse(i: int, j: int) -> float:
-        count = j - i
-        s = prefix[j] - prefix[i]
-        return max(0.0, prefix_sq[j] - prefix_sq[i] - s * s / count)
-
-    costs = {k: sse(0, k) + sse(k, n) for k in range(2, n - 1)}
+    step, hinge = _step_costs(values), _hinge_costs(times, values)
+    drifting = min(hinge.values()) < min(step.values())
+    costs = hinge if drifting else step
     best = min(costs, key=lambda k: (costs[k], -k))
-    sigma2 = max(costs[best] / max(1, n - 2), 1e-18)
+    sigma2 = max(costs[best] / max(1, n - 3), 1e-18)
     inside = [k for k, c in costs.items() if (c - costs[best]) / sigma2 <= CHI2_1_95]
-    before, after = values[:best], values[best:]
+    # A drift's effect is where it got to: the later half of what came after the onset.
+    after_from = best + (n - best) // 2 if drifting and n - best >= 4 else best
+    before, after = values[:best], values[after_from:]
     mean_b, mean_a = sum(before) / len(before), sum(after) / len(after)
     se = math.sqrt(_variance(before) / len(before) + _variance(after) / len(after))
     effect = mean_a - mean_b
     return Onset(at=points[best][0], low=points[min(inside)][0], high=points[max(inside)][0], index=best,
                  before_mean=mean_b, after_mean=mean_a, effect=effect, effect_low=effect - Z95 * se,
                  effect_high=effect + Z95 * se)
+
+
+def _step_costs(values: Sequence[float]) -> dict[int, float]:
+    """Squared error of a one-mean-shift model at every split ``k`` (shift between k-1 and k), O(n)."""
+    n = len(values)
+    prefix, prefix_sq = [0.0], [0.0]
+    for v in values:
+        prefix.append(prefix[-1] + v)
+        prefix_sq.append(prefix_sq[-1] + v * v)
+
+    def sse(i: int, j: int) -> float:
+        s = prefix[j] - prefix[i]
+        return max(0.0, prefix_sq[j] - prefix_sq[i] - s * s / (j - i))
+
+    return {k: sse(0, k) + sse(k, n) for k in range(2, n - 1)}
+
+
+def _hinge_costs(times: Sequence[float], values: Sequence[float]) -> dict[int, float]:
+    """Squared error of ``a + b * max(0, t - t_k)`` at every split ``k`` (least squares in a and b)."""
+    n = len(values)
+    mean_y = sum(values) / n
+    syy = sum((v - mean_y) ** 2 for v in values)
+    costs: dict[int, float] = {}
+    for k in range(2, n - 2):
+        x = [max(0.0, t - times[k - 1]) for t in times]
+        mean_x = sum(x) / n
+        sxx = sum((xi - mean_x) ** 2 for xi in x)
+        if sxx <= 0:
+            continue
+        sxy = sum((xi - mean_x) * (v - mean_y) for xi, v in zip(x, values, strict=True))
+        costs[k] = max(0.0, syy - sxy * sxy / sxx)
+    return costs or {2: syy}
 
 
 def _variance(values: Sequence[float]) -> float:
