@@ -199,9 +199,16 @@ def attribute(points: Sequence[tuple[float, float]], changes: Sequence[Change], 
 
 
 def _not_reverted(changes: Sequence[Change], before: float) -> list[Change]:
-    """Candidate changes: not reverting ones, and not ones an undo/rollback reverted before ``before``."""
+    """Candidate changes: not reverting ones, not ones an undo/rollback reverted before ``before``, and of
+    one release's steps (start, weights, promotion) only the last before ``before``: they are one change."""
     reverted = {(c.service, c.previous_version) for c in changes if c.kind in REVERTING and c.at <= before}
-    return [c for c in changes if c.kind not in REVERTING and (c.service, c.version) not in reverted]
+    kept = [c for c in changes if c.kind not in REVERTING and (c.service, c.version) not in reverted]
+    latest: dict[tuple[str, str | None, str | None], Change] = {}
+    for change in sorted(kept, key=lambda c: c.at):
+        key = (change.service, change.version, change.scope) if change.source == "rollwise" else ("", change.id, "")
+        if key not in latest or change.at <= before:
+            latest[key] = change
+    return list(latest.values())
 
 
 def _score(change: Change, onset: Onset, service: str, depends_on: Sequence[str], region: str | None,
@@ -216,7 +223,10 @@ def _score(change: Change, onset: Onset, service: str, depends_on: Sequence[str]
     if scope <= 0:
         return None
     detail = version_split(split, change.version)
-    if detail is None:
+    served = {v for v, (_bad, total) in split.items() if total > 0}
+    if detail is None and change.source == "rollwise" and served and change.version not in served:
+        specificity, how = cfg.unspecific, f"{change.version} served none of the anomalous traffic"
+    elif detail is None:
         specificity, how = cfg.neutral_specificity, "no per-version split"
     elif detail["low"] > 0:
         specificity, how = 1.0, f"bad rate on {change.version} {detail['rate']:.4f} vs {detail['others_rate']:.4f}"
