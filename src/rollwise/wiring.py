@@ -29,6 +29,7 @@ from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 if TYPE_CHECKING:
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
+    from rollwise.watch.runner import Watch
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -74,6 +75,21 @@ def open_watch(store: Store) -> WatchStore:
     from rollwise.adapters.stores.sql_watch import SqlWatchStore
 
     return SqlWatchStore(store)
+
+
+def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = None,
+                clock: Clock | None = None) -> Watch:
+    """The post-release watch over ``store``'s services: the judge's metric sources (``runtime``), undo
+    through a control plane audited in ``audit``, kills on ``flags`` (a served flag file, if any)."""
+    from rollwise.control.plane import ControlPlane
+    from rollwise.core.clock import SystemClock
+    from rollwise.watch.actions import PlaneActuator
+    from rollwise.watch.runner import Watch
+
+    watch = open_watch(store)
+    actuator = PlaneActuator(ControlPlane(store=store, audit=audit), watch, runtime.notifier, flags)
+    return Watch(store, watch, lambda record: runtime.metrics_for(record.spec), actuator, clock or SystemClock(),
+                 audit)
 
 
 NOTIFY_ENV = {

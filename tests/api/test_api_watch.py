@@ -9,6 +9,7 @@ from rollwise.adapters.stores.sql_watch import SqlWatchStore
 from rollwise.watch.incidents import Incident
 from support.api import audit_rows, make_tokens
 from support.serve_process import rollwise_serve
+from support.specs import SHOP
 
 
 def test_changes_need_deployer_are_audited_and_listed(store_url: str, flags_file: Path, tmp_path: Path) -> None:
@@ -37,13 +38,19 @@ def test_changes_need_deployer_are_audited_and_listed(store_url: str, flags_file
     assert row.actor == "deployer-bot" and row.role == "deployer" and row.after["description"] == "pool size 50"
 
 
-def test_incidents_are_readable(store_url: str, tmp_path: Path) -> None:
+def test_incidents_are_readable_and_hold_releases(store_url: str, tmp_path: Path) -> None:
     with SqlStore(store_url) as store:
-        SqlWatchStore(store).open_incident(Incident(service="web", opened_at=1000.0, onset=960.0,
+        SqlWatchStore(store).open_incident(Incident(service="shop", opened_at=1000.0, onset=960.0,
                                                     metric="error_rate"))
+    spec = (SHOP + "  canary:\n    steps:\n      - setWeight: 20\n").encode()
     with rollwise_serve(store_url, tmp_path) as server, server.client() as client:
         (incident,) = client.get("/api/v1/incidents", params={"open": "true"}).json()
         assert incident["id"] == 1 and incident["metric"] == "error_rate" and incident["recovery_s"] is None
-        assert client.get("/api/v1/incidents/1").json()["service"] == "web"
+        assert client.get("/api/v1/incidents/1").json()["service"] == "shop"
+        held = client.post("/api/v1/rollouts", content=spec, headers={"Content-Type": "application/yaml"})
+        assert held.status_code == 409 and held.json()["detail"].startswith("held: service shop has open incident #1")
+        forced = client.post("/api/v1/rollouts", params={"force": "true"}, content=spec,
+                             headers={"Content-Type": "application/yaml"})
+        assert forced.status_code == 201, forced.text
         assert client.get("/api/v1/incidents/2").status_code == 404
         assert client.get("/api/v1/incidents/x").status_code == 422

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.adapters.stores.sql_audit import SqlAuditLog
 from rollwise.adapters.stores.sql_watch import SqlWatchStore
 from rollwise.watch.incidents import Incident
-
-
-def rollwise(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROLLWISE_STORE": f"sqlite:///{tmp_path / 'r.db'}", "HOME": str(tmp_path)}
-    return subprocess.run([sys.executable, "-m", "rollwise", *args], capture_output=True, text=True, env=env,
-                          timeout=60, cwd=tmp_path)
+from support.cli import rollwise
 
 
 def test_record_then_list_shows_the_change_and_audits_it(tmp_path: Path) -> None:

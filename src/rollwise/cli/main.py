@@ -342,6 +342,8 @@ def rollout_start(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Run the controller here until it ends.")] = True,
     commit_time: Annotated[str | None, typer.Option(help="ISO time of the change, for lead time.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start even while the service has an open incident "
+                                                          "(audited).")] = False,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
     *,
@@ -352,7 +354,7 @@ def rollout_start(
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
     """
     _parse_commit_time(commit_time)
-    summary = control.start(file, _actor(actor), commit_time)
+    summary = control.start(file, _actor(actor), commit_time, force=force)
     if wait:
         summary = control.follow(summary["name"], output.value, max_seconds)
     _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
@@ -530,12 +532,15 @@ def controller(
     Example: ROLLWISE_STORE=sqlite:///r.db rollwise controller
     """
     from rollwise.controller import Controller
+    from rollwise.wiring import build_watch, open_audit
 
     ctl = Controller(_store(store))
+    ctl.watch = build_watch(ctl.store, ctl.runtime, open_audit(ctl.store)[0])
     _sigterm_stops_like_ctrl_c()
     try:
         if once:
             ctl.tick_all()
+            ctl.watch_once()
         else:
             ctl.run(None, poll_s=poll, until_done=False, max_seconds=max_seconds)
     finally:

@@ -18,6 +18,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 changes_app = typer.Typer(help="The change log: what changed on which service, when, by whom.",
                           no_args_is_help=True)
+watch_app = typer.Typer(help="The post-release watch: run it alone, or show a service's policy.")
 incidents_app = typer.Typer(help="Incidents the watch opened: onset, culprit, actions, recovery.",
                             no_args_is_help=True)
 
@@ -161,6 +162,59 @@ def show_incident(
         typer.echo(incident_text(incident))
 
 
+@watch_app.callback(invoke_without_command=True)
+def watch(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    poll: Annotated[float, typer.Option(help="Seconds between passes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Exit after this long.")] = None,
+) -> None:
+    """Watch every service whose latest rollout has a ``watch:`` block, alone (``serve`` and ``controller``
+    run the same watch beside the rollouts). Example: rollwise watch --store sqlite:///r.db"""
+    if ctx.invoked_subcommand is not None:
+        return
+    import threading
+
+    from rollwise.wiring import Runtime, build_watch, open_audit
+
+    the_store = _open(store, read_only=False)
+    runtime = Runtime(store=the_store)
+    runner = build_watch(the_store, runtime, open_audit(the_store)[0])
+    started, stop = time.monotonic(), threading.Event()
+    try:
+        while not stop.is_set():
+            for incident in runner.tick():
+                culprit = (incident.culprit or {}).get("id") or "no change"
+                typer.echo(f"incident #{incident.id} {incident.status} on {incident.service}: {incident.metric}, "
+                           f"culprit {culprit}")
+            if once or (max_seconds is not None and time.monotonic() - started >= max_seconds):
+                break
+            stop.wait(poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+
+
+@watch_app.command("policy")
+def policy(
+    service: Annotated[str, typer.Argument(help="The service.")],
+    store: StoreOpt = None,
+) -> None:
+    """The watch policy in force for SERVICE: its latest rollout's ``watch:`` block (as JSON).
+
+    Example: rollwise watch policy web"""
+    records = [r for r in _open(store, read_only=True).list() if r.spec.service == service]
+    if not records:
+        raise _fail(f"no rollout of service {service!r}", 1)
+    latest = max(records, key=lambda r: r.created_at)
+    spec = latest.spec.watch
+    typer.echo(json.dumps({"service": service, "rollout": latest.name,
+                           "watch": spec.model_dump(mode="json") if spec else None}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(watch_app, name="watch")
     app.add_typer(changes_app, name="changes")
     app.add_typer(incidents_app, name="incidents")
