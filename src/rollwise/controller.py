@@ -10,12 +10,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import ConflictError, Store
 from rollwise.wiring import Runtime
+
+if TYPE_CHECKING:
+    from rollwise.watch.runner import Watch
 
 log = logging.getLogger(__name__)
 MAX_TICKS_PER_PASS = 4
@@ -29,6 +33,7 @@ class Controller:
             self.runtime.store = store
         self.clock = clock or SystemClock()
         self._engines: dict[str, RolloutEngine] = {}
+        self.watch: Watch | None = None  # the post-release watch, ticked after the rollouts on each pass
 
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
         engine = self._engines.get(record.name)
@@ -65,6 +70,15 @@ class Controller:
             record = ticked
         return record
 
+    def watch_once(self) -> None:
+        """One pass of the watch (points that are due, incidents, actions); a failure is logged, never raised."""
+        if self.watch is None:
+            return
+        try:
+            self.watch.tick()
+        except Exception:
+            log.exception("controller: watch pass failed")
+
     def settled(self, record: RolloutRecord) -> bool:
         """Ended, with its final route on this process's data plane."""
         return record.phase.terminal and self.engine_for(record).route_applied(record)
@@ -85,6 +99,7 @@ class Controller:
         records: list[RolloutRecord] = []
         while not stop.is_set():
             records = self.tick_all(names)
+            self.watch_once()
             if on_tick is not None:
                 on_tick(records)
             if until_done and names is not None and len(records) == len(names) and all(

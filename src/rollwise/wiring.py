@@ -23,6 +23,7 @@ from rollwise.core.protocols import (
     StoreUnavailable,
     TokenRepository,
     TrafficRouter,
+    WatchStore,
 )
 from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, EvaluationSpec, RolloutSpec
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
     from rollwise.telemetry.aggregate import SpanAggregates
+    from rollwise.watch.runner import Watch
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -98,6 +100,28 @@ def open_experiments(store: Store) -> Any:
     if not isinstance(store, SqlStore):
         raise StoreUnavailable("experiments need a SQL store (sqlite:///… or postgresql+psycopg://…)")
     return SqlExperimentStore(store)
+
+
+def open_watch(store: Store) -> WatchStore:
+    """The change log and incidents kept in ``store``'s database (a private in-memory one for other stores)."""
+    from rollwise.adapters.stores.sql_watch import SqlWatchStore
+
+    return SqlWatchStore(store)
+
+
+def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = None,
+                clock: Clock | None = None) -> Watch:
+    """The post-release watch over ``store``'s services: the judge's metric sources (``runtime``), undo
+    through a control plane audited in ``audit``, kills on ``flags`` (a served flag file, if any)."""
+    from rollwise.control.plane import ControlPlane
+    from rollwise.core.clock import SystemClock
+    from rollwise.watch.actions import PlaneActuator
+    from rollwise.watch.runner import Watch
+
+    watch = open_watch(store)
+    actuator = PlaneActuator(ControlPlane(store=store, audit=audit), watch, runtime.notifier, flags)
+    return Watch(store, watch, lambda record: runtime.metrics_for(record.spec), actuator, clock or SystemClock(),
+                 audit)
 
 
 NOTIFY_ENV = {

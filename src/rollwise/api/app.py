@@ -26,8 +26,8 @@ from rollwise.api.auth import Gatekeeper
 from rollwise.api.policy import SpecPolicy
 from rollwise.control.plane import ControlPlane
 from rollwise.core.engine import CommandError
-from rollwise.core.protocols import ConflictError, NotFoundError, Store
-from rollwise.wiring import Runtime, open_audit
+from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
+from rollwise.wiring import Runtime, build_watch, open_audit
 
 log = logging.getLogger("rollwise.api")
 STATIC = Path(__file__).parent / "static"
@@ -36,10 +36,13 @@ STATIC = Path(__file__).parent / "static"
 class ControllerThread:
     """Runs ``Controller.run`` (the same loop as ``rollwise controller``) in a thread until stopped."""
 
-    def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25) -> None:
+    def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25,
+                 audit: AuditLog | None = None, flags: Any = None) -> None:
         from rollwise.controller import Controller
 
         self.controller = Controller(store, runtime=runtime)
+        if audit is not None:  # the post-release watch runs beside the rollouts
+            self.controller.watch = build_watch(store, self.controller.runtime, audit, flags)
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollwise-controller", daemon=True)
@@ -95,7 +98,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.stopping = asyncio.Event()
         guards.install_log_redaction()  # again: the server may have configured logging since create_app
-        controller = ControllerThread(store, runtime, controller_poll_s) if run_controller else None
+        controller = ControllerThread(store, runtime, controller_poll_s, audit, flags) if run_controller else None
         if controller is not None:
             controller.start()
         if flags is not None:
@@ -158,6 +161,9 @@ def create_app(
     from rollwise.api import experiments as experiments_api
 
     app.include_router(experiments_api.router)
+    from rollwise.api import watch as watch_api
+
+    watch_api.mount(app)
     from rollwise.api import docs
 
     docs.mount(app)

@@ -89,7 +89,20 @@ def _change(request: Request, key: str, action: str, who: Principal, reason: str
     request.app.state.plane.audit.append(actor=who.actor, role=who.role.name, action=f"flag.{action}",
                                          target=f"flag:{key}", before=record.before, after=record.after,
                                          reason=reason)
+    _log_change(request, key, action, who, reason)
     return {"key": key, "action": action, "version": record.version, "at": record.at}
+
+
+def _log_change(request: Request, key: str, action: str, who: Principal, reason: str) -> None:
+    """The flag change in the watch's change log, so an anomaly after it can be attributed to it."""
+    import time
+
+    from rollwise.watch.changes import ANY_SERVICE, Change
+
+    request.app.state.watch.record_change(Change(
+        service=ANY_SERVICE, at=time.time(), kind="flag", scope=f"flag:{key}",
+        description=f"{action}: {reason}" if reason else action,
+        actor=who.actor, source="rollwise", data={"flag": key, "action": action}))
 
 
 def _writer(action: str) -> Any:

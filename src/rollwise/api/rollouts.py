@@ -172,6 +172,7 @@ def start_rollout(
     reason: Annotated[str, Query(max_length=2000)] = "",
     commit_time: Annotated[str | None, Query(max_length=64, description="ISO time of the change")] = None,
     source: SpecSource = "request",
+    force: Annotated[bool, Query(description="Start even while the service has an open incident (audited).")] = False,
     who: Principal = Depends(requires(Role.deployer, "rollout.start", target="rollouts")),
 ) -> Any:
     """Start a rollout from a spec. An invalid spec is rejected whole (422) and nothing changes."""
@@ -187,7 +188,7 @@ def start_rollout(
             commit_ts = datetime.fromisoformat(commit_time).timestamp()
         except ValueError:
             raise HTTPException(422, f"commit_time: {commit_time!r} is not an ISO time") from None
-    return RolloutSummary.of(p.start(spec, who, reason.replace("\x00", ""), commit_ts))
+    return RolloutSummary.of(p.start(spec, who, reason.replace("\x00", ""), commit_ts, force=force))
 
 
 @router.put("/rollouts/{name}/spec", response_model=RolloutSummary, openapi_extra=SPEC_BODY,

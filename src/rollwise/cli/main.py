@@ -362,6 +362,9 @@ def rollout_start(
         "--junit", help="With --wait: write a JUnit XML report here (a case per stage and metric).")] = None,
     summary_file: Annotated[Path | None, typer.Option(
         "--summary", help="With --wait: write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start even while the service has an open incident "
+                                                          "(audited).")] = False,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
     *,
@@ -378,6 +381,7 @@ def rollout_start(
     _parse_commit_time(commit_time)
     limit = _timeout_seconds(timeout, max_seconds)
     summary = control.start(file, _actor(actor), commit_time)
+    summary = control.start(file, _actor(actor), commit_time, force=force)
     if wait:
         summary = control.follow(summary["name"], output.value, limit, exit_on_pause)
     _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
@@ -593,12 +597,15 @@ def controller(
     Example: ROLLWISE_STORE=sqlite:///r.db rollwise controller
     """
     from rollwise.controller import Controller
+    from rollwise.wiring import build_watch, open_audit
 
     ctl = Controller(_store(store))
+    ctl.watch = build_watch(ctl.store, ctl.runtime, open_audit(ctl.store)[0])
     _sigterm_stops_like_ctrl_c()
     try:
         if once:
             ctl.tick_all()
+            ctl.watch_once()
         else:
             ctl.run(None, poll_s=poll, until_done=False, max_seconds=max_seconds)
     finally:
@@ -681,6 +688,9 @@ def _mount_optional() -> None:
     from rollwise.watch.anomaly_cli import anomaly_app
 
     app.add_typer(anomaly_app, name="anomaly")
+    from rollwise.watch.cli import register as register_watch_commands
+
+    register_watch_commands(app)  # rollwise changes, rollwise incidents
 
 
 _mount_optional()

@@ -40,8 +40,9 @@ class ControlPlaneClient:
     # ------------------------------------------------------------------ rollouts
 
     def start(self, spec_text: str, source: str = "request", reason: str = "",
-              commit_time: str | None = None) -> dict[str, Any]:
-        params = {"reason": reason, **({"commit_time": commit_time} if commit_time else {})}
+              commit_time: str | None = None, force: bool = False) -> dict[str, Any]:
+        params = {"reason": reason, **({"commit_time": commit_time} if commit_time else {}),
+                  **({"force": "true"} if force else {})}
         return self._call("POST", "/api/v1/rollouts", content=spec_text.encode("utf-8"), params=params,
                           headers={"Content-Type": "application/yaml", "X-Rollwise-Spec-File": source})
 

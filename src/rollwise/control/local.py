@@ -62,15 +62,16 @@ class LocalControl:
 
     # ------------------------------------------------------------------ writes (audited)
 
-    def start(self, file: Path, actor: str, commit_time: str | None) -> Summary:
+    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
+        from rollwise.core.engine import CommandError
         from rollwise.core.protocols import ConflictError
 
         spec = load_spec_file(file)
         plane = self.plane()
         when = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
         try:
-            record = plane.start(spec, self._who(actor), "", when)
-        except ConflictError as exc:
+            record = plane.start(spec, self._who(actor), "", when, force=force)
+        except (ConflictError, CommandError) as exc:
             raise ControlFailure(f"error: {exc}") from None
         return record_summary(record)
 

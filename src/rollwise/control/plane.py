@@ -18,9 +18,9 @@ from pydantic_core import to_jsonable_python
 
 from rollwise.control.principal import Principal
 from rollwise.core.clock import SystemClock
-from rollwise.core.engine import RolloutEngine
+from rollwise.core.engine import CommandError, RolloutEngine
 from rollwise.core.model import RolloutRecord
-from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
+from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store, WatchStore
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
 from rollwise.spec.secrets import keep_redacted, redact_spec_dict
@@ -102,6 +102,10 @@ def _line_of_path(text: str, path: tuple[str, ...]) -> int:
     return line
 
 
+class ReleaseHeld(CommandError):
+    """A release refused because its service is not healthy now (an open incident); ``--force`` overrides."""
+
+
 class Admission(Protocol):
     """What specs may make the server do (``api/policy.SpecPolicy`` for specs arriving over the API)."""
 
@@ -122,6 +126,7 @@ class ControlPlane:
     store: Store
     audit: AuditLog
     policy: Admission = field(default_factory=AdmitAll)
+    watch: WatchStore | None = None  # the watch's incidents (``wiring.open_watch`` of the store when None)
 
     def engine(self) -> RolloutEngine:
         return RolloutEngine(store=self.store, clock=SystemClock())
@@ -155,16 +160,40 @@ class ControlPlane:
         # Placeholders that match no current secret stay as they are: ``admit`` refuses them.
         return spec.model_copy(update={"notify": type(spec.notify).model_validate(merged)})
 
-    def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None) -> RolloutRecord:
+    def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None,
+              force: bool = False) -> RolloutRecord:
         try:
             before = self.store.get(spec.name)
         except NotFoundError:
             before = None
+        held = self.release_hold(spec, who, reason, force)
         record = self.engine().start(spec, actor=who.actor, commit_time=commit_time)
+        after = {**(state_of(record) or {}), "spec": spec_json(spec), **({"forced_over": held} if held else {})}
         self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.start", target=spec.name,
-                          before=state_of(before), after={**(state_of(record) or {}), "spec": spec_json(spec)},
-                          reason=reason)
+                          before=state_of(before), after=after, reason=reason)
         return record
+
+    def release_hold(self, spec: RolloutSpec, who: Principal, reason: str, force: bool) -> list[dict[str, Any]]:
+        """Refuse (``ReleaseHeld``, audited) a release of a service the watch finds unhealthy now: an open
+        incident means its stable version is anomalous. With ``force`` the start goes on; what it overrode
+        is returned for the audit row."""
+        if self.watch is None:
+            from rollwise.wiring import open_watch
+
+            self.watch = open_watch(self.store)
+        open_now = self.watch.incidents(service=spec.service, open_only=True)
+        if not open_now:
+            return []
+        held = [{"incident": i.id, "metric": i.metric, "onset": i.onset,
+                 "culprit": (i.culprit or {}).get("id")} for i in open_now]
+        if force:
+            return held
+        first = open_now[0]
+        why = (f"held: service {spec.service} has open incident #{first.id} ({first.metric} anomalous since "
+               f"{time.strftime('%H:%M:%S', time.gmtime(first.onset))} UTC); resolve it or start with --force")
+        self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.start.held", target=spec.name,
+                          after={"outcome": "held", "incidents": held}, reason=reason)
+        raise ReleaseHeld(why)
 
     def command(self, name: str, command: str, who: Principal, reason: str, full: bool = False) -> RolloutRecord:
         before = self.get(name)

@@ -40,7 +40,9 @@ class RolloutControl(Protocol):
         """`` (why)`` when the store read does not exist, so an empty answer says why; else nothing."""
         ...
 
-    def start(self, file: Path, actor: str, commit_time: str | None) -> Summary: ...
+    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
+        """Create a rollout; held (``ControlFailure``) while its service has an open incident, unless ``force``."""
+        ...
 
     def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:
         """Until the rollout ends (or ``max_seconds``, or with ``until_paused`` until it waits for a

@@ -30,10 +30,10 @@ class RemoteControl:
         self.on_event = on_event
         self.poll_s = poll_s
 
-    def start(self, file: Path, actor: str, commit_time: str | None) -> Summary:
+    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
         text = read_spec_file(file)
         with _failures():
-            return self.client.start(text, source=str(file), commit_time=commit_time)
+            return self.client.start(text, source=str(file), commit_time=commit_time, force=force)
 
     def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:
         """Print the server's events for ``name`` until it ends (or time runs out, or with

@@ -19,6 +19,8 @@ from rollwise.core.model import (
     WindowQuery,
 )
 from rollwise.spec.models import VersionRef
+from rollwise.watch.changes import Change
+from rollwise.watch.incidents import Incident
 
 
 class TrafficRouter(Protocol):
@@ -243,3 +245,25 @@ class BridgeSessions(Protocol):
     def prune(self, before: float) -> int:
         """Forget sessions idle since before ``before``."""
         ...
+
+
+class WatchStore(Protocol):
+    """The watch's memory: the change log and incidents (``adapters/stores/sql_watch.SqlWatchStore``,
+    built by ``wiring.open_watch``). The log merges recorded changes with the rollouts' own, derived from
+    their events."""
+
+    def record_change(self, change: Change) -> Change:
+        """Store a change; returns it with its id."""
+
+    def changes(self, service: str | None = None, since: float | None = None,
+                until: float | None = None) -> builtins.list[Change]:
+        """The service's changes (changes to every service included), oldest first."""
+
+    def open_incident(self, incident: Incident) -> Incident: ...
+
+    def save_incident(self, incident: Incident) -> None: ...
+
+    def incidents(self, service: str | None = None, open_only: bool = False,
+                  since: float | None = None) -> builtins.list[Incident]: ...
+
+    def incident(self, incident_id: int) -> Incident | None: ...

@@ -519,6 +519,30 @@ class NotifySpec(Model):
         return self
 
 
+WatchAction = Literal["notify", "undo", "killFlag"]
+WatchMetric = Literal["errorRate", "latencyMean"]
+
+
+class WatchSpec(Model):
+    """The post-release watch of this service: what it watches, and what it may do about an anomaly.
+
+    ``undo`` and ``killFlag`` happen only when the anomaly is attributed to a change (a rollwise release
+    of this service, a flag in ``flags``) with at least ``minConfidence``; never on one with no culprit.
+    """
+
+    actions: list[WatchAction] = Field(default_factory=lambda: list[WatchAction](["notify"]))
+    minConfidence: float = Field(default=0.8, ge=0.0, le=1.0)
+    interval: Seconds = Field(default=10.0, description="Seconds between two points of each watched metric.")
+    metrics: list[WatchMetric] = Field(default_factory=lambda: list[WatchMetric](["errorRate", "latencyMean"]),
+                                       min_length=1)
+    dependsOn: list[str] = Field(default_factory=list, description="Services this one calls: their changes count.")
+    flags: list[str] = Field(default_factory=list, description="Flags this service reads: their changes count.")
+    history: Seconds = Field(default=7200.0, description="How far back points are kept for the onset estimate.")
+    confirm: int = Field(default=2, ge=1, le=60, description="Consecutive alarming points that open an incident.")
+    resolveAfter: int = Field(default=3, ge=1, le=600, description="Consecutive quiet points that resolve it.")
+    minRequests: int = Field(default=20, ge=1, description="A window with fewer requests is not a point.")
+
+
 class RolloutSpec(Model):
     apiVersion: Literal["rollwise/v1"] = "rollwise/v1"
     kind: Literal["Rollout"] = "Rollout"
@@ -530,6 +554,7 @@ class RolloutSpec(Model):
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
     metrics: MetricsSourceSpec = Field(default_factory=MetricsSourceSpec)
     notify: NotifySpec | None = None
+    watch: WatchSpec | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

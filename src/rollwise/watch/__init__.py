@@ -1,5 +1,5 @@
-"""The watch before, during and after a release: every watched service's metrics are scored online for
-anomalies (``watch/detector.py``, one bounded-memory ``SeriesDetector`` per series, no look-ahead), and an
-anomaly is tied to the changes that may have caused it, so the agent can act with evidence after 100 %
-as well as during a canary. ``rollwise anomaly score FILE.csv`` runs the same detector over a file.
-"""
+"""The post-release watch: keeps watching every service before, during and after a release, detects
+anomalies in its metrics as they stream in (``detector``), keeps the log of changes made to it by
+rollwise and from outside (``changes``), names the change behind an anomaly with its evidence
+(``attribution``), and acts by policy (notify, undo the release, kill the implicated flag) while keeping
+an incident record of it all (``incidents``, ``runner``)."""

@@ -1,0 +1,220 @@
+"""``rollwise changes record|list`` and ``rollwise incidents list|show``: the change log and the incidents
+the watch opened. Mounted on the main CLI by ``register(app)``; they act on the store (``--store``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+changes_app = typer.Typer(help="The change log: what changed on which service, when, by whom.",
+                          no_args_is_help=True)
+watch_app = typer.Typer(help="The post-release watch: run it alone, or show a service's policy.")
+incidents_app = typer.Typer(help="Incidents the watch opened: onset, culprit, actions, recovery.",
+                            no_args_is_help=True)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL: sqlite:///path.db or postgresql+psycopg://…"),
+]
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+def _open(url: str | None, *, read_only: bool) -> Any:
+    from rollwise.core.protocols import StoreUnavailable
+    from rollwise.wiring import open_store, open_store_for_reading
+
+    try:
+        return open_store_for_reading(url) if read_only else open_store(url)
+    except StoreUnavailable as exc:
+        raise _fail(f"--store: {exc}", 1) from None
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@changes_app.command("record")
+def record(
+    service: Annotated[str, typer.Option(help="The service that changed.")],
+    kind: Annotated[str, typer.Option(help="deploy, config, flag or infra.")],
+    version: Annotated[str | None, typer.Option(help="The version it now runs (required for a deploy).")] = None,
+    region: Annotated[str | None, typer.Option(help="Region it changed in (all, if left out).")] = None,
+    description: Annotated[str, typer.Option(help="What changed, in a line.")] = "",
+    scope: Annotated[str | None, typer.Option(help="What else it touched, e.g. flag:checkout.")] = None,
+    actor: Annotated[str, typer.Option(envvar="ROLLWISE_ACTOR", help="Who changed it.")] = "",
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Record a change made outside rollwise, so the watch can name it behind an anomaly.
+
+    Example: rollwise changes record --service web --kind deploy --version v7 --region eu --description "hotfix"
+    """
+    from rollwise.watch.changes import ChangeError, outside_change
+    from rollwise.watch.operations import record_change
+    from rollwise.wiring import open_audit, open_watch
+
+    try:
+        change = outside_change(service=service, kind=kind, at=time.time(), version=version, region=region,
+                                description=description, actor=actor or os.environ.get("USER") or "cli",
+                                source="cli", scope=scope)
+    except ChangeError as exc:
+        raise _fail(f"--{exc}") from None
+    the_store = _open(store, read_only=False)
+    audit, _tokens = open_audit(the_store)
+    stored = record_change(open_watch(the_store), audit, change, role="local")
+    if output == Output.json:
+        sys.stdout.write(json.dumps(stored.to_json(), indent=2) + "\n")
+    else:
+        typer.echo(f"{stored.id}: {stored.kind} of {stored.service} recorded")
+
+
+@changes_app.command("list")
+def list_changes(
+    service: Annotated[str | None, typer.Option(help="Only this service (changes to every service included).")] = None,
+    since: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d.")] = "24h",
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """The change log, oldest first: recorded changes and rollwise's own (rollout steps, promotions, undos).
+
+    Example: rollwise changes list --service web --since 24h
+    """
+    from rollwise.watch.changes import ChangeError, parse_duration
+    from rollwise.wiring import open_watch
+
+    try:
+        window = parse_duration(since, "--since")
+    except ChangeError as exc:
+        raise _fail(str(exc)) from None
+    changes = open_watch(_open(store, read_only=True)).changes(service=service, since=time.time() - window)
+    if output == Output.json:
+        sys.stdout.write(json.dumps([c.to_json() for c in changes], indent=2) + "\n")
+        return
+    if not changes:
+        typer.echo(f"no changes in the last {since}")
+    for c in changes:
+        where = " ".join(x for x in (c.version and f"version={c.version}", c.region and f"region={c.region}",
+                                     c.scope and f"scope={c.scope}") if x)
+        typer.echo(f"{_when(c.at)}  {c.id:<16} {c.service:<14} {c.kind:<13} {where}  {c.actor}: "
+                      f"{c.description}")
+
+
+@incidents_app.command("list")
+def list_incidents(
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents not resolved.")] = False,
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Incidents, oldest first. Example: rollwise incidents list --open"""
+    from rollwise.wiring import open_watch
+
+    incidents = open_watch(_open(store, read_only=True)).incidents(service=service, open_only=open_only)
+    if output == Output.json:
+        sys.stdout.write(json.dumps([i.to_json() for i in incidents], indent=2) + "\n")
+        return
+    if not incidents:
+        typer.echo("no incidents")
+    for i in incidents:
+        culprit = (i.culprit or {}).get("id") or "no change"
+        typer.echo(f"#{i.id:<4} {i.status:<9} {i.service:<14} onset {_when(i.onset)}  {i.metric:<12} "
+                      f"culprit {culprit}  actions {len(i.actions)}")
+
+
+@incidents_app.command("show")
+def show_incident(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="Incident number.")],
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """One incident with its evidence and actions. Example: rollwise incidents show 3"""
+    from rollwise.watch.render import incident_text
+    from rollwise.wiring import open_watch
+
+    incident = open_watch(_open(store, read_only=True)).incident(incident_id)
+    if incident is None:
+        raise _fail(f"no incident #{incident_id}", 1)
+    if output == Output.json:
+        sys.stdout.write(json.dumps(incident.to_json(), indent=2) + "\n")
+    else:
+        typer.echo(incident_text(incident))
+
+
+@watch_app.callback(invoke_without_command=True)
+def watch(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    poll: Annotated[float, typer.Option(help="Seconds between passes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Exit after this long.")] = None,
+) -> None:
+    """Watch every service whose latest rollout has a ``watch:`` block, alone (``serve`` and ``controller``
+    run the same watch beside the rollouts). Example: rollwise watch --store sqlite:///r.db"""
+    if ctx.invoked_subcommand is not None:
+        return
+    import threading
+
+    from rollwise.wiring import Runtime, build_watch, open_audit
+
+    the_store = _open(store, read_only=False)
+    runtime = Runtime(store=the_store)
+    runner = build_watch(the_store, runtime, open_audit(the_store)[0])
+    started, stop = time.monotonic(), threading.Event()
+    try:
+        while not stop.is_set():
+            for incident in runner.tick():
+                culprit = (incident.culprit or {}).get("id") or "no change"
+                typer.echo(f"incident #{incident.id} {incident.status} on {incident.service}: {incident.metric}, "
+                           f"culprit {culprit}")
+            if once or (max_seconds is not None and time.monotonic() - started >= max_seconds):
+                break
+            stop.wait(poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
+
+
+@watch_app.command("policy")
+def policy(
+    service: Annotated[str, typer.Argument(help="The service.")],
+    store: StoreOpt = None,
+) -> None:
+    """The watch policy in force for SERVICE: its latest rollout's ``watch:`` block (as JSON).
+
+    Example: rollwise watch policy web"""
+    records = [r for r in _open(store, read_only=True).list() if r.spec.service == service]
+    if not records:
+        raise _fail(f"no rollout of service {service!r}", 1)
+    latest = max(records, key=lambda r: r.created_at)
+    spec = latest.spec.watch
+    typer.echo(json.dumps({"service": service, "rollout": latest.name,
+                           "watch": spec.model_dump(mode="json") if spec else None}, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(watch_app, name="watch")
+    app.add_typer(changes_app, name="changes")
+    app.add_typer(incidents_app, name="incidents")
