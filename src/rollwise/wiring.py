@@ -18,6 +18,7 @@ from rollwise.core.protocols import (
     HasAdmin,
     MetricSource,
     Notifier,
+    ReleaseHistory,
     Store,
     TokenRepository,
     TrafficRouter,
@@ -66,6 +67,14 @@ def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
 
     audit = SqlAuditLog(store)
     return audit, SqlTokenRepository(store, audit.database)
+
+
+def open_releases(store: Store) -> ReleaseHistory | None:
+    """Past releases' effects kept beside ``store`` (SQL stores only; others learn nothing across runs)."""
+    from rollwise.adapters.stores.sql import SqlStore
+    from rollwise.adapters.stores.sql_learning import SqlReleaseHistory
+
+    return SqlReleaseHistory(store) if isinstance(store, SqlStore) else None
 
 
 NOTIFY_ENV = {
@@ -168,6 +177,7 @@ class Runtime:
             metrics=self.metrics_for(spec),
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
+            releases=open_releases(store),
         )
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
