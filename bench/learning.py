@@ -16,18 +16,29 @@ Each history's priors are fitted once (``learning.priors.fit_priors``), as the e
 rollout begins, and the new rollouts are then judged like bench/decisions.py judges them (same
 scenarios, seeds, spec, Wald bound and "bad" counts) with those priors in the carry.
 
-Usage:  python bench/learning.py --seeds 200 > bench/results/learning.md   (writes the Priors section)
+Defaults across traffic. ``examples/canary.yaml`` as shipped (or ``--spec``), driven by the real
+engine on the simulator at 10, 100 and 1000 req/s and base error rates 0.1 %, 1 % and 5 %: a
+regression (0.1 % -> 2 %, 1 % -> 4 %, 5 % -> 10 %) and a healthy canary in each cell. Bad = canary
+errors served until the rollback; the Wald bound as bench/decisions.py computes it (5 % canary, the
+metric's α share α/2, null = the baseline's rate), and again at the spec's own null (baseline +
+maxIncrease) with the comparison's α share (α/4: the metric's half goes to its SLO gate and burn
+projection). "Overshoot" is the culprit's e-value over its bar at the rollback: how much evidence
+had piled up within the last window.
+
+Usage:  python bench/learning.py --seeds 100 --sweep-seeds 40 > bench/results/learning.md
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import decisions as bench
@@ -157,8 +168,8 @@ def priors_section(seeds: int = 200, jobs: int = 2) -> str:
              f"(bench/decisions.py's scenarios, 200 req/s, 5 % first stage, α = 1 %, two metrics at α/2 each).",
              "", "Learned priors (per metric: rate ratio exp(mean), spread ×/÷ exp(sd), flat share):", ""]
     for label, carry in measured["carries"].items():
-        parts = [f"{name} ~{statistics.fmean([p['mean']]):.2f} ln → ratio {2.718281828 ** p['mean']:.3g} "
-                 f"×/÷ {2.718281828 ** p['sd']:.2f}, {p['service_releases']} own / {p['pooled_releases']} all"
+        parts = [f"{name}: ratio {math.exp(p['mean']):.3g} ×/÷ {math.exp(p['sd']):.2f}, flat {p['flat']:g}, "
+                 f"{p['service_releases']} own / {p['pooled_releases']} all regressions"
                  for name, p in carry["metrics"].items()]
         lines.append(f"- {label}: {carry['releases']} past effects; " + ("; ".join(parts) or "flat mixture"))
     lines += ["", "| history | scenario | runs | rollback | false rollback per stage | median bad at rollback | "
@@ -176,14 +187,97 @@ def priors_section(seeds: int = 200, jobs: int = 2) -> str:
     return "\n".join(lines)
 
 
+SWEEP_RPS = (10.0, 100.0, 1000.0)
+SWEEP_RATES = ((0.001, 0.02), (0.01, 0.04), (0.05, 0.10))  # (base, regressed canary)
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "canary.yaml"
+
+
+def _sweep_cell(args: tuple[str, float, float, float, int]) -> dict[str, Any]:
+    """One (traffic, base, canary) cell: every seed through the engine on the simulator."""
+    text, rps, base, canary, seeds = args
+    spec = load_spec_text(text)
+    bads, overshoots, rules, held, stages, rolled = [], [], [], 0, 0, 0
+    for seed in range(seeds):
+        result = simulate(spec, Behaviour(error_rate=base), Behaviour(error_rate=canary), TrafficProfile(rps=rps),
+                          seed=seed, max_duration_s=4 * 3600.0)
+        stages += sum(1 for step in result.steps if 0 < step["weight"] < 100)  # judged stages
+        if result.phase != "RolledBack":
+            held += result.phase == "Paused"
+            continue
+        rolled += 1
+        bads.append(float(result.canary_bad_requests))
+        evidence = result.decisions[-1]["evidence"] if result.decisions else {}
+        rules.append(str(evidence.get("rule")))
+        culprit = [m for m in evidence.get("metrics", []) if m.get("metric") == evidence.get("culprit")]
+        if culprit and culprit[0].get("statistic") and culprit[0].get("threshold"):
+            overshoots.append(culprit[0]["statistic"] / culprit[0]["threshold"])
+    return {"rps": rps, "base": base, "canary": canary, "runs": seeds, "rolled": rolled, "held": held,
+            "stages": stages, "median_bad": statistics.median(bads) if bads else None,
+            "median_overshoot": statistics.median(overshoots) if overshoots else None,
+            "rules": {rule: rules.count(rule) for rule in sorted(set(rules))}}
+
+
+def sweep(text: str, seeds: int, jobs: int) -> list[dict[str, Any]]:
+    cells = [(text, rps, base, canary, seeds) for rps in SWEEP_RPS for base, bad in SWEEP_RATES
+             for canary in (bad, base)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_sweep_cell, cells))
+
+
+def _max_increase(text: str) -> float:
+    spec = load_spec_text(text)
+    analysis = spec.analysis()
+    errors = [m for m in analysis.metrics if m.type == "errorRate"] if analysis else []
+    return float(errors[0].maxIncrease or 0.0) if errors else 0.0
+
+
+def defaults_section(spec_path: Path = EXAMPLE, seeds: int = 40, jobs: int = 2) -> str:
+    """The "Defaults across traffic" section: the example spec as shipped, away from the benchmark's point."""
+    text = spec_path.read_text()
+    began = time.time()
+    cells = sweep(text, seeds, jobs)
+    delta = _max_increase(text)
+    interval = load_spec_text(text).analysis().interval  # type: ignore[union-attr]
+    lines = ["## Defaults across traffic", "",
+             f"Spec: `{spec_path.name}` as given (interval {interval:g} s, maxIncrease {100 * delta:g} pp); "
+             f"seeds 0..{seeds - 1} per cell; 5 % first stage. Wall time {time.time() - began:.0f} s.", "",
+             "| req/s | errors | runs | rolled back | held at cap | median bad at rollback | / Wald (null = base) "
+             "| / Wald (spec's null) | overshoot (E / bar) | rules |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        rps, base, canary = cell["rps"], cell["base"], cell["canary"]
+        label = f"{100 * base:g} % → {100 * canary:g} %" if canary != base else f"{100 * base:g} % (healthy)"
+        ratio = own = "–"
+        if canary != base and cell["median_bad"] is not None:
+            canary_rps = rps * bench.STAGES[0] / 100.0
+            ratio = f"{cell['median_bad'] / bench.wald_bound(base, canary, canary_rps, bench.ALPHA / 2)[1]:.2f}"
+            own_null = min(base + delta, canary * 0.999)
+            own = f"{cell['median_bad'] / bench.wald_bound(own_null, canary, canary_rps, bench.ALPHA / 4)[1]:.2f}"
+        rolled = f"{cell['rolled']}" + (f" ({100 * cell['rolled'] / max(cell['stages'], 1):.2f} %/stage)"
+                                         if canary == base else "")
+        overshoot = cell["median_overshoot"]
+        lines.append(f"| {rps:g} | {label} | {cell['runs']} | {rolled} | {cell['held']} | "
+                     f"{bench._fmt(cell['median_bad'], 'n')} | {ratio} | {own} | "
+                     f"{'–' if overshoot is None else f'{overshoot:.3g}'} | "
+                     + ", ".join(f"{k} {v}" for k, v in cell["rules"].items()) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sweep-seeds", type=int, default=40, help="seeds per traffic/error-rate cell")
+    parser.add_argument("--spec", type=Path, default=EXAMPLE, help="the spec the traffic sweep drives")
+    parser.add_argument("--only", choices=("priors", "defaults"), default=None)
     args = parser.parse_args()
     command = "python bench/learning.py " + " ".join(sys.argv[1:])
-    print("\n".join(["# What past releases teach", "", f"Command: `{command}`", "",
-                     priors_section(args.seeds, args.jobs)]))
+    parts = ["# What past releases teach", "", f"Command: `{command}`", ""]
+    if args.only != "defaults":
+        parts.append(priors_section(args.seeds, args.jobs))
+    if args.only != "priors":
+        parts.append(defaults_section(args.spec, args.sweep_seeds, args.jobs))
+    print("\n".join(parts))
 
 
 if __name__ == "__main__":
