@@ -179,12 +179,17 @@ def _history_carry(world: SimulatedWorld, analysis: AnalysisSpec) -> dict[str, A
 
 
 def run_judge(judge: Judge, analysis: AnalysisSpec, scenario: Scenario, seed: int, step: float,
-              record: bool = False) -> Run:
-    """A rollout driven like the engine drives it, one window per ``step`` seconds."""
+              record: bool = False, priors: dict[str, Any] | None = None) -> Run:
+    """A rollout driven like the engine drives it, one window per ``step`` seconds.
+
+    ``priors``: what the engine puts in ``carry.priors`` when it begins (see bench/learning.py).
+    """
     fed: list[tuple[int, Window]] = []
     world = _world(scenario, seed)
     t, bad = 0.0, 0.0
     carry = _history_carry(world, analysis)
+    if priors is not None:
+        carry["priors"] = priors
     stage_times = []
     for index, weight in enumerate(STAGES):
         world.apply("bench", _route(weight))

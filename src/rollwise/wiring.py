@@ -19,6 +19,7 @@ from rollwise.core.protocols import (
     HasAdmin,
     MetricSource,
     Notifier,
+    ReleaseHistory,
     Store,
     StoreUnavailable,
     TokenRepository,
@@ -124,6 +125,13 @@ def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = No
                  audit)
 
 
+def open_releases(store: Store) -> ReleaseHistory | None:
+    """Past releases' effects kept beside ``store`` (SQL stores only; others learn nothing across runs)."""
+    from rollwise.adapters.stores.sql_learning import SqlReleaseHistory
+
+    return SqlReleaseHistory(store) if isinstance(store, SqlStore) else None
+
+
 NOTIFY_ENV = {
     "slack": "ROLLWISE_SLACK_WEBHOOK_URL",
     "teams": "ROLLWISE_TEAMS_WEBHOOK_URL",
@@ -225,6 +233,7 @@ class Runtime:
             metrics=self.metrics_for(spec),
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
+            releases=open_releases(store),
         )
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:

@@ -47,6 +47,52 @@ MIXTURE_REACH = 100.0
 DEFAULT_BETA = 0.05
 
 
+@dataclass(frozen=True)
+class MixturePrior:
+    """Where the mixture e-process puts its weight over rate ratios, fixed before the rollout.
+
+    Without one the mixture is flat in log ratio from the null up to ``MIXTURE_REACH`` times it.
+    A prior learned from past releases (``rollwise.learning.priors``) is a normal on the log ratio,
+    ``N(mean, sd)``, blended with that flat mixture at ``flat`` share: the blend keeps the e-value
+    within ``ln(1/flat)`` nats of the flat one whatever the true effect, so a misleading history
+    costs little, while a right one concentrates the weight where regressions are. Any weights
+    fixed in advance keep the mixture an e-process, so the false-rollback bound is untouched.
+    """
+
+    mean: float  # log rate ratio
+    sd: float
+    flat: float
+    source: str = "none"  # "service", "pooled" or "service+pooled": whose releases it was fitted on
+    service_releases: int = 0
+    pooled_releases: int = 0
+
+    @property
+    def centre(self) -> float:
+        """The rate ratio the learned part expects."""
+        return math.exp(self.mean)
+
+    def weights(self, log_ratios: FloatArray) -> FloatArray:
+        """Normalised mixture weights over ``log_ratios`` (the grid points above the null)."""
+        density = np.exp(-0.5 * ((log_ratios - self.mean) / self.sd) ** 2)
+        total = float(density.sum())
+        flat = np.full(log_ratios.size, 1.0 / log_ratios.size)
+        if total <= 0.0 or not math.isfinite(total):
+            return flat
+        return self.flat * flat + (1.0 - self.flat) * density / total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "sd": self.sd, "flat": self.flat, "source": self.source,
+                "service_releases": self.service_releases, "pooled_releases": self.pooled_releases}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> MixturePrior | None:
+        if not isinstance(data, dict) or not all(k in data for k in ("mean", "sd", "flat")):
+            return None
+        return cls(float(data["mean"]), max(float(data["sd"]), 1e-3), min(max(float(data["flat"]), 0.0), 1.0),
+                   str(data.get("source", "none")), int(data.get("service_releases", 0)),
+                   int(data.get("pooled_releases", 0)))
+
+
 def canary_probability(ratio: float | FloatArray, share: float) -> Any:
     """P(a bad event is the canary's) when the canary has ``share`` of the trials."""
     return ratio * share / (ratio * share + (1.0 - share))
@@ -184,6 +230,7 @@ class SequentialErrorTest:
     lower_is_worse: bool = False
     beta: float = DEFAULT_BETA
     grid: FloatArray = field(default_factory=lambda: RATE_GRID, repr=False, compare=False)
+    prior: MixturePrior | None = None  # the mixture's weights over ratios; None: flat (see MixturePrior)
 
     @property
     def name(self) -> str:
@@ -281,7 +328,10 @@ class SequentialErrorTest:
             return 1.0
         terms = state.loglik[mask] - state.null_loglik
         top = float(terms.max())
-        return math.exp(min(700.0, top + math.log(float(np.exp(terms - top).mean()))))
+        if self.prior is None or self.relative:
+            return math.exp(min(700.0, top + math.log(float(np.exp(terms - top).mean()))))
+        weights = self.prior.weights(log_grid[mask])
+        return math.exp(min(700.0, top + math.log(max(float((weights * np.exp(terms - top)).sum()), 1e-300))))
 
     def confidence_interval(self, state: AttributionState, alpha: float) -> tuple[float, float]:
         """Anytime-valid interval for the rate ratio, by inverting the one-sided mixture e-processes.

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from rollwise.core.evidence import Evidence, MetricEvidence, decision_of, parse_evidence
+from rollwise.core.evidence import Evidence, MetricEvidence, PriorEvidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Verdict
 from rollwise.core.units import format_percent
 
@@ -85,6 +85,8 @@ def _attribution_lines(metric: MetricEvidence) -> list[str]:
             f"  baseline rate prior: {_num(baseline.priorBad, 6)} bad of {_num(baseline.priorTrials, 8)} "
             "stable requests from before the rollout (shapes the alternative, not the false-rollback bound)"
         )
+    if params.prior is not None:
+        lines.append(_prior_line(params.prior))
     interval = metric.interval
     if metric.effect is not None and interval:
         relative = params.relative
@@ -106,6 +108,18 @@ def _attribution_lines(metric: MetricEvidence) -> list[str]:
     if params.trendZ:
         lines.append(f"  trend z = {_num(params.trendZ)}")
     return lines
+
+
+def _prior_line(prior: PriorEvidence) -> str:
+    """Which mixture the e-value used and whose past releases it was learned from."""
+    whose = {"service": "this service's past regressions",
+             "pooled": "all services' past regressions (none of this service's yet)",
+             "service+pooled": "this service's past regressions, shrunk toward all services'"}
+    spread = math.exp(prior.sd) if prior.sd is not None else None
+    return (f"  mixture prior: rate ratio ~{_num(prior.centreRatio)} (×/÷ {_num(spread)}), learned from "
+            f"{whose.get(prior.source or '', prior.source or 'past releases')}: {prior.serviceReleases or 0} own "
+            f"of {prior.pooledReleases or 0} in all; {_num(prior.flat)} of the weight kept flat. Fixed "
+            "before the rollout began, so it shapes speed, not the false-rollback bound")
 
 
 def explain(evidence: Evidence | Mapping[str, Any], action: str | None = None, reason: str | None = None) -> str:

@@ -36,6 +36,11 @@ source): the stable version's stats from before the rollout. A fresh test takes 
 the baseline rate behind its alternative and its no-regression side (at most ``PRIOR_CAP`` trials),
 and a latency metric freezes its bar on them, so the rollout's first window is already tested.
 Both are fixed before any window, so they shape power only, never the false-rollback bound.
+
+Priors (``StageContext.carry["priors"]``, fitted once by the engine from past releases; see
+``rollwise.learning.priors``): per metric, the mixture's weights over rate ratios when no
+``minEffect`` is stated. Fixed before the first window too, so again power only; ``explain`` shows
+the prior and whose releases it came from.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any
 
 from rollwise.analysis.attribution import (
     AttributionState,
+    MixturePrior,
     SequentialErrorTest,
     TestOutcome,
     WindowCounts,
@@ -67,6 +73,7 @@ from rollwise.core.evidence import (
     JudgeDetails,
     MetricEvidence,
     MetricParams,
+    PriorEvidence,
     SideCounts,
     SloVerdict,
 )
@@ -367,7 +374,9 @@ class SequentialJudge:
         if fold.windows_with_data == 0:
             return Verdict(Action.HOLD, "no metrics arrived in this stage yet: holding (unknown, not bad)",
                            rule="no-data", details=details)
-        judged = [self._judge_metric(plan, fold.metrics[plan.metric.name]) for plan in self.plans]
+        priors = _priors(context.carry)
+        judged = [self._judge_metric(plan, fold.metrics[plan.metric.name], priors.get(plan.metric.name))
+                  for plan in self.plans]
         judged += self._judge_evaluations(context, details)
         results = tuple(j.result for j in judged)
         if not fold.last_has_data:
@@ -453,14 +462,18 @@ class SequentialJudge:
                 return plan.metric.name, detail
         return None
 
-    def _judge_metric(self, plan: MetricPlan, fold: MetricFold) -> _MetricJudgement:
+    def _judge_metric(self, plan: MetricPlan, fold: MetricFold, prior: MixturePrior | None) -> _MetricJudgement:
         metric = plan.metric
         draft = _MetricJudgement(result=MetricEvidence(metric=metric.name, test="none", action=str(Action.CONTINUE)))
         params = MetricParams(weight=plan.weight, alphaShare=plan.alpha, critical=metric.critical,
                               blocking=plan.blocking)
         summary: list[str] = []
         if plan.compare is not None and fold.attribution is not None:
-            params = self._compare(plan, plan.compare, fold, fold.attribution, params, draft, summary)
+            test = plan.compare
+            if prior is not None and test.min_effect is None and not test.relative:
+                test = replace(test, prior=prior)
+                params.prior = _prior_evidence(prior)
+            params = self._compare(plan, test, fold, fold.attribution, params, draft, summary)
         elif metric.type == "latency" and fold.threshold_ms is None:
             summary.append("waiting for enough baseline requests to freeze the latency bar")
         if plan.gate is not None:
@@ -580,6 +593,24 @@ def rate_difference(
     low = (low_c if low_psi >= 1.0 else high_c) * (1.0 - 1.0 / low_psi)
     high = (high_c if high_psi >= 1.0 else low_c) * (1.0 - 1.0 / high_psi)
     return canary - baseline, (low, high)
+
+
+def _priors(carry: dict[str, Any] | None) -> dict[str, MixturePrior]:
+    """The per-metric mixture priors the engine fixed when the rollout began (none: flat mixtures)."""
+    read = carry.get("priors") if carry else None
+    if not isinstance(read, dict):
+        return {}
+    metrics = read.get("metrics")
+    if not isinstance(metrics, dict):
+        return {}
+    priors = {name: MixturePrior.from_dict(data) for name, data in metrics.items()}
+    return {name: prior for name, prior in priors.items() if prior is not None}
+
+
+def _prior_evidence(prior: MixturePrior) -> PriorEvidence:
+    return PriorEvidence(mean=prior.mean, sd=prior.sd, flat=prior.flat, centreRatio=math.exp(prior.mean),
+                         source=prior.source, serviceReleases=prior.service_releases,
+                         pooledReleases=prior.pooled_releases)
 
 
 def _outcome_params(outcome: TestOutcome) -> MetricParams:

@@ -129,7 +129,9 @@ class ControlPlane:
     watch: WatchStore | None = None  # the watch's incidents (``wiring.open_watch`` of the store when None)
 
     def engine(self) -> RolloutEngine:
-        return RolloutEngine(store=self.store, clock=SystemClock())
+        from rollwise.wiring import open_releases  # a rollout a person ends teaches the next one too
+
+        return RolloutEngine(store=self.store, clock=SystemClock(), releases=open_releases(self.store))
 
     def get(self, name: str) -> RolloutRecord:
         if not name or "\x00" in name or len(name) > 255:

@@ -73,6 +73,20 @@ class BaselineRead(_Part):
         return read
 
 
+class PriorsRead(_Part):
+    """The mixture priors fitted on past releases when the rollout began (``MixturePrior.to_dict`` per metric).
+
+    Fixed before the first window and never refitted, so the judges' e-values stay valid.
+    """
+
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    releases: int = 0  # past effects read (all services, the metrics' kinds)
+    error: str | None = None  # why the history could not be read (judged with flat mixtures)
+
+    def for_judges(self) -> dict[str, Any]:
+        return {"metrics": dict(self.metrics), "releases": self.releases}
+
+
 _LEGACY_PROMOTE = ("forced_step", "forced_by")
 
 
@@ -82,6 +96,7 @@ class Carry(_Part):
     hold: Hold | None = None
     cap_base: float | None = None  # a resumed stage's cap counts from here, not from the stage's start
     history: BaselineRead | None = None
+    priors: PriorsRead | None = None
     metrics_error: MetricsFailure | None = None
     stopped: list[str] = Field(default_factory=list)  # versions whose processes the engine stopped
     retired: bool = False  # nothing left to stop: runners need not wake for the ended rollout
@@ -101,10 +116,13 @@ class Carry(_Part):
         return self.model_copy(update=changes)
 
     def for_judges(self) -> dict[str, Any]:
-        """What a judge's ``StageContext.carry`` holds: its own state and the baseline history."""
-        if self.history is None:
-            return dict(self.judges)
-        return {**self.judges, "history": self.history.for_judges()}
+        """What a judge's ``StageContext.carry`` holds: its own state, the baseline history, the priors."""
+        handed = dict(self.judges)
+        if self.history is not None:
+            handed["history"] = self.history.for_judges()
+        if self.priors is not None:
+            handed["priors"] = self.priors.for_judges()
+        return handed
 
     def with_judges(self, handed: Any) -> Carry:
         """The judges' state after a stage, merged with what the verdict handed on (if anything)."""

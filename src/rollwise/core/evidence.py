@@ -11,7 +11,9 @@ the code say the same thing. Every judge-specific field is optional and only wri
 set it: ``dump_evidence`` gives back exactly the keys the judge wrote, as before this model existed.
 
 Versions: evidence written before the model carries no ``version``; it has the same shape as version 1
-and parses as such. A newer version than this code knows is refused rather than half-read.
+and parses as such. Version 2 added ``params.prior`` (the mixture prior learned from past releases);
+every version-1 field kept its meaning, so version-1 evidence parses unchanged. A newer version than
+this code knows is refused rather than half-read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 #: The evidence format this code writes. Legacy evidence (no ``version`` key) reads as version 1.
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2
 
 Number = int | float  # kept apart so stored integers stay integers
 
@@ -98,6 +100,19 @@ class BurnProjection(_Sparse):
     fires: bool
 
 
+class PriorEvidence(_Sparse):
+    """The mixture prior a test used (learned from past releases) and where it came from."""
+
+    mean: Number | None = Field(None, description="Mean of the normal part, in log rate ratio.")
+    sd: Number | None = Field(None, description="Its standard deviation, in log rate ratio.")
+    flat: Number | None = Field(None, description="Share of the flat mixture blended in (the safety net).")
+    centreRatio: Number | None = Field(None, description="exp(mean): the rate ratio the prior expects.")
+    source: str | None = Field(None, description="service, pooled or service+pooled: whose releases.")
+    service: str | None = None
+    serviceReleases: int | None = Field(None, description="The service's past regressions it was fitted on.")
+    pooledReleases: int | None = Field(None, description="All services' past regressions it was shrunk toward.")
+
+
 class MetricParams(_Sparse):
     """A metric test's parameters and intermediate numbers; which are set depends on the test."""
 
@@ -120,6 +135,7 @@ class MetricParams(_Sparse):
     lowerIsWorse: bool | None = None
     grid: list[Number] | None = None
     mixtureReach: Number | None = None
+    prior: PriorEvidence | None = Field(None, description="The mixture's prior, when learned from past releases.")
     eValue: Number | None = None
     acceptLlr: Number | None = None
     acceptThreshold: Number | None = None

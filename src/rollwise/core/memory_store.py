@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rollwise.core.model import AppliedRoute, Event, RolloutRecord, Window
 from rollwise.core.protocols import ConflictError, NotFoundError, StageWindow
+from rollwise.core.releases import PastEffect
 
 
 class MemoryStore:
@@ -130,3 +131,20 @@ def _due(record: RolloutRecord, applied: AppliedRoute | None, now: float) -> boo
         return True
     retire_at = record.retire_at
     return retire_at is not None and retire_at <= now
+
+
+class MemoryReleaseHistory:
+    """``ReleaseHistory`` kept in the process: the simulator's and the benchmark's past releases."""
+
+    def __init__(self, effects: Sequence[PastEffect] = ()) -> None:
+        self.effects: list[PastEffect] = list(effects)
+        self._lock = threading.Lock()
+
+    def record_effects(self, effects: Sequence[PastEffect]) -> None:
+        with self._lock:
+            seen = {(e.rollout, e.run, e.metric, e.finished_at) for e in self.effects}
+            self.effects += [e for e in effects if (e.rollout, e.run, e.metric, e.finished_at) not in seen]
+
+    def past_effects(self, metric_types: Sequence[str]) -> builtins.list[PastEffect]:
+        with self._lock:
+            return [e for e in self.effects if e.metric_type in metric_types]

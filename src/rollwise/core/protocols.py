@@ -18,6 +18,7 @@ from rollwise.core.model import (
     Window,
     WindowQuery,
 )
+from rollwise.core.releases import PastEffect
 from rollwise.spec.models import VersionRef
 from rollwise.watch.changes import Change
 from rollwise.watch.incidents import Incident
@@ -55,6 +56,18 @@ class BaselineHistory(Protocol):
 
     def baseline_history(self, query: WindowQuery) -> VersionStats | None:
         """The stable version's stats over [query.start, query.end), before any canary traffic."""
+        ...
+
+
+class ReleaseHistory(Protocol):
+    """What past releases measured (``core/releases.py``): written when a rollout ends, read when one begins."""
+
+    def record_effects(self, effects: Sequence[PastEffect]) -> None:
+        """Keep a finished rollout's effects (idempotent: the same rollout, run and metric once)."""
+        ...
+
+    def past_effects(self, metric_types: Sequence[str]) -> builtins.list[PastEffect]:
+        """Every service's recent past effects of these metric kinds, newest last (bounded)."""
         ...
 
 

@@ -10,7 +10,7 @@ from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import JudgeFactory, RolloutEngine
 from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Phase
-from rollwise.core.protocols import Store
+from rollwise.core.protocols import ReleaseHistory, Store
 from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec.models import RolloutSpec
 
@@ -66,6 +66,7 @@ def simulate(
     tick_s: float | None = None,
     store: Store | None = None,
     judges: JudgeFactory = judge_for,
+    releases: ReleaseHistory | None = None,
 ) -> SimulationResult:
     """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time."""
     clock = VirtualClock(T0)
@@ -74,7 +75,8 @@ def simulate(
         latency_slo_ms=latency_slo_of(spec), t0=T0,
     )
     store = store or MemoryStore()
-    engine = RolloutEngine(store=store, clock=clock, judges=judges, router=world, metrics=world)
+    engine = RolloutEngine(store=store, clock=clock, judges=judges, router=world, metrics=world,
+                           releases=releases)
     analysis = spec.analysis()
     step = tick_s or (min(analysis.interval, 10.0) if analysis is not None else 1.0)
     engine.start(spec)

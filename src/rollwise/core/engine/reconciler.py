@@ -15,6 +15,7 @@ from typing import Any
 from rollwise.core.clock import Clock
 from rollwise.core.engine import commands
 from rollwise.core.engine.change import Change, CommandError
+from rollwise.core.engine.learning import remember, with_priors
 from rollwise.core.engine.strategy import strategy_for
 from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.core.protocols import (
@@ -23,6 +24,7 @@ from rollwise.core.protocols import (
     Judge,
     MetricSource,
     Notifier,
+    ReleaseHistory,
     Store,
     TrafficRouter,
 )
@@ -41,6 +43,7 @@ class RolloutEngine:
         metrics: MetricSource | None = None,
         notifier: Notifier | None = None,
         deployer: Deployer | None = None,
+        releases: ReleaseHistory | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -53,6 +56,7 @@ class RolloutEngine:
         self.metrics = metrics
         self.notifier = notifier
         self.deployer = deployer
+        self.releases = releases
         self._applied_route: dict[str, int] = {}
         self._judge_cache: dict[str, Judge] = {}
         self._last_seq: dict[str, int] = {}
@@ -174,6 +178,8 @@ class RolloutEngine:
         if self.notifier is not None and change.events:
             for event in self._numbered(saved.name, len(change.events)):
                 self.notifier.notify(saved, event)
+        if self.releases is not None and _ended(change):
+            remember(self.releases, saved, self.store.events(saved.name))
         return saved
 
     def _numbered(self, name: str, count: int) -> list[Event]:
@@ -228,7 +234,7 @@ class RolloutEngine:
         }
         if spec.strategy.canary is not None:
             route["sticky_header"] = spec.strategy.canary.stickyHeader
-        updated = self.set_route(record, change, **route)
+        updated = with_priors(self, self.set_route(record, change, **route), change)
         updated = updated.model_copy(
             update={
                 "phase": Phase.PROGRESSING,
@@ -271,3 +277,9 @@ class RolloutEngine:
         updated = updated.model_copy(update={"carry": record.carry.but(stopped=sorted(stopped), retired=True)})
         change.events.append(self.event(updated, "retired", "stopped " + ", ".join(r.name for r in to_stop)))
         return updated
+
+
+def _ended(change: Change) -> bool:
+    """Whether this change ends the rollout (its ``phase`` event names a terminal phase)."""
+    return any(e.type == "phase" and e.data.get("phase") in {str(p) for p in Phase if p.terminal}
+               for e in change.events)
