@@ -127,6 +127,7 @@ def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = No
 
 def open_releases(store: Store) -> ReleaseHistory | None:
     """Past releases' effects kept beside ``store`` (SQL stores only; others learn nothing across runs)."""
+    from rollwise.adapters.stores.sql import SqlStore
     from rollwise.adapters.stores.sql_learning import SqlReleaseHistory
 
     return SqlReleaseHistory(store) if isinstance(store, SqlStore) else None

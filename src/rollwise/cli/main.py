@@ -362,7 +362,6 @@ def rollout_start(
         "--junit", help="With --wait: write a JUnit XML report here (a case per stage and metric).")] = None,
     summary_file: Annotated[Path | None, typer.Option(
         "--summary", help="With --wait: write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")] = None,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Start even while the service has an open incident "
                                                           "(audited).")] = False,
     actor: ActorOpt = "",
@@ -380,7 +379,6 @@ def rollout_start(
     """
     _parse_commit_time(commit_time)
     limit = _timeout_seconds(timeout, max_seconds)
-    summary = control.start(file, _actor(actor), commit_time)
     summary = control.start(file, _actor(actor), commit_time, force=force)
     if wait:
         summary = control.follow(summary["name"], output.value, limit, exit_on_pause)
