@@ -308,6 +308,7 @@ def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFa
             urls = {side: endpoint_url(spec, evaluation.endpoint, side) for side in ("stable", "canary")}
             built["runner"] = EvaluationRunner(
                 tasks=tasks, graders=graders, runs=evaluation.runs, per_batch=evaluation.tasksPerLook,
+                concurrency=evaluation.concurrency,
                 stable=agent_endpoint(evaluation.endpoint, urls["stable"], evaluation.endpoint.stableHeaders),
                 canary=agent_endpoint(evaluation.endpoint, urls["canary"], evaluation.endpoint.canaryHeaders),
             )

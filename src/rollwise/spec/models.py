@@ -249,6 +249,7 @@ class EvaluationSpec(Model):
     endpoint: AgentEndpointSpec = Field(default_factory=AgentEndpointSpec)
     runs: int = Field(default=3, ge=1, le=50, description="Runs per task on each version (k).")
     tasksPerLook: int = Field(default=10, ge=1, le=1000, description="Tasks drawn per window.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Agent calls in flight at once during a look.")
     weight: float = Field(default=1.0, gt=0)
     critical: bool = False
     maxDecrease: PercentOrNumber = Field(default=0.0, ge=0, lt=1, description="Tolerated pass-rate drop.")
