@@ -551,5 +551,17 @@ class RolloutSpec(Model):
         assert strategy.shadow is not None
         return strategy.shadow.analysis
 
+    def evaluations(self) -> list[tuple[tuple[str, ...], EvaluationSpec]]:
+        """Every evaluation any analysis of this spec runs, with where it sits (for refusals)."""
+        strategy = self.strategy
+        kind = strategy.kind
+        analyses: list[tuple[str, AnalysisSpec | None]] = [("analysis", self.analysis())]
+        if strategy.blueGreen is not None:
+            analyses = [("previewAnalysis", strategy.blueGreen.previewAnalysis),
+                        ("postPromotionAnalysis", strategy.blueGreen.postPromotionAnalysis)]
+        return [(("strategy", kind, key, "evaluations", str(i)), evaluation)
+                for key, analysis in analyses if analysis is not None
+                for i, evaluation in enumerate(analysis.evaluations)]
+
 
 AnalysisSpec.model_rebuild()
