@@ -294,12 +294,12 @@ class Runtime:
         source = self._source_for(spec)
         if source is not None and self.store is not None:
             source = with_pushed_kpis(source, self.store)
-        analysis = spec.analysis()
-        if analysis is None or not analysis.evaluations:
+        evaluations = {e.name: e for _, e in spec.evaluations()}  # a name in two analyses is one suite run
+        if not evaluations:
             return source
         from rollwise.agents.source import with_evaluations
 
-        return with_evaluations(source, {e.name: evaluation_runner(spec, e) for e in analysis.evaluations})
+        return with_evaluations(source, {name: evaluation_runner(spec, e) for name, e in evaluations.items()})
 
     def _source_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source
@@ -377,6 +377,7 @@ def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFa
             urls = {side: endpoint_url(spec, evaluation.endpoint, side) for side in ("stable", "canary")}
             built["runner"] = EvaluationRunner(
                 tasks=tasks, graders=graders, runs=evaluation.runs, per_batch=evaluation.tasksPerLook,
+                concurrency=evaluation.concurrency,
                 stable=agent_endpoint(evaluation.endpoint, urls["stable"], evaluation.endpoint.stableHeaders),
                 canary=agent_endpoint(evaluation.endpoint, urls["canary"], evaluation.endpoint.canaryHeaders),
             )

@@ -88,7 +88,6 @@ strategy:
     steps: {steps}
     analysis:
       interval: 1s
-      minSamples: 0
       minStageTime: 0s
       maxStageTime: 120s
       evaluations:

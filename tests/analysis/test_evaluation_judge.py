@@ -31,8 +31,8 @@ def _batch(stable: float, canary: float, chooser: random.Random, tasks: int = 10
     return Batch(tasks=results).to_dict()
 
 
-def _windows(batches: list[dict]) -> tuple[Window, ...]:  # type: ignore[type-arg]
-    live = VersionStats(requests=200, errors=0)
+def _windows(batches: list[dict], requests: int = 200) -> tuple[Window, ...]:  # type: ignore[type-arg]
+    live = VersionStats(requests=requests, errors=0)
     return tuple(Window(start=float(i), end=float(i + 1), baseline=live, canary=live, evaluations={"qa": b})
                  for i, b in enumerate(batches))
 
@@ -47,15 +47,10 @@ def test_a_worse_canary_is_rolled_back_by_its_evaluation_with_readable_evidence(
     chooser = random.Random(1)
     analysis = _analysis()
     judge = SequentialJudge(analysis)
-    windows: tuple[Window, ...] = ()
-    verdict = None
-    for _ in range(40):
-        windows = (*_windows([_batch(0.9, 0.5, chooser)]),) if not windows else (
-            *windows, *_windows([_batch(0.9, 0.5, chooser)]))
-        verdict = SequentialJudge(analysis).evaluate(_context(analysis, windows))
-        if verdict.action == Action.ROLLBACK:
-            break
-    assert verdict is not None and verdict.action == Action.ROLLBACK
+    windows = _windows([_batch(0.9, 0.5, chooser) for _ in range(40)])
+    looks = [judge.evaluate(_context(analysis, windows[:n])) for n in range(1, 41)]
+    verdict = next(v for v in looks if v.action == Action.ROLLBACK)
+    assert looks[0].action == Action.CONTINUE  # one look of 10 tasks is not enough evidence
     assert verdict.culprit == "qa" and verdict.rule == "e-value-bonferroni"
     evidence = parse_evidence(dump_evidence(verdict.evidence))
     qa = evidence.culprit_metric()
@@ -69,9 +64,11 @@ def test_a_worse_canary_is_rolled_back_by_its_evaluation_with_readable_evidence(
 
 def test_an_equal_canary_expands_and_carries_half_its_accept_evidence() -> None:
     chooser = random.Random(2)
-    analysis = AnalysisSpec.model_validate({"alpha": 0.01, "minSamples": 0, "evaluations": [
+    # minSamples counts live canary requests: an analysis of evaluations only does not wait for them
+    analysis = AnalysisSpec.model_validate({"alpha": 0.01, "evaluations": [
         {"name": "qa", "suite": "suite.jsonl", "runs": 3}]})
-    windows = _windows([_batch(0.8, 0.8, chooser, tasks=20) for _ in range(12)])
+    assert analysis.minSamples == 100
+    windows = _windows([_batch(0.8, 0.8, chooser, tasks=20) for _ in range(12)], requests=0)
     verdict = SequentialJudge(analysis).evaluate(_context(analysis, windows))
     assert verdict.action == Action.EXPAND, verdict.reason
     carry = verdict.details.carry

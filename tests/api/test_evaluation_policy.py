@@ -53,3 +53,20 @@ def test_evaluation_fields_are_refused_outside_the_allow_lists(tmp_path: Path) -
     assert _fields(policy, _spec(inside, other_port)) == ["strategy.canary.analysis.evaluations.0.endpoint.canaryUrl"]
     assert _fields(SpecPolicy(allow_paths=(allowed,), allow_commands=True),
                    _spec(inside, ", grader: command, command: 'grade'")) == []
+
+
+def test_a_blue_green_post_promotion_evaluation_is_checked_too(tmp_path: Path) -> None:
+    text = f"""
+name: agent
+service: agent
+versions:
+  stable: {{name: v1, address: 127.0.0.1:9001}}
+  canary: {{name: v2, address: 127.0.0.1:9002}}
+traffic: {{router: none}}
+strategy:
+  blueGreen:
+    postPromotionAnalysis:
+      evaluations: [{{name: qa, suite: "{tmp_path / 'suite.jsonl'}", grader: command, command: id}}]
+"""
+    assert _fields(SpecPolicy(allow_paths=(tmp_path,)), text) == [
+        "strategy.blueGreen.postPromotionAnalysis.evaluations.0.command"]

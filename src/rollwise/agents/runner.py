@@ -5,6 +5,9 @@ the tasks of a rollout are then independent draws from the suite, which is what 
 assumes (its null is about the suite's mean), and a batch can be recomputed from its seed. Runs of
 one task alternate stable and canary, so drift in a shared dependency hits both alike.
 
+Calls go out ``concurrency`` at a time (agents answer slowly, and a look must not hold the controller for
+minutes); results are put back in task order, so a batch reads the same however the calls interleave.
+
 A batch is kept on its window as plain JSON (``Window.evaluations[name]``) so the store keeps it and
 the judge re-reads it like any other observation.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,19 +93,28 @@ class EvaluationRunner:
     canary: AgentEndpoint
     runs: int = 3
     per_batch: int = 10
+    concurrency: int = 4
+
+    def _graded(self, task: Task, side: str) -> tuple[AgentReply, int]:
+        reply = (self.stable if side == "stable" else self.canary).ask(task.input)
+        return reply, int(reply.error is None and self.graders.passes(task, reply.text))
 
     def batch(self, seed: str) -> Batch:
+        drawn = draw_tasks(self.tasks, self.per_batch, seed)
+        calls = [(task, side) for task in drawn for _ in range(self.runs) for side in SIDES]
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            graded = iter(list(pool.map(lambda call: self._graded(*call), calls)))
         results = []
         errors = {"stable": 0, "canary": 0}
-        for task in draw_tasks(self.tasks, self.per_batch, seed):
+        for task in drawn:
             passes: dict[str, list[int]] = {"stable": [], "canary": []}
             replies: dict[str, list[AgentReply]] = {"stable": [], "canary": []}
             for _ in range(self.runs):
-                for side, endpoint in (("stable", self.stable), ("canary", self.canary)):
-                    reply = endpoint.ask(task.input)
+                for side in SIDES:
+                    reply, passed = next(graded)
                     replies[side].append(reply)
                     errors[side] += reply.error is not None
-                    passes[side].append(int(reply.error is None and self.graders.passes(task, reply.text)))
+                    passes[side].append(passed)
             results.append(TaskResult(
                 id=task.id, stable=passes["stable"], canary=passes["canary"],
                 ms=(_mean_ms(replies["stable"]), _mean_ms(replies["canary"])),

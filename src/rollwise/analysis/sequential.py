@@ -425,7 +425,7 @@ class SequentialJudge:
         blocking = [plan.blocking for plan in self.plans] + [plan.blocking for plan in self.evaluations]
         undecided = [j.result.metric for j, blocks in zip(judged, blocking, strict=True) if blocks and not j.decided]
         rising = [j.result.metric for j in judged if j.rising]
-        enough = fold.canary_requests >= analysis.minSamples
+        enough = fold.canary_requests >= analysis.minSamples or not self.plans  # evaluations only: no live bar
         if enough and not undecided and not rising:
             burn = self._burn_check(fold)
             if burn is not None:

@@ -62,10 +62,8 @@ class SpecPolicy:
 
     def _evaluations(self, spec: RolloutSpec) -> list[Refusal]:
         """An evaluation reads a suite, may run a grader command and calls agent endpoints."""
-        analysis = spec.analysis()
         found: list[Refusal] = []
-        for i, evaluation in enumerate(analysis.evaluations if analysis is not None else []):
-            where = (*_analysis_path(spec), "evaluations", str(i))
+        for where, evaluation in spec.evaluations():
             found += self._path((*where, "suite"), evaluation.suite)
             if evaluation.command and not self.allow_commands:
                 found.append(((*where, "command"), "this server does not run grader commands (run `rollwise "
@@ -154,13 +152,6 @@ class SpecPolicy:
         if notify.reportUrl is not None and urlsplit(notify.reportUrl).scheme not in ("http", "https"):
             found.append((("notify", "reportUrl"), "is not an http(s) URL"))
         return found
-
-
-def _analysis_path(spec: RolloutSpec) -> tuple[str, ...]:
-    """Where ``spec.analysis()`` sits in the spec, for a refusal's field path."""
-    kind = spec.strategy.kind
-    key = {"canary": "analysis", "blueGreen": "previewAnalysis", "shadow": "analysis"}[kind]
-    return ("strategy", kind, key)
 
 
 def _on_listener(url: str, listen: str) -> bool:

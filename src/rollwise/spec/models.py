@@ -249,6 +249,7 @@ class EvaluationSpec(Model):
     endpoint: AgentEndpointSpec = Field(default_factory=AgentEndpointSpec)
     runs: int = Field(default=3, ge=1, le=50, description="Runs per task on each version (k).")
     tasksPerLook: int = Field(default=10, ge=1, le=1000, description="Tasks drawn per window.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Agent calls in flight at once during a look.")
     weight: float = Field(default=1.0, gt=0)
     critical: bool = False
     maxDecrease: PercentOrNumber = Field(default=0.0, ge=0, lt=1, description="Tolerated pass-rate drop.")
@@ -576,6 +577,18 @@ class RolloutSpec(Model):
             return strategy.blueGreen.previewAnalysis
         assert strategy.shadow is not None
         return strategy.shadow.analysis
+
+    def evaluations(self) -> list[tuple[tuple[str, ...], EvaluationSpec]]:
+        """Every evaluation any analysis of this spec runs, with where it sits (for refusals)."""
+        strategy = self.strategy
+        kind = strategy.kind
+        analyses: list[tuple[str, AnalysisSpec | None]] = [("analysis", self.analysis())]
+        if strategy.blueGreen is not None:
+            analyses = [("previewAnalysis", strategy.blueGreen.previewAnalysis),
+                        ("postPromotionAnalysis", strategy.blueGreen.postPromotionAnalysis)]
+        return [(("strategy", kind, key, "evaluations", str(i)), evaluation)
+                for key, analysis in analyses if analysis is not None
+                for i, evaluation in enumerate(analysis.evaluations)]
 
 
 AnalysisSpec.model_rebuild()
