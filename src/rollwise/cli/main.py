@@ -612,6 +612,9 @@ def _mount_optional() -> None:
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
+    from rollwise.learning.cli import register as register_risk_commands
+
+    register_risk_commands(app)  # rollwise risk evaluate, rollwise risk score
 
 
 _mount_optional()
