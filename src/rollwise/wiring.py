@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rollwise.adapters.repos.git import GitRepository
+from rollwise.adapters.repos.git import RepositoryError as RepositoryError  # what change_source's raise
 from rollwise.core.protocols import (
     AuditLog,
     Closeable,
@@ -23,6 +25,7 @@ from rollwise.core.protocols import (
     TrafficRouter,
 )
 from rollwise.core.pushed_kpis import with_pushed_kpis
+from rollwise.learning.features import ChangeSource
 from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 
 if TYPE_CHECKING:
@@ -275,3 +278,8 @@ class Runtime:
             self.deployer.close()
         if self._owns_notifier and isinstance(self.notifier, Closeable):
             self.notifier.close()
+
+
+def change_source(path: Path) -> ChangeSource:
+    """Where ``rollwise risk`` and ``rollout start --repo`` read a change and its history: git."""
+    return GitRepository(path)

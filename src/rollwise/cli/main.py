@@ -344,15 +344,25 @@ def rollout_start(
     max_seconds: Annotated[float | None, typer.Option(help="Stop watching after this long.")] = None,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
+    repo: Annotated[str | None, typer.Option(help="Git repository of the change: its risk may shape the plan.")] = None,
+    from_rev: Annotated[str | None, typer.Option("--from", help="With --repo: the revision deployed now.")] = None,
+    to_rev: Annotated[str | None, typer.Option("--to", help="With --repo: the revision being rolled out.")] = None,
     *,
     control: RolloutControl,
 ) -> None:
     """Create a rollout and (by default) drive it in the foreground with a live view.
 
     Example: rollwise rollout start examples/canary.yaml --no-wait && rollwise controller
+    With analysis.adaptive: {risk: true}: rollwise rollout start canary.yaml --repo . --from v1.4 --to HEAD
     """
+    from rollwise.control.protocol import ChangeRef
+
     _parse_commit_time(commit_time)
-    summary = control.start(file, _actor(actor), commit_time)
+    if (repo is None) != (from_rev is None) or (repo is None) != (to_rev is None):
+        err_console.print("error: --repo, --from and --to go together", markup=False, highlight=False)
+        raise typer.Exit(2)
+    change = ChangeRef(repo, from_rev, to_rev) if repo and from_rev and to_rev else None
+    summary = control.start(file, _actor(actor), commit_time, change)
     if wait:
         summary = control.follow(summary["name"], output.value, max_seconds)
     _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
@@ -554,7 +564,7 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision, explain_metrics
+    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan
     from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
@@ -562,10 +572,13 @@ def explain(
     history = select_run(the_store.events(name), name, run)
     failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
     events = [e for e in history if e.type == "decision"]
+    plans = [explain_plan(e) for e in history if e.type == "plan"]
+    if plans and output != Output.json:
+        console.print("\n".join(plans) + "\n", markup=False, highlight=False)
     if failing is not None and output != Output.json:
         console.print(failing + ("\n" if events else ""), markup=False, highlight=False)
     if not events:
-        if failing is not None and output != Output.json:
+        if (failing is not None or plans) and output != Output.json:
             return
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)

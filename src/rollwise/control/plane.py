@@ -21,6 +21,8 @@ from rollwise.core.clock import SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
+from rollwise.learning.plan import plan_for
+from rollwise.learning.risk import RiskAssessment
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
 from rollwise.spec.secrets import keep_redacted, redact_spec_dict
@@ -102,6 +104,14 @@ def _line_of_path(text: str, path: tuple[str, ...]) -> int:
     return line
 
 
+@dataclass(frozen=True)
+class ChangeRisk:
+    """A change scored before its rollout starts: the assessment and which repository/revisions."""
+
+    assessment: RiskAssessment
+    change: dict[str, str]
+
+
 class Admission(Protocol):
     """What specs may make the server do (``api/policy.SpecPolicy`` for specs arriving over the API)."""
 
@@ -155,12 +165,18 @@ class ControlPlane:
         # Placeholders that match no current secret stay as they are: ``admit`` refuses them.
         return spec.model_copy(update={"notify": type(spec.notify).model_validate(merged)})
 
-    def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None) -> RolloutRecord:
+    def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None,
+              risk: ChangeRisk | None = None) -> RolloutRecord:
+        """Create the rollout; with ``risk`` (a scored change) its plan is fitted to the risk when the
+        spec asks (``analysis.adaptive.risk``), and the score, lane and reason are a ``plan`` event."""
         try:
             before = self.store.get(spec.name)
         except NotFoundError:
             before = None
-        record = self.engine().start(spec, actor=who.actor, commit_time=commit_time)
+        plan = None
+        if risk is not None:
+            spec, plan = plan_for(spec, risk.assessment, risk.change)
+        record = self.engine().start(spec, actor=who.actor, commit_time=commit_time, plan=plan)
         self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.start", target=spec.name,
                           before=state_of(before), after={**(state_of(record) or {}), "spec": spec_json(spec)},
                           reason=reason)

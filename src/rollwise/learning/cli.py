@@ -100,3 +100,62 @@ def _print_table(report: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(risk_app, name="risk")
+
+
+@risk_app.command("score")
+def score(
+    repo: Annotated[Path, typer.Option(help="Git repository of the change.")],
+    from_rev: Annotated[str, typer.Option("--from", help="The revision deployed now.")],
+    to_rev: Annotated[str, typer.Option("--to", help="The revision to roll out.")],
+    service: Annotated[str | None, typer.Option(help="Service: its recent change failure rate and outcomes.")] = None,
+    store: Annotated[str | None, typer.Option(envvar="ROLLWISE_STORE", help="Store URL (past rollouts).")] = None,
+    high: Annotated[float, typer.Option(help="Risk at or above this: the careful lane.")] = 0.6,
+    low: Annotated[float, typer.Option(help="Risk below this: the fast lane.")] = 0.25,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """Score a change's risk from git and the store's history; print the drivers and the plan it implies.
+
+    Example: rollwise risk score --repo . --from v1.4.0 --to HEAD --service checkout
+    """
+    import time as clock
+
+    from rollwise.core.protocols import StoreMissing, StoreUnavailable
+    from rollwise.learning.outcomes import past_rollouts
+    from rollwise.learning.plan import RiskThresholds, adapt_plan, describe
+    from rollwise.learning.risk import assess_change
+    from rollwise.spec.models import CanaryStep
+    from rollwise.wiring import RepositoryError, change_source, open_store
+
+    if output not in ("text", "json"):
+        raise _fail(f"--output: {output!r} is not text or json")
+    if not 0 <= low < high <= 1:
+        raise _fail(f"--low {low:g} and --high {high:g}: need 0 ≤ low < high ≤ 1")
+    source = change_source(repo)
+    try:
+        history, commits = source.history(from_rev), source.between(from_rev, to_rev)
+    except RepositoryError as exc:
+        raise _fail(str(exc)) from None
+    if not commits:
+        raise _fail(f"--from {from_rev} --to {to_rev}: no commits in the range")
+    try:
+        past = past_rollouts(open_store(store, create=False))
+    except StoreMissing:
+        past = []
+    except StoreUnavailable as exc:
+        raise _fail(str(exc), 1) from None
+    assessment = assess_change(history, commits, past, service, clock.time())
+    example = [CanaryStep(setWeight=w) if w else CanaryStep.model_validate({"pause": {"duration": 60}})
+               for w in (5, 0, 25, 0, 50, 0)]
+    planned = adapt_plan(example, assessment.score, RiskThresholds(high, low))
+    report = {**assessment.to_dict(), "commits": len(commits), "lane": planned.lane, "plan": planned.reason,
+              "example_steps": [describe(s) for s in planned.steps]}
+    if output == "json":
+        _print_json(report)
+        return
+    sys.stdout.write(f"risk {assessment.score:.2f} ({planned.lane} lane) for {len(commits)} commit(s) "
+                     f"{from_rev}..{to_rev}; learner fitted on {assessment.trained_on} past changes "
+                     f"({assessment.failures_seen} failing)\n")
+    for name, term in assessment.factors:
+        value = assessment.features.get(name)
+        sys.stdout.write(f"  {name:>22} = {'?' if value is None else f'{value:g}'}  ({term:+.2f} log-odds)\n")
+    sys.stdout.write(f"plan: {planned.reason}\n")
