@@ -86,7 +86,7 @@ class History:
         paths = [f.path for f in commit.files]
         churn = [f.added + f.deleted for f in commit.files]
         total = sum(churn)
-        entropy = -sum(c / total * math.log2(c / total) for c in churn if c) if total else 0.0
+        entropy = abs(-sum(c / total * math.log2(c / total) for c in churn if c)) if total else 0.0
         ages = [(commit.time - self.last_change[p]) / DAY for p in paths if p in self.last_change]
         subsystems = {_subsystem(p) for p in paths}
         mine = self.commits_by[commit.author]

@@ -2,7 +2,8 @@
 
 A risky change (score ≥ ``high``) takes the careful lane: a smaller first step, every timed bake
 doubled, each judged stage run twice, and a person's approval after the first stage. A low-risk one
-(score < ``low``) takes the fast lane: only the first and last traffic steps, timed bakes halved.
+(score < ``low``) takes the fast lane: only the first and last traffic steps, timed bakes halved
+(those of skipped steps dropped).
 Anything between keeps the spec's plan. Approval pauses a person wrote into the spec are never
 removed. The reason names the score, the threshold it crossed and every change made to the plan.
 """
@@ -96,8 +97,7 @@ def _fast(steps: list[CanaryStep]) -> tuple[list[CanaryStep], list[str]]:
             changes.append(f"skips {describe(step)}")
             continue
         if step.pause is not None and step.pause.duration is not None:
-            if (weights and i > weights[-1]) or (len(weights) > 1 and weights[0] < i < weights[-1] and
-                                                  _after_skipped(i, weights, keep)):
+            if len(weights) > 1 and weights[0] < i < weights[-1] and _after_skipped(i, weights, keep):
                 changes.append(f"drops {describe(step)}")
                 continue
             shorter = max(MIN_BAKE_S, step.pause.duration / 2)
