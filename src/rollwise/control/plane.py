@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic_core import to_jsonable_python
@@ -22,10 +22,12 @@ from rollwise.core.engine import RolloutEngine
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
 from rollwise.learning.plan import plan_for
-from rollwise.learning.risk import RiskAssessment
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
 from rollwise.spec.secrets import keep_redacted, redact_spec_dict
+
+if TYPE_CHECKING:
+    from rollwise.learning.risk import RiskAssessment
 
 MAX_SPEC_BYTES = 1 << 20
 

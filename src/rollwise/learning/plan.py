@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rollwise.core.evidence import PlanEvidence, RiskFactor
-from rollwise.learning.risk import RiskAssessment
 from rollwise.spec.models import CanaryStep, PauseSpec, RolloutSpec
+
+if TYPE_CHECKING:
+    from rollwise.learning.risk import RiskAssessment
 
 CAREFUL, STANDARD, FAST = "careful", "standard", "fast"
 MIN_BAKE_S = 10.0

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rollwise.learning.features import FEATURES, Commit, history_features, squash, szz_lite
-from rollwise.learning.learner import RiskModel
 
 SERVICE_RATE = "service_failure_rate"
 COLUMNS = (*FEATURES, SERVICE_RATE)
@@ -77,6 +76,8 @@ def assess_change(history: list[Commit], change: list[Commit], past: list[PastRo
     usable = ~np.all(np.isnan(x), axis=0)  # a column nobody has (the failure rate before any rollout)
     names = [n for n, u in zip(COLUMNS, usable, strict=True) if u]
     x = x[:, usable]
+    from rollwise.learning.learner import RiskModel  # scikit-learn loads only when a change is scored
+
     model = RiskModel()
     if len(y):
         model.fit(x, y)

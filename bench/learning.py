@@ -1,0 +1,149 @@
+"""What the learning agent learned, measured: the "Risk" section (``risk_section``).
+
+Risk: ``risk evaluate``'s protocol (``learning/evaluation.backtest``: each change scored only from
+strictly earlier changes with known outcomes, warm-up not scored) on
+
+- this repository's own history: features from ``git log`` of ``--repo`` (default /work/main, the
+  main checkout) by ``learning/features``, labels by SZZ-lite (a commit later reverted, or the last
+  earlier change to a file a later fix/revert commit touched): the labels are heuristic;
+- simulated histories with known risk factors (``learning/simulated``: logistic ground truth with an
+  interaction, heavy tails, missing values, a drift half-way), 5 000 and 20 000 changes, 2 seeds.
+
+Each learner is compared with the refit logistic-regression baseline on the same protocol, and the
+chosen learner is run on shuffled labels (AUC must be ≈ 0.5: no leakage of time or future labels).
+
+    python bench/learning.py [--repo /work/main] [--out bench/results/learning.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rollwise.adapters.repos.git import GitRepository
+from rollwise.learning.evaluation import Backtest, backtest
+from rollwise.learning.features import FEATURES, history_features, szz_lite
+from rollwise.learning.learner import RefitLogistic, RiskLearner, RiskModel
+from rollwise.learning.simulated import history_csv, simulate_history
+from rollwise.learning.table import ChangeTable, parse_table
+
+COMMAND = "python bench/learning.py"
+CANDIDATES: dict[str, Callable[[], RiskLearner]] = {
+    "refit logistic, raw features (baseline)": RefitLogistic,
+    "refit logistic, log1p + missing indicators (chosen)": RiskModel,
+    "same, recency-weighted (half-life n/4 changes)": RiskModel,  # half-life set per table below
+}
+TREES = "GBM + logistic average (HistGradientBoosting)"
+
+
+def repo_table(repo: Path) -> ChangeTable:
+    commits = GitRepository(repo).history("HEAD")
+    _, rows = history_features(commits)
+    labels = szz_lite(commits)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["time", *FEATURES, "bug"])
+    for commit, row, label in zip(commits, rows, labels, strict=True):
+        writer.writerow([commit.time, *(row[name] for name in FEATURES), label])
+    return parse_table(out.getvalue(), "bug", "time")
+
+
+def shuffled(table: ChangeTable, seed: int) -> ChangeTable:
+    rng = np.random.default_rng(seed)
+    return ChangeTable(table.features, table.x, rng.permutation(table.y), table.time, table.effort)
+
+
+def timed(table: ChangeTable, learner: Callable[[], RiskLearner], **kwargs: int) -> tuple[Backtest, float]:
+    started = time.process_time()
+    result = backtest(table, learner, **kwargs)
+    return result, time.process_time() - started
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _row(name: str, result: Backtest, cpu_s: float, rows: int) -> str:
+    return (f"| {name} | {result.n} | {result.positives} | {result.warmup} | {_fmt(result.auc)} | {_fmt(result.gmean)} "
+            f"| {_fmt(result.recall_at_20pct_effort)} | {cpu_s / rows * 10_000:.1f} |")
+
+
+HEADER = ("| learner | scored | failing | warm-up | AUC | G-mean @0.5 | recall @20% effort | CPU s / 10k rows |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def _learners(rows: int) -> dict[str, Callable[[], RiskLearner]]:
+    learners = dict(CANDIDATES)
+    learners["same, recency-weighted (half-life n/4 changes)"] = functools.partial(RiskModel, half_life=rows / 4)
+    return learners
+
+
+def table_block(title: str, table: ChangeTable, shuffles: int = 3) -> list[str]:
+    lines = [f"### {title}", "", HEADER]
+    for name, learner in _learners(table.rows).items():
+        result, cpu = timed(table, learner)
+        lines.append(_row(name, result, cpu, table.rows))
+    chance = [backtest(shuffled(table, seed), RiskModel).auc for seed in range(shuffles)]
+    values = [a for a in chance if a is not None]
+    mean = f" (mean {statistics.mean(values):.3f})" if values else ""
+    lines += ["", f"Shuffled labels, chosen learner, {shuffles} shuffles: AUC "
+              + ", ".join(f"{a:.3f}" for a in values) + mean, ""]
+    return lines
+
+
+def trees_block(rows: int = 3000, seed: int = 1) -> list[str]:
+    """The tree ensemble is ~50× slower per refit on this shared 2-core machine, so it is compared on a
+    smaller history with 10 refits (every 300 changes) against the chosen learner on the same schedule."""
+    table = parse_table(history_csv(simulate_history(rows, seed=seed)), "bug", "time")
+    lines = [f"### Tree ensemble vs the chosen learner (simulated, {rows} changes, refit every 300)", "", HEADER]
+    for name, learner in ((TREES, functools.partial(RiskModel, trees=True)),
+                          ("refit logistic, log1p + missing indicators (chosen)", RiskModel),
+                          ("refit logistic, raw features (baseline)", RefitLogistic)):
+        result, cpu = timed(table, learner, refit_every=300)
+        lines.append(_row(name, result, cpu, table.rows))
+    return [*lines, ""]
+
+
+def risk_section(repo: Path = Path("/work/main")) -> str:
+    lines = ["## Risk", "", f"Command: `{COMMAND} --repo {repo}`. Protocol: `rollwise risk evaluate` "
+             "(chronological, each change scored from strictly earlier changes with known outcomes, default "
+             "label delay 0, warm-up min(10 % of rows, 1000) not scored, refit every max(50, n/50) outcomes). "
+             "G-mean at probability 0.5 (classes weighted equally); effort = lines added + deleted. CPU seconds "
+             "are process time on a shared 2-core machine.", ""]
+    own = repo_table(repo)
+    span_days = (own.time.max() - own.time.min()) / 86400
+    lines += table_block(f"This repository's history ({own.rows} commits over {span_days:.0f} days; labels by "
+                         f"SZZ-lite, {int(own.y.sum())} failing)", own, shuffles=5)
+    lines.append("With so few commits the AUC's standard error is about ±0.06; the figures say the protocol runs "
+                 "on real git history, not that the learner is good on it.")
+    lines.append("")
+    for rows in (5000, 20000):
+        for seed in (1, 2):
+            table = parse_table(history_csv(simulate_history(rows, seed=seed), shuffle_seed=seed), "bug", "time")
+            lines += table_block(f"Simulated history, {rows} changes, seed {seed} "
+                                 f"({int(table.y.sum())} failing, drift half-way)", table)
+    lines += trees_block()
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path("/work/main"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learning.md")
+    args = parser.parse_args()
+    text = risk_section(args.repo)
+    sys.stdout.write(text)
+    args.out.write_text(f"# Learning\n\n`{COMMAND} --repo {args.repo}`\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
