@@ -40,8 +40,8 @@ def default_warmup(rows: int) -> int:
 
 
 def default_refit_every(rows: int) -> int:
-    """About 50 refits over the history, at least every 50 new outcomes."""
-    return max(50, math.ceil(rows / 50))
+    """About 50 refits over the history, at least every 10 new outcomes (small histories change fast)."""
+    return max(10, math.ceil(rows / 50))
 
 
 @dataclass(frozen=True)
