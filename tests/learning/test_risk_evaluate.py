@@ -140,3 +140,14 @@ def test_each_change_is_scored_from_strictly_earlier_changes_only() -> None:
     result = backtest(table, Memory, warmup=4, refit_every=1)
     assert set(result.scores.tolist()) == {0.5}
     assert isinstance(RiskModel().score(x[:1])[0], float)
+
+
+@pytest.mark.parametrize(("text", "epoch"), [
+    ("2012-03-04", 1330819200.0), ("2012-03-04 12:00:00", 1330862400.0), ("2012-03-04T12:00:00Z", 1330862400.0),
+    ("2012-03-04T13:00:00+01:00", 1330862400.0), ("2012/03/04 12:00:00", 1330862400.0),
+    ("Sun Mar 4 13:00:00 2012 +0100", 1330862400.0), ("1330862400", 1330862400.0), ("03/04/2012", None),
+])
+def test_times_users_bring(text: str, epoch: float | None) -> None:
+    from rollwise.learning.table import parse_time
+
+    assert parse_time(text) == epoch

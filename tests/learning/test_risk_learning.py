@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from tests.support.specs import SHOP
+
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.evidence import PlanEvidence
@@ -13,7 +15,6 @@ from rollwise.learning.features import Commit, FileChange, history_features, szz
 from rollwise.learning.outcomes import past_rollouts
 from rollwise.learning.risk import PastRollout, assess_change, failure_rate
 from rollwise.spec import load_spec_text
-from tests.support.specs import SHOP
 
 SPEC = SHOP + "  canary:\n    steps:\n      - setWeight: 20\n      - pause: {untilApproved: true}\n"
 

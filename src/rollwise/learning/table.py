@@ -70,6 +70,20 @@ def parse_number(text: str) -> float | None:
 _GIT_DATE = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \d{4} [+-]\d{4}$")
 
 
+def _as_datetime(word: str) -> datetime | None:
+    candidates = [word.replace(" UTC", "+00:00")]
+    if re.match(r"^\d{4}/", word):  # 2024/01/31 as 2024-01-31 (year first only: 01/02/2024 is ambiguous)
+        candidates.append(word.replace("/", "-"))
+    for candidate in candidates:
+        try:
+            return datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+    if _GIT_DATE.match(word):
+        return datetime.strptime(" ".join(word.split()), "%a %b %d %H:%M:%S %Y %z")
+    return None
+
+
 def parse_time(text: str) -> float | None:
     """ISO 8601 (zone optional: UTC when absent; a date alone is its midnight), git's default date
     format, or a number of epoch seconds. ``None`` when it is none of these."""
@@ -78,12 +92,9 @@ def parse_time(text: str) -> float | None:
         return float(word)
     except ValueError:
         pass
-    try:
-        stamp = datetime.fromisoformat(word.replace(" UTC", "+00:00"))
-    except ValueError:
-        if not _GIT_DATE.match(word):
-            return None
-        stamp = datetime.strptime(" ".join(word.split()), "%a %b %d %H:%M:%S %Y %z")
+    stamp = _as_datetime(word)
+    if stamp is None:
+        return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
