@@ -43,6 +43,17 @@ CANDIDATES: dict[str, Callable[[], RiskLearner]] = {
     "same, recency-weighted (half-life n/4 changes)": RiskModel,  # half-life set per table below
 }
 TREES = "GBM + logistic average (HistGradientBoosting)"
+CHOICE = (
+    "Choice: the refit logistic regression on log1p-scaled count features with missing-value indicators and "
+    "balanced class weights (scikit-learn) beats the raw-feature baseline on every simulated history, with and "
+    "without a 90-day label delay, by 0.02–0.05 AUC, and on this repository's history at the default schedule. "
+    "The tree ensemble did not beat it here and costs ~50× the CPU per refit on this machine, so it stays an "
+    "option (`RiskModel(trees=True)`); recency weighting changed AUC by ≤ 0.002 and stays off. The simulated "
+    "ground truth is logistic in log-size, which favours a logistic learner: on real histories with other "
+    "shapes, run `rollwise risk evaluate --baseline` on your own data. An online learner (river) was not "
+    "measured: a refit every n/50 outcomes costs about 1 CPU-second per 10 000 changes, so per-change online "
+    "updates would buy no speed. 50 000 simulated changes through the CLI: 35 s wall, 7 s CPU (loaded machine)."
+)
 
 
 def repo_table(repo: Path) -> ChangeTable:
@@ -123,7 +134,7 @@ def trees_block(rows: int = 3000, seed: int = 1) -> list[str]:
 def risk_section(repo: Path = Path("/work/main")) -> str:
     lines = ["## Risk", "", f"Command: `{COMMAND} --repo {repo}`. Protocol: `rollwise risk evaluate` "
              "(chronological, each change scored from strictly earlier changes with known outcomes, default "
-             "label delay 0, warm-up min(10 % of rows, 1000) not scored, refit every max(50, n/50) outcomes). "
+             "label delay 0, warm-up min(10 % of rows, 1000) not scored, refit every max(10, n/50) outcomes). "
              "G-mean at probability 0.5 (classes weighted equally); effort = lines added + deleted. CPU seconds "
              "are process time on a shared 2-core machine.", ""]
     own = repo_table(repo)
@@ -143,6 +154,7 @@ def risk_section(repo: Path = Path("/work/main")) -> str:
             lines += table_block(f"Simulated history, {rows} changes, seed {seed} "
                                  f"({int(table.y.sum())} failing, drift half-way)", table, delay_days=90)
     lines += trees_block()
+    lines += [CHOICE, ""]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,9 @@ import typer
 risk_app = typer.Typer(no_args_is_help=True, help="Change risk: backtest a learner on a history, score a change.")
 
 
+LEARNER = "logistic regression on log1p features + missing indicators, balanced classes, refit"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     sys.stderr.write(f"error: {message}\n")
     return typer.Exit(code)
@@ -75,7 +78,7 @@ def evaluate(
     result = backtest(table, RiskModel, warmup=warmup, label_delay_s=delay).to_dict()
     report: dict[str, Any] = {**result, "threshold": 0.5, "label_delay_s": delay, "features": table.features,
                               "effort": "+".join(table.effort_columns) or "1 per change",
-                              "ignored_columns": table.ignored, "learner": "gbm+logistic (refit)"}
+                              "ignored_columns": table.ignored, "learner": LEARNER}
     if baseline:
         report["baseline_logistic"] = backtest(table, RefitLogistic, warmup=warmup, label_delay_s=delay).to_dict()
     if output == "json":
