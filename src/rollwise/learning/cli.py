@@ -65,9 +65,13 @@ def evaluate(
     except ValueError as exc:
         raise _fail(f"--label-delay: {exc}") from None
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        data = file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")  # older exports; every byte is a character there
     try:
         table = parse_table(text, label, time)
     except TableError as exc:

@@ -1,8 +1,10 @@
 """What the store teaches the risk learner: finished rollouts, their change and their outcome.
 
 A rollout teaches when it started with a scored change (its ``plan`` event keeps the features) and
-has finished: rolled back or aborted is a failure, succeeded is not. Every finished rollout counts
-toward its service's recent change failure rate. Reads through the ``Store`` protocol only.
+has finished: rolled back or aborted is a failure, succeeded is not. A release undone after it
+succeeded (``rollout undo`` inside the rollback window: the incident case) ends RolledBack, so it
+counts as a failure too; the store keeps no separate incident records to attribute. Every finished
+rollout counts toward its service's recent change failure rate. Reads through the ``Store`` protocol.
 """
 
 from __future__ import annotations

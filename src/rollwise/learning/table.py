@@ -100,26 +100,34 @@ def parse_time(text: str) -> float | None:
     return stamp.timestamp()
 
 
-def _rows(text: str) -> tuple[list[str], list[list[str]]]:
-    sample = text[:8192]
+def _delimiter(text: str) -> str:
+    """The header line's most frequent of comma, semicolon and tab (a sniffer guesses from free-text
+    columns such as commit messages, and guesses wrong)."""
+    header = text.split("\n", 1)[0]
+    return max((",", ";", "\t"), key=header.count)
+
+
+def _rows(text: str) -> tuple[list[str], list[int], list[list[str]]]:
+    csv.field_size_limit(1 << 24)  # commit messages can be long
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if not header or not any(h.strip() for h in header):
-        raise TableError("line 1: no header row")
-    names = [h.strip() for h in header]
-    rows: list[list[str]] = []
-    for row in reader:
-        if not row or not any(cell.strip() for cell in row):
-            rows.append([])  # keeps line numbers; dropped below
-            continue
-        if len(row) != len(names):
-            raise TableError(f"line {reader.line_num}: {len(row)} fields, the header has {len(names)}")
-        rows.append(row)
-    return names, rows
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise TableError("line 1: no header row")
+        names = [h.strip() for h in header]
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        start = reader.line_num + 1
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                if len(row) != len(names):
+                    raise TableError(f"line {start}: {len(row)} fields, the header has {len(names)}")
+                lines.append(start)
+                rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise TableError(f"line {reader.line_num}: {exc}") from None
+    return names, lines, rows
 
 
 def _column(names: list[str], wanted: str, role: str) -> int:
@@ -179,10 +187,8 @@ def _time_proxies(x: np.ndarray, time: np.ndarray) -> list[int]:
 
 def parse_table(text: str, label: str, time: str) -> ChangeTable:
     """The change table in ``text`` (CSV with a header), every other numeric column a feature."""
-    names, raw = _rows(text)
+    names, lines, rows = _rows(text)
     label_at, time_at = _column(names, label, "label"), _column(names, time, "time")
-    lines = [i + 2 for i, row in enumerate(raw) if row]
-    rows = [row for row in raw if row]
     if not rows:
         raise TableError("no data rows after the header")
     y = np.empty(len(rows), dtype=np.int8)
