@@ -155,3 +155,20 @@ def test_adaptation_is_a_pure_function_of_steps_score_and_thresholds() -> None:
     middle = adapt_plan(STEPS, 0.4, RiskThresholds(0.6, 0.2))
     assert middle.lane == STANDARD and middle.steps == STEPS and "as written" in middle.reason
     assert adapt_plan(STEPS, 0.9, RiskThresholds(0.6, 0.2)) == careful  # same input, same plan
+
+
+def test_the_plan_changes_only_when_the_spec_asks_and_the_score_is_always_recorded() -> None:
+    from rollwise.learning.plan import plan_for
+    from rollwise.learning.risk import RiskAssessment
+    from rollwise.spec import load_spec_text
+
+    risky = RiskAssessment(0.9, {"migrations": 1.0, "age": float("nan")}, [("migrations", 1.2)], 100, 10)
+    asked = load_spec_text(SPEC.format(name="a"))
+    fitted, evidence = plan_for(asked, risky, {"repo": "r", "from": "a", "to": "b"})
+    assert evidence.applied and evidence.lane == CAREFUL and evidence.features == {"migrations": 1.0, "age": None}
+    assert fitted.strategy.canary is not None and fitted.strategy.canary.steps[0].setWeight == 5
+    assert fitted.strategy.canary.analysis is not None and fitted.strategy.canary.analysis.runs == 2
+    plain = load_spec_text(SPEC.format(name="b").replace("adaptive: {risk: true}", "adaptive: true"))
+    kept, evidence = plan_for(plain, risky, {})
+    assert kept == plain and not evidence.applied and evidence.lane == CAREFUL
+    assert "analysis.adaptive.risk is not set" in evidence.reason

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from rollwise.core.evidence import PlanEvidence, RiskFactor
 from rollwise.spec.models import CanaryStep, PauseSpec, RolloutSpec
 
@@ -144,9 +146,16 @@ def plan_for(spec: RolloutSpec, assessment: RiskAssessment,
     )
     if not applied or canary is None:
         return spec, evidence
-    new_analysis = analysis.model_copy(update={"runs": planned.runs}) if analysis and planned.runs else analysis
-    new_canary = canary.model_copy(update={"steps": planned.steps, "analysis": new_analysis})
-    return spec.model_copy(update={"strategy": spec.strategy.model_copy(update={"canary": new_canary})}), evidence
+    data = spec.model_dump(mode="python", exclude_none=True)
+    data["strategy"]["canary"]["steps"] = [step.model_dump(mode="python", exclude_none=True) for step in planned.steps]
+    if planned.runs and "analysis" in data["strategy"]["canary"]:
+        data["strategy"]["canary"]["analysis"]["runs"] = planned.runs
+    try:
+        return RolloutSpec.model_validate(data), evidence  # the fitted plan passes every rule a written one does
+    except ValidationError as exc:
+        kept = f"; the spec's plan kept: the fitted one is invalid ({exc.errors()[0]['msg']})"
+        return spec, evidence.model_copy(update={"applied": False, "stepsAfter": evidence.stepsBefore,
+                                                 "runs": None, "reason": evidence.reason + kept})
 
 
 def _number(value: float | None) -> float | None:
