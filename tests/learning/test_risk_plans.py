@@ -172,3 +172,15 @@ def test_the_plan_changes_only_when_the_spec_asks_and_the_score_is_always_record
     kept, evidence = plan_for(plain, risky, {})
     assert kept == plain and not evidence.applied and evidence.lane == CAREFUL
     assert "analysis.adaptive.risk is not set" in evidence.reason
+
+
+def test_start_with_a_bad_change_is_one_line_exit_2(repo: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.format(name="s"))
+    alone = rollwise(tmp_path, "rollout", "start", spec, "--no-wait", "--repo", repo)
+    assert alone.returncode == 2 and alone.stderr.strip() == "error: --repo, --from and --to go together"
+    bad = rollwise(tmp_path, "rollout", "start", spec, "--no-wait", "--repo", repo, "--from", "nope", "--to", "risky")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+    empty = rollwise(tmp_path, "rollout", "start", spec, "--no-wait", "--repo", repo, "--from", "risky",
+                     "--to", "risky")
+    assert empty.returncode == 2 and "no commits in the range" in empty.stderr
