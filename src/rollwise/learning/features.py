@@ -8,6 +8,7 @@ use only the commits before it.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -98,7 +99,7 @@ class History:
             "ndev": float(len(set[str]().union(*(self.authors_of[p] for p in paths)))),
             "age": sum(ages) / len(ages) if ages else math.nan,
             "nuc": float(sum(self.changes_of[p] for p in paths)), "exp": float(len(mine)),
-            "rexp": float(sum(1 for t in mine if commit.time - t <= RECENT)),
+            "rexp": float(len(mine) - bisect.bisect_left(mine, commit.time - RECENT)),
             "sexp": float(sum(self.subsystem_commits[(commit.author, s)] for s in subsystems)),
             "migrations": float(any(MIGRATION.search(p) for p in paths)),
             "config": float(any(CONFIG.search(p) for p in paths)),
@@ -111,7 +112,7 @@ class History:
             self.last_change[change.path] = commit.time
             self.authors_of[change.path].add(commit.author)
             self.changes_of[change.path] += 1
-        self.commits_by[commit.author].append(commit.time)
+        bisect.insort(self.commits_by[commit.author], commit.time)  # sorted: rexp is a binary search
         for subsystem in {_subsystem(f.path) for f in commit.files}:
             self.subsystem_commits[(commit.author, subsystem)] += 1
 
