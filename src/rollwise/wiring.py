@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rollwise.adapters.repos.git import GitRepository
+from rollwise.adapters.repos.git import RepositoryError as RepositoryError  # what change_source's raise
 from rollwise.core.protocols import (
     AuditLog,
     BridgeSessions,
@@ -27,6 +29,7 @@ from rollwise.core.protocols import (
     WatchStore,
 )
 from rollwise.core.pushed_kpis import with_pushed_kpis
+from rollwise.learning.features import ChangeSource
 from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, EvaluationSpec, RolloutSpec
 
 if TYPE_CHECKING:
@@ -409,3 +412,8 @@ def agent_endpoint(endpoint: AgentEndpointSpec, url: str, headers: dict[str, str
 
     return JsonPostEndpoint(url, input_field=endpoint.inputField, output_field=endpoint.outputField,
                             timeout=endpoint.timeout, headers=headers)
+
+
+def change_source(path: Path) -> ChangeSource:
+    """Where ``rollwise risk`` and ``rollout start --repo`` read a change and its history: git."""
+    return GitRepository(path)

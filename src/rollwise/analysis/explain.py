@@ -30,6 +30,8 @@ RULES = {
     "sample-ratio-mismatch": "visits do not split like requests, so the KPI comparison cannot be trusted",
     "kayenta-score": "the Kayenta score (weighted share of passing metrics) crossed a threshold",
     "kayenta-marginal": "the Kayenta score is between the marginal and the pass thresholds",
+    "risk-plan": "the change's risk from the learner chose the plan's lane: careful at or above the high "
+    "threshold, fast below the low one, the spec's plan between",
 }
 
 
@@ -189,6 +191,24 @@ def _backend_failed(error: str) -> str:
     return (f"Metrics backend error: {error}\n  The backend could not be read, so nothing is known about this "
             "window: it is not \"no data\" (a backend that answered with nothing) and not counted as bad. "
             "The rollout holds until the backend answers, up to analysis.noDataLimit.")
+
+
+def explain_plan(event: Event) -> str:
+    """A ``plan`` event in plain words: the change's risk, what drove it, and what it did to the plan."""
+    plan = parse_evidence(event.data.get("evidence")).plan
+    if plan is None:
+        return f"Plan: {event.message}"
+    change = plan.change
+    lines = [f"Plan: {plan.lane} lane — {plan.reason}",
+             f"Rule: risk-plan — {RULES['risk-plan']}",
+             f"Change: {change.get('repo', '?')} {change.get('from', '?')}..{change.get('to', '?')}; "
+             f"learner fitted on {plan.trainedOn} past changes ({plan.failuresSeen} failing)"]
+    if plan.factors:
+        lines.append("Drivers: " + ", ".join(f"{f.feature}={_num(f.value)} ({f.contribution:+.2f})"
+                                             for f in plan.factors))
+    lines.append("Steps: " + " → ".join(plan.stepsBefore) + (
+        "\n   now: " + " → ".join(plan.stepsAfter) if plan.stepsAfter != plan.stepsBefore else " (unchanged)"))
+    return "\n".join(lines)
 
 
 def explain_metrics(events: list[Event]) -> str | None:

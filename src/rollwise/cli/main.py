@@ -366,6 +366,9 @@ def rollout_start(
                                                           "(audited).")] = False,
     actor: ActorOpt = "",
     output: OutputOpt = Output.text,
+    repo: Annotated[str | None, typer.Option(help="Git repository of the change: its risk may shape the plan.")] = None,
+    from_rev: Annotated[str | None, typer.Option("--from", help="With --repo: the revision deployed now.")] = None,
+    to_rev: Annotated[str | None, typer.Option("--to", help="With --repo: the revision being rolled out.")] = None,
     *,
     control: RolloutControl,
 ) -> None:
@@ -376,10 +379,17 @@ def rollout_start(
     while it was still running; 1 an error (store, server, token); 2 bad input. See docs/ci.md.
 
     Example: rollwise rollout start examples/canary.yaml --timeout 30m --junit rollwise.xml
+    With analysis.adaptive: {risk: true}: rollwise rollout start canary.yaml --repo . --from v1.4 --to HEAD
     """
+    from rollwise.control.protocol import ChangeRef
+
     _parse_commit_time(commit_time)
+    if (repo is None) != (from_rev is None) or (repo is None) != (to_rev is None):
+        err_console.print("error: --repo, --from and --to go together", markup=False, highlight=False)
+        raise typer.Exit(2)
+    change = ChangeRef(repo, from_rev, to_rev) if repo and from_rev and to_rev else None
     limit = _timeout_seconds(timeout, max_seconds)
-    summary = control.start(file, _actor(actor), commit_time, force=force)
+    summary = control.start(file, _actor(actor), commit_time, change, force=force)
     if wait:
         summary = control.follow(summary["name"], output.value, limit, exit_on_pause)
     _print_summary(summary, output, f"{summary['name']}: {summary['phase']}")
@@ -622,7 +632,7 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision, explain_metrics
+    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan
     from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
@@ -630,10 +640,13 @@ def explain(
     history = select_run(the_store.events(name), name, run)
     failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
     events = [e for e in history if e.type == "decision"]
+    plans = [explain_plan(e) for e in history if e.type == "plan"]
+    if plans and output != Output.json:
+        console.print("\n".join(plans) + "\n", markup=False, highlight=False)
     if failing is not None and output != Output.json:
         console.print(failing + ("\n" if events else ""), markup=False, highlight=False)
     if not events:
-        if failing is not None and output != Output.json:
+        if (failing is not None or plans) and output != Output.json:
             return
         err_console.print(f"error: no decisions recorded for {name!r}")
         raise typer.Exit(1)
@@ -689,6 +702,9 @@ def _mount_optional() -> None:
     from rollwise.watch.cli import register as register_watch_commands
 
     register_watch_commands(app)  # rollwise changes, rollwise incidents
+    from rollwise.learning.cli import register as register_risk_commands
+
+    register_risk_commands(app)  # rollwise risk evaluate, rollwise risk score
 
 
 _mount_optional()

@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollwise.control.protocol import ControlFailure, Summary, load_spec_file
+from rollwise.control.protocol import ChangeRef, ControlFailure, Summary, load_spec_file
 
 if TYPE_CHECKING:
-    from rollwise.control.plane import ControlPlane
+    from rollwise.control.plane import ChangeRisk, ControlPlane
     from rollwise.control.principal import Principal
     from rollwise.core.model import RolloutRecord
     from rollwise.core.protocols import Store
@@ -62,18 +62,39 @@ class LocalControl:
 
     # ------------------------------------------------------------------ writes (audited)
 
-    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
+    def start(self, file: Path, actor: str, commit_time: str | None, change: ChangeRef | None = None,
+              force: bool = False) -> Summary:
         from rollwise.core.engine import CommandError
         from rollwise.core.protocols import ConflictError
 
         spec = load_spec_file(file)
         plane = self.plane()
         when = datetime.fromisoformat(commit_time).timestamp() if commit_time else None
+        risk = None if change is None else self._score(change, spec.service, plane.store)
         try:
-            record = plane.start(spec, self._who(actor), "", when, force=force)
+            record = plane.start(spec, self._who(actor), "", when, force=force, risk=risk)
         except (ConflictError, CommandError) as exc:
             raise ControlFailure(f"error: {exc}") from None
         return record_summary(record)
+
+    def _score(self, change: ChangeRef, service: str, store: Store) -> ChangeRisk:
+        import time
+
+        from rollwise.control.plane import ChangeRisk
+        from rollwise.learning.outcomes import past_rollouts
+        from rollwise.learning.risk import assess_change
+        from rollwise.wiring import RepositoryError, change_source
+
+        source = change_source(Path(change.repo))
+        try:
+            history, commits = source.history(change.since), source.between(change.since, change.until)
+        except RepositoryError as exc:
+            raise ControlFailure(f"error: {exc}", exit_code=2) from None
+        if not commits:
+            raise ControlFailure(f"error: --from {change.since} --to {change.until}: no commits in the range",
+                                 exit_code=2)
+        assessment = assess_change(history, commits, past_rollouts(store), service, time.time())
+        return ChangeRisk(assessment, {"repo": change.repo, "from": change.since, "to": change.until})
 
     def command(self, name: str, command: str, actor: str, reason: str, full: bool = False) -> Summary:
         from rollwise.core.engine import CommandError

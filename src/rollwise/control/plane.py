@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic_core import to_jsonable_python
@@ -21,9 +21,13 @@ from rollwise.core.clock import SystemClock
 from rollwise.core.engine import CommandError, RolloutEngine
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store, WatchStore
+from rollwise.learning.plan import plan_for
 from rollwise.spec import SpecError, SpecProblem, load_spec_text
 from rollwise.spec.models import RolloutSpec
 from rollwise.spec.secrets import keep_redacted, redact_spec_dict
+
+if TYPE_CHECKING:
+    from rollwise.learning.risk import RiskAssessment
 
 MAX_SPEC_BYTES = 1 << 20
 
@@ -106,6 +110,14 @@ class ReleaseHeld(CommandError):
     """A release refused because its service is not healthy now (an open incident); ``--force`` overrides."""
 
 
+@dataclass(frozen=True)
+class ChangeRisk:
+    """A change scored before its rollout starts: the assessment and which repository/revisions."""
+
+    assessment: RiskAssessment
+    change: dict[str, str]
+
+
 class Admission(Protocol):
     """What specs may make the server do (``api/policy.SpecPolicy`` for specs arriving over the API)."""
 
@@ -163,13 +175,19 @@ class ControlPlane:
         return spec.model_copy(update={"notify": type(spec.notify).model_validate(merged)})
 
     def start(self, spec: RolloutSpec, who: Principal, reason: str, commit_time: float | None,
-              force: bool = False) -> RolloutRecord:
+              force: bool = False, risk: ChangeRisk | None = None) -> RolloutRecord:
+        """Create the rollout, unless its service is held (``release_hold``; ``force`` overrides). With
+        ``risk`` (a scored change) the plan is fitted to the risk when the spec asks
+        (``analysis.adaptive.risk``), and the score, lane and reason are a ``plan`` event."""
         try:
             before = self.store.get(spec.name)
         except NotFoundError:
             before = None
         held = self.release_hold(spec, who, reason, force)
-        record = self.engine().start(spec, actor=who.actor, commit_time=commit_time)
+        plan = None
+        if risk is not None:
+            spec, plan = plan_for(spec, risk.assessment, risk.change)
+        record = self.engine().start(spec, actor=who.actor, commit_time=commit_time, plan=plan)
         after = {**(state_of(record) or {}), "spec": spec_json(spec), **({"forced_over": held} if held else {})}
         self.audit.append(actor=who.actor, role=who.audit_role, action="rollout.start", target=spec.name,
                           before=state_of(before), after=after, reason=reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +19,15 @@ if TYPE_CHECKING:
 
 Summary = dict[str, Any]
 ENDED = ("Succeeded", "RolledBack", "Aborted")
+
+
+@dataclass(frozen=True)
+class ChangeRef:
+    """The change a rollout ships: a repository and the revisions ``since..until`` (rollout start --repo)."""
+
+    repo: str
+    since: str
+    until: str
 
 
 class ControlFailure(Exception):
@@ -40,8 +50,10 @@ class RolloutControl(Protocol):
         """`` (why)`` when the store read does not exist, so an empty answer says why; else nothing."""
         ...
 
-    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
-        """Create a rollout; held (``ControlFailure``) while its service has an open incident, unless ``force``."""
+    def start(self, file: Path, actor: str, commit_time: str | None, change: ChangeRef | None = None,
+              force: bool = False) -> Summary:
+        """Create a rollout; ``change`` (a repository range) is scored and may reshape the plan; held
+        (``ControlFailure``) while its service has an open incident, unless ``force``."""
         ...
 
     def follow(self, name: str, output: str, max_seconds: float | None, until_paused: bool = False) -> Summary:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rollwise.control.client import ApiError, ControlPlaneClient
-from rollwise.control.protocol import ENDED, ControlFailure, Summary, read_spec_file
+from rollwise.control.protocol import ENDED, ChangeRef, ControlFailure, Summary, read_spec_file
 
 EventPrinter = Callable[[str, dict[str, Any]], None]
 """Shows one event of a followed rollout: ``(rollout name, event JSON)``."""
@@ -30,7 +30,11 @@ class RemoteControl:
         self.on_event = on_event
         self.poll_s = poll_s
 
-    def start(self, file: Path, actor: str, commit_time: str | None, force: bool = False) -> Summary:
+    def start(self, file: Path, actor: str, commit_time: str | None, change: ChangeRef | None = None,
+              force: bool = False) -> Summary:
+        if change is not None:
+            raise ControlFailure("error: --repo scores the change against a local store; not with --server",
+                                 exit_code=2)
         text = read_spec_file(file)
         with _failures():
             return self.client.start(text, source=str(file), commit_time=commit_time, force=force)

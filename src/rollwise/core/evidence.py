@@ -231,6 +231,36 @@ class JudgeDetails(_Sparse):
     mismatches: int | None = None
 
 
+class RiskFactor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str
+    value: Number | None = Field(None, description="The change's value of the feature (None: unknown).")
+    contribution: Number = Field(description="The feature's term in the learner's log-odds (+ raises risk).")
+
+
+class PlanEvidence(BaseModel):
+    """Why a rollout's plan was fitted to its change's risk (a ``plan`` event, rule ``risk-plan``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: Number = Field(description="The change's risk, 0..1, from the learner.")
+    lane: str = Field(description="careful (score ≥ high), fast (score < low) or standard.")
+    high: Number
+    low: Number
+    applied: bool = Field(description="Whether the spec asked for it (analysis.adaptive.risk).")
+    change: dict[str, str] = Field(default_factory=dict, description="Repository and revisions scored.")
+    factors: list[RiskFactor] = Field(default_factory=list)
+    features: dict[str, Number | None] = Field(default_factory=dict, description="The change's features "
+                                               "(kept so the learner learns from this rollout's outcome).")
+    stepsBefore: list[str] = Field(default_factory=list)
+    stepsAfter: list[str] = Field(default_factory=list)
+    runs: int | None = Field(None, description="Runs per stage the plan now requires, when changed.")
+    trainedOn: int = Field(0, description="Past changes the learner was fitted on.")
+    failuresSeen: int = Field(0, description="Failing changes among them.")
+    reason: str = ""
+
+
 class Evidence(JudgeDetails):
     """A decision's whole evidence, as stored in the event log (``data["evidence"]``)."""
 
@@ -240,6 +270,7 @@ class Evidence(JudgeDetails):
     rule: str | None = Field(None, description="The rule that fired (see explain.RULES).")
     culprit: str | None = Field(None, description="The metric that decided, if one did.")
     metrics: list[MetricEvidence] = Field(default_factory=list)
+    plan: PlanEvidence | None = Field(None, description="A plan fitted to the change's risk (rule risk-plan).")
 
     def __getitem__(self, name: str) -> Any:
         """A field by its stored name, as the JSON reads (``evidence["carry"]``); a wrong name raises."""

@@ -276,6 +276,22 @@ class EvaluationSpec(Model):
         return self
 
 
+class AdaptiveSpec(Model):
+    """``adaptive: {risk: true}``: what adapts to the evidence and to the change being shipped."""
+
+    stages: bool = Field(default=True, description="End a stage as soon as the evidence says so.")
+    risk: bool = Field(default=False, description="Fit the plan to the change's risk (rollout start --repo): "
+                       "risky changes start smaller, bake longer and need approval; low-risk ones take a fast lane.")
+    riskHigh: float = Field(default=0.6, gt=0, le=1, description="Risk at or above this takes the careful lane.")
+    riskLow: float = Field(default=0.25, ge=0, lt=1, description="Risk below this takes the fast lane.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveSpec:
+        if self.riskLow >= self.riskHigh:
+            raise ValueError("riskLow must be below riskHigh")
+        return self
+
+
 class AnalysisSpec(Model):
     """How a stage is judged. The defaults are the statistically valid sequential judge."""
 
@@ -285,7 +301,10 @@ class AnalysisSpec(Model):
     minSamples: int = Field(default=100, ge=0, description="Canary requests a stage needs before expanding.")
     minStageTime: Seconds = 30.0
     maxStageTime: Seconds = Field(default=900.0, description="Stage time cap; then onInconclusive.")
-    adaptive: bool = Field(default=True, description="End a stage as soon as the evidence says so.")
+    adaptive: bool | AdaptiveSpec = Field(
+        default=True, description="End a stage as soon as the evidence says so (true/false), or a mapping: "
+        "{stages: true, risk: true} also fits the plan to the change's risk.",
+    )
     onNoData: Literal["hold", "abort"] = "hold"
     noDataLimit: Seconds = 300.0
     onInconclusive: Literal["hold", "rollback", "promote"] = "hold"
@@ -304,6 +323,14 @@ class AnalysisSpec(Model):
     metrics: list[MetricSpec] = Field(default_factory=list)
     evaluations: list[EvaluationSpec] = Field(
         default_factory=list, description="Evaluation suites run on both versions at every look (agents).")
+
+    @property
+    def ends_stages_early(self) -> bool:
+        return self.adaptive.stages if isinstance(self.adaptive, AdaptiveSpec) else self.adaptive
+
+    @property
+    def risk_adaptive(self) -> AdaptiveSpec | None:
+        return self.adaptive if isinstance(self.adaptive, AdaptiveSpec) and self.adaptive.risk else None
 
     @model_validator(mode="after")
     def _unique_metric_names(self) -> AnalysisSpec:

@@ -114,7 +114,7 @@ def _pause(turn: StepTurn) -> RolloutRecord | None:
         return _approval_step(turn)
     duration = turn.step.pause.duration or 0.0
     analysis = turn.analysis
-    adaptive_done = analysis is not None and analysis.adaptive and turn.ready and turn.weight > 0
+    adaptive_done = analysis is not None and analysis.ends_stages_early and turn.ready and turn.weight > 0
     if turn.forced or adaptive_done or (turn.step_elapsed >= duration and turn.ready):
         how = "evidence decided" if adaptive_done and turn.step_elapsed < duration else "pause elapsed"
         return step_done(turn, how)

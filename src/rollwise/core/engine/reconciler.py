@@ -17,6 +17,7 @@ from rollwise.core.engine import commands
 from rollwise.core.engine.change import Change, CommandError
 from rollwise.core.engine.learning import remember, with_priors
 from rollwise.core.engine.strategy import strategy_for
+from rollwise.core.evidence import Evidence, PlanEvidence, dump_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.core.protocols import (
     ConflictError,
@@ -64,8 +65,10 @@ class RolloutEngine:
     # ------------------------------------------------------------------ public API
 
     def start(
-        self, spec: RolloutSpec, actor: str = "engine", commit_time: float | None = None
+        self, spec: RolloutSpec, actor: str = "engine", commit_time: float | None = None,
+        plan: PlanEvidence | None = None,
     ) -> RolloutRecord:
+        """Create the rollout; ``plan`` (already applied to ``spec``) is kept as a ``plan`` event."""
         now = self.clock.now()
         record = RolloutRecord(
             name=spec.name,
@@ -84,7 +87,12 @@ class RolloutEngine:
             f"{spec.versions.canary.name} created ({spec.strategy.kind})",
             data={"strategy": spec.strategy.kind, "commit_time": commit_time},
         )
-        return self.store.create(record, [event])
+        events = [event]
+        if plan is not None:
+            evidence = Evidence(rule="risk-plan", plan=plan)
+            events.append(Event(rollout=spec.name, at=now, actor=actor, type="plan", message=plan.reason,
+                                data={"lane": plan.lane, "score": plan.score, "evidence": dump_evidence(evidence)}))
+        return self.store.create(record, events)
 
     def tick(self, name: str, attempts: int = 5) -> RolloutRecord:
         """Advance one rollout by at most one decision; safe to call at any rate."""

@@ -1,0 +1,1 @@
+"""Source repositories the risk learner reads changes from (``learning.features.ChangeSource``)."""
