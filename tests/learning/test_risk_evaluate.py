@@ -117,8 +117,10 @@ def test_metrics_on_hand_checked_numbers() -> None:
     scores = np.array([0.9, 0.8, 0.3, 0.2])
     labels = np.array([1, 0, 1, 0])
     assert auc(scores, labels) == 0.75
-    # Efforts 10, 70, 10, 10: 20 % of 100 lines inspects only the first change.
-    assert recall_at_effort(scores, labels, np.array([10.0, 70.0, 10.0, 10.0])) == 0.5
+    # Efforts 10, 70, 10, 10: risk per line ranks changes 0, 2, 3, 1; 20 % of 100 lines inspects 0 and 2.
+    assert recall_at_effort(scores, labels, np.array([10.0, 70.0, 10.0, 10.0])) == 1.0
+    # One unit per change: the riskiest first; 20 % of 4 changes inspects none but whole changes within it.
+    assert recall_at_effort(scores, labels, np.ones(4)) == 0.0
 
 
 def test_each_change_is_scored_from_strictly_earlier_changes_only() -> None:

@@ -11,9 +11,12 @@ are learned from but not scored. Metrics:
 - ``auc``: area under the ROC curve of the scores over the scored changes (ties count half);
 - ``gmean``: sqrt(recall of failing × recall of clean changes) at probability 0.5 (the learners
   weigh the classes equally, so 0.5 is their balanced threshold);
-- ``recall_at_20pct_effort``: the share of scored failing changes found when inspecting changes
-  from the riskiest down (ties in order of time) while the inspected lines (``effort``: lines
-  added + deleted when the table has them, else one per change) stay within 20 % of the total.
+- ``recall_at_20pct_effort``: the share of scored failing changes found when inspecting changes in
+  order of risk per unit of effort (score / effort, the effort-aware ranking of just-in-time defect
+  prediction; ties in order of time) while the inspected effort stays within 20 % of the total.
+  ``effort`` is lines added + deleted when the table has them (at least 1 per change), else one per
+  change, where the order is simply the riskiest first. Ranking by score alone would reach the large
+  changes first and spend the budget on a handful of them.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def recall_at_effort(scores: np.ndarray, labels: np.ndarray, effort: np.ndarray,
                      share: float = EFFORT_SHARE) -> float | None:
     if not labels.any():
         return None
-    order = np.argsort(-scores, kind="stable")
+    density = scores / np.maximum(effort, 1.0)
+    order = np.argsort(-density, kind="stable")
     spent = np.cumsum(effort[order])
     inspected = spent <= share * spent[-1]
     return float(labels[order][inspected].sum() / labels.sum())
