@@ -39,7 +39,7 @@ HORIZON = {"errors": 1800.0, "latency": 1800.0, "memory_leak": 6 * 3600.0, "kpi"
 
 
 class WindowedZ:
-    """NAB's "windowedGaussian" idea: a z-score against the last ``window`` points, as a tail probability."""
+    """NAB's "windowedGaussian" idea: a z-score against the last ``window`` points, scored z / (1 + z)."""
 
     def __init__(self, direction: str, window: int = 500) -> None:
         self.values: deque[float] = deque(maxlen=window)
@@ -54,7 +54,7 @@ class WindowedZ:
             sd = math.sqrt(max(self.squares / n - mean * mean, 1e-18))
             z = (value - mean) / sd
             z = abs(z) if self.direction == "both" else (z if self.direction == "up" else -z)
-            out = 1.0 - 0.5 * math.erfc(z / math.sqrt(2)) * (2 if self.direction == "both" else 1)
+            out = z / (1.0 + z) if z > 0.0 else 0.0  # monotone in z and never saturating (unlike 1 - tail(z))
         if n == self.values.maxlen:
             old = self.values[0]
             self.total -= old
