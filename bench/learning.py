@@ -269,14 +269,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sweep-seeds", type=int, default=40, help="seeds per traffic/error-rate cell")
     parser.add_argument("--spec", type=Path, default=EXAMPLE, help="the spec the traffic sweep drives")
-    parser.add_argument("--only", choices=("priors", "defaults"), default=None)
+    parser.add_argument("--only", choices=("priors", "defaults", "risk"), default=None)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="the git repository whose history the risk section backtests (default: this one)")
     args = parser.parse_args()
     command = "python bench/learning.py " + " ".join(sys.argv[1:])
     parts = ["# What past releases teach", "", f"Command: `{command}`", ""]
-    if args.only != "defaults":
+    if args.only in (None, "priors"):
         parts.append(priors_section(args.seeds, args.jobs))
-    if args.only != "priors":
+    if args.only in (None, "defaults"):
         parts.append(defaults_section(args.spec, args.sweep_seeds, args.jobs))
+    if args.only in (None, "risk"):
+        import learning_risk  # bench/learning_risk.py: the change-risk backtests
+
+        parts.append(learning_risk.risk_section(args.repo))
     print("\n".join(parts))
 
 

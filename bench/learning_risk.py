@@ -3,7 +3,7 @@
 Risk: ``risk evaluate``'s protocol (``learning/evaluation.backtest``: each change scored only from
 strictly earlier changes with known outcomes, warm-up not scored) on
 
-- this repository's own history: features from ``git log`` of ``--repo`` (default /work/main, the
+- this repository's own history: features from ``git log`` of ``--repo`` (default: this repository, the
   main checkout) by ``learning/features``, labels by SZZ-lite (a commit later reverted, or the last
   earlier change to a file a later fix/revert commit touched): the labels are heuristic;
 - simulated histories with known risk factors (``learning/simulated``: logistic ground truth with an
@@ -12,7 +12,7 @@ strictly earlier changes with known outcomes, warm-up not scored) on
 Each learner is compared with the refit logistic-regression baseline on the same protocol, and the
 chosen learner is run on shuffled labels (AUC must be ≈ 0.5: no leakage of time or future labels).
 
-    python bench/learning.py [--repo /work/main] [--out bench/results/learning.md]
+    python bench/learning_risk.py [--repo PATH] [--out FILE]   (or bench/learning.py --only risk)
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def trees_block(rows: int = 3000, seed: int = 1) -> list[str]:
     return [*lines, ""]
 
 
-def risk_section(repo: Path = Path("/work/main")) -> str:
+def risk_section(repo: Path = Path(__file__).resolve().parents[1]) -> str:
     lines = ["## Risk", "", f"Command: `{COMMAND} --repo {repo}`. Protocol: `rollwise risk evaluate` "
              "(chronological, each change scored from strictly earlier changes with known outcomes, default "
              "label delay 0, warm-up min(10 % of rows, 1000) not scored, refit every max(10, n/50) outcomes). "
@@ -160,7 +160,7 @@ def risk_section(repo: Path = Path("/work/main")) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", type=Path, default=Path("/work/main"))
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learning.md")
     args = parser.parse_args()
     text = risk_section(args.repo)

@@ -79,10 +79,15 @@ def test_a_canary_promote_keeps_its_step_and_a_missing_actor_reads_as_unknown() 
     assert carry.promoted_at(2) and not carry.promoted_at(None)
 
 
+#: Carry fields added after migration ``typed_carry``: rows it rewrites never hold them.
+AFTER_TYPED_CARRY = {"priors"}
+
+
 def test_the_typed_shape_reads_back_unchanged() -> None:
     dumped = json.loads(EXPECTED.model_dump_json())
     assert Carry.model_validate(dumped) == EXPECTED
-    assert typed({"carry": dumped}) == {"carry": dumped}
+    at_migration = {k: v for k, v in dumped.items() if k not in AFTER_TYPED_CARRY}
+    assert typed({"carry": at_migration}) == {"carry": at_migration}
 
 
 def test_the_migration_functions_invert_each_other() -> None:

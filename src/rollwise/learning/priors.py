@@ -29,8 +29,8 @@ from rollwise.spec.models import MetricSpec
 
 #: Pseudo-releases of all services' regressions a service's own are shrunk toward.
 POOL_WEIGHT = 5.0
-#: Least spread of the learned normal, in log rate ratio (exp(0.5) = a factor 1.65 either way).
-MIN_SD = 0.5
+#: Least spread of the learned normal, in log rate ratio (exp(0.35) = a factor 1.42 either way).
+MIN_SD = 0.35
 #: Share of the flat mixture kept in every learned prior (the cost of a wrong history is bounded).
 FLAT_SHARE = 0.25
 #: Metric kinds whose comparison is the absolute-rate attribution test a prior can shape.
