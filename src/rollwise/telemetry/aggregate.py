@@ -6,7 +6,8 @@ or the older ``http.status_code``). Latency is the span's duration, counted into
 buckets. The version is the resource attribute ``service.version``; a span that evaluated a feature
 flag (OpenFeature's ``feature_flag.key`` with ``feature_flag.result.variant`` or the older
 ``feature_flag.variant``, on the span or its ``feature_flag`` event) also counts for the version
-``<flag key>:<variant>``, so a flag rollout can be judged on its variants.
+``<flag key>:<variant>``, so a flag rollout can be judged on its variants. Each count is also split by
+the span's ``http.route`` (at most ``MAX_ROUTES`` per second and series), for the RCA's per-route view.
 
 Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
 buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
@@ -30,6 +31,11 @@ LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
 _ENTRY_KINDS = (2, 5)  # SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
 _STATUS_ERROR = 2
 _HTTP_STATUS = ("http.response.status_code", "http.status_code")
+_ROUTE = "http.route"
+MAX_ROUTES = 50  # per bucket; further routes count as OTHER_ROUTE
+OTHER_ROUTE = "(other routes)"
+ROUTE_KEYS = ("route.requests:", "route.errors:", "route.latency_sum_ms:")
+"""``VersionStats.extra`` keys of the per-route split (``http.route``), read by the RCA (``report/routes.py``)."""
 _FLAG_KEY, _FLAG_VARIANTS = "feature_flag.key", ("feature_flag.result.variant", "feature_flag.variant")
 
 
@@ -39,8 +45,9 @@ class Bucket:
     errors: int = 0
     latency_sum_ms: float = 0.0
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
+    routes: dict[str, list[float]] = field(default_factory=dict)  # route -> [requests, errors, latency_sum_ms]
 
-    def add(self, error: bool, duration_ms: float) -> None:
+    def add(self, error: bool, duration_ms: float, route: str | None) -> None:
         self.requests += 1
         self.errors += error
         self.latency_sum_ms += duration_ms
@@ -48,6 +55,14 @@ class Bucket:
             if duration_ms <= bound:
                 self.latency[i] += 1
                 break
+        if route is not None:
+            counts = self.routes.get(route)
+            if counts is None:
+                route = route if len(self.routes) < MAX_ROUTES else OTHER_ROUTE
+                counts = self.routes.setdefault(route, [0, 0, 0.0])
+            counts[0] += 1
+            counts[1] += error
+            counts[2] += duration_ms
 
 
 @dataclass
@@ -85,13 +100,14 @@ class SpanAggregates:
                         if not oldest <= second <= newest:
                             self.dropped += 1
                             continue
-                        error = span.status.code == _STATUS_ERROR or _http_error(span.attributes)
+                        http_error, route = _http_facts(span.attributes)
+                        error = http_error or span.status.code == _STATUS_ERROR
                         duration_ms = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
-                        _bucket(series, second).add(error, duration_ms)
+                        _bucket(series, second).add(error, duration_ms, route)
                         counted += 1
                         flag = _flag_variant(span)
                         if flag is not None:
-                            _bucket(self._series(service, flag), second).add(error, duration_ms)
+                            _bucket(self._series(service, flag), second).add(error, duration_ms, route)
             self._forget_before(oldest)
         return counted
 
@@ -130,7 +146,8 @@ class SpanAggregates:
             running += count
             cumulative.append((bound, running))
         return VersionStats(requests=sum(b.requests for b in chosen), errors=sum(b.errors for b in chosen),
-                            latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen))
+                            latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen),
+                            extra=_route_split(chosen))
 
     def versions(self, service: str) -> list[str]:
         with self._lock:
@@ -175,15 +192,27 @@ def _service_version(attributes: Iterable[Any]) -> tuple[str, str]:
     return service, version
 
 
-def _http_error(attributes: Iterable[Any]) -> bool:
+def _http_facts(attributes: Iterable[Any]) -> tuple[bool, str | None]:
+    """Whether the HTTP status says server error, and the route template (``http.route``), in one pass."""
+    error, route = False, None
     for attribute in attributes:
         if attribute.key in _HTTP_STATUS:
-            value = _value(attribute.value)
             try:
-                return int(value) >= 500
+                error = int(_value(attribute.value)) >= 500
             except (TypeError, ValueError):
-                return False
-    return False
+                error = False
+        elif attribute.key == _ROUTE:
+            route = str(_value(attribute.value))[:200]
+    return error, route
+
+
+def _route_split(buckets: list[Bucket]) -> dict[str, float]:
+    split: dict[str, float] = {}
+    for bucket in buckets:
+        for route, counts in bucket.routes.items():
+            for key, value in zip(ROUTE_KEYS, counts, strict=True):
+                split[key + route] = split.get(key + route, 0.0) + value
+    return split
 
 
 def _flag_variant(span: Any) -> str | None:
