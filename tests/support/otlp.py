@@ -24,3 +24,15 @@ def json_body(version: str, spans: int, error_every: int, service: str = "shop",
             "status": {"code": 2 if i % error_every == 0 else 0},
         } for i in range(spans)]}],
     }]}).encode()
+
+
+def json_logs(version: str, lines: list[str], service: str = "shop") -> bytes:
+    """An OTLP/JSON logs body: one record per line, observed now."""
+    now = str(time.time_ns())
+    return json.dumps({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}},
+                                    {"key": "service.version", "value": {"stringValue": version}}]},
+        "scopeLogs": [{"scope": {"name": "by-hand"}, "logRecords": [
+            {"timeUnixNano": now, "severityNumber": 9, "severityText": "INFO", "body": {"stringValue": line}}
+            for line in lines]}],
+    }]}).encode()

@@ -24,6 +24,7 @@ from scipy.stats import norm
 
 from rollwise.core.evidence import Evidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
+from rollwise.report.logs import LogChange, log_changes
 from rollwise.report.routes import RouteSplit, route_splits
 
 CHANGE_POINT_LLR2 = 13.8
@@ -101,6 +102,7 @@ class Rca:
     detection_s: float | None = None  # first canary traffic -> decision
     actions: list[tuple[float, str, str]] = field(default_factory=list)  # (at, actor, what)
     routes: list[RouteSplit] = field(default_factory=list)  # per http.route, when the source split it
+    logs: list[LogChange] = field(default_factory=list)  # log templates new or rising in the canary
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -126,6 +128,9 @@ class Rca:
         if self.routes:
             lines.append("Where (per route, canary vs baseline):")
             lines += [f"  - {r.text()}" for r in self.routes]
+        if self.logs:
+            lines.append("Logs (templates new or rising in the canary):")
+            lines += [f"  - {c.text()}" for c in self.logs]
         if self.onset:
             lines.append("When it began:")
             lines += [f"  - {o.text()}" for o in self.onset]
@@ -189,6 +194,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
         peak_weight=max([float(e.data["weight"]) for e in events if e.type == "step" and "weight" in e.data],
                         default=record.route.canary_weight),
         detection_s=detection, actions=_actions(events), routes=route_splits(with_data),
+        logs=log_changes(with_data),
     )
 
 

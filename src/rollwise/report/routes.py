@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rollwise.core.model import VersionStats, Window
+from rollwise.telemetry.aggregate import ROUTE_KEYS
 
 ERROR_Z = 3.1
 LATENCY_RATIO = 1.5
 LATENCY_MIN_MS = 10.0
 MIN_REQUESTS = 30
 SHOWN = 10
-_KEYS = {"route.requests:": 0, "route.errors:": 1, "route.latency_sum_ms:": 2}
+_KEYS = {key: index for index, key in enumerate(ROUTE_KEYS)}  # requests, errors, latency_sum_ms
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ the span's ``http.route`` (at most ``MAX_ROUTES`` per second and series), for th
 Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
 buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
 (least recently written dropped first), and no raw span is stored. Logs and metrics are decoded and
-counted per service and version (``log_records``, ``metric_points``) but not judged on yet. Spans
+counted per service and version (``log_records``, ``metric_points``); log bodies are also counted per
+template (``telemetry/logs.py``, Drain3) for the RCA, not judged on. Spans
 ending more than ``retention_s`` ago or more than a minute in the future are not counted (``dropped``).
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.core.model import VersionStats
+from rollwise.telemetry.logs import LogTemplates
 
 LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, math.inf)
 _ENTRY_KINDS = (2, 5)  # SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
@@ -35,6 +37,8 @@ _ROUTE = "http.route"
 MAX_ROUTES = 50  # per bucket; further routes count as OTHER_ROUTE
 OTHER_ROUTE = "(other routes)"
 ROUTE_KEYS = ("route.requests:", "route.errors:", "route.latency_sum_ms:")
+LOG_KEY = "log.count:"  # ``VersionStats.extra`` key of a log template's count, read by ``report/logs.py``
+MAX_LOG_TEMPLATES = 100  # per bucket; the rest are not split
 """``VersionStats.extra`` keys of the per-route split (``http.route``), read by the RCA (``report/routes.py``)."""
 _FLAG_KEY, _FLAG_VARIANTS = "feature_flag.key", ("feature_flag.result.variant", "feature_flag.variant")
 
@@ -46,6 +50,7 @@ class Bucket:
     latency_sum_ms: float = 0.0
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
     routes: dict[str, list[float]] = field(default_factory=dict)  # route -> [requests, errors, latency_sum_ms]
+    logs: dict[int, int] = field(default_factory=dict)  # log template id -> records
 
     def add(self, error: bool, duration_ms: float, route: str | None) -> None:
         self.requests += 1
@@ -81,6 +86,7 @@ class SpanAggregates:
         self.max_series = max_series
         self.series: OrderedDict[tuple[str, str], Series] = OrderedDict()
         self.dropped = 0
+        self.templates: dict[str, LogTemplates] = {}  # per service
         self._lock = threading.Lock()
 
     def add_traces(self, request: Any) -> int:
@@ -112,13 +118,28 @@ class SpanAggregates:
         return counted
 
     def add_logs(self, request: Any) -> int:
+        """Count log records per service and version, and per template of their body by the second they
+        were observed in (records without a time count now)."""
         counted = 0
+        now = self.clock()
         with self._lock:
             for resource_logs in request.resource_logs:
-                series = self._series(*_service_version(resource_logs.resource.attributes))
-                records = sum(len(scope.log_records) for scope in resource_logs.scope_logs)
-                series.log_records += records
-                counted += records
+                service, version = _service_version(resource_logs.resource.attributes)
+                series = self._series(service, version)
+                templates = self.templates.get(service) or self.templates.setdefault(service, LogTemplates())
+                for scope in resource_logs.scope_logs:
+                    for record in scope.log_records:
+                        series.log_records += 1
+                        counted += 1
+                        line = _value(record.body)
+                        if not isinstance(line, str) or not line:
+                            continue
+                        nanos = record.time_unix_nano or record.observed_time_unix_nano
+                        second = nanos // 1_000_000_000 if nanos else int(now)
+                        logs = _bucket(series, second).logs
+                        template = templates.template_id(line)
+                        if template in logs or len(logs) < MAX_LOG_TEMPLATES:
+                            logs[template] = logs.get(template, 0) + 1
         return counted
 
     def add_metrics(self, request: Any) -> int:
@@ -138,7 +159,8 @@ class SpanAggregates:
             if series is None:
                 return None
             chosen = [b for second, b in series.buckets.items() if start <= second < end]
-        if not chosen:
+            split = {**_route_split(chosen), **self._log_split(service, chosen)}
+        if not any(b.requests for b in chosen):
             return None
         counts = [sum(b.latency[i] for b in chosen) for i in range(len(LATENCY_BOUNDS_MS))]
         cumulative, running = [], 0
@@ -147,7 +169,17 @@ class SpanAggregates:
             cumulative.append((bound, running))
         return VersionStats(requests=sum(b.requests for b in chosen), errors=sum(b.errors for b in chosen),
                             latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen),
-                            extra=_route_split(chosen))
+                            extra=split)
+
+    def _log_split(self, service: str, buckets: list[Bucket]) -> dict[str, float]:
+        templates = self.templates.get(service)
+        counts: dict[int, int] = {}
+        for bucket in buckets:
+            for template, count in bucket.logs.items():
+                counts[template] = counts.get(template, 0) + count
+        if templates is None:
+            return {}
+        return {LOG_KEY + templates.text(template): float(count) for template, count in counts.items()}
 
     def versions(self, service: str) -> list[str]:
         with self._lock:
