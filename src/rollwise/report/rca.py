@@ -24,6 +24,8 @@ from scipy.stats import norm
 
 from rollwise.core.evidence import Evidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
+from rollwise.report.logs import LogChange, log_changes
+from rollwise.report.routes import RouteSplit, route_splits
 
 CHANGE_POINT_LLR2 = 13.8
 _FAILED = (Phase.ROLLED_BACK, Phase.ABORTED)
@@ -99,6 +101,8 @@ class Rca:
     peak_weight: float = 0.0
     detection_s: float | None = None  # first canary traffic -> decision
     actions: list[tuple[float, str, str]] = field(default_factory=list)  # (at, actor, what)
+    routes: list[RouteSplit] = field(default_factory=list)  # per http.route, when the source split it
+    logs: list[LogChange] = field(default_factory=list)  # log templates new or rising in the canary
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,6 +125,12 @@ class Rca:
             lines += [f"  - {r.text()}" for r in self.regressions]
         elif self.failed:
             lines.append("Regressed: no metric regression in the evidence (ended by a person or by missing data).")
+        if self.routes:
+            lines.append("Where (per route, canary vs baseline):")
+            lines += [f"  - {r.text()}" for r in self.routes]
+        if self.logs:
+            lines.append("Logs (templates new or rising in the canary):")
+            lines += [f"  - {c.text()}" for c in self.logs]
         if self.onset:
             lines.append("When it began:")
             lines += [f"  - {o.text()}" for o in self.onset]
@@ -183,7 +193,8 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
         excess_errors=max(0.0, canary.errors - canary.requests * base_rate),
         peak_weight=max([float(e.data["weight"]) for e in events if e.type == "step" and "weight" in e.data],
                         default=record.route.canary_weight),
-        detection_s=detection, actions=_actions(events),
+        detection_s=detection, actions=_actions(events), routes=route_splits(with_data),
+        logs=log_changes(with_data),
     )
 
 

@@ -6,12 +6,14 @@ or the older ``http.status_code``). Latency is the span's duration, counted into
 buckets. The version is the resource attribute ``service.version``; a span that evaluated a feature
 flag (OpenFeature's ``feature_flag.key`` with ``feature_flag.result.variant`` or the older
 ``feature_flag.variant``, on the span or its ``feature_flag`` event) also counts for the version
-``<flag key>:<variant>``, so a flag rollout can be judged on its variants.
+``<flag key>:<variant>``, so a flag rollout can be judged on its variants. Each count is also split by
+the span's ``http.route`` (at most ``MAX_ROUTES`` per second and series), for the RCA's per-route view.
 
 Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
 buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
 (least recently written dropped first), and no raw span is stored. Logs and metrics are decoded and
-counted per service and version (``log_records``, ``metric_points``) but not judged on yet. Spans
+counted per service and version (``log_records``, ``metric_points``); log bodies are also counted per
+template (``telemetry/logs.py``, Drain3) for the RCA, not judged on. Spans
 ending more than ``retention_s`` ago or more than a minute in the future are not counted (``dropped``).
 """
 
@@ -25,11 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.core.model import VersionStats
+from rollwise.telemetry.logs import LogTemplates
 
 LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, math.inf)
 _ENTRY_KINDS = (2, 5)  # SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
 _STATUS_ERROR = 2
 _HTTP_STATUS = ("http.response.status_code", "http.status_code")
+_ROUTE = "http.route"
+MAX_ROUTES = 50  # per bucket; further routes count as OTHER_ROUTE
+OTHER_ROUTE = "(other routes)"
+ROUTE_KEYS = ("route.requests:", "route.errors:", "route.latency_sum_ms:")
+LOG_KEY = "log.count:"  # ``VersionStats.extra`` key of a log template's count, read by ``report/logs.py``
+MAX_LOG_TEMPLATES = 100  # per bucket; the rest are not split
+"""``VersionStats.extra`` keys of the per-route split (``http.route``), read by the RCA (``report/routes.py``)."""
 _FLAG_KEY, _FLAG_VARIANTS = "feature_flag.key", ("feature_flag.result.variant", "feature_flag.variant")
 
 
@@ -39,8 +49,10 @@ class Bucket:
     errors: int = 0
     latency_sum_ms: float = 0.0
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
+    routes: dict[str, list[float]] = field(default_factory=dict)  # route -> [requests, errors, latency_sum_ms]
+    logs: dict[int, int] = field(default_factory=dict)  # log template id -> records
 
-    def add(self, error: bool, duration_ms: float) -> None:
+    def add(self, error: bool, duration_ms: float, route: str | None) -> None:
         self.requests += 1
         self.errors += error
         self.latency_sum_ms += duration_ms
@@ -48,6 +60,14 @@ class Bucket:
             if duration_ms <= bound:
                 self.latency[i] += 1
                 break
+        if route is not None:
+            counts = self.routes.get(route)
+            if counts is None:
+                route = route if len(self.routes) < MAX_ROUTES else OTHER_ROUTE
+                counts = self.routes.setdefault(route, [0, 0, 0.0])
+            counts[0] += 1
+            counts[1] += error
+            counts[2] += duration_ms
 
 
 @dataclass
@@ -66,6 +86,7 @@ class SpanAggregates:
         self.max_series = max_series
         self.series: OrderedDict[tuple[str, str], Series] = OrderedDict()
         self.dropped = 0
+        self.templates: dict[str, LogTemplates] = {}  # per service
         self._lock = threading.Lock()
 
     def add_traces(self, request: Any) -> int:
@@ -85,24 +106,40 @@ class SpanAggregates:
                         if not oldest <= second <= newest:
                             self.dropped += 1
                             continue
-                        error = span.status.code == _STATUS_ERROR or _http_error(span.attributes)
+                        http_error, route = _http_facts(span.attributes)
+                        error = http_error or span.status.code == _STATUS_ERROR
                         duration_ms = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
-                        _bucket(series, second).add(error, duration_ms)
+                        _bucket(series, second).add(error, duration_ms, route)
                         counted += 1
                         flag = _flag_variant(span)
                         if flag is not None:
-                            _bucket(self._series(service, flag), second).add(error, duration_ms)
+                            _bucket(self._series(service, flag), second).add(error, duration_ms, route)
             self._forget_before(oldest)
         return counted
 
     def add_logs(self, request: Any) -> int:
+        """Count log records per service and version, and per template of their body by the second they
+        were observed in (records without a time count now)."""
         counted = 0
+        now = self.clock()
         with self._lock:
             for resource_logs in request.resource_logs:
-                series = self._series(*_service_version(resource_logs.resource.attributes))
-                records = sum(len(scope.log_records) for scope in resource_logs.scope_logs)
-                series.log_records += records
-                counted += records
+                service, version = _service_version(resource_logs.resource.attributes)
+                series = self._series(service, version)
+                templates = self.templates.get(service) or self.templates.setdefault(service, LogTemplates())
+                for scope in resource_logs.scope_logs:
+                    for record in scope.log_records:
+                        series.log_records += 1
+                        counted += 1
+                        line = _value(record.body)
+                        if not isinstance(line, str) or not line:
+                            continue
+                        nanos = record.time_unix_nano or record.observed_time_unix_nano
+                        second = nanos // 1_000_000_000 if nanos else int(now)
+                        logs = _bucket(series, second).logs
+                        template = templates.template_id(line)
+                        if template in logs or len(logs) < MAX_LOG_TEMPLATES:
+                            logs[template] = logs.get(template, 0) + 1
         return counted
 
     def add_metrics(self, request: Any) -> int:
@@ -122,7 +159,8 @@ class SpanAggregates:
             if series is None:
                 return None
             chosen = [b for second, b in series.buckets.items() if start <= second < end]
-        if not chosen:
+            split = {**_route_split(chosen), **self._log_split(service, chosen)}
+        if not any(b.requests for b in chosen):
             return None
         counts = [sum(b.latency[i] for b in chosen) for i in range(len(LATENCY_BOUNDS_MS))]
         cumulative, running = [], 0
@@ -130,7 +168,18 @@ class SpanAggregates:
             running += count
             cumulative.append((bound, running))
         return VersionStats(requests=sum(b.requests for b in chosen), errors=sum(b.errors for b in chosen),
-                            latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen))
+                            latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen),
+                            extra=split)
+
+    def _log_split(self, service: str, buckets: list[Bucket]) -> dict[str, float]:
+        templates = self.templates.get(service)
+        counts: dict[int, int] = {}
+        for bucket in buckets:
+            for template, count in bucket.logs.items():
+                counts[template] = counts.get(template, 0) + count
+        if templates is None:
+            return {}
+        return {LOG_KEY + templates.text(template): float(count) for template, count in counts.items()}
 
     def versions(self, service: str) -> list[str]:
         with self._lock:
@@ -175,15 +224,27 @@ def _service_version(attributes: Iterable[Any]) -> tuple[str, str]:
     return service, version
 
 
-def _http_error(attributes: Iterable[Any]) -> bool:
+def _http_facts(attributes: Iterable[Any]) -> tuple[bool, str | None]:
+    """Whether the HTTP status says server error, and the route template (``http.route``), in one pass."""
+    error, route = False, None
     for attribute in attributes:
         if attribute.key in _HTTP_STATUS:
-            value = _value(attribute.value)
             try:
-                return int(value) >= 500
+                error = int(_value(attribute.value)) >= 500
             except (TypeError, ValueError):
-                return False
-    return False
+                error = False
+        elif attribute.key == _ROUTE:
+            route = str(_value(attribute.value))[:200]
+    return error, route
+
+
+def _route_split(buckets: list[Bucket]) -> dict[str, float]:
+    split: dict[str, float] = {}
+    for bucket in buckets:
+        for route, counts in bucket.routes.items():
+            for key, value in zip(ROUTE_KEYS, counts, strict=True):
+                split[key + route] = split.get(key + route, 0.0) + value
+    return split
 
 
 def _flag_variant(span: Any) -> str | None:
