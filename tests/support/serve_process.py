@@ -44,7 +44,7 @@ def rollwise_serve(store_url: str, workdir: Path, *args: str,
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded CI machine (Envoy tests beside it) can take a minute to import
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
