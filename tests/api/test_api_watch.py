@@ -54,3 +54,7 @@ def test_incidents_are_readable_and_hold_releases(store_url: str, tmp_path: Path
         assert forced.status_code == 201, forced.text
         assert client.get("/api/v1/incidents/2").status_code == 404
         assert client.get("/api/v1/incidents/x").status_code == 422
+        page = client.get("/").text
+        assert 'href="#/incidents"' in page and "/static/incidents.js" in page
+        script = client.get("/static/incidents.js")
+        assert script.status_code == 200 and "/api/v1/incidents" in script.text
