@@ -122,7 +122,7 @@ class LiveView:
 
 
 def demo(
-    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all four).")] = None,
+    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all five).")] = None,
     output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
