@@ -151,6 +151,13 @@ def render(days: int, result: dict[str, object], seconds: float) -> str:
         "confidence >= 0.5; a config or a dependency's deploy is named and people are notified, nothing is undone.",
         "Detection here is the minimal EWMA z-score detector (``watch/detector.py``), so the delay and false",
         "alarms measure it, not attribution; the detector's own benchmark is ``bench/watch.py``.",
+        "",
+        "What misses: this detector does not see the hour-long drifts at all (an EWMA follows a slow ramp), so the",
+        "watch-path rows cover steps and time bombs only. The attribution-alone rows cover drifts too and fall",
+        "short of the targets there: 30 min into a drift its start cannot be placed to the minute (the first",
+        "minutes of a ramp hide in the noise), so a release landing 2-10 min after the true start can look like it",
+        "came first. Attribution scales a change within 30 min of a drift's (or drift-like) onset down (x0.6),",
+        "which keeps most such cases below the action threshold at the cost of fewer undos of real drifts.",
     ]
     return "\n".join(lines) + "\n"
 
