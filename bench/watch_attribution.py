@@ -27,8 +27,9 @@ from pathlib import Path
 from rollwise.simulate.change_days import FLAGS, ServiceDay, service_day
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import attribute, estimate_onset
-from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, SeriesDetector
+from rollwise.watch.detector import ALARM_SCORE, SeriesDetector
 from rollwise.watch.policy import plan_actions
+from rollwise.watch.runner import FLOORS, RECENT, material
 
 POLICY = WatchSpec(actions=["notify", "undo", "killFlag"], minConfidence=0.5, flags=list(FLAGS), dependsOn=["db"])
 CONFIRM = 2
@@ -37,14 +38,15 @@ WINDOW_S = 7200.0
 
 
 def alarms(day: ServiceDay) -> list[float]:
-    detector = SeriesDetector(DetectorConfig(min_spread=0.002), direction="up")
+    detector = SeriesDetector(direction="up")
     found: list[float] = []
     streak = 0
-    for at, value in day.points:
+    for k, (at, value) in enumerate(day.points):
         score = detector.score(at, value)
         if found and at - found[-1] < COOLDOWN_S:
             continue
-        streak = streak + 1 if score >= ALARM_SCORE else 0
+        alarm = score >= ALARM_SCORE and material(day.points[max(0, k - RECENT):k], value, FLOORS["errorRate"])
+        streak = streak + 1 if alarm else 0
         if streak >= CONFIRM:
             found.append(at)
             streak = 0
