@@ -55,3 +55,21 @@ def test_rollout_decided_from_promql(prometheus_binary: str) -> None:
 
     assert result.phase == Phase.ROLLED_BACK, result.reason
     assert result.load.transport_errors == 0
+
+
+def test_time_bomb_after_promotion_is_undone_by_the_watch_with_an_incident() -> None:
+    result = run_scenario("time-bomb", rate=150, max_seconds=150)
+
+    assert result.phase == Phase.ROLLED_BACK, result.reason
+    undo = [e for e in result.events if e.type == "command" and e.data.get("command") == "undo"]
+    assert undo and undo[0].actor == "rollwise-watch"  # nobody but the watch undid it
+    assert any(e.type == "phase" and e.data.get("phase") == "Succeeded" for e in result.events)  # it passed first
+    incident = result.incident
+    assert incident is not None and incident.culprit is not None
+    assert incident.culprit["version"] == "v2" and incident.culprit["source"] == "rollwise"
+    assert incident.attribution["confidence"] >= 0.5
+    assert incident.attribution["onset"]["effect_low"] > 0  # the error rate rose, with its interval
+    assert [a["outcome"] for a in incident.actions if a["kind"] == "undo"] == ["done"]
+    assert incident.status == "resolved" and incident.recovery_s is not None
+    tail = [s for s in result.samples if s.version][-50:]
+    assert tail and all(s.version == "v1" for s in tail)  # users are back on v1

@@ -13,6 +13,8 @@ from rollwise.control.plane import ControlPlane
 from rollwise.control.principal import Principal
 from rollwise.core.clock import VirtualClock
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window, WindowQuery
+from rollwise.report.metrics import delivery_metrics
+from rollwise.report.postmortem import load_postmortem, to_markdown
 from rollwise.spec import load_spec_text
 from rollwise.watch.actions import PlaneActuator
 from rollwise.watch.incidents import Incident
@@ -100,6 +102,14 @@ def test_a_release_that_fails_after_promotion_is_undone_and_the_incident_resolve
     undo = [r for r in rows if r.action == "rollout.undo"]
     assert undo and undo[0].actor == "rollwise-watch" and f"incident #{opened.id}" in (undo[0].reason or "")
     assert {"watch.incident", "watch.undo", "watch.resolve"} <= {r.action for r in rows}
+    metrics = delivery_metrics(plane.store, watch=watch.watch, now=clock.now() + 1)
+    assert metrics["overall"]["rolled_back"] == 1  # the undone release is a failed change
+    incidents = metrics["incidents"]
+    assert incidents["opened"] == 1 and incidents["undone_or_killed_by_the_watch"] == 1
+    assert incidents["time_to_restore_s"]["median"] > 0 and incidents["open_now"] == 0
+    report = to_markdown(load_postmortem(plane.store, "shop"))
+    assert "## Incidents after the release" in report and f"incident #{opened.id} on shop (resolved)" in report
+    assert "action:" in report and "undo rollout:shop -> done" in report
 
 
 def test_an_anomaly_on_every_version_is_not_blamed_on_the_canary(tmp_path: Path) -> None:

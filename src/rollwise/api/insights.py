@@ -30,4 +30,5 @@ def delivery_metrics(
     if service is not None and "\x00" in service:
         raise HTTPException(422, "service: must not contain NUL characters")
     return to_jsonable_python(compute_delivery_metrics(request.app.state.plane.store, service=service,
-                                                       since_s=since_s, bucket_s=bucket_s))
+                                                       since_s=since_s, bucket_s=bucket_s,
+                                                       watch=request.app.state.watch))

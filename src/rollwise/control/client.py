@@ -78,6 +78,15 @@ class ControlPlaneClient:
 
     # ------------------------------------------------------------------ plumbing
 
+    # ------------------------------------------------------------------ the watch's change log
+
+    def record_change(self, change: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/changes", json=change)  # type: ignore[no-any-return]
+
+    def changes(self, service: str | None, since_s: float) -> builtins.list[dict[str, Any]]:
+        params: dict[str, Any] = {"since_s": since_s, **({"service": service} if service else {})}
+        return self._call("GET", "/api/v1/changes", params=params)  # type: ignore[no-any-return]
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the CLI mounts this command for `rollwise --help`; the mode
 
 console = Console()
 
-DEMO_ORDER = ("bad-canary", "good-canary", "blue-green", "shadow")
+DEMO_ORDER = ("bad-canary", "good-canary", "blue-green", "shadow", "time-bomb")
 LATENCY_SLO_MS = 250.0  # the demo specs' latency-p99 gate
 
 
@@ -37,6 +37,7 @@ class DemoScenario(StrEnum):
     blue_green = "blue-green"
     shadow = "shadow"
     slow_canary = "slow-canary"
+    time_bomb = "time-bomb"
 
 
 class DemoOutput(StrEnum):
@@ -71,6 +72,8 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
         "client_errors": client_errors,
         "requests": len(result.samples),
     }
+    if result.incident is not None:
+        data["incident"] = result.incident.to_json()
     if result.undo is not None:
         data["undo"] = result.undo
     if result.shadow is not None:
@@ -119,7 +122,7 @@ class LiveView:
 
 
 def demo(
-    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all four).")] = None,
+    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all five).")] = None,
     output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
@@ -173,6 +176,11 @@ def demo(
                     console.print(f"  instant rollback: `undo` put every user back on v1 in "
                                   f"{result.undo['seconds_to_stable'] * 1000:.0f} ms, "
                                   f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
+                if result.incident is not None:
+                    from rollwise.watch.render import incident_text
+
+                    console.print("  " + incident_text(result.incident).replace("\n", "\n  "), highlight=False,
+                                  markup=False)
                 console.print(f"  report: {report}")
     finally:
         if isinstance(notifier, Closeable):

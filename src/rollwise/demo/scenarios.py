@@ -27,7 +27,9 @@ from rollwise.core.protocols import Notifier, Store
 from rollwise.demo.load import LoadGenerator, LoadSummary, Sample
 from rollwise.local_processes import free_port
 from rollwise.spec import load_spec_text
-from rollwise.wiring import Runtime, build_notifier
+from rollwise.watch.incidents import RESOLVED, Incident
+from rollwise.watch.runner import Watch
+from rollwise.wiring import Runtime, build_notifier, build_watch, open_audit
 
 ANALYSIS = """
       judge: sequential
@@ -46,6 +48,21 @@ STRATEGIES = {
     stickyHeader: x-user
     analysis:"""
     + ANALYSIS
+    + """
+    steps:
+      - setWeight: 20
+      - pause: {duration: 4s}
+      - setWeight: 50
+      - pause: {duration: 4s}
+      - setWeight: 100
+""",
+    # The time bomb is an error bomb: its canary is judged on errors alone, so a loaded machine's latency
+    # tail cannot end the story before the release reaches 100 %.
+    "canary-errors": """
+  canary:
+    stickyHeader: x-user
+    analysis:"""
+    + ANALYSIS.split("        - {name: latency-p99")[0]
     + """
     steps:
       - setWeight: 20
@@ -73,6 +90,10 @@ STRATEGIES = {
 }
 
 
+WATCH = ("{actions: [notify, undo], minConfidence: 0.5, interval: 1s, metrics: [errorRate], confirm: 2, "
+         "resolveAfter: 3, minRequests: 20}")
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -81,6 +102,8 @@ class Scenario:
     expected: Phase
     about: str
     canary_version: str = "v2"
+    watch: str = ""  # the spec's ``watch:`` block: the post-release watch runs beside the rollout
+    bomb_after_s: float | None = None  # a time bomb in the canary goes off this long after 100 %
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -103,6 +126,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("blue-green", "blueGreen", "", Phase.SUCCEEDED,
                  "v2 previewed on mirrored traffic, then cut over; v1 kept warm for an instant undo"),
+        Scenario("time-bomb", "canary-errors", "--bomb-error-rate 0.3", Phase.ROLLED_BACK,
+                 "v2 passes its canary, then fails 30% of requests 5 s after reaching 100%: the watch names "
+                 "the release and undoes it", watch=WATCH, bomb_after_s=5.0),
         Scenario("shadow", "shadow", "--error-rate 0.05 --mismatch-rate 0.2", Phase.ROLLED_BACK,
                  "v3 gets a mirrored copy of live traffic; its errors and mismatches are caught, users see v1 only",
                  canary_version="v3"),
@@ -122,6 +148,7 @@ class ScenarioResult:
     samples: list[Sample] = field(default_factory=list)
     name: str = ""
     undo: dict[str, float] | None = None
+    incident: Incident | None = None  # what the post-release watch opened (time-bomb)
 
     @property
     def as_expected(self) -> bool:
@@ -142,13 +169,15 @@ class ScenarioResult:
 
 
 def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy", *, admin_port: int | None = None,
-              prometheus_url: str | None = None) -> str:
+              prometheus_url: str | None = None, bomb_file: Path | None = None) -> str:
     """The scenario's rollout spec; Prometheus (when it decides) scrapes Envoy's admin on ``admin_port``."""
     service = f"{shlex.quote(sys.executable)} -m rollwise.demo.service --port {{port}}"
     # Both versions answer in ~5 ms (p99 20 ms) without errors; a scenario's canary flags override that.
     base = "--latency-ms 5 --latency-p99-ms 20"
     stable = f"{service} --version v1 {base}"
     canary = f"{service} --version {scenario.canary_version} {base} {scenario.canary_flags}".strip()
+    if bomb_file is not None:
+        canary += f" --bomb-file {shlex.quote(str(bomb_file))}"
     admin = f", adminPort: {admin_port}" if admin_port else ""
     prometheus = f", prometheusUrl: '{prometheus_url}'" if prometheus_url else ""
     return (
@@ -160,6 +189,7 @@ def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy", *, admin_
         f"traffic: {{router: envoy, listen: '{listen}'{admin}}}\n"
         f"metrics: {{source: {metrics}{prometheus}}}\n"
         "strategy:" + STRATEGIES[scenario.strategy]
+        + (f"watch: {scenario.watch}\n" if scenario.watch else "")
     )
 
 
@@ -193,6 +223,10 @@ def run_scenario(
     prometheus: LocalPrometheus | None = None
     load: LoadGenerator | None = None
     began = time.monotonic()
+    bomb = folder / "time-bomb" if scenario.bomb_after_s is not None else None
+    watch = build_watch(store, runtime, open_audit(store)[0]) if scenario.watch else None
+    if watch is not None:  # the watch runs beside the rollout, as in `rollwise serve` and `controller`
+        on_tick = _watching(watch, on_tick)
     try:
         listen = f"127.0.0.1:{free_port()}"
         if metrics == "prometheus":
@@ -201,7 +235,7 @@ def run_scenario(
             prometheus.start()
             text = spec_text(scenario, listen, metrics, admin_port=admin_port, prometheus_url=prometheus.url)
         else:
-            text = spec_text(scenario, listen, metrics)
+            text = spec_text(scenario, listen, metrics, bomb_file=bomb)
         spec = load_spec_text(text, f"<scenario {name}>")
         engine = runtime.engine_for(spec, store, SystemClock())
         record = engine.start(spec, actor="demo")
@@ -212,6 +246,10 @@ def run_scenario(
             f"http://{listen}", rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
         ).start()
         record, seen = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
+        incident = None
+        if bomb is not None and watch is not None and record.phase == Phase.SUCCEEDED:
+            record, incident = _after_release(engine, store, record, watch, bomb, scenario.bomb_after_s or 0.0,
+                                              began + max_seconds, on_event, on_tick or _nothing, seen)
         undo = None
         if demonstrate_undo and record.phase == Phase.SUCCEEDED and scenario.strategy == "blueGreen":
             undo = _instant_undo(engine, record, load)
@@ -232,6 +270,7 @@ def run_scenario(
             samples=load.samples,
             name=record.name,
             undo=undo,
+            incident=incident,
         )
     finally:
         if load is not None and load.running:
@@ -264,6 +303,43 @@ def _drive(
             break
         time.sleep(0.25)
     return record, seen
+
+
+def _nothing(_record: RolloutRecord) -> None:
+    pass
+
+
+def _watching(watch: Watch, on_tick: Callable[[RolloutRecord], None] | None) -> Callable[[RolloutRecord], None]:
+    def tick(record: RolloutRecord) -> None:
+        watch.tick()
+        if on_tick is not None:
+            on_tick(record)
+
+    return tick
+
+
+def _after_release(engine: RolloutEngine, store: Store, record: RolloutRecord, watch: Watch, bomb: Path,
+                   after_s: float, deadline: float, on_event: Callable[[Event], None] | None,
+                   on_tick: Callable[[RolloutRecord], None], seen: int) -> tuple[RolloutRecord, Incident | None]:
+    """At 100 %, the bomb goes off ``after_s`` later; tick like a controller (the watch with it) until the
+    watch has undone the release and its incident is resolved, or ``deadline``."""
+    armed_at = time.monotonic() + after_s
+    incident: Incident | None = None
+    while time.monotonic() < deadline:
+        if not bomb.exists() and time.monotonic() >= armed_at:
+            bomb.write_text("boom\n")
+        on_tick(record)
+        record = engine.tick(record.name)  # applies the route the watch's undo wrote
+        for event in store.events(record.name, seen):
+            seen = event.seq
+            if on_event is not None:
+                on_event(event)
+        incidents = watch.watch.incidents(service=record.spec.service)
+        incident = incidents[-1] if incidents else None
+        if incident is not None and incident.status == RESOLVED and engine.route_applied(record):
+            break
+        time.sleep(0.25)
+    return record, incident
 
 
 def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenerator) -> dict[str, float]:

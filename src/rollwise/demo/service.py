@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -34,6 +35,8 @@ class Behaviour:
     latency_ms: float = 0.0
     latency_p99_ms: float | None = None
     mismatch_rate: float = 0.0
+    bomb_file: str | None = None  # a time bomb: once this file exists, answer ``bomb_error_rate`` with 500
+    bomb_error_rate: float = 0.0
 
     def delay_s(self, rng: random.Random) -> float:
         """Log-normal latency with the given median and p99: a realistic long tail."""
@@ -57,8 +60,24 @@ def body_for(behaviour: Behaviour, path: str, status: int) -> bytes:
     return json.dumps(document, sort_keys=True).encode()
 
 
+class _Bomb:
+    """Whether the time bomb went off: the file's existence, looked at most every quarter second."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.armed, self.checked = path, False, 0.0
+
+    def exploded(self) -> bool:
+        if self.path is None or self.armed:
+            return self.armed
+        now = time.monotonic()
+        if now - self.checked >= 0.25:
+            self.checked, self.armed = now, os.path.exists(self.path)
+        return self.armed
+
+
 def make_handler(behaviour: Behaviour, seed: int | None = None) -> type[BaseHTTPRequestHandler]:
     local = threading.local()
+    bomb = _Bomb(behaviour.bomb_file)
 
     def rng() -> random.Random:
         if not hasattr(local, "rng"):
@@ -90,7 +109,8 @@ def make_handler(behaviour: Behaviour, seed: int | None = None) -> type[BaseHTTP
             delay = behaviour.delay_s(generator)
             if delay:
                 time.sleep(delay)
-            status = 500 if generator.random() < behaviour.error_rate else 200
+            error_rate = behaviour.bomb_error_rate if bomb.exploded() else behaviour.error_rate
+            status = 500 if generator.random() < error_rate else 200
             self._send(status, body_for(behaviour, path, status))
 
         def _send(self, status: int, body: bytes) -> None:
@@ -128,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-p99-ms", type=float, default=None, help="p99 added latency")
     parser.add_argument("--mismatch-rate", type=float, default=0.0, help="share of paths whose payload changes")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--bomb-file", default=None, help="time bomb: once this file exists, fail more")
+    parser.add_argument("--bomb-error-rate", type=float, default=0.3, help="share answered 500 once it went off")
     args = parser.parse_args(argv)
     if not 0 <= args.error_rate <= 1 or not 0 <= args.mismatch_rate <= 1:
         parser.error("--error-rate and --mismatch-rate must be within [0, 1]")
@@ -137,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         latency_p99_ms=args.latency_p99_ms,
         mismatch_rate=args.mismatch_rate,
+        bomb_file=args.bomb_file,
+        bomb_error_rate=args.bomb_error_rate,
     )
     server = serve(behaviour, args.host, args.port, args.seed)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())

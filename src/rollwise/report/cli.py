@@ -157,7 +157,10 @@ def metrics(
         except ValueError as exc:
             err_console.print(f"error: --since: {exc}")
             raise typer.Exit(2) from None
-    data = delivery_metrics(_open(store), service=service, since_s=since_s)
+    from rollwise.wiring import open_watch
+
+    the_store = _open(store)
+    data = delivery_metrics(the_store, service=service, since_s=since_s, watch=open_watch(the_store))
     if output == MetricsOutput.json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.core.model import Event, Phase
-from rollwise.core.protocols import Store
+from rollwise.core.protocols import Store, WatchStore
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -252,9 +252,32 @@ def trend(runs: list[Run], start: float, now: float, bucket_s: float) -> list[di
     return points
 
 
+def incident_metrics(watch: WatchStore, service: str | None, start: float, now: float) -> dict[str, Any]:
+    """The watch's incidents opened in the window: how many, how many a change caused, time to restore
+    (onset to resolution, the incident's own MTTR), and how many were ended by the watch's own undo/kill."""
+    incidents = [i for i in watch.incidents(service=service) if start <= i.opened_at <= now]
+    restored = [i.resolved_at - i.onset for i in incidents if i.resolved_at is not None]
+    caused = [i for i in incidents if i.culprit is not None]
+    acted = [i for i in incidents if any(a.get("kind") in ("undo", "kill-flag") and a.get("outcome") == "done"
+                                         for a in i.actions)]
+    return {
+        "opened": len(incidents),
+        "open_now": sum(1 for i in incidents if i.resolved_at is None),
+        "caused_by_a_change": len(caused),
+        "undone_or_killed_by_the_watch": len(acted),
+        "time_to_restore_s": {"median": statistics.median(restored) if restored else None,
+                              "mean": statistics.fmean(restored) if restored else None, "count": len(restored)},
+        "band": band("recovery_time", statistics.median(restored) if restored else None),
+    }
+
+
 def delivery_metrics(store: Store, service: str | None = None, since_s: float | None = None,
-                     now: float | None = None, bucket_s: float | None = None) -> dict[str, Any]:
-    """Delivery metrics per service and overall, each with its trend; see the module docstring."""
+                     now: float | None = None, bucket_s: float | None = None,
+                     watch: WatchStore | None = None) -> dict[str, Any]:
+    """Delivery metrics per service and overall, each with its trend; see the module docstring.
+
+    With ``watch``, the post-release watch's incidents too (``incidents``): a release undone by the watch
+    already counts as a failed change (its run ends RolledBack); the incidents add its time to restore."""
     now = time.time() if now is None else now
     records = store.list()
     services = {r.name: r.spec.service for r in records}
@@ -279,6 +302,7 @@ def delivery_metrics(store: Store, service: str | None = None, since_s: float | 
         "overall": {**_summarise(in_window, window_s), "trend": trend(in_window, start, now, bucket_s)},
         "services": per_service,
         "in_progress": sum(1 for r in runs if r.outcome is None),
+        **({"incidents": incident_metrics(watch, service, start, now)} if watch is not None else {}),
         "bands": {k: dict(v) for k, v in BANDS.items()},
         "definitions": {
             "deployment_frequency": "successful releases per day in the window",

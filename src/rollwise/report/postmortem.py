@@ -16,10 +16,12 @@ from typing import Any
 
 from rollwise.core.evidence import decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
-from rollwise.core.protocols import Store
+from rollwise.core.protocols import Store, WatchStore
 from rollwise.core.units import format_duration
 from rollwise.report import charts
 from rollwise.report.rca import Rca, build_rca, current_run
+from rollwise.watch.incidents import Incident
+from rollwise.watch.render import incident_text
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Postmortem:
     stages: list[StageRow]
     followups: list[str]
     charts: list[str] = field(default_factory=list)  # rendered SVG
+    incidents: list[Incident] = field(default_factory=list)  # what the post-release watch opened on the service
 
     @property
     def title(self) -> str:
@@ -162,13 +165,18 @@ def build_postmortem(record: RolloutRecord, events: Sequence[Event],
     return pm
 
 
-def load_postmortem(store: Store, name: str) -> Postmortem:
-    """The postmortem of the rollout's latest run: an earlier rollout under the same name stays out of it."""
+def load_postmortem(store: Store, name: str, watch: WatchStore | None = None) -> Postmortem:
+    """The postmortem of the rollout's latest run: an earlier rollout under the same name stays out of it.
+    The watch's incidents on the service since the run began are part of it (``watch``, else the store's)."""
     from rollwise.core.model import split_runs
+    from rollwise.wiring import open_watch
 
     record = store.get(name)
     runs = split_runs(store.events(name))
-    return build_postmortem(record, runs[-1] if runs else [], store.windows(name))
+    pm = build_postmortem(record, runs[-1] if runs else [], store.windows(name))
+    watch = watch if watch is not None else open_watch(store)
+    pm.incidents = [i for i in watch.incidents(service=record.spec.service) if i.opened_at >= record.created_at]
+    return pm
 
 
 # ---------------------------------------------------------------- charts
@@ -335,6 +343,10 @@ def to_markdown(pm: Postmortem) -> str:
                   "", "```", d.explanation, "```", ""]
     if pm.rca.failed:
         lines += ["## Root cause summary", "", "```", pm.rca.text(), "```", ""]
+    if pm.incidents:
+        lines += ["## Incidents after the release (post-release watch)", ""]
+        for incident in pm.incidents:
+            lines += ["```", incident_text(incident), "```", ""]
     lines += ["## Follow-ups", ""]
     lines += [f"- [ ] {item}" for item in pm.followups] or ["- none"]
     return "\n".join(lines) + "\n"
@@ -429,6 +441,10 @@ def to_html(pm: Postmortem) -> str:
     parts.append("</section>")
     if pm.rca.failed:
         parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca.text())}</pre></section>"]
+    if pm.incidents:
+        parts += ['<section id="incidents"><h2>Incidents after the release (post-release watch)</h2>']
+        parts += [f"<pre>{e(incident_text(incident))}</pre>" for incident in pm.incidents]
+        parts += ["</section>"]
     parts += ['<section id="followups"><h2>Follow-ups</h2><ul class="followups">']
     parts += [f"<li>{e(item)}</li>" for item in pm.followups] or ["<li>None.</li>"]
     generated = _utc(pm.events[-1].at if pm.events else None)

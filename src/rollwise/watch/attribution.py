@@ -41,12 +41,14 @@ REVERTING = ("undo", "rollback")
 class AttributionConfig:
     horizon_s: float = 6 * 3600.0  # changes older than this before the onset are not candidates
     tau_s: float = 1800.0  # proximity halves about every 0.7 tau of lag
-    slack_s: float = 60.0  # a change this far after the onset's interval start still counts (clock skew)
+    slack_s: float = 30.0  # a change this far after a candidate onset still counts (clock skew)
     dependency_weight: float = 0.6
     global_weight: float = 0.5
     neutral_specificity: float = 0.7  # no split to tell by
     unspecific: float = 0.1  # split says the new version is no worse than the rest
     min_score: float = 0.2
+    drift_margin_s: float = 1800.0  # a drift's start is uncertain by tens of minutes: a change this close to
+    drift_doubt: float = 0.6  # it may have come after the drift began, and its score is scaled by this
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,18 @@ class Onset:
     effect: float
     effect_low: float
     effect_high: float
+    shape: str = "step"  # step | drift (the better fit)
+    drift_plausible: bool = False  # a drift fits about as well as the step (within the 95 % chi-square bound)
+    posterior: tuple[tuple[float, float], ...] = ()  # (split time, probability): the profile likelihood, normalised
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "posterior"}
+
+    def preceded_by(self, at: float, slack_s: float) -> float:
+        """Probability that a change at ``at`` came before the onset (the shift starts at or after it)."""
+        if not self.posterior:
+            return 1.0 if at <= self.at + slack_s else 0.0
+        return min(1.0, sum(p for t, p in self.posterior if t + slack_s >= at))
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class Attribution:
 
     def to_json(self) -> dict[str, Any]:
         return {"culprit": self.culprit.to_json() if self.culprit else None, "confidence": self.confidence,
-                "onset": asdict(self.onset) if self.onset else None, "reason": self.reason,
+                "onset": self.onset.to_json() if self.onset else None, "reason": self.reason,
                 "candidates": [asdict(c) for c in self.candidates], "split": self.split}
 
 
@@ -109,6 +123,9 @@ def estimate_onset(points: Sequence[tuple[float, float]]) -> Onset | None:
     best = min(costs, key=lambda k: (costs[k], -k))
     sigma2 = max(costs[best] / max(1, n - 3), 1e-18)
     inside = [k for k, c in costs.items() if (c - costs[best]) / sigma2 <= CHI2_1_95]
+    likelihood = {k: math.exp(-min(50.0, (c - costs[best]) / (2 * sigma2))) for k, c in costs.items()}
+    norm = sum(likelihood.values())
+    posterior = tuple((points[k][0], w / norm) for k, w in sorted(likelihood.items()) if w / norm > 1e-6)
     # A drift's effect is where it got to: the later half of what came after the onset.
     after_from = best + (n - best) // 2 if drifting and n - best >= 4 else best
     before, after = values[:best], values[after_from:]
@@ -117,7 +134,8 @@ def estimate_onset(points: Sequence[tuple[float, float]]) -> Onset | None:
     effect = mean_a - mean_b
     return Onset(at=points[best][0], low=points[min(inside)][0], high=points[max(inside)][0], index=best,
                  before_mean=mean_b, after_mean=mean_a, effect=effect, effect_low=effect - Z95 * se,
-                 effect_high=effect + Z95 * se)
+                 effect_high=effect + Z95 * se, shape="drift" if drifting else "step",
+                 drift_plausible=min(hinge.values()) - min(step.values()) <= CHI2_1_95 * sigma2, posterior=posterior)
 
 
 def _step_costs(values: Sequence[float]) -> dict[int, float]:
@@ -214,11 +232,10 @@ def _not_reverted(changes: Sequence[Change], before: float) -> list[Change]:
 def _score(change: Change, onset: Onset, service: str, depends_on: Sequence[str], region: str | None,
            flags: Sequence[str], split: dict[str, tuple[float, float]], cfg: AttributionConfig) -> Candidate | None:
     lag = onset.at - change.at
-    if change.at > onset.low + cfg.slack_s and change.at > onset.at:
-        return None  # it came after the anomaly began
-    if lag > cfg.horizon_s:
-        return None
-    proximity = math.exp(-max(0.0, lag) / cfg.tau_s)
+    preceded = onset.preceded_by(change.at, cfg.slack_s)
+    if preceded < 0.05 or lag > cfg.horizon_s:
+        return None  # it came after the anomaly began (or too long before)
+    proximity = math.exp(-max(0.0, lag) / cfg.tau_s) * preceded
     scope, where = _scope(change, service, depends_on, region, flags, cfg)
     if scope <= 0:
         return None
@@ -232,6 +249,9 @@ def _score(change: Change, onset: Onset, service: str, depends_on: Sequence[str]
         specificity, how = 1.0, f"bad rate on {change.version} {detail['rate']:.4f} vs {detail['others_rate']:.4f}"
     else:
         specificity, how = cfg.unspecific, f"{change.version} no worse than the rest"
+    if (onset.shape == "drift" or onset.drift_plausible) and abs(lag) < cfg.drift_margin_s:
+        specificity *= cfg.drift_doubt
+        how += f"; within {cfg.drift_margin_s / 60:.0f} min of a drift's uncertain start"
     score = proximity * scope * specificity
     why = f"{change.kind} {change.version or ''} {lag:.0f}s before onset; {where}; {how}".replace("  ", " ")
     return Candidate(change.id, change.kind, change.version, lag, round(proximity, 4), scope, specificity,

@@ -28,6 +28,23 @@ StoreOpt = Annotated[
 ]
 
 
+ServerOpt = Annotated[str | None, typer.Option("--server", envvar="ROLLWISE_SERVER",
+                                              help="Talk to a `rollwise serve` at this URL instead of the store.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="ROLLWISE_TOKEN", help="API token for --server.")]
+
+
+def _remote(server: str, token: str | None, call: Any) -> Any:
+    """``call(client)`` on the server's API; its refusal as one ``error:`` line (exit 2 for bad input, else 1)."""
+    from rollwise.control.client import ApiError, ControlPlaneClient
+
+    with ControlPlaneClient(server, token) as client:
+        try:
+            return call(client)
+        except ApiError as exc:
+            raise _fail(f"{exc.message} (HTTP {exc.status})" if exc.status else exc.message,
+                        2 if exc.status == 422 else 1) from None
+
+
 class Output(StrEnum):
     text = "text"
     json = "json"
@@ -65,13 +82,15 @@ def record(
     scope: Annotated[str | None, typer.Option(help="What else it touched, e.g. flag:checkout.")] = None,
     actor: Annotated[str, typer.Option(envvar="ROLLWISE_ACTOR", help="Who changed it.")] = "",
     store: StoreOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Record a change made outside rollwise, so the watch can name it behind an anomaly.
 
     Example: rollwise changes record --service web --kind deploy --version v7 --region eu --description "hotfix"
     """
-    from rollwise.watch.changes import ChangeError, outside_change
+    from rollwise.watch.changes import Change, ChangeError, outside_change
     from rollwise.watch.operations import record_change
     from rollwise.wiring import open_audit, open_watch
 
@@ -81,9 +100,14 @@ def record(
                                 source="cli", scope=scope)
     except ChangeError as exc:
         raise _fail(f"--{exc}") from None
-    the_store = _open(store, read_only=False)
-    audit, _tokens = open_audit(the_store)
-    stored = record_change(open_watch(the_store), audit, change, role="local")
+    if server:  # the server names the actor: the token's
+        body = {k: v for k, v in change.to_json().items()
+                if k in ("service", "kind", "version", "region", "scope", "description") and v not in (None, "")}
+        stored = Change.from_json(_remote(server, token, lambda client: client.record_change(body)))
+    else:
+        the_store = _open(store, read_only=False)
+        audit, _tokens = open_audit(the_store)
+        stored = record_change(open_watch(the_store), audit, change, role="local")
     if output == Output.json:
         sys.stdout.write(json.dumps(stored.to_json(), indent=2) + "\n")
     else:
@@ -95,20 +119,26 @@ def list_changes(
     service: Annotated[str | None, typer.Option(help="Only this service (changes to every service included).")] = None,
     since: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d.")] = "24h",
     store: StoreOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """The change log, oldest first: recorded changes and rollwise's own (rollout steps, promotions, undos).
 
     Example: rollwise changes list --service web --since 24h
     """
-    from rollwise.watch.changes import ChangeError, parse_duration
+    from rollwise.watch.changes import Change, ChangeError, parse_duration
     from rollwise.wiring import open_watch
 
     try:
         window = parse_duration(since, "--since")
     except ChangeError as exc:
         raise _fail(str(exc)) from None
-    changes = open_watch(_open(store, read_only=True)).changes(service=service, since=time.time() - window)
+    if server:
+        rows = _remote(server, token, lambda client: client.changes(service, window))
+        changes = [Change.from_json(row) for row in rows]
+    else:
+        changes = open_watch(_open(store, read_only=True)).changes(service=service, since=time.time() - window)
     if output == Output.json:
         sys.stdout.write(json.dumps([c.to_json() for c in changes], indent=2) + "\n")
         return

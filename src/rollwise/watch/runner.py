@@ -12,8 +12,9 @@ audit log, so it runs the same in ``rollwise serve``, ``rollwise controller`` an
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -29,6 +30,10 @@ from rollwise.watch.policy import Planned, plan_actions
 log = logging.getLogger(__name__)
 WATCH_ACTOR = "rollwise-watch"
 CHART_POINTS = 240
+WINDOW_LAG_S = 2.0
+"""A point's window ends this long before now: backends that lag the traffic (Envoy's stats flush,
+Prometheus' scrape) have settled by then, so reading it never waits and never blocks the rollouts
+ticked by the same loop."""
 
 
 class Actuator(Protocol):
@@ -50,6 +55,18 @@ def latency_mean(stats: list[VersionStats]) -> float | None:
     requests = sum(s.requests for s in stats)
     return sum(s.latency_sum_ms for s in stats) / requests if requests else None
 
+
+FLOORS = {"errorRate": 0.003, "latencyMean": 2.0}
+"""The smallest rise over the recent median that counts as an anomaly (0.3 pp of errors, 2 ms), whatever the
+detector's score: a quiet service whose error rate sits at 0 would otherwise call its first stray 500 one."""
+RECENT = 30
+
+
+def material(recent: Sequence[tuple[float, float]], value: float, floor: float) -> bool:
+    """Whether ``value`` is at least ``floor`` above the median of the ``recent`` points before it."""
+    if not recent:
+        return True
+    return value - statistics.median(v for _, v in recent[-RECENT:]) >= floor
 
 METRICS: dict[str, Callable[[list[VersionStats]], float | None]] = {"errorRate": error_rate,
                                                                     "latencyMean": latency_mean}
@@ -121,12 +138,13 @@ class Watch:
         if source is None:
             return None
         record = target.record
-        start = target.last_end if target.last_end is not None else now - target.policy.interval
+        end = now - WINDOW_LAG_S
+        start = target.last_end if target.last_end is not None else end - target.policy.interval
         window = source.collect(WindowQuery(rollout=record.name, service=record.spec.service,
                                             baseline_version=record.stable_version,
-                                            canary_version=record.canary_version, start=start, end=now,
+                                            canary_version=record.canary_version, start=start, end=end,
                                             cursor=target.cursor))
-        target.cursor, target.last_end = window.cursor, now
+        target.cursor, target.last_end = window.cursor, end
         sides = _sides(record, window)
         if sum(s.requests for s in sides.values()) < target.policy.minRequests:
             return None
@@ -143,10 +161,11 @@ class Watch:
                 continue
             score = target.detectors[metric].score(now, value)
             points = target.points.setdefault(metric, deque())
+            alarm = score >= ALARM_SCORE and material(list(points)[-RECENT:], value, FLOORS[metric])
             points.append((now, value))
             while points and points[0][0] < now - target.policy.history:
                 points.popleft()
-            target.streak[metric] = target.streak[metric] + 1 if score >= ALARM_SCORE else 0
+            target.streak[metric] = target.streak[metric] + 1 if alarm else 0
             if target.streak[metric] >= target.policy.confirm:
                 alarming.append(metric)
         if target.incident is not None:

@@ -235,6 +235,9 @@ def test_only_stage_changes_endings_and_bad_decisions_are_worth_a_message() -> N
     assert kind(paused, ev("phase", phase="Paused")) == "paused"
     assert kind(succeeded, ev("phase", phase="Succeeded")) == "succeeded"
     assert kind(record, ev("command", command="undo")) == "undo"
+    incident = board.notice(succeeded, ev("incident", incident=3, metric="errorRate", culprit="r:checkout:9"))
+    assert incident is not None and incident.kind == "incident"
+    assert incident.title.endswith("incident #3 on errorRate, culprit r:checkout:9")
 
 
 def test_report_url_from_the_spec_is_linked() -> None:

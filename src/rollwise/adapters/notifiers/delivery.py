@@ -69,7 +69,7 @@ class MetricLine:
 class Notice:
     """A channel-neutral message about one event."""
 
-    kind: str  # stage | succeeded | rolled-back | aborted | paused | decision | undo
+    kind: str  # stage | succeeded | rolled-back | aborted | paused | decision | undo | incident
     rollout: str
     service: str
     stable: str
@@ -236,6 +236,11 @@ class NoticeBoard:
             if phase not in NOTIFY_PHASES:
                 return None
             return self._phase(record, event, phase)
+        if event.type == "incident":  # the post-release watch opened an incident (watch/actions.py)
+            culprit = event.data.get("culprit") or "no change"
+            return self._build(record, event, "incident", f"{record.spec.service}: incident "
+                               f"#{event.data.get('incident')} on {event.data.get('metric')}, culprit {culprit}",
+                               evidence=Evidence())
         if event.type == "command" and event.data.get("command") == "undo":
             return self._build(record, event, "undo", f"{record.spec.service}: {record.canary_version} undone, "
                                f"traffic back to {record.stable_version}", evidence=Evidence())
