@@ -23,7 +23,7 @@ from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
 from rollwise.core.protocols import AuditLog, MetricsError, MetricSource, Store, WatchStore
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
-from rollwise.watch.detector import ALARM_SCORE, SeriesDetector
+from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, SeriesDetector
 from rollwise.watch.incidents import Action, Incident
 from rollwise.watch.policy import Planned, plan_actions
 
@@ -57,6 +57,10 @@ def latency_mean(stats: list[VersionStats]) -> float | None:
 
 
 FLOORS = {"errorRate": 0.003, "latencyMean": 2.0}
+#: The watch's detectors learn a service for 20 points (about 3 minutes at a 10 s interval) before they may
+#: alarm, not the detector's default 60: a watch starts beside a release, and a release that fails minutes
+#: after 100 % must not fall in the warm-up. The material-rise floors above keep the early points honest.
+WATCH_DETECTOR = DetectorConfig(warmup=20)
 """The smallest rise over the recent median that counts as an anomaly (0.3 pp of errors, 2 ms), whatever the
 detector's score: a quiet service whose error rate sits at 0 would otherwise call its first stray 500 one."""
 RECENT = 30
@@ -86,7 +90,7 @@ class _Target:
     incident: Incident | None = None
 
     def reset(self) -> None:
-        self.detectors = {m: SeriesDetector(direction="up") for m in self.policy.metrics}
+        self.detectors = {m: SeriesDetector(WATCH_DETECTOR, direction="up") for m in self.policy.metrics}
         self.streak = dict.fromkeys(self.policy.metrics, 0)
 
 
