@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
+from rollwise.api.experiments import GUARDRAIL_INTERVAL_S
 from support.api import FLAGS, audit_rows, make_tokens
 from support.experiments import SPEC, events, exposures
 from support.serve_process import rollwise_serve
@@ -48,6 +50,14 @@ def test_roles_ingestion_readout_and_guardrail_kill(tmp_path: Path) -> None:
         assert "<svg" in viewer.get("/api/v1/experiments/checkout-v2/report").text
 
         assert deployer.post("/api/v1/experiments/checkout-v2/check").status_code == 403
+        # events keep arriving; once the check interval has passed, the next batch triggers a guardrail check
+        time.sleep(GUARDRAIL_INTERVAL_S)
+        assert deployer.post("/api/v1/metric-events", json=[{"subject": "u1", "event": "error",
+                                                             "at": FUTURE + 2}]).status_code == 200
+        deadline = time.monotonic() + 60
+        while viewer.get("/api/v1/experiments/checkout-v2").json()["status"] != "stopped":
+            assert time.monotonic() < deadline, "the guardrail did not stop the experiment"
+            time.sleep(0.5)
         checked = releaser.post("/api/v1/experiments/checkout-v2/check").json()
         assert checked["status"] == "stopped" and checked["breaches"][0]["variant"] == "on"
         listed = {f["key"]: f for f in viewer.get("/api/v1/flags").json()["flags"]}
@@ -56,7 +66,7 @@ def test_roles_ingestion_readout_and_guardrail_kill(tmp_path: Path) -> None:
 
     rows = [r for r in audit_rows(store_url) if r.action == "experiment.guardrail"]
     assert len(rows) == 1
+    assert (rows[0].actor, rows[0].role) == ("rollwise-guardrails", "releaser")
     evidence = rows[0].after["evidence"]
     assert evidence["flag_killed"] == "new-checkout" and evidence["breaches"][0]["metric"] == "errors"
     assert evidence["breaches"][0]["cs_low"] > 0.1 and "rule" in evidence
-    assert any(r.action == "flag.kill" or r.target == "experiment:checkout-v2" for r in audit_rows(store_url))

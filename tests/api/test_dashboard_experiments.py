@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.api import LiveServer, make_tokens
 from support.browser import sign_in
 from support.experiments import SPEC, events, exposures
