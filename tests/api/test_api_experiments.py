@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +47,14 @@ def test_roles_ingestion_readout_and_guardrail_kill(tmp_path: Path) -> None:
                                                            params={"format": "csv"}).text)))
         assert [r["metric"] for r in table] == ["purchase", "revenue_per_session", "errors"]
         assert viewer.get("/api/v1/experiments/nope").status_code == 404
+        # the CLI against the server reads the same readout; a viewer's token cannot stop it
+        remote = [sys.executable, "-m", "rollwise", "experiments"]
+        where = ["--server", server.url, "--token", tokens["viewer"]]
+        shown_cli = subprocess.run([*remote, "show", "checkout-v2", "-o", "json", *where], capture_output=True,
+                                   text=True, timeout=120)
+        assert json.loads(shown_cli.stdout)["readout"]["counts"] == {"off": 2000, "on": 2000}
+        refused = subprocess.run([*remote, "stop", "checkout-v2", *where], capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and refused.stderr.startswith("error: 403:")
         assert "<svg" in viewer.get("/api/v1/experiments/checkout-v2/report").text
 
         assert deployer.post("/api/v1/experiments/checkout-v2/check").status_code == 403
