@@ -27,7 +27,7 @@ def test_roles_ingestion_readout_and_guardrail_kill(tmp_path: Path) -> None:
         viewer, deployer, releaser = (server.client(tokens[r]) for r in ("viewer", "deployer", "releaser"))
         assert viewer.post("/api/v1/experiments", json=SPEC).status_code == 403
         bad = deployer.post("/api/v1/experiments", json={**SPEC, "variants": ["off"]})
-        assert bad.status_code == 422 and bad.json()["detail"].startswith("variants:")
+        assert bad.status_code == 422 and bad.json()["detail"][0]["msg"].startswith("variants:")
         assert deployer.post("/api/v1/experiments", json=SPEC).status_code == 201
         assert deployer.post("/api/v1/experiments", json=SPEC).status_code == 409
 
@@ -37,7 +37,7 @@ def test_roles_ingestion_readout_and_guardrail_kill(tmp_path: Path) -> None:
         for start in range(0, len(batch), 5_000):
             assert deployer.post("/api/v1/metric-events", json=batch[start:start + 5_000]).status_code == 200
         wrong = deployer.post("/api/v1/metric-events", json=[{"subject": "u1", "event": "buy", "value": "x"}])
-        assert (wrong.status_code, wrong.json()["detail"]) == (422, "events[0].value: a finite number")
+        assert (wrong.status_code, wrong.json()["detail"][0]["msg"]) == (422, "events[0].value: a finite number")
         assert viewer.post("/api/v1/metric-events", json=batch[:1]).status_code == 403
 
         shown = viewer.get("/api/v1/experiments/checkout-v2").json()

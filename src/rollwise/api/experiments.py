@@ -46,6 +46,11 @@ def service(request: Request) -> ExperimentService:
     return ExperimentService(state.experiments, state.plane.audit, SystemClock(), kill)
 
 
+def _unprocessable(message: str, loc: list[Any] | None = None, kind: str = "value_error") -> HTTPException:
+    """A 422 in FastAPI's documented shape (a list of {loc, msg, type}), its message naming the field."""
+    return HTTPException(422, [{"loc": ["body", *(loc or [])], "msg": message, "type": kind}])
+
+
 def _get(svc: ExperimentService, name: str) -> Any:
     from rollwise.adapters.stores.sql_experiments import ExperimentNotFound
 
@@ -73,7 +78,7 @@ def create_experiment(request: Request, body: Annotated[dict[str, Any], Body()],
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise HTTPException(422, f"{where}: {first['msg']}") from None
+        raise _unprocessable(f"{where}: {first['msg']}", list(first["loc"]), first["type"]) from None
     try:
         return view(service(request).create(spec, who))
     except ExperimentExists as exc:
@@ -159,7 +164,7 @@ def push_exposures(name: Name, request: Request, body: Annotated[list[Any], Body
     try:
         rows = parse_exposures(experiment, body, svc.clock.now())
     except BadInput as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise _unprocessable(str(exc)) from None
     return {"received": len(rows), "new": svc.store.record_exposures(name, rows)}
 
 
@@ -197,7 +202,7 @@ def push_events(request: Request, body: Annotated[list[Any], Body(max_length=100
     try:
         rows = parse_events(body, svc.clock.now())
     except BadInput as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise _unprocessable(str(exc)) from None
     received = svc.store.record_events(rows)
     background.add_task(_watch_guardrails, svc, {row[1] for row in rows})
     return {"received": received}
