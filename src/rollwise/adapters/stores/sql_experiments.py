@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Double, MetaData, String, Table, Text, select, text, update
+from sqlalchemy import Boolean, Column, Double, ForeignKey, MetaData, String, Table, Text, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -43,7 +43,7 @@ experiments_table = Table(
 )
 exposures_table = Table(
     "experiment_exposures", metadata,
-    Column("experiment", String(64), primary_key=True),
+    Column("experiment", String(64), ForeignKey("experiments.name"), primary_key=True),
     Column("subject", String(255), primary_key=True),
     Column("variant", String(128), nullable=False),
     Column("at", Double, nullable=False),
