@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import sys
 import time
@@ -309,7 +310,10 @@ def srm_check(rng: np.random.Generator, experiments: int) -> Lines:
             f"| 51/49 | {experiments:,} | {np.isfinite(bad).mean():.1%} | {q10:,.0f} / {q50:,.0f} / {q90:,.0f} | "
             f"{predicted:,.0f} |",
             f"| 50/50 (correct) | {experiments:,} | {int(np.isfinite(good).sum())} ({np.isfinite(good).mean():.1%}, "
-            f"bound α = {ALPHA:.0%}) | – | – |", ""]
+            f"bound α = {ALPHA:.0%}) | – | – |", "",
+            "The prediction is where the *expected* log e-value reaches log(1/α); the running e-value crosses on a "
+            f"favourable fluctuation first, so the median detection comes earlier (here {q50 / predicted:.2f}× the "
+            "prediction) and the 90th percentile later.", ""]
 
 
 # ---------------------------------------------------------------- 5. power
@@ -435,17 +439,32 @@ def store_section(server: str, events: int) -> Lines:
         result = readout(experiment, experiments.variant_counts("checkout"),
                          {m.name: experiments.moments(experiment, m) for m in spec.metrics})
         timings.append(time.perf_counter() - began)
+    began = time.perf_counter()
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT count(*), sum(value) FROM metric_events").all()
+    scan_s = time.perf_counter() - began
+    load = os.getloadavg()[0]
     store.close()
     primary = result.metrics[0].comparisons[0]
     return ["## 6. Ingestion and readout in PostgreSQL", "",
-            f"PostgreSQL at {server.split('@')[-1]}, a fresh database. {subjects:,} subjects exposed "
-            f"({subjects / exposure_s:,.0f} exposures/s, batches of 100,000, insert … on conflict do nothing); "
+            f"PostgreSQL at {server.split('@')[-1].rsplit('/', 1)[0]}, a fresh database. {subjects:,} subjects exposed "
+            f"({subjects / exposure_s:,.0f} exposures/s, batches of 100,000: COPY into a temporary table, then "
+            "insert … on conflict do nothing); "
             f"{events:,} metric events written with `SqlExperimentStore.record_events` in batches of {batch:,} "
             "(psycopg COPY), rows built before each timed call.", "",
             "| what | figure | target |", "|---|---|---|",
             f"| ingestion | {events / ingest_s:,.0f} events/s ({ingest_s:.1f} s for {events:,}) | ≥ 100,000 events/s |",
             f"| readout (SRM counts + 2 metrics: conversion with CUPED, revenue per session), best of 3 | "
-            f"{min(timings):.2f} s (all: {', '.join(f'{t:.2f}' for t in timings)}) | < 2 s |", "",
+            f"{min(timings):.2f} s (all: {', '.join(f'{t:.2f}' for t in timings)}) | < 2 s |",
+            f"| floor: one plain scan `SELECT count(*), sum(value) FROM metric_events` | {scan_s:.2f} s | – |", "",
+            f"Load average (1 min) at the end of this section: {load:.1f} on {os.cpu_count()} cores (other work "
+            "shares the machine and the PostgreSQL server).", "",
+            "Where the time goes: a readout folds every subject's events into one value per metric (a hash "
+            "aggregate over 1,000,000 subjects of the ~5,000,000 events a metric reads), then joins the exposures; "
+            "the plain scan above is the floor for reading the table once. Under the load recorded here both "
+            "targets are missed; the per-subject fold is the cost, and the way to a readout that does not grow "
+            "with the events is to keep that fold incrementally at ingestion (a per-subject rollup), which is "
+            "not built yet.", "",
             f"Readout check: primary lift {primary.relative:+.2%}, {result.srm.status} SRM, "
             f"{sum(result.counts.values()):,} subjects.", ""]
 

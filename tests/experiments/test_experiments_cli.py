@@ -15,8 +15,6 @@ import yaml
 from support.api import FLAGS
 from support.experiments import SPEC, events, exposures, write_jsonl
 
-FUTURE = 4_000_000_000.0  # after the experiment starts, whenever the test runs
-
 
 def rollwise(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLWISE_")}
@@ -34,9 +32,9 @@ def test_create_push_show_check_kills_the_flag(tmp_path: Path) -> None:
     again = rollwise(tmp_path, "create", "-f", str(spec))
     assert again.returncode == 1 and again.stderr.strip() == "error: an experiment named 'checkout-v2' exists already"
     pushed = rollwise(tmp_path, "push-exposures", "checkout-v2", str(write_jsonl(tmp_path / "x.jsonl",
-                                                                                  exposures(4_000, FUTURE))))
+                                                                                  exposures(4_000))))
     assert pushed.stdout.strip() == "4000 exposures recorded (4000 new subjects)"
-    assert rollwise(tmp_path, "push-events", str(write_jsonl(tmp_path / "e.jsonl", events(4_000, FUTURE + 1)))
+    assert rollwise(tmp_path, "push-events", str(write_jsonl(tmp_path / "e.jsonl", events(4_000)))
                     ).returncode == 0
 
     shown = json.loads(rollwise(tmp_path, "show", "checkout-v2", "-o", "json").stdout)

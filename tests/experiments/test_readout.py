@@ -99,3 +99,11 @@ def test_cuped_is_used_when_a_covariate_is_there() -> None:
 def test_bad_specs_name_the_field(change: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         ExperimentSpec.model_validate({**SPEC, **change})
+
+
+def test_a_ratio_without_its_denominator_yet_is_not_enough_data() -> None:
+    spec = {**SPEC, "variants": ["a", "b"], "guardrails": [],
+            "primary": {"name": "rps", "event": "revenue", "kind": "ratio", "denominator": "session"}}
+    empty = {"rps": {"a": Moments(100.0, 0.0, 0.0), "b": Moments(100.0, 0.0, 0.0)}}
+    result = readout(Experiment(spec=ExperimentSpec.model_validate(spec), started_at=0.0), {"a": 100, "b": 100}, empty)
+    assert result.metrics[0].note == "not enough data" and result.metrics[0].control_value is None

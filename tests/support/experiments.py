@@ -17,21 +17,26 @@ SPEC = {
 }
 
 
-def exposures(subjects: int, at: float) -> list[dict[str, Any]]:
-    return [{"subject": f"u{i}", "variant": "on" if i % 2 else "off", "at": at} for i in range(subjects)]
+def _stamped(item: dict[str, Any], at: float | None) -> dict[str, Any]:
+    """``at`` None: leave it out, so whoever records the item stamps it with the time it arrives."""
+    return item if at is None else {**item, "at": at}
 
 
-def events(subjects: int, at: float, on_error_rate: float = 0.30) -> list[dict[str, Any]]:
+def exposures(subjects: int, at: float | None = None) -> list[dict[str, Any]]:
+    return [_stamped({"subject": f"u{i}", "variant": "on" if i % 2 else "off"}, at) for i in range(subjects)]
+
+
+def events(subjects: int, at: float | None = None, on_error_rate: float = 0.30) -> list[dict[str, Any]]:
     rng = random.Random(7)
     out: list[dict[str, Any]] = []
     for i in range(subjects):
         on = i % 2 == 1
         if rng.random() < (0.12 if on else 0.10):
-            out.append({"subject": f"u{i}", "event": "purchase", "at": at})
-        out.append({"subject": f"u{i}", "event": "session", "value": rng.randint(1, 4), "at": at})
-        out.append({"subject": f"u{i}", "event": "revenue", "value": round(rng.random() * 20, 2), "at": at})
+            out.append(_stamped({"subject": f"u{i}", "event": "purchase"}, at))
+        out.append(_stamped({"subject": f"u{i}", "event": "session", "value": rng.randint(1, 4)}, at))
+        out.append(_stamped({"subject": f"u{i}", "event": "revenue", "value": round(rng.random() * 20, 2)}, at))
         if rng.random() < (on_error_rate if on else 0.05):
-            out.append({"subject": f"u{i}", "event": "error", "at": at})
+            out.append(_stamped({"subject": f"u{i}", "event": "error"}, at))
     return out
 
 

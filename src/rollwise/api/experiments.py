@@ -1,6 +1,9 @@
 """Experiments in the control plane: ``/api/v1/experiments`` (define, list, read out, stop, check guardrails)
 and the batched ingestion of exposures and metric events.
 
+A guardrail is also checked automatically after events it reads arrive (at most every
+``GUARDRAIL_INTERVAL_S`` per experiment), acting as ``rollwise-guardrails``.
+
 Roles: reads need ``viewer``; creating an experiment and pushing exposures or events ``deployer`` (like
 pushing KPIs); stopping one and acting on its guardrails ``releaser`` (it may kill a flag). Every write is
 audited. What arrives is untrusted: a bad item is a 422 naming it (``events[3].value: a finite number``).
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
 
@@ -39,6 +44,11 @@ def service(request: Request) -> ExperimentService:
     flags = state.flags
     kill = (lambda key, actor, reason: flags.kill(key, actor, reason)) if flags is not None else None
     return ExperimentService(state.experiments, state.plane.audit, SystemClock(), kill)
+
+
+def _unprocessable(message: str, loc: list[Any] | None = None, kind: str = "value_error") -> HTTPException:
+    """A 422 in FastAPI's documented shape (a list of {loc, msg, type}), its message naming the field."""
+    return HTTPException(422, [{"loc": ["body", *(loc or [])], "msg": message, "type": kind}])
 
 
 def _get(svc: ExperimentService, name: str) -> Any:
@@ -68,7 +78,7 @@ def create_experiment(request: Request, body: Annotated[dict[str, Any], Body()],
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise HTTPException(422, f"{where}: {first['msg']}") from None
+        raise _unprocessable(f"{where}: {first['msg']}", list(first["loc"]), first["type"]) from None
     try:
         return view(service(request).create(spec, who))
     except ExperimentExists as exc:
@@ -154,18 +164,45 @@ def push_exposures(name: Name, request: Request, body: Annotated[list[Any], Body
     try:
         rows = parse_exposures(experiment, body, svc.clock.now())
     except BadInput as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise _unprocessable(str(exc)) from None
     return {"received": len(rows), "new": svc.store.record_exposures(name, rows)}
 
 
+#: Seconds between automatic guardrail checks of one experiment (each is a readout).
+GUARDRAIL_INTERVAL_S = 10.0
+#: Who the automatic checks act as in the audit log.
+GUARDRAILS = Principal(name="rollwise-guardrails", role=Role.releaser, token_id=None)
+_checked: dict[str, float] = {}
+_checking = threading.Lock()
+
+
+def _watch_guardrails(svc: ExperimentService, names: set[str]) -> None:
+    """After events arrive: check the running experiments whose guardrails read them (at most one check
+    per experiment every ``GUARDRAIL_INTERVAL_S``), so a breach stops the experiment and kills its flag
+    without anyone asking. Runs after the response is sent."""
+    for experiment in svc.store.list():
+        guardrails = experiment.spec.guardrails
+        watched = {g.event_name for g in guardrails} | {g.denominator for g in guardrails if g.denominator}
+        if experiment.status != "running" or not watched & names:
+            continue
+        with _checking:
+            if time.monotonic() - _checked.get(experiment.name, -1e9) < GUARDRAIL_INTERVAL_S:
+                continue
+            _checked[experiment.name] = time.monotonic()
+        svc.check(experiment.name, GUARDRAILS)
+
+
 @router.post("/metric-events", responses={**DENIED, 422: {"description": "A bad item"}})
-def push_events(request: Request, body: Annotated[list[Any], Body(max_length=100_000)],
+def push_events(request: Request, body: Annotated[list[Any], Body(max_length=100_000)], background: BackgroundTasks,
                 _who: Principal = Depends(requires(Role.deployer, "experiment.events", target="metric-events"))
                 ) -> dict[str, int]:
-    """A batch of metric events ``[{subject, event, value?, at?}]`` (value defaults to 1, at to now)."""
+    """A batch of metric events ``[{subject, event, value?, at?}]`` (value defaults to 1, at to now).
+    Running experiments whose guardrails read these events are then checked (see ``_watch_guardrails``)."""
     svc = service(request)
     try:
         rows = parse_events(body, svc.clock.now())
     except BadInput as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"received": svc.store.record_events(rows)}
+        raise _unprocessable(str(exc)) from None
+    received = svc.store.record_events(rows)
+    background.add_task(_watch_guardrails, svc, {row[1] for row in rows})
+    return {"received": received}

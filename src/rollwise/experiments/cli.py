@@ -149,6 +149,8 @@ class Remote:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text[:200]
+            if isinstance(detail, list):  # FastAPI's 422 shape: one line per problem, ours name the field
+                detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
             raise Failure(f"{response.status_code}: {detail}", 2 if response.status_code == 422 else 1)
         return response.json() if "json" in response.headers.get("content-type", "") else response.text
 

@@ -145,6 +145,8 @@ def metric_result(experiment: Experiment, metric: Metric, role: str, moments: di
         arm = moments.get(variant)
         if variant == spec.baseline or arm is None or arm.n < 2:
             continue
+        if metric.kind == "ratio" and (base.x_sum <= 0 or arm.x_sum <= 0):
+            continue  # no denominator yet (no sessions): the ratio is undefined, not zero
         control, treated, adjusted = _estimates(metric, base, arm)
         if not control.value:
             continue
@@ -161,8 +163,11 @@ def metric_result(experiment: Experiment, metric: Metric, role: str, moments: di
                                      low, high, float(c.relative) - half, float(c.relative) + half, significant,
                                      better, breach))
     note = None if results else "not enough data"
-    return MetricResult(metric.name, role, metric.kind, adjusted_any, spec.baseline, float(base.y_mean)
-                        if metric.kind != "ratio" else float(base.y_sum / base.x_sum), results, note)
+    if metric.kind != "ratio":
+        control_value: float | None = float(base.y_mean)
+    else:
+        control_value = float(base.y_sum / base.x_sum) if base.x_sum > 0 else None
+    return MetricResult(metric.name, role, metric.kind, adjusted_any, spec.baseline, control_value, results, note)
 
 
 def readout(experiment: Experiment, counts: dict[str, int], moments: dict[str, dict[str, Moments]]) -> Readout:

@@ -115,7 +115,9 @@ class ExperimentService:
         return experiment
 
     def readout(self, name: str, until: float | None = None) -> Readout:
+        """The readout at ``until`` (default: now, or when it stopped: a stopped experiment's readout is frozen)."""
         experiment = self.store.get(name)
+        until = until if until is not None else experiment.stopped_at
         counts = self.store.variant_counts(name, until)
         moments = {m.name: self.store.moments(experiment, m, until) for m in experiment.spec.metrics}
         return readout(experiment, counts, moments)

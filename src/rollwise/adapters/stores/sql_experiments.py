@@ -20,8 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Double, MetaData, String, Table, Text, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Boolean, Column, Double, ForeignKey, MetaData, String, Table, Text, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -44,7 +43,7 @@ experiments_table = Table(
 )
 exposures_table = Table(
     "experiment_exposures", metadata,
-    Column("experiment", String(64), primary_key=True),
+    Column("experiment", String(64), ForeignKey("experiments.name"), primary_key=True),
     Column("subject", String(255), primary_key=True),
     Column("variant", String(128), nullable=False),
     Column("at", Double, nullable=False),
@@ -122,15 +121,37 @@ class SqlExperimentStore:
     # ------------------------------------------------------------ exposures and events
 
     def record_exposures(self, name: str, rows: Sequence[tuple[str, str, float]]) -> int:
-        """(subject, variant, at) rows; a subject's first exposure wins. Returns how many were new."""
+        """(subject, variant, at) rows; a subject's first exposure wins. Returns how many were new.
+
+        PostgreSQL: COPY into a temporary table, then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``;
+        SQLite: one ``executemany``.
+        """
         if not rows:
             return 0
+        if self.is_postgres:
+            return self._copy_exposures(name, rows)
         values = [{"experiment": name, "subject": s, "variant": v, "at": a} for s, v, a in rows]
-        insert = pg_insert if self.is_postgres else sqlite_insert
         with self._store.write() as conn:
-            result = conn.execute(insert(exposures_table).on_conflict_do_nothing()
+            result = conn.execute(sqlite_insert(exposures_table).on_conflict_do_nothing()
                                   .returning(exposures_table.c.subject), values)
             return len(result.all())
+
+    def _copy_exposures(self, name: str, rows: Sequence[tuple[str, str, float]]) -> int:
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:  # type: ignore[attr-defined]  # psycopg 3 cursor
+                cursor.execute("CREATE TEMPORARY TABLE incoming_exposures (subject text, variant text, at double "
+                               "precision) ON COMMIT DROP")
+                with cursor.copy("COPY incoming_exposures (subject, variant, at) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                    copy.write("".join(f"{s}\t{v}\t{a!r}\n" for s, v, a in rows).encode("utf-8"))
+                cursor.execute("INSERT INTO experiment_exposures (experiment, subject, variant, at) "
+                               "SELECT DISTINCT ON (subject) %s, subject, variant, at FROM incoming_exposures "
+                               "ORDER BY subject, at ON CONFLICT DO NOTHING", (name,))
+                added = int(cursor.rowcount)
+            raw.commit()
+            return added
+        finally:
+            raw.close()
 
     def record_events(self, rows: Sequence[tuple[str, str, float, float]]) -> int:
         """(subject, event, value, at) rows in one batch: COPY on PostgreSQL, executemany on SQLite."""

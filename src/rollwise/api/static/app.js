@@ -568,6 +568,7 @@
     const [first, ...rest] = hash.split("/");
     if (first === "rollouts" && rest.length) return { page: "rollout", name: decodeURIComponent(rest.join("/")) };
     if (first === "incidents") return { page: "incidents", id: rest[0] || "" };
+    if (first === "experiments") return { page: "experiments", name: rest.length ? decodeURIComponent(rest.join("/")) : null };
     if (["flags", "metrics", "audit"].includes(first)) return { page: first };
     return { page: "rollouts" };
   }
@@ -580,6 +581,7 @@
       if (route.page === "rollout") await renderRollout(route.name);
       else if (route.page === "flags") await renderFlags();
       else if (route.page === "metrics") await Delivery.render(view, api, showError);  // delivery.js
+      else if (route.page === "experiments") await Experiments.render(view, api, showError, route.name);  // experiments.js
       else if (route.page === "audit") await renderAudit();
       else if (route.page === "incidents") await Incidents.render(view, api, showError, route.id);  // incidents.js
       else await renderRollouts();
