@@ -15,7 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Connection, Double, Integer, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from rollwise.adapters.stores.sql import JSONColumn, SqlStore
@@ -29,6 +42,7 @@ bridge_sessions_table = Table(
     Column("revision", Integer, nullable=False),
     Column("state", JSONColumn, nullable=False),
     Column("updated_at", Double, nullable=False),
+    Index("ix_bridge_sessions_updated_at", "updated_at"),  # pruning idle sessions (migration bridge_sessions)
 )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Double,
+    Index,
     Integer,
     MetaData,
     String,
@@ -57,6 +58,7 @@ release_effects_table = Table(
     Column("prior_trials", Double, nullable=False),
     Column("prior_bad", Double, nullable=False),
     UniqueConstraint("rollout", "run", "metric", "finished_at", name="uq_release_effects_run_metric"),
+    Index("ix_release_effects_kind_time", "metric_type", "finished_at"),  # all services' recent effects of a kind
 )
 
 _COLUMNS = [f.name for f in fields(PastEffect)]
