@@ -1,40 +1,82 @@
 """The controller loop: ticks every rollout the store says is due, until it ends and its route is applied.
 
-Many controllers may point at one store; optimistic revisions keep them from stepping on each
-other, and everything a controller knows lives in the store, so killing one loses nothing.
+Many controllers may point at one store. With ``Leases`` (the SQL stores), each pass claims this
+controller's fair share of the due rollouts and it acts only on those, every write fenced by the
+lease's token (``core/leases.py``); without, optimistic revisions alone keep them from stepping on
+each other. Everything a controller knows lives in the store, so killing one loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 
 from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
+from rollwise.core.leases import DEFAULT_LEASE_TTL_S, LeaseLost
 from rollwise.core.model import RolloutRecord
-from rollwise.core.protocols import ConflictError, Store
+from rollwise.core.protocols import ConflictError, Leases, Store
 from rollwise.wiring import Runtime
 
 log = logging.getLogger(__name__)
 MAX_TICKS_PER_PASS = 4
 
 
+def default_controller_id() -> str:
+    """``host:pid``: unique among live processes, and says where to look."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class Controller:
-    def __init__(self, store: Store, runtime: Runtime | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime | None = None,
+        clock: Clock | None = None,
+        leases: Leases | None = None,
+        identity: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL_S,
+    ):
         self.store = store
         self.runtime = runtime or Runtime(store=store)
         if self.runtime.store is None:
             self.runtime.store = store
         self.clock = clock or SystemClock()
-        self._engines: dict[str, RolloutEngine] = {}
+        self.leases = leases
+        self.identity = identity or default_controller_id()
+        self.lease_ttl = lease_ttl
+        self._tokens: dict[str, int] = {}  # rollout -> fencing token, for the leases this controller holds
+        self._claimed_at = float("-inf")
+        self._engines: dict[str, tuple[int | None, RolloutEngine]] = {}
 
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
-        engine = self._engines.get(record.name)
-        if engine is None or engine.router is not self.runtime.router_for(record.spec):
-            engine = self._engines[record.name] = self.runtime.engine_for(record.spec, self.store, self.clock)
+        """This rollout's engine; under a lease its store is fenced by the token, and a new token
+        (the lease lost and taken again) gets a new engine, forgetting what the old one applied."""
+        token = self._tokens.get(record.name) if self.leases is not None else None
+        cached_token, engine = self._engines.get(record.name, (None, None))
+        if engine is None or cached_token != token or engine.router is not self.runtime.router_for(record.spec):
+            store = self.store if token is None or self.leases is None else self.leases.fenced(record.name, token)
+            engine = self.runtime.engine_for(record.spec, store, self.clock)
+            self._engines[record.name] = (token, engine)
         return engine
+
+    def claim(self) -> list[str]:
+        """Renew this controller's leases and take its fair share of the due rollouts (``Leases.claim``)."""
+        assert self.leases is not None
+        self._claimed_at = self.clock.now()
+        self._tokens = self.leases.claim(self.identity, self._claimed_at, self.lease_ttl)
+        for name in [n for n in self._engines if n not in self._tokens]:
+            del self._engines[name]
+        return sorted(self._tokens)
+
+    def close(self) -> None:
+        """Hand back every lease (a clean stop: others take over at once, not after the ttl)."""
+        if self.leases is not None:
+            self.leases.release(self.identity)
 
     def tick_all(self, names: list[str] | None = None) -> list[RolloutRecord]:
         """Tick the named rollouts, or every one the store says is due (``Store.due``).
@@ -43,13 +85,26 @@ class Controller:
         its final route applied and confirmed once, then costs nothing. One failing rollout never
         stalls the others: its error is logged and it is retried on the next pass.
         """
-        wanted = self.store.due(self.clock.now()) if names is None else names
+        if names is not None:
+            wanted = names
+        elif self.leases is not None:
+            wanted = self.claim()
+        else:
+            wanted = self.store.due(self.clock.now())
         records = []
         for name in wanted:
+            if self.leases is not None and names is None and self.clock.now() - self._claimed_at > self.lease_ttl / 3:
+                self.claim()  # a long pass renews its leases before they lapse
+                if name not in self._tokens:
+                    continue
             try:
                 records.append(self._tick(self.store.get(name)))
             except ConflictError:
                 pass  # someone else (a person, another controller) moved it; the next pass catches up
+            except LeaseLost as lost:
+                log.info("controller %s: %s", self.identity, lost)
+                self._tokens.pop(name, None)
+                self._engines.pop(name, None)
             except Exception:
                 log.exception("controller: tick of %s failed", name)
         return records

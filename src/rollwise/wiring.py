@@ -16,6 +16,7 @@ from rollwise.core.protocols import (
     Closeable,
     Deployer,
     HasAdmin,
+    Leases,
     MetricSource,
     Notifier,
     Store,
@@ -66,6 +67,18 @@ def open_audit(store: Store) -> tuple[AuditLog, TokenRepository]:
 
     audit = SqlAuditLog(store)
     return audit, SqlTokenRepository(store, audit.database)
+
+
+def open_leases(store: Store) -> Leases | None:
+    """Rollout leases kept in ``store``'s database, so several controllers can share it; None for a
+    store that keeps none (in memory: one process)."""
+    from rollwise.adapters.stores.sql import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    from rollwise.adapters.stores.sql_leases import SqlLeases
+
+    return SqlLeases(store)
 
 
 NOTIFY_ENV = {
