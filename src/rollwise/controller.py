@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import rollwise.analysis  # noqa: F401  (loaded before the first lease claim, see ``claim``)
 from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.leases import DEFAULT_LEASE_TTL_S, LeaseLost
@@ -65,7 +66,12 @@ class Controller:
         return engine
 
     def claim(self) -> list[str]:
-        """Renew this controller's leases and take its fair share of the due rollouts (``Leases.claim``)."""
+        """Renew this controller's leases and take its fair share of the due rollouts (``Leases.claim``).
+
+        Everything a tick needs is imported before the first claim (the judges at the top of this
+        module): a controller that took leases and then spent seconds importing would hold up the
+        very takeover it was meant to provide.
+        """
         assert self.leases is not None
         self._claimed_at = self.clock.now()
         self._tokens = self.leases.claim(self.identity, self._claimed_at, self.lease_ttl)

@@ -556,6 +556,26 @@ def controller(
 
 
 @app.command()
+def controllers(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+    """Controllers sharing this store, alive or gone, and the rollouts each holds a lease on (#token).
+
+    Example: rollwise controllers --store postgresql://rollwise@db/rollwise
+    """
+    import time
+
+    from rollwise.fleet.view import fleet_view, render_fleet
+    from rollwise.wiring import open_leases
+
+    leases = open_leases(_existing_store(store))
+    rows = [] if leases is None else fleet_view(leases.controllers(), leases.leases(), time.time())
+    if output == Output.json:
+        _print_json(rows)
+        return
+    for line in render_fleet(rows):
+        console.print(line, markup=False, highlight=False)
+
+
+@app.command()
 def explain(
     name: str,
     decision: Annotated[int | None, typer.Option("--decision", "-d", help="Decision number (default: last).")] = None,
