@@ -38,8 +38,9 @@ class ControllerThread:
 
     def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25) -> None:
         from rollwise.controller import Controller
+        from rollwise.wiring import open_leases
 
-        self.controller = Controller(store, runtime=runtime)
+        self.controller = Controller(store, runtime=runtime, leases=open_leases(store))  # one of the fleet
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rollwise-controller", daemon=True)
@@ -50,6 +51,7 @@ class ControllerThread:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        self.controller.close()
         self.controller.runtime.close()
 
     def _run(self) -> None:
