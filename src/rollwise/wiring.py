@@ -29,6 +29,7 @@ from rollwise.spec.models import RESPONSE_COMPARISONS, RolloutSpec
 if TYPE_CHECKING:
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
+    from rollwise.flags.repository import SharedFlags
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -79,6 +80,18 @@ def open_leases(store: Store) -> Leases | None:
     from rollwise.adapters.stores.sql_leases import SqlLeases
 
     return SqlLeases(store)
+
+
+def open_shared_flags(store: Store, flags_path: str | Path) -> SharedFlags | None:
+    """The flag document a fleet of flag servers shares in a PostgreSQL store, named by the flag file's
+    name; None for other stores (one machine's servers already share the file itself)."""
+    from rollwise.adapters.stores.sql import SqlStore
+
+    if not isinstance(store, SqlStore) or store.engine.dialect.name != "postgresql":
+        return None
+    from rollwise.adapters.stores.sql_flags import SqlSharedFlags
+
+    return SqlSharedFlags(store, Path(flags_path).name)
 
 
 NOTIFY_ENV = {

@@ -27,7 +27,7 @@ from rollwise.api.policy import SpecPolicy
 from rollwise.control.plane import ControlPlane
 from rollwise.core.engine import CommandError
 from rollwise.core.protocols import ConflictError, NotFoundError, Store
-from rollwise.wiring import Runtime, open_audit
+from rollwise.wiring import Runtime, open_audit, open_shared_flags
 
 log = logging.getLogger("rollwise.api")
 STATIC = Path(__file__).parent / "static"
@@ -82,6 +82,8 @@ def create_app(
 
         store = open_store(store_url)
     audit, tokens = open_audit(store)
+    if flags is not None and flags_path is not None and (shared := open_shared_flags(store, flags_path)) is not None:
+        flags.share(shared)  # replicas on one PostgreSQL serve one flag document
     plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
 
     @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Rollout leases with fencing tokens, and the controllers' heartbeats (``adapters/stores/sql_leases.py``).
+"""Rollout leases with fencing tokens, the controllers' heartbeats (``adapters/stores/sql_leases.py``),
+and the flag documents a fleet of flag servers shares (``adapters/stores/sql_flags.py``).
 
 Several controllers on one store: each rollout's lease names its holder, when the lease expires,
 and a fencing token that grows by one each time the lease changes hands. Rows are never deleted,
@@ -37,9 +38,17 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.Double, nullable=False),
         sa.Column("ttl", sa.Double, nullable=False),
     )
+    op.create_table(
+        "flag_documents",
+        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("document", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("flag_documents")
     op.drop_table("rollwise_controllers")
     op.drop_index("ix_rollout_leases_holder", "rollout_leases")
     op.drop_table("rollout_leases")
