@@ -14,10 +14,10 @@ went (controllers vs PostgreSQL's backends), which is what bounds a 2-core machi
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import time
 import uuid
@@ -91,43 +91,51 @@ def _simulated_controller(url: str, ident: str) -> Any:
 
 
 def _controller(url: str, ident: str, warm_s: float, seconds: float, out: Any) -> None:
-    """One controller process, ticking as fast as it can; reports its ticks, gaps and CPU time."""
+    """One controller process, ticking as fast as it can; reports each tick's time per rollout."""
     ctl = _simulated_controller(url, ident)
+    ticked: dict[str, list[float]] = {}
+    tick = ctl._tick
+
+    def timed_tick(name: str) -> Any:
+        result = tick(name)
+        ticked.setdefault(name, []).append(time.monotonic())
+        return result
+
+    ctl._tick = timed_tick  # type: ignore[method-assign]
     started = time.monotonic()
-    last: dict[str, float] = {}
-    gaps: list[float] = []
-    ticks = 0
-    cpu0 = None
-    while (now := time.monotonic()) < started + warm_s + seconds:
-        records = ctl.tick_all()
-        now = time.monotonic()
-        measuring = now >= started + warm_s
-        if measuring and cpu0 is None:
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-            last = dict.fromkeys(last, now)  # gaps count from the start of the measurement
-        for record in records:
-            if measuring:
-                ticks += 1
-                if record.name in last:
-                    gaps.append(now - last[record.name])
-            last[record.name] = now
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime + cpu1.ru_stime) - ((cpu0.ru_utime + cpu0.ru_stime) if cpu0 else 0.0)
+    begin, end = started + warm_s, started + warm_s + seconds
+    while time.monotonic() < end:
+        ctl.tick_all()
     ctl.close()
-    out.put({"id": ident, "ticks": ticks, "max_gap": max(gaps, default=float("nan")), "rollouts": len(last),
-             "cpu_s": cpu})
+    ticks, gaps = 0, []
+    for times in ticked.values():
+        inside = [t for t in times if begin <= t <= end]
+        ticks += len(inside)
+        before = [t for t in times if t < begin]
+        marks = [before[-1] if before else begin, *inside, end]  # open gaps at both ends count too
+        gaps.append(max(b - a for a, b in itertools.pairwise(marks)))
+    out.put({"id": ident, "ticks": ticks, "max_gap": max(gaps, default=float("nan")),
+             "rollouts": len(ticked)})
 
 
-def _postgres_cpu() -> float:
+def _cpu(processes: list[psutil.Process]) -> float:
     total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] and proc.info["name"].startswith("postgres"):
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
     return total
+
+
+def _backends(database: str) -> list[psutil.Process]:
+    """PostgreSQL's backend processes serving ``database`` (their title names it), not other users' work."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(database in part for part in proc.info["cmdline"] or []) and proc.pid != os.getpid():
+            found.append(proc)
+    return found
 
 
 def _phase(url: str, controllers: int, warm_s: float, seconds: float) -> dict[str, Any]:
@@ -138,14 +146,17 @@ def _phase(url: str, controllers: int, warm_s: float, seconds: float) -> dict[st
     for proc in procs:
         proc.start()
     time.sleep(warm_s)
-    pg0, load0 = _postgres_cpu(), os.getloadavg()[0]
-    results = [out.get(timeout=warm_s + seconds + 300) for _ in procs]
-    pg1 = _postgres_cpu()
+    watched = [psutil.Process(p.pid) for p in procs]
+    backends = _backends(url.rsplit("/", 1)[1])
+    ctl0, pg0, load0 = _cpu(watched), _cpu(backends), os.getloadavg()[0]
+    time.sleep(seconds)
+    ctl1, pg1 = _cpu(watched), _cpu(backends)
+    results = [out.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
     ticks = sum(r["ticks"] for r in results)
     return {"controllers": controllers, "ticks_per_s": ticks / seconds, "ticks": ticks,
-            "max_gap": max(r["max_gap"] for r in results), "cpu_s": sum(r["cpu_s"] for r in results),
+            "max_gap": max(r["max_gap"] for r in results), "cpu_s": ctl1 - ctl0,
             "pg_cpu_s": pg1 - pg0, "load": load0, "per": results}
 
 

@@ -53,6 +53,7 @@ class Controller:
         self._tokens: dict[str, int] = {}  # rollout -> fencing token, for the leases this controller holds
         self._claimed_at = float("-inf")
         self._engines: dict[str, tuple[int | None, RolloutEngine]] = {}
+        self._revisions: dict[str, int] = {}  # the revision each rollout's last tick returned
 
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
         """This rollout's engine; under a lease its store is fenced by the token, and a new token
@@ -77,6 +78,7 @@ class Controller:
         self._tokens = self.leases.claim(self.identity, self._claimed_at, self.lease_ttl)
         for name in [n for n in self._engines if n not in self._tokens]:
             del self._engines[name]
+            self._revisions.pop(name, None)
         return sorted(self._tokens)
 
     def close(self) -> None:
@@ -104,7 +106,7 @@ class Controller:
                 if name not in self._tokens:
                     continue
             try:
-                records.append(self._tick(self.store.get(name)))
+                records.append(self._tick(name))
             except ConflictError:
                 pass  # someone else (a person, another controller) moved it; the next pass catches up
             except LeaseLost as lost:
@@ -115,16 +117,31 @@ class Controller:
                 log.exception("controller: tick of %s failed", name)
         return records
 
-    def _tick(self, record: RolloutRecord) -> RolloutRecord:
+    def _tick(self, name: str) -> RolloutRecord:
         """Tick until nothing more is due now (at most a few times): a step that makes the next one due
-        (a promote's step done, then its weight) reaches the data plane in this pass, not the next."""
-        engine = self.engine_for(record)
-        for _ in range(MAX_TICKS_PER_PASS):
-            ticked = engine.tick(record.name)
-            if ticked.revision == record.revision:
-                return ticked
-            record = ticked
-        return record
+        (a promote's step done, then its weight) reaches the data plane in this pass, not the next.
+
+        An engine already built for the rollout (under the same lease) ticks without loading the record
+        first: the revision it last returned tells whether a tick changed anything, and a spec whose
+        data plane changed gets a new engine on the next pass.
+        """
+        engine = self._cached_engine(name) or self.engine_for(self.store.get(name))
+        before = self._revisions.get(name)
+        ticked = engine.tick(name)
+        for _ in range(MAX_TICKS_PER_PASS - 1):
+            if ticked.revision == before:
+                break
+            before = ticked.revision
+            ticked = engine.tick(name)
+        self._revisions[name] = ticked.revision
+        if self.runtime.router_for(ticked.spec) is not engine.router:
+            self._engines.pop(name, None)
+        return ticked
+
+    def _cached_engine(self, name: str) -> RolloutEngine | None:
+        token = self._tokens.get(name) if self.leases is not None else None
+        cached_token, engine = self._engines.get(name, (None, None))
+        return engine if engine is not None and cached_token == token else None
 
     def settled(self, record: RolloutRecord) -> bool:
         """Ended, with its final route on this process's data plane."""
