@@ -82,12 +82,21 @@ class Controller:
         return sorted(self._tokens)
 
     def close(self) -> None:
-        """Hand back every lease (a clean stop: others take over at once, not after the ttl)."""
-        if self.leases is not None:
+        """Hand back every lease (a clean stop: others take over at once, not after the ttl).
+
+        A store that cannot be reached now only costs the others the ttl: said in one line, not raised.
+        """
+        if self.leases is None:
+            return
+        try:
             self.leases.release(self.identity)
+        except Exception as exc:
+            log.warning("controller %s: leases not handed back (%s); others take over after the ttl",
+                        self.identity, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     def tick_all(self, names: list[str] | None = None) -> list[RolloutRecord]:
-        """Tick the named rollouts, or every one the store says is due (``Store.due``).
+        """Tick the named rollouts, or every one the store says is due (``Store.due``); with leases,
+        this controller's share of them (``claim``).
 
         Due covers ended rollouts too: one that a command ended (abort, undo, promote --full) gets
         its final route applied and confirmed once, then costs nothing. One failing rollout never
