@@ -44,3 +44,11 @@ def test_a_store_that_does_not_exist_is_left_uncreated(tmp_path: Path) -> None:
     result = _controllers(f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 0 and "no controllers" in result.stdout
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_lease_shorter_than_the_poll_is_refused_in_one_line(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    result = subprocess.run([sys.executable, "-m", "rollwise", "controller", "--store", store,
+                             "--poll", "1", "--lease-ttl", "0.5"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --lease-ttl must be positive and longer than --poll (1.0s)"]
