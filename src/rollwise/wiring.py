@@ -19,6 +19,7 @@ from rollwise.core.protocols import (
     Closeable,
     Deployer,
     HasAdmin,
+    Leases,
     MetricSource,
     Notifier,
     ReleaseHistory,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from rollwise.agents.source import RunnerFactory
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
+    from rollwise.flags.repository import SharedFlags
     from rollwise.telemetry.aggregate import SpanAggregates
     from rollwise.watch.runner import Watch
 
@@ -134,6 +136,30 @@ def open_releases(store: Store) -> ReleaseHistory | None:
     from rollwise.adapters.stores.sql_learning import SqlReleaseHistory
 
     return SqlReleaseHistory(store) if isinstance(store, SqlStore) else None
+
+
+def open_leases(store: Store) -> Leases | None:
+    """Rollout leases kept in ``store``'s database, so several controllers can share it; None for a
+    store that keeps none (in memory: one process)."""
+    from rollwise.adapters.stores.sql import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    from rollwise.adapters.stores.sql_leases import SqlLeases
+
+    return SqlLeases(store)
+
+
+def open_shared_flags(store: Store, flags_path: str | Path) -> SharedFlags | None:
+    """The flag document a fleet of flag servers shares in a PostgreSQL store, named by the flag file's
+    name; None for other stores (one machine's servers already share the file itself)."""
+    from rollwise.adapters.stores.sql import SqlStore
+
+    if not isinstance(store, SqlStore) or store.engine.dialect.name != "postgresql":
+        return None
+    from rollwise.adapters.stores.sql_flags import SqlSharedFlags
+
+    return SqlSharedFlags(store, Path(flags_path).name)
 
 
 NOTIFY_ENV = {

@@ -86,7 +86,8 @@ def test_random_kill_9_never_skips_or_repeats_a_step(tmp_path: Path, store_url: 
                 names.append(name)
                 _start(name, tmp_path, store_url)
                 active = store.list(active_only=True)
-            proc = subprocess.Popen(_rollwise("controller", "--poll", "0.02", store=store_url),
+            # one --id across restarts: the restarted controller takes its leases back at once
+            proc = subprocess.Popen(_rollwise("controller", "--poll", "0.02", "--id", "crash", store=store_url),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             controllers.append(proc)
             time.sleep(rng.uniform(0.5, 1.6))  # imports take ~0.5 s; then it is mid-rollout
@@ -94,7 +95,8 @@ def test_random_kill_9_never_skips_or_repeats_a_step(tmp_path: Path, store_url: 
             proc.wait(timeout=10)
             kills += 1
         # a final controller that is left alone finishes everything
-        final = subprocess.Popen(_rollwise("controller", "--poll", "0.02", "--max-seconds", "60", store=store_url),
+        final = subprocess.Popen(_rollwise("controller", "--poll", "0.02", "--max-seconds", "60", "--id", "crash",
+                                          store=store_url),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         controllers.append(final)
         deadline = time.monotonic() + 60

@@ -27,7 +27,7 @@ from rollwise.api.policy import SpecPolicy
 from rollwise.control.plane import ControlPlane
 from rollwise.core.engine import CommandError
 from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
-from rollwise.wiring import Runtime, build_watch, open_audit
+from rollwise.wiring import Runtime, build_watch, open_audit, open_shared_flags
 
 log = logging.getLogger("rollwise.api")
 STATIC = Path(__file__).parent / "static"
@@ -39,8 +39,9 @@ class ControllerThread:
     def __init__(self, store: Store, runtime: Runtime | None = None, poll_s: float = 0.25,
                  audit: AuditLog | None = None, flags: Any = None) -> None:
         from rollwise.controller import Controller
+        from rollwise.wiring import open_leases
 
-        self.controller = Controller(store, runtime=runtime)
+        self.controller = Controller(store, runtime=runtime, leases=open_leases(store))  # one of the fleet
         if audit is not None:  # the post-release watch runs beside the rollouts
             self.controller.watch = build_watch(store, self.controller.runtime, audit, flags)
         self.poll_s = poll_s
@@ -53,6 +54,7 @@ class ControllerThread:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        self.controller.close()
         self.controller.runtime.close()
 
     def _run(self) -> None:
@@ -83,6 +85,8 @@ def create_app(
 
         store = open_store(store_url)
     audit, tokens = open_audit(store)
+    if flags is not None and flags_path is not None and (shared := open_shared_flags(store, flags_path)) is not None:
+        flags.share(shared)  # replicas on one PostgreSQL serve one flag document
     plane = ControlPlane(store=store, audit=audit, policy=policy or SpecPolicy(allow_commands=allow_commands))
 
     import time

@@ -599,15 +599,26 @@ def controller(
     once: Annotated[bool, typer.Option("--once", help="Tick every active rollout once and exit.")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between ticks.")] = 0.25,
     max_seconds: Annotated[float | None, typer.Option(help="Exit after this long.")] = None,
+    controller_id: Annotated[str | None, typer.Option(
+        "--id", help="This controller's name in leases (default host:pid).")] = None,
+    lease_ttl: Annotated[float, typer.Option(
+        help="Seconds a lease lasts unrenewed: a killed controller's rollouts move on after this.")] = 10.0,
 ) -> None:
     """Drive every active rollout in the store until stopped. Safe to kill and restart at any time.
 
-    Example: ROLLWISE_STORE=sqlite:///r.db rollwise controller
+    Several controllers may share one store: each takes a fair share of the rollouts under a lease
+    and acts only on those (see `rollwise controllers`).
+
+    Example: ROLLWISE_STORE=postgresql://rollwise@db/rollwise rollwise controller --id ctl-a
     """
     from rollwise.controller import Controller
-    from rollwise.wiring import build_watch, open_audit
+    from rollwise.wiring import build_watch, open_audit, open_leases
 
-    ctl = Controller(_store(store))
+    if lease_ttl <= poll or lease_ttl <= 0:
+        err_console.print(f"error: --lease-ttl must be positive and longer than --poll ({poll}s)")
+        raise typer.Exit(2)
+    the_store = _store(store)
+    ctl = Controller(the_store, leases=open_leases(the_store), identity=controller_id, lease_ttl=lease_ttl)
     ctl.watch = build_watch(ctl.store, ctl.runtime, open_audit(ctl.store)[0])
     _sigterm_stops_like_ctrl_c()
     try:
@@ -617,7 +628,28 @@ def controller(
         else:
             ctl.run(None, poll_s=poll, until_done=False, max_seconds=max_seconds)
     finally:
+        ctl.close()
         ctl.runtime.close()
+
+
+@app.command()
+def controllers(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+    """Controllers sharing this store, alive or gone, and the rollouts each holds a lease on (#token).
+
+    Example: rollwise controllers --store postgresql://rollwise@db/rollwise
+    """
+    import time
+
+    from rollwise.fleet.view import fleet_view, render_fleet
+    from rollwise.wiring import open_leases
+
+    leases = open_leases(_existing_store(store))
+    rows = [] if leases is None else fleet_view(leases.controllers(), leases.leases(), time.time())
+    if output == Output.json:
+        _print_json(rows)
+        return
+    for line in render_fleet(rows):
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
+from rollwise.core.leases import ControllerSeen, Lease
 from rollwise.core.model import (
     AppliedRoute,
     Event,
@@ -198,6 +199,32 @@ class Store(Protocol):
     def push_kpi(self, rollout: str, version: str, metric: str, value: float, at: float) -> None: ...
 
     def kpi_totals(self, rollout: str, version: str, start: float, end: float) -> dict[str, float]: ...
+
+
+class Leases(Protocol):
+    """Who acts on which rollout when several controllers share a store (see ``core/leases.py``).
+
+    Implemented by ``adapters/stores/sql_leases.SqlLeases``; built by ``wiring.open_leases``.
+    """
+
+    def claim(self, holder: str, now: float, ttl: float) -> dict[str, int]:
+        """One pass's leases for ``holder``: heartbeat, renew what it holds, hand back what is no longer
+        due or beyond its fair share, take free or expired due rollouts up to that share; returns the
+        rollouts it now holds with their fencing tokens."""
+        ...
+
+    def release(self, holder: str) -> None:
+        """Hand back every lease of ``holder`` (a controller stopping cleanly), so others take over now."""
+        ...
+
+    def fenced(self, name: str, token: int) -> Store:
+        """The store as the holder of ``name``'s lease with ``token`` sees it: reads and writes of
+        ``name`` raise ``LeaseLost`` once a newer token exists."""
+        ...
+
+    def leases(self) -> builtins.list[Lease]: ...
+
+    def controllers(self) -> builtins.list[ControllerSeen]: ...
 
 
 class AuditLog(Protocol):

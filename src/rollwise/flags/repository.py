@@ -104,6 +104,27 @@ class JsonlHistory:
         return out
 
 
+class SharedDocument(Protocol):
+    """The fleet's stored document while it is held for a change (``SharedFlags.exclusive``)."""
+
+    version: int | None
+    document: str | None
+
+    def publish(self, document: str, version: int, at: float) -> None: ...
+
+
+class SharedFlags(Protocol):
+    """Where flag servers of one fleet keep the newest document (``adapters/stores/sql_flags.py``)."""
+
+    def exclusive(self) -> contextlib.AbstractContextManager[SharedDocument]: ...
+
+    def latest(self) -> tuple[int, str] | None: ...
+
+    def listen(self, on_change: Callable[[], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ConfigChange:
     """Told to subscribers whenever the served configuration changes."""
@@ -173,6 +194,7 @@ class FlagRepository:
         self._lock = threading.RLock()
         self._listeners: list[Callable[[ConfigChange], None]] = []
         self._watcher = PollingWatcher(self.tick, poll_interval)
+        self._shared: SharedFlags | None = None
         self.last_error: str | None = None
         stamp = file_stamp(self.path)
         doc = load_document(self.path)
@@ -222,11 +244,47 @@ class FlagRepository:
         return unsubscribe
 
     def start(self) -> None:
-        """Start polling the file (and due schedules) on a background thread."""
+        """Start polling the file (and due schedules) on a background thread, and listening to the fleet."""
         self._watcher.start()
+        if self._shared is not None:
+            self._shared.listen(self.pull_shared)
 
     def stop(self) -> None:
         self._watcher.stop()
+        if self._shared is not None:
+            self._shared.stop()
+
+    # --- serving as one of a fleet ------------------------------------------------------------------
+
+    def share(self, shared: SharedFlags) -> None:
+        """Serve the fleet's document from now on (call before ``start``).
+
+        The store wins once it holds a document: this server's file becomes its cache, overwritten
+        with the stored document when that is newer (or the same version, written differently). The
+        first server of a fleet seeds the store with its file. Changes made here are stored and
+        announced in the transaction that holds the stored document (``_mutate``).
+        """
+        with self._lock, self._file_lock(), shared.exclusive() as stored:
+            if stored.version is None or stored.document is None:
+                stored.publish(read_text(self.path), self.version, self.clock())
+            else:
+                self._adopt(stored.version, stored.document)
+        self._shared = shared
+
+    def pull_shared(self) -> None:
+        """Adopt the fleet's newest document if this server is behind (the listener calls this)."""
+        if self._shared is None or (latest := self._shared.latest()) is None:
+            return
+        with self._lock, self._file_lock():
+            self._adopt(*latest)
+
+    def _adopt(self, version: int, document: str) -> None:
+        """Caller holds the locks. Newer, or the same version with other text (a change whose store
+        write failed after its file write): the stored document wins."""
+        if version < self.version or (version == self.version and read_text(self.path) == document):
+            return
+        atomic_write(self.path, document)
+        self.reload()
 
     def tick(self) -> None:
         """One poll: reload the file if it changed, then apply schedules that have come due."""
@@ -298,6 +356,14 @@ class FlagRepository:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    @contextlib.contextmanager
+    def _shared_document(self) -> Iterator[SharedDocument | None]:
+        if self._shared is None:
+            yield None
+            return
+        with self._shared.exclusive() as stored:
+            yield stored
+
     def _mutate(
         self,
         action: str,
@@ -309,7 +375,9 @@ class FlagRepository:
     ) -> ChangeRecord:
         if not actor:
             raise ControlError("every change needs an actor (who is making it)")
-        with self._lock, self._file_lock():
+        with self._lock, self._file_lock(), self._shared_document() as stored:
+            if stored is not None and stored.version is not None and stored.document is not None:
+                self._adopt(stored.version, stored.document)  # change the fleet's newest, not a stale cache
             text = read_text(self.path)  # fresh: another process may have written since
             current = validate_document(parse_text(text, str(self.path)), str(self.path), text).raw
             original = copy.deepcopy(current)
@@ -318,7 +386,10 @@ class FlagRepository:
             served = self._build(new_raw, None)  # validates the whole new document before writing
             new_doc = validate_document(new_raw, str(self.path))
             _refuse_new_rule_problems(new_doc.rule_keys, new_doc.rule_problems, self._served.rule_keys, str(self.path))
-            atomic_write(self.path, edit.render(self.path, text, original, new_raw))
+            rendered = edit.render(self.path, text, original, new_raw)
+            atomic_write(self.path, rendered)
+            if stored is not None:
+                stored.publish(rendered, version, self.clock())  # announced when the store commits
             served = _replace_stamp(served, file_stamp(self.path))
             before = current.get("flags", {}).get(flag) if flag else None
             after = new_raw.get("flags", {}).get(flag) if flag else None

@@ -11,6 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+import rollwise.adapters.stores.sql_flags
+import rollwise.adapters.stores.sql_leases  # noqa: F401  (their tables join ``metadata`` on import)
 from rollwise.adapters.stores.sql import VERSION_TABLE, SqlStore, default_store_url, metadata
 from rollwise.core.carry import Carry
 from rollwise.core.model import Phase, Window

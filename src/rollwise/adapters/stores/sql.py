@@ -65,6 +65,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from rollwise.core.model import AppliedRoute, Event, Phase, RolloutRecord, Window
 from rollwise.core.protocols import ConflictError, NotFoundError, StageWindow, StoreMissing, StoreUnavailable
@@ -374,40 +375,47 @@ class SqlStore:
         self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
     ) -> RolloutRecord:
         """One transaction: the record at ``revision + 1``, its events with the next seqs, its windows."""
+        with self.write() as conn:
+            return self.save_in(conn, record, events, windows)
+
+    def save_in(
+        self, conn: Connection, record: RolloutRecord, events: Sequence[Event] = (),
+        windows: Sequence[StageWindow] = (),
+    ) -> RolloutRecord:
+        """``save`` inside the caller's write transaction (a fenced save checks its lease in it first)."""
         _check_events(record.name, events)
         stored = record.model_copy(update={"revision": record.revision + 1})
-        with self.write() as conn:
-            generation = conn.execute(
-                update(rollouts_table)
-                .where(rollouts_table.c.name == record.name, rollouts_table.c.revision == record.revision)
-                .values(**self._row(stored))
-                .returning(rollouts_table.c.generation)
+        generation = conn.execute(
+            update(rollouts_table)
+            .where(rollouts_table.c.name == record.name, rollouts_table.c.revision == record.revision)
+            .values(**self._row(stored))
+            .returning(rollouts_table.c.generation)
+        ).scalar_one_or_none()
+        if generation is None:
+            current = conn.execute(
+                select(rollouts_table.c.revision).where(rollouts_table.c.name == record.name)
             ).scalar_one_or_none()
-            if generation is None:
-                current = conn.execute(
-                    select(rollouts_table.c.revision).where(rollouts_table.c.name == record.name)
-                ).scalar_one_or_none()
-                if current is None:
-                    raise NotFoundError(record.name)
-                raise ConflictError(
-                    f"rollout {record.name!r} changed (revision {current}, had {record.revision})"
-                )
-            self._append_events(conn, record.name, events)
-            if windows:
-                conn.execute(
-                    insert(windows_table),
-                    [
-                        {
-                            "rollout": record.name,
-                            "generation": generation,
-                            "stage": stage,
-                            "start": window.start,
-                            "end": window.end,
-                            "data": window.to_dict(),
-                        }
-                        for stage, window in windows
-                    ],
-                )
+            if current is None:
+                raise NotFoundError(record.name)
+            raise ConflictError(
+                f"rollout {record.name!r} changed (revision {current}, had {record.revision})"
+            )
+        self._append_events(conn, record.name, events)
+        if windows:
+            conn.execute(
+                insert(windows_table),
+                [
+                    {
+                        "rollout": record.name,
+                        "generation": generation,
+                        "stage": stage,
+                        "start": window.start,
+                        "end": window.end,
+                        "data": window.to_dict(),
+                    }
+                    for stage, window in windows
+                ],
+            )
         return stored
 
     def list(self, active_only: bool = False) -> list[RolloutRecord]:
@@ -419,14 +427,19 @@ class SqlStore:
 
     def confirm_route(self, name: str, revision: int, at: float) -> None:
         """Outside the record's ``revision``: a confirmation never conflicts with a command."""
-        confirmed = rollouts_table.c.applied_route_revision
         with self.write() as conn:
-            conn.execute(
-                update(rollouts_table)
-                .where(rollouts_table.c.name == name, rollouts_table.c.route_revision >= revision,
-                       or_(confirmed.is_(None), confirmed < revision))
-                .values(applied_route_revision=revision, applied_route_at=at)
-            )
+            self.confirm_route_in(conn, name, revision, at)
+
+    @staticmethod
+    def confirm_route_in(conn: Connection, name: str, revision: int, at: float) -> None:
+        """``confirm_route`` inside the caller's write transaction."""
+        confirmed = rollouts_table.c.applied_route_revision
+        conn.execute(
+            update(rollouts_table)
+            .where(rollouts_table.c.name == name, rollouts_table.c.route_revision >= revision,
+                   or_(confirmed.is_(None), confirmed < revision))
+            .values(applied_route_revision=revision, applied_route_at=at)
+        )
 
     def applied_route(self, name: str) -> AppliedRoute | None:
         query = select(rollouts_table.c.applied_route_revision, rollouts_table.c.applied_route_at).where(
@@ -439,16 +452,7 @@ class SqlStore:
 
     def due(self, now: float) -> builtins.list[str]:
         table = rollouts_table.c
-        query = (
-            select(table.name)
-            .where(or_(
-                table.phase.not_in(_TERMINAL_PHASES),
-                table.applied_route_revision.is_(None),
-                table.applied_route_revision < table.route_revision,
-                table.retire_at <= now,
-            ))
-            .order_by(table.created_at, table.name)
-        )
+        query = select(table.name).where(due_condition(now)).order_by(table.created_at, table.name)
         with self.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
@@ -570,6 +574,17 @@ class SqlStore:
                 for offset, item in enumerate(events, start=1)
             ],
         )
+
+
+def due_condition(now: float) -> ColumnElement[bool]:
+    """Which ``rollouts`` rows a runner must tick at ``now`` (``Store.due``; lease claims reuse it)."""
+    table = rollouts_table.c
+    return or_(
+        table.phase.not_in(_TERMINAL_PHASES),
+        table.applied_route_revision.is_(None),
+        table.applied_route_revision < table.route_revision,
+        table.retire_at <= now,
+    )
 
 
 _UNCONFIRMED = {"applied_route_revision": None, "applied_route_at": None}  # a new run: nothing applied yet
