@@ -70,7 +70,7 @@ def start_service() -> Iterator[ServiceFactory]:
     """``start_service("v2", error_rate=0.1, latency_ms=5)`` -> a running demo service."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(version: str, **options: float) -> DemoService:
+    def start(version: str, **options: float | str) -> DemoService:
         port = free_port()
         command = [sys.executable, "-m", "rollwise.demo.service", "--port", str(port), "--version", version]
         for key, value in options.items():

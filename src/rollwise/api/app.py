@@ -159,6 +159,7 @@ def create_app(
 
     app.state.telemetry = runtime.telemetry if runtime is not None and runtime.telemetry else telemetry
     app.include_router(otlp.router)  # OpenTelemetry in: POST /v1/traces, /v1/logs, /v1/metrics
+    app.include_router(otlp.traces_router)  # exemplar traces: GET /api/v1/traces/<trace id>
     from rollwise.api import flags as flags_api
 
     flags_api.mount(app, flags)

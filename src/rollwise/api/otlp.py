@@ -7,13 +7,16 @@ Bodies are ``application/x-protobuf`` or ``application/json`` (optionally gzip);
 decode (one line). Exporting needs a deployer token (``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer
 rw_…``), like pushing KPIs; loopback callers need none while no token exists. Spans are aggregated
 (``rollwise.telemetry``) for rollouts whose ``metrics.source`` is ``otlp``.
+
+``GET /api/v1/traces/<trace id>`` (viewer) answers one kept exemplar trace (``telemetry/exemplars.py``)
+as JSON: its spans and the span where its error or its time originated; the RCA links to it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +26,7 @@ from rollwise.control.principal import Principal, Role
 from rollwise.telemetry.decode import DecodeError, Signal, decode, encode_response, inflate, media_type
 
 router = APIRouter(prefix="/v1", tags=["otlp"])
+traces_router = APIRouter(prefix="/api/v1", tags=["otlp"])
 ANSWERS: dict[int | str, dict[str, Any]] = {
     **DENIED,
     200: {"description": "Accepted: an empty Export*ServiceResponse",
@@ -68,3 +72,16 @@ async def export_metrics(request: Request,
                          _who: Principal = Depends(requires(Role.deployer, "otlp.export", "metrics"))) -> Response:
     """OTLP/HTTP metrics (ExportMetricsServiceRequest): data points counted per service and version."""
     return await _export("metrics", request)
+
+
+@traces_router.get("/traces/{trace_id}", responses={**DENIED, 404: {"description": "Not a kept exemplar trace"}})
+def get_trace(request: Request, trace_id: str = Path(pattern="^[0-9a-fA-F]{32}$"),
+              _who: Principal = Depends(requires(Role.viewer))) -> dict[str, Any]:
+    """One exemplar trace kept from OTLP spans: its spans (name, ids, parent, duration, self-time, status)
+    and ``origin``, the span where its error (deepest ERROR span) or its time (largest self-time) began."""
+    exemplar = request.app.state.telemetry.trace(trace_id)
+    if exemplar is None:
+        raise HTTPException(404, f"trace {trace_id} is not kept (exemplars: the slowest and failed few per "
+                                 "version and minute, for an hour)")
+    found: dict[str, Any] = exemplar.to_dict()
+    return found

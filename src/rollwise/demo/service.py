@@ -7,13 +7,15 @@ Stdlib only (threaded ``http.server`` speaking HTTP/1.1 keep-alive) so it starts
 serves well over 300 req/s on two cores. Every response names its version in ``x-version``
 and in the body, and carries a payload that depends only on the path (and, with
 ``--mismatch-rate``, on the version for that share of paths) so a shadow comparator can tell
-a behaviour change from the version label.
+a behaviour change from the version label. With ``--otlp-endpoint URL`` (``rollwise[otel]``) it exports
+its spans and logs over OTLP (``demo/otel.py``); ``--fail-route /checkout`` confines the faults to one path.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -24,6 +26,8 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from rollwise.demo.otel import OtlpExport
 
 _Z99 = 2.3263478740408408  # standard normal 99th percentile
 
@@ -37,6 +41,7 @@ class Behaviour:
     mismatch_rate: float = 0.0
     bomb_file: str | None = None  # a time bomb: once this file exists, answer ``bomb_error_rate`` with 500
     bomb_error_rate: float = 0.0
+    fail_route: str | None = None  # the error rate applies to this path only (others never fail)
 
     def delay_s(self, rng: random.Random) -> float:
         """Log-normal latency with the given median and p99: a realistic long tail."""
@@ -75,9 +80,11 @@ class _Bomb:
         return self.armed
 
 
-def make_handler(behaviour: Behaviour, seed: int | None = None) -> type[BaseHTTPRequestHandler]:
+def make_handler(behaviour: Behaviour, seed: int | None = None, otel: OtlpExport | None = None
+                 ) -> type[BaseHTTPRequestHandler]:
     local = threading.local()
     bomb = _Bomb(behaviour.bomb_file)
+    users = itertools.count(1)
 
     def rng() -> random.Random:
         if not hasattr(local, "rng"):
@@ -105,13 +112,28 @@ def make_handler(behaviour: Behaviour, seed: int | None = None) -> type[BaseHTTP
             if path == "/healthz":
                 self._send(200, b'{"ok": true}')
                 return
+            if otel is None:
+                status = self._work(path)
+            else:
+                with otel.request(path) as span:
+                    started = time.monotonic()
+                    with otel.handling(path):
+                        status = self._work(path)
+                    if status >= 500:
+                        otel.fail(path, started)
+                    otel.finish(span, path, status, next(users))
+            self._send(status, body_for(behaviour, path, status))
+
+        def _work(self, path: str) -> int:
+            """The dialled-in latency and fault: the status to answer."""
             generator = rng()
             delay = behaviour.delay_s(generator)
             if delay:
                 time.sleep(delay)
             error_rate = behaviour.bomb_error_rate if bomb.exploded() else behaviour.error_rate
-            status = 500 if generator.random() < error_rate else 200
-            self._send(status, body_for(behaviour, path, status))
+            if behaviour.fail_route is not None and path != behaviour.fail_route:
+                error_rate = 0.0
+            return 500 if generator.random() < error_rate else 200
 
         def _send(self, status: int, body: bytes) -> None:
             self.send_response(status)
@@ -133,9 +155,10 @@ class DemoServer(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-def serve(behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0, seed: int | None = None) -> DemoServer:
+def serve(behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0, seed: int | None = None,
+          otel: OtlpExport | None = None) -> DemoServer:
     """Bind (port 0 picks a free one) without serving yet: call ``serve_forever`` in a thread."""
-    return DemoServer((host, port), make_handler(behaviour, seed))
+    return DemoServer((host, port), make_handler(behaviour, seed, otel))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,6 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--bomb-file", default=None, help="time bomb: once this file exists, fail more")
     parser.add_argument("--bomb-error-rate", type=float, default=0.3, help="share answered 500 once it went off")
+    parser.add_argument("--fail-route", default=None, help="the error rate applies to this path only")
+    parser.add_argument("--otlp-endpoint", default=None,
+                        help="export spans and logs over OTLP/HTTP to this base URL (e.g. rollwise serve's); "
+                             "needs rollwise[otel]")
+    parser.add_argument("--otlp-service", default="demo", help="service.name of the exported spans")
     args = parser.parse_args(argv)
     if not 0 <= args.error_rate <= 1 or not 0 <= args.mismatch_rate <= 1:
         parser.error("--error-rate and --mismatch-rate must be within [0, 1]")
@@ -161,8 +189,17 @@ def main(argv: list[str] | None = None) -> None:
         mismatch_rate=args.mismatch_rate,
         bomb_file=args.bomb_file,
         bomb_error_rate=args.bomb_error_rate,
+        fail_route=args.fail_route,
     )
-    server = serve(behaviour, args.host, args.port, args.seed)
+    otel = None
+    if args.otlp_endpoint:
+        if not args.otlp_endpoint.startswith(("http://", "https://")):
+            parser.error(f"--otlp-endpoint {args.otlp_endpoint!r} is not an http(s) URL")
+        try:
+            otel = OtlpExport(args.otlp_endpoint, args.otlp_service, args.version)
+        except RuntimeError as exc:
+            parser.exit(2, f"error: {exc}\n")
+    server = serve(behaviour, args.host, args.port, args.seed, otel)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:
         server.serve_forever(poll_interval=0.2)
@@ -170,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         server.server_close()
+        if otel is not None:
+            otel.shutdown()  # the last batch of spans and logs
 
 
 if __name__ == "__main__":

@@ -343,6 +343,10 @@ def to_markdown(pm: Postmortem) -> str:
                   "", "```", d.explanation, "```", ""]
     if pm.rca.failed:
         lines += ["## Root cause summary", "", "```", pm.rca.text(), "```", ""]
+        if pm.rca.traces:  # clickable, relative to the rollwise serve that kept them
+            lines += ["### Exemplar traces", ""] + [f"- [{t.kind} trace `{t.trace_id}`]({t.link}): "
+                                                    f"{t.duration_ms:.0f} ms, origin span `{t.origin}`"
+                                                    for t in pm.rca.traces] + [""]
     if pm.incidents:
         lines += ["## Incidents after the release (post-release watch)", ""]
         for incident in pm.incidents:
@@ -441,6 +445,8 @@ def to_html(pm: Postmortem) -> str:
     parts.append("</section>")
     if pm.rca.failed:
         parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca.text())}</pre></section>"]
+        parts += [f'<p>Exemplar trace: <a href="{e(t.link)}">{e(t.kind)} {e(t.trace_id)}</a>, origin span '
+                  f"<code>{e(t.origin)}</code></p>" for t in pm.rca.traces]
     if pm.incidents:
         parts += ['<section id="incidents"><h2>Incidents after the release (post-release watch)</h2>']
         parts += [f"<pre>{e(incident_text(incident))}</pre>" for incident in pm.incidents]

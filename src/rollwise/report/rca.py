@@ -24,6 +24,7 @@ from scipy.stats import norm
 
 from rollwise.core.evidence import Evidence, decision_of, parse_evidence
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
+from rollwise.report.exemplars import TraceExample, trace_examples
 from rollwise.report.logs import LogChange, log_changes
 from rollwise.report.routes import RouteSplit, route_splits
 
@@ -103,6 +104,7 @@ class Rca:
     actions: list[tuple[float, str, str]] = field(default_factory=list)  # (at, actor, what)
     routes: list[RouteSplit] = field(default_factory=list)  # per http.route, when the source split it
     logs: list[LogChange] = field(default_factory=list)  # log templates new or rising in the canary
+    traces: list[TraceExample] = field(default_factory=list)  # exemplar traces of the canary (OTLP)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,6 +133,9 @@ class Rca:
         if self.logs:
             lines.append("Logs (templates new or rising in the canary):")
             lines += [f"  - {c.text()}" for c in self.logs]
+        if self.traces:
+            lines.append("Exemplar traces (canary; spans at rollwise serve):")
+            lines += [f"  - {t.text()}" for t in self.traces]
         if self.onset:
             lines.append("When it began:")
             lines += [f"  - {o.text()}" for o in self.onset]
@@ -194,7 +199,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
         peak_weight=max([float(e.data["weight"]) for e in events if e.type == "step" and "weight" in e.data],
                         default=record.route.canary_weight),
         detection_s=detection, actions=_actions(events), routes=route_splits(with_data),
-        logs=log_changes(with_data),
+        logs=log_changes(with_data), traces=trace_examples(with_data),
     )
 
 

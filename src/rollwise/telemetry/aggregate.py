@@ -11,7 +11,8 @@ the span's ``http.route`` (at most ``MAX_ROUTES`` per second and series), for th
 
 Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
 buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
-(least recently written dropped first), and no raw span is stored. Logs and metrics are decoded and
+(least recently written dropped first); raw spans are kept only as a few exemplar traces per
+series and minute (``telemetry/exemplars.py``). Logs and metrics are decoded and
 counted per service and version (``log_records``, ``metric_points``); log bodies are also counted per
 template (``telemetry/logs.py``, Drain3) for the RCA, not judged on. Spans
 ending more than ``retention_s`` ago or more than a minute in the future are not counted (``dropped``).
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.core.model import VersionStats
+from rollwise.telemetry.exemplars import Exemplar, ExemplarTraces
 from rollwise.telemetry.logs import LogTemplates
 
 LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, math.inf)
@@ -87,6 +89,7 @@ class SpanAggregates:
         self.series: OrderedDict[tuple[str, str], Series] = OrderedDict()
         self.dropped = 0
         self.templates: dict[str, LogTemplates] = {}  # per service
+        self.exemplars = ExemplarTraces(max_series, retention_s)  # a few whole traces per series and minute
         self._lock = threading.Lock()
 
     def add_traces(self, request: Any) -> int:
@@ -94,6 +97,7 @@ class SpanAggregates:
         now = self.clock()
         oldest, newest = int(now - self.retention_s), int(now + 60)
         counted = 0
+        entries: list[tuple[str, str, Any, int, bool, str | None]] = []  # exemplar candidates
         with self._lock:
             for resource_spans in request.resource_spans:
                 service, version = _service_version(resource_spans.resource.attributes)
@@ -101,6 +105,7 @@ class SpanAggregates:
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
                         if span.parent_span_id and span.kind not in _ENTRY_KINDS:
+                            self.exemplars.remember_child(span)
                             continue
                         second = span.end_time_unix_nano // 1_000_000_000
                         if not oldest <= second <= newest:
@@ -111,9 +116,14 @@ class SpanAggregates:
                         duration_ms = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
                         _bucket(series, second).add(error, duration_ms, route)
                         counted += 1
+                        if self.exemplars.wanted(service, version, second, duration_ms, error):
+                            entries.append((service, version, span, second, error, route))
                         flag = _flag_variant(span)
                         if flag is not None:
                             _bucket(self._series(service, flag), second).add(error, duration_ms, route)
+            for entry in entries:  # after the loop: their children may come later in the same request
+                self.exemplars.keep(*entry)
+            self.exemplars.forget_before(int(now))
             self._forget_before(oldest)
         return counted
 
@@ -159,7 +169,8 @@ class SpanAggregates:
             if series is None:
                 return None
             chosen = [b for second, b in series.buckets.items() if start <= second < end]
-            split = {**_route_split(chosen), **self._log_split(service, chosen)}
+            split = {**_route_split(chosen), **self._log_split(service, chosen),
+                     **self.exemplars.in_window(service, version, start, end)}
         if not any(b.requests for b in chosen):
             return None
         counts = [sum(b.latency[i] for b in chosen) for i in range(len(LATENCY_BOUNDS_MS))]
@@ -195,6 +206,11 @@ class SpanAggregates:
         else:
             self.series.move_to_end(key)
         return series
+
+    def trace(self, trace_id: str) -> Exemplar | None:
+        """A kept exemplar trace by its hex id (``GET /api/v1/traces/<id>``)."""
+        with self._lock:
+            return self.exemplars.get(trace_id.lower())
 
     def _forget_before(self, oldest: int) -> None:
         for series in self.series.values():
