@@ -23,6 +23,10 @@ branch_labels = None
 depends_on = None
 
 
+def _bytewise(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "experiments",
@@ -51,13 +55,15 @@ def upgrade() -> None:
     )
     op.create_table(
         "experiment_rollups",
-        sa.Column("experiment", sa.String(64), primary_key=True),
-        sa.Column("event", sa.String(128), primary_key=True),
-        sa.Column("subject", sa.String(255), primary_key=True),
+        # keys compare byte-wise on PostgreSQL: every upsert descends the primary key with them
+        sa.Column("experiment", _bytewise(64), primary_key=True),
+        sa.Column("event", _bytewise(128), primary_key=True),
+        sa.Column("subject", _bytewise(255), primary_key=True),
         sa.Column("pre_n", sa.BigInteger, nullable=False),
         sa.Column("pre_sum", sa.Double, nullable=False),
         sa.Column("post_n", sa.BigInteger, nullable=False),
         sa.Column("post_sum", sa.Double, nullable=False),
+        postgresql_with={"fillfactor": 70},  # room on each page for HOT updates: no new index entry per upsert
     )
 
 
