@@ -483,12 +483,12 @@ def store_section(server: str, events: int) -> Lines:
             f"| floor: one plain scan `SELECT count(*), sum(value) FROM metric_events` | {scan_s:.2f} s | – |", "",
             f"Load average (1 min) at the end of this section: {load:.1f} on {os.cpu_count()} cores (other work "
             "shares the machine and the PostgreSQL server).", "",
-            "Where the time goes: the readout merge-joins the 1,000,000 exposures to one rollup row per subject "
-            "and metric event (primary keys in the same order), so it grows with the subjects, not the events; the "
+            "Where the time goes: the readout joins the 1,000,000 exposures to one rollup row per subject "
+            "and metric event (a parallel hash join), so it grows with the subjects, not the events; the "
             "scan of the raw table above is what the previous readout (folding every event per subject) could "
             "not go below. At ingestion the rollup UPSERT (one primary-key descent and one update or insert per "
             "distinct (event, subject) in the batch, ~60,000 per 100,000 events here) is the largest cost, "
-            "more than the COPY itself (the floor row).", "",
+            "several times the COPY itself (the floor row).", "",
             f"Readout check: primary lift {primary.relative:+.2%}, {result.srm.status} SRM, "
             f"{sum(result.counts.values()):,} subjects.", ""]
 

@@ -13,8 +13,8 @@ Why it is shaped like this:
   experiment × metric event × subject, the count and sum of that subject's events before and after the
   experiment's start (and before its stop). Each event batch is COPY'd into a temporary table and, in the
   same transaction, appended to ``metric_events`` and UPSERTed into the rollups of every experiment whose
-  metrics read that event. A readout of the live (or stopped) experiment then merge-joins one narrow rollup
-  row per subject to the exposures instead of aggregating every raw event: its cost follows the subjects,
+  metrics read that event. A readout of the live (or stopped) experiment then joins one narrow rollup
+  row per subject and event to the exposures instead of aggregating every raw event: its cost follows the subjects,
   not the events. Readouts at an earlier ``until`` (the chart over time) still fold the raw events.
 * Creating an experiment backfills its rollups from the events already stored; stopping it rebuilds them
   with only the events before the stop. Both take a SHARE lock on ``metric_events`` on PostgreSQL, so no
@@ -331,7 +331,7 @@ def readout_query(experiment: Experiment, metric: Metric, until: float | None) -
 
 def rollup_readout_query(experiment: Experiment, metric: Metric, until: float | None) -> tuple[str, dict[str, Any]]:
     """The same statistics as ``readout_query``, from the rollups: each exposure joins at most one rollup
-    row per event (the primary keys share the order (experiment, …, subject), so a merge join needs no sort)."""
+    row per event, so the cost follows the exposed subjects, not the events."""
     y, c = _VALUE[metric.kind]
     if metric.kind != "ratio" and not metric.cuped:
         c = "0.0"
