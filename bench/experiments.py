@@ -393,6 +393,20 @@ def _fresh_database(server: str, name: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+def _plain_copy(store: Any, rows: list[tuple[str, str, float, float]]) -> float:
+    from rollwise.adapters.stores.sql_experiments import _copy_text
+
+    raw = store.engine.raw_connection()
+    try:
+        began = time.perf_counter()
+        with raw.cursor() as cursor, cursor.copy("COPY plain_events (subject, event, value, at) FROM STDIN") as copy:
+            copy.write(_copy_text(rows))
+        raw.commit()
+        return time.perf_counter() - began
+    finally:
+        raw.close()
+
+
 def store_section(server: str, events: int) -> Lines:
     from rollwise.adapters.stores.sql import SqlStore
     from rollwise.adapters.stores.sql_experiments import SqlExperimentStore
@@ -415,8 +429,10 @@ def store_section(server: str, events: int) -> Lines:
     for start in range(0, subjects, 100_000):
         experiments.record_exposures("checkout", exposures[start:start + 100_000])
     exposure_s = time.perf_counter() - began
-    batch, written, ingest_s = 100_000, 0, 0.0
+    batch, written, ingest_s, plain_s, plain_n = 100_000, 0, 0.0, 0.0, 0
     names = np.array(["session", "revenue", "purchase", "latency_ms"])
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE plain_events (LIKE metric_events)")
     while written < events:
         size = min(batch, events - written)
         who = rng.integers(0, subjects, size)
@@ -428,6 +444,9 @@ def store_section(server: str, events: int) -> Lines:
         began = time.perf_counter()
         experiments.record_events(rows)
         ingest_s += time.perf_counter() - began
+        if plain_n < 1_000_000:  # the floor: the same batch COPY'd into a table with no rollups to keep
+            plain_s += _plain_copy(store, rows)
+            plain_n += size
         written += size
     with store.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE metric_events")
@@ -450,21 +469,26 @@ def store_section(server: str, events: int) -> Lines:
             f"PostgreSQL at {server.split('@')[-1].rsplit('/', 1)[0]}, a fresh database. {subjects:,} subjects exposed "
             f"({subjects / exposure_s:,.0f} exposures/s, batches of 100,000: COPY into a temporary table, then "
             "insert … on conflict do nothing); "
-            f"{events:,} metric events written with `SqlExperimentStore.record_events` in batches of {batch:,} "
-            "(psycopg COPY), rows built before each timed call.", "",
+            f"{events:,} metric events written with `SqlExperimentStore.record_events` in batches of {batch:,}, "
+            "rows built before each timed call. Each batch, in one transaction: COPY into a temporary table, "
+            "append to `metric_events`, and UPSERT its per-(event, subject) sums into `experiment_rollups` "
+            "(the readout's per-subject fold, kept at ingestion).", "",
             "| what | figure | target |", "|---|---|---|",
-            f"| ingestion | {events / ingest_s:,.0f} events/s ({ingest_s:.1f} s for {events:,}) | ≥ 100,000 events/s |",
+            f"| ingestion, events + rollups | {events / ingest_s:,.0f} events/s ({ingest_s:.1f} s for {events:,}) | "
+            "≥ 100,000 events/s |",
+            f"| floor: the same batches COPY'd into a plain table, no rollups (first {plain_n:,}) | "
+            f"{plain_n / plain_s:,.0f} events/s | – |",
             f"| readout (SRM counts + 2 metrics: conversion with CUPED, revenue per session), best of 3 | "
             f"{min(timings):.2f} s (all: {', '.join(f'{t:.2f}' for t in timings)}) | < 2 s |",
             f"| floor: one plain scan `SELECT count(*), sum(value) FROM metric_events` | {scan_s:.2f} s | – |", "",
             f"Load average (1 min) at the end of this section: {load:.1f} on {os.cpu_count()} cores (other work "
             "shares the machine and the PostgreSQL server).", "",
-            "Where the time goes: a readout folds every subject's events into one value per metric (a hash "
-            "aggregate over 1,000,000 subjects of the ~5,000,000 events a metric reads), then joins the exposures; "
-            "the plain scan above is the floor for reading the table once. Under the load recorded here both "
-            "targets are missed; the per-subject fold is the cost, and the way to a readout that does not grow "
-            "with the events is to keep that fold incrementally at ingestion (a per-subject rollup), which is "
-            "not built yet.", "",
+            "Where the time goes: the readout joins the 1,000,000 exposures to one rollup row per subject "
+            "and metric event (a parallel hash join), so it grows with the subjects, not the events; the "
+            "scan of the raw table above is what the previous readout (folding every event per subject) could "
+            "not go below. At ingestion the rollup UPSERT (one primary-key descent and one update or insert per "
+            "distinct (event, subject) in the batch, ~60,000 per 100,000 events here) is the largest cost, "
+            "several times the COPY itself (the floor row).", "",
             f"Readout check: primary lift {primary.relative:+.2%}, {result.srm.status} SRM, "
             f"{sum(result.counts.values()):,} subjects.", ""]
 

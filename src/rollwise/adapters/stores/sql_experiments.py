@@ -9,6 +9,16 @@ Why it is shaped like this:
   before the experiment started, for CUPED, or the denominator of a ratio metric), then aggregates per
   variant into sufficient statistics (n, Σy, Σy², Σx, Σx², Σxy). The statistics (``experiments/``) run
   on those few numbers, so a readout over millions of events costs one aggregate query.
+* The fold per subject is kept at ingestion, not redone at readout: ``experiment_rollups`` holds, per
+  experiment × metric event × subject, the count and sum of that subject's events before and after the
+  experiment's start (and before its stop). Each event batch is COPY'd into a temporary table and, in the
+  same transaction, appended to ``metric_events`` and UPSERTed into the rollups of every experiment whose
+  metrics read that event. A readout of the live (or stopped) experiment then joins one narrow rollup
+  row per subject and event to the exposures instead of aggregating every raw event: its cost follows the subjects,
+  not the events. Readouts at an earlier ``until`` (the chart over time) still fold the raw events.
+* Creating an experiment backfills its rollups from the events already stored; stopping it rebuilds them
+  with only the events before the stop. Both take a SHARE lock on ``metric_events`` on PostgreSQL, so no
+  concurrent batch can commit between the backfill and the moment it sees the experiment.
 * A subject's first exposure wins (``ON CONFLICT DO NOTHING``): a subject is analysed in the variant
   it was first assigned, whatever it saw later.
 """
@@ -20,7 +30,22 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Double, ForeignKey, MetaData, String, Table, Text, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -55,6 +80,26 @@ events_table = Table(
     Column("value", Double, nullable=False),
     Column("at", Double, nullable=False),
 )
+def _bytewise(length: int) -> String:
+    """Rollup keys compare byte-wise on PostgreSQL (collation "C"): every upsert descends the primary key
+    with them, and locale-aware comparison made that the largest cost of ingestion."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+
+
+rollups_table = Table(
+    "experiment_rollups", metadata,
+    Column("experiment", _bytewise(64), primary_key=True),
+    Column("event", _bytewise(128), primary_key=True),
+    Column("subject", _bytewise(255), primary_key=True),
+    Column("pre_n", BigInteger, nullable=False),
+    Column("pre_sum", Double, nullable=False),
+    Column("post_n", BigInteger, nullable=False),
+    Column("post_sum", Double, nullable=False),
+    postgresql_with={"fillfactor": 70},
+)
+
+_NEVER = 1e300
+"""A stop time for running experiments: every event is before it."""
 
 
 class ExperimentExists(ValueError):
@@ -87,12 +132,20 @@ class SqlExperimentStore:
         experiment = Experiment(spec=spec, started_at=now)
         try:
             with self._store.write() as conn:
+                self._lock_events(conn)
                 conn.execute(experiments_table.insert().values(
                     name=spec.name, spec=spec.model_dump(mode="json", exclude_none=True), status="running",
                     started_at=now, killed_flag=False))
+                _fold_into_rollups(conn, "metric_events", spec, now, _NEVER)
         except IntegrityError:
             raise ExperimentExists(f"an experiment named {spec.name!r} exists already") from None
         return experiment
+
+    def _lock_events(self, conn: Connection) -> None:
+        """Wait for in-flight event batches and hold new ones until this transaction commits (PostgreSQL;
+        SQLite's write transaction is exclusive already)."""
+        if self.is_postgres:
+            conn.exec_driver_sql("LOCK TABLE metric_events IN SHARE MODE")
 
     def get(self, name: str) -> Experiment:
         with self.engine.connect() as conn:
@@ -107,12 +160,18 @@ class SqlExperimentStore:
         return [_experiment(row) for row in rows]
 
     def stop(self, name: str, *, actor: str, reason: str, now: float, killed_flag: bool = False) -> Experiment:
-        """Mark it stopped (once: a stopped experiment stays as it was stopped)."""
+        """Mark it stopped (once: a stopped experiment stays as it was stopped) and rebuild its rollups from the
+        events before the stop, so its frozen readout is the same whether read from rollups or raw events."""
         with self._store.write() as conn:
+            self._lock_events(conn)
             done = conn.execute(update(experiments_table)
                                 .where(experiments_table.c.name == name, experiments_table.c.status == "running")
                                 .values(status="stopped", stopped_at=now, stopped_by=actor, stop_reason=reason,
                                         killed_flag=killed_flag))
+            if done.rowcount:
+                row = conn.execute(select(experiments_table).where(experiments_table.c.name == name)).one()
+                conn.execute(rollups_table.delete().where(rollups_table.c.experiment == name))
+                _fold_into_rollups(conn, "metric_events", _experiment(row).spec, row.started_at, now)
         experiment = self.get(name)
         if done.rowcount == 0:
             raise ExperimentExists(f"experiment {name!r} was already stopped")
@@ -154,22 +213,32 @@ class SqlExperimentStore:
             raw.close()
 
     def record_events(self, rows: Sequence[tuple[str, str, float, float]]) -> int:
-        """(subject, event, value, at) rows in one batch: COPY on PostgreSQL, executemany on SQLite."""
+        """(subject, event, value, at) rows in one batch and one transaction: into a temporary table (COPY on
+        PostgreSQL, executemany on SQLite), from there appended to ``metric_events`` and folded into the
+        rollups of the experiments that read those events."""
         if not rows:
             return 0
-        if self.is_postgres:
-            raw = self.engine.raw_connection()
-            try:
-                with raw.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-                        "COPY metric_events (subject, event, value, at) FROM STDIN") as copy:
-                    copy.write(_copy_text(rows))
-                raw.commit()
-            finally:
-                raw.close()
-        else:
-            with self._store.write() as conn:
-                conn.exec_driver_sql("INSERT INTO metric_events (subject, event, value, at) VALUES (?, ?, ?, ?)",
+        with self._store.write() as conn:
+            if self.is_postgres:
+                raw = conn.connection.driver_connection
+                with raw.cursor() as cursor:  # type: ignore[union-attr]
+                    cursor.execute("SET LOCAL work_mem = '64MB'")  # the batch's GROUP BY sorts in memory
+                    cursor.execute('CREATE TEMPORARY TABLE incoming_events (subject text COLLATE "C", event text '
+                                   'COLLATE "C", value double precision, at double precision) ON COMMIT DROP')
+                    with cursor.copy("COPY incoming_events (subject, event, value, at) FROM STDIN") as copy:
+                        copy.write(_copy_text(rows))
+            else:
+                conn.exec_driver_sql("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events (subject TEXT, "
+                                     "event TEXT, value REAL, at REAL)")
+                conn.exec_driver_sql("DELETE FROM incoming_events")
+                conn.exec_driver_sql("INSERT INTO incoming_events (subject, event, value, at) VALUES (?, ?, ?, ?)",
                                      list(rows))
+            conn.exec_driver_sql("INSERT INTO metric_events (subject, event, value, at) "
+                                 "SELECT subject, event, value, at FROM incoming_events")
+            # read after the insert above: it waits for a create/stop holding the SHARE lock, so it sees it
+            for row in conn.execute(select(experiments_table)).all():
+                stop = row.stopped_at if row.stopped_at is not None else _NEVER
+                _fold_into_rollups(conn, "incoming_events", _experiment(row).spec, row.started_at, stop)
         return len(rows)
 
     def variant_counts(self, name: str, until: float | None = None) -> dict[str, int]:
@@ -181,12 +250,34 @@ class SqlExperimentStore:
             return {row[0]: int(row[1]) for row in conn.execute(query)}
 
     def moments(self, experiment: Experiment, metric: Metric, until: float | None = None) -> dict[str, Moments]:
-        """Per variant, the sufficient statistics of ``metric`` over subjects exposed before ``until``."""
-        sql, params = readout_query(experiment, metric, until)
+        """Per variant, the sufficient statistics of ``metric`` over subjects exposed before ``until``.
+
+        Read from the rollups when they hold exactly the events the readout wants (now, or at the stop of a
+        stopped experiment); from the raw events otherwise."""
+        from_rollups = until is None or (experiment.stopped_at is not None and until == experiment.stopped_at)
+        sql, params = (rollup_readout_query if from_rollups else readout_query)(experiment, metric, until)
         with self.engine.connect() as conn:
             rows = conn.execute(text(sql), params).all()
         return {row[0]: Moments(float(row[1]), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0),
                                 float(row[5] or 0), float(row[6] or 0)) for row in rows}
+
+
+def _fold_into_rollups(conn: Connection, source: str, spec: ExperimentSpec, start: float, stop: float) -> None:
+    """Add the events of ``source`` that ``spec``'s metrics read, folded per event and subject, to the
+    experiment's rollups (before ``start`` → pre, from ``start`` to ``stop`` → post, later → ignored)."""
+    events = sorted({m.event_name for m in spec.metrics} | {m.denominator for m in spec.metrics if m.denominator})
+    query = text(f"""
+    INSERT INTO experiment_rollups AS r (experiment, event, subject, pre_n, pre_sum, post_n, post_sum)
+    SELECT :name, event, subject,
+      SUM(CASE WHEN at < :start THEN 1 ELSE 0 END), SUM(CASE WHEN at < :start THEN value ELSE 0.0 END),
+      SUM(CASE WHEN at >= :start THEN 1 ELSE 0 END), SUM(CASE WHEN at >= :start THEN value ELSE 0.0 END)
+    FROM {source} WHERE event IN :events AND at < :stop
+    GROUP BY event, subject
+    ON CONFLICT (experiment, event, subject) DO UPDATE SET pre_n = r.pre_n + excluded.pre_n,
+      pre_sum = r.pre_sum + excluded.pre_sum, post_n = r.post_n + excluded.post_n,
+      post_sum = r.post_sum + excluded.post_sum
+    """).bindparams(bindparam("events", expanding=True))
+    conn.execute(query, {"name": spec.name, "start": start, "stop": stop, "events": events})
 
 
 def _experiment(row: Any) -> Experiment:
@@ -234,5 +325,34 @@ def readout_query(experiment: Experiment, metric: Metric, until: float | None) -
     SELECT variant, COUNT(*), SUM(v), SUM(v * v), SUM(c), SUM(c * c), SUM(v * c) FROM valued GROUP BY variant
     """
     params = {"y": metric.event_name, "d": metric.denominator or metric.event_name, "start": start,
+              "until": until if until is not None else 1e18, "name": experiment.name}
+    return sql, params
+
+
+def rollup_readout_query(experiment: Experiment, metric: Metric, until: float | None) -> tuple[str, dict[str, Any]]:
+    """The same statistics as ``readout_query``, from the rollups: each exposure joins at most one rollup
+    row per event, so the cost follows the exposed subjects, not the events."""
+    y, c = _VALUE[metric.kind]
+    if metric.kind != "ratio" and not metric.cuped:
+        c = "0.0"
+    where_mean = "WHERE y_n > 0" if metric.kind == "mean" else ""
+    ratio = metric.kind == "ratio"
+    d_join = ("LEFT JOIN experiment_rollups d ON d.experiment = x.experiment AND d.event = :d "
+              "AND d.subject = x.subject") if ratio else ""
+    sql = f"""
+    WITH per_subject AS (
+      SELECT x.variant AS variant, COALESCE(r.post_sum, 0.0) AS y_sum, COALESCE(r.post_n, 0) AS y_n,
+        COALESCE(r.pre_sum, 0.0) AS pre_sum, COALESCE(r.pre_n, 0) AS pre_n,
+        {"COALESCE(d.post_sum, 0.0)" if ratio else "0.0"} AS d_sum
+      FROM experiment_exposures x
+      LEFT JOIN experiment_rollups r ON r.experiment = x.experiment AND r.event = :y AND r.subject = x.subject
+      {d_join}
+      WHERE x.experiment = :name AND x.at < :until
+    ), valued AS (
+      SELECT variant, {y} AS v, {c} AS c FROM per_subject {where_mean}
+    )
+    SELECT variant, COUNT(*), SUM(v), SUM(v * v), SUM(c), SUM(c * c), SUM(v * c) FROM valued GROUP BY variant
+    """
+    params = {"y": metric.event_name, "d": metric.denominator or metric.event_name,
               "until": until if until is not None else 1e18, "name": experiment.name}
     return sql, params

@@ -2,7 +2,9 @@
 
 Metric events are not per experiment: they are what a service saw a subject do (``purchase``,
 ``session``, ``latency_ms``), joined to an experiment's exposures by subject at readout. The table has
-no index: a readout scans it once per metric anyway, and bulk ingestion (COPY) stays fast.
+no index: bulk ingestion (COPY) stays fast, and a live readout does not read it: ``experiment_rollups``
+keeps, per experiment × event × subject, the counts and sums before and after the start, maintained
+with each batch (see ``sql_experiments.py``); only a readout at an earlier time scans the raw events.
 
 Revision ID: experiments
 Revises: typed_carry
@@ -19,6 +21,10 @@ revision = "experiments"
 down_revision = "typed_carry"
 branch_labels = None
 depends_on = None
+
+
+def _bytewise(length: int) -> sa.types.TypeEngine[str]:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -47,9 +53,22 @@ def upgrade() -> None:
         sa.Column("value", sa.Double, nullable=False),
         sa.Column("at", sa.Double, nullable=False),
     )
+    op.create_table(
+        "experiment_rollups",
+        # keys compare byte-wise on PostgreSQL: every upsert descends the primary key with them
+        sa.Column("experiment", _bytewise(64), primary_key=True),
+        sa.Column("event", _bytewise(128), primary_key=True),
+        sa.Column("subject", _bytewise(255), primary_key=True),
+        sa.Column("pre_n", sa.BigInteger, nullable=False),
+        sa.Column("pre_sum", sa.Double, nullable=False),
+        sa.Column("post_n", sa.BigInteger, nullable=False),
+        sa.Column("post_sum", sa.Double, nullable=False),
+        postgresql_with={"fillfactor": 70},  # room on each page for HOT updates: no new index entry per upsert
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("experiment_rollups")
     op.drop_table("metric_events")
     op.drop_table("experiment_exposures")
     op.drop_table("experiments")
