@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from rollwise.adapters.stores.sql import SqlStore
 from rollwise.core.clock import VirtualClock
-from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
+from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.spec import load_spec_text
 from rollwise.spec.loader import SpecError
-from rollwise.watch.incidents import Incident
-from rollwise.watch.runner import Watch
 from rollwise.watch.series import ProcessUsage, watched
-from rollwise.wiring import open_audit, open_watch
-from support.specs import SHOP
-
-SPEC = SHOP + """
-  canary:
-    steps:
-      - setWeight: 20
-    analysis:
-      metrics:
-        - {name: conversion, type: kpi, numerator: checkout, denominator: visit}
-"""
+from support.watch import SPEC, run, watch_of
 
 
 class Traffic:
@@ -49,39 +34,6 @@ class Traffic:
         stats = VersionStats(requests=n, errors=round(n * 0.01), latency_buckets=buckets,
                              latency_sum_ms=fast * 12.0 + slow * 75.0, kpis={"visit": float(n), "checkout": checkouts})
         return Window(query.start, query.end, stats, None, cursor={"n": 1})
-
-
-class Actuator:
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def undo(self, rollout: str, reason: str) -> str:
-        return "undone"
-
-    def kill_flag(self, flag: str, reason: str) -> str:
-        return "killed"
-
-    def notify(self, record: RolloutRecord, incident: Incident, message: str) -> None:
-        self.notes.append(message)
-
-
-def watch_of(tmp_path: Path, watch_block: str, source: Any = None, **extra: Any) -> tuple[Watch, VirtualClock]:
-    from rollwise.control.plane import ControlPlane
-    from rollwise.control.principal import Principal
-
-    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
-    audit, _ = open_audit(store)
-    ControlPlane(store, audit).start(load_spec_text(SPEC + watch_block), Principal.local_user("ana"), "release", None)
-    clock = VirtualClock(time.time())
-    return Watch(store, open_watch(store), lambda record: source, Actuator(), clock, audit, **extra), clock
-
-
-def run(watch: Watch, clock: VirtualClock, points: int) -> list[Incident]:
-    seen = []
-    for _ in range(points):
-        clock.advance(10)
-        seen.extend(watch.tick())
-    return seen
 
 
 def test_by_default_every_series_the_service_has_is_watched_each_its_bad_way(tmp_path: Path) -> None:
