@@ -152,7 +152,7 @@ class Watch:
     def _gauges(self, target: _Target, start: float, end: float) -> dict[str, float]:
         """The processes' CPU and memory and the spec's Prometheus series at the point's end."""
         record, values = target.record, {}
-        if self.processes is not None:
+        if self.processes is not None and ("cpu" in target.directions or "memory" in target.directions):
             values.update(process_values(record, self.processes, target.cpu_last, end))
         series = [s for s in target.policy.series if s.name in target.directions]
         prometheus = self.prometheus_for(record) if series and self.prometheus_for is not None else None
@@ -166,6 +166,8 @@ class Watch:
 
     def _score(self, target: _Target, now: float, sides: dict[str, VersionStats],
                values: dict[str, float]) -> Incident | None:
+        if not any(metric in values for metric in target.directions):
+            return None  # nothing watched was measured (too few requests, no process): not a point, not quiet
         if "errorRate" in values:
             target.splits.append((now, {v: (float(s.errors), float(s.requests)) for v, s in sides.items()}))
         while target.splits and target.splits[0][0] < now - target.policy.history:
