@@ -136,3 +136,15 @@ def test_a_prometheus_series_named_in_the_spec_is_watched_its_way(tmp_path: Path
 def test_a_watched_series_that_does_not_exist_is_refused(block: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         load_spec_text(SPEC + block + "\n")
+
+
+def test_rollwise_validate_names_the_line_of_an_unknown_watched_series(tmp_path: Path) -> None:
+    from support.cli import rollwise
+
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC + "watch:\n  metrics: [errorRate, queue]\n")
+    done = rollwise(tmp_path, "validate", str(spec))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{spec}:16:" in done.stdout + done.stderr and "unknown series 'queue'" in done.stdout + done.stderr
+    spec.write_text(SPEC + "watch:\n  metrics: [errorRate, queue]\n  series: [{name: queue, query: 'sum(q)'}]\n")
+    assert rollwise(tmp_path, "validate", str(spec)).returncode == 0
