@@ -29,7 +29,7 @@ from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, SeriesDetector
 from rollwise.watch.policy import plan_actions
-from rollwise.watch.runner import FLOORS, RECENT, material
+from rollwise.watch.series import FLOORS, RECENT
 
 POLICY = WatchSpec(actions=["notify", "undo", "killFlag"], minConfidence=0.5, flags=list(FLAGS), dependsOn=["db"])
 CONFIRM = 2
@@ -45,7 +45,7 @@ def alarms(day: ServiceDay) -> list[float]:
         score = detector.score(at, value)
         if found and at - found[-1] < COOLDOWN_S:
             continue
-        alarm = score >= ALARM_SCORE and material(day.points[max(0, k - RECENT):k], value, FLOORS["errorRate"])
+        alarm = score >= ALARM_SCORE and FLOORS["errorRate"].material(day.points[max(0, k - RECENT):k], value, "up")
         streak = streak + 1 if alarm else 0
         if streak >= CONFIRM:
             found.append(at)

@@ -7,6 +7,7 @@ never see each other; the controller, CLI and API ask this module for what a spe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from rollwise.agents.source import RunnerFactory
     from rollwise.core.clock import Clock
     from rollwise.core.engine import RolloutEngine
+    from rollwise.core.model import RolloutRecord
     from rollwise.flags.repository import SharedFlags
     from rollwise.telemetry.aggregate import SpanAggregates
     from rollwise.watch.runner import Watch
@@ -127,7 +129,34 @@ def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = No
     watch = open_watch(store)
     actuator = PlaneActuator(ControlPlane(store=store, audit=audit), watch, runtime.notifier, flags)
     return Watch(store, watch, lambda record: runtime.metrics_for(record.spec), actuator, clock or SystemClock(),
-                 audit)
+                 audit, processes=_processes(runtime), prometheus_for=_watch_prometheus())
+
+
+def _processes(runtime: Runtime) -> Any:
+    """CPU and memory of the versions ``runtime``'s deployer started (it knows their PIDs; other processes
+    are someone else's and are not read)."""
+    from rollwise.adapters.metrics.process import ProcfsProcesses
+
+    def pid_of(rollout: str, version: str) -> int | None:
+        pid = getattr(runtime.deployer, "pid", None)
+        return pid(rollout, version) if callable(pid) else None
+
+    return ProcfsProcesses(pid_of)
+
+
+def _watch_prometheus() -> Callable[[RolloutRecord], Any]:
+    """The Prometheus at each spec's ``metrics.prometheusUrl``, for its ``watch.series`` (one client per URL)."""
+    from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+
+    clients: dict[str, PrometheusMetricSource] = {}
+
+    def prometheus_for(record: RolloutRecord) -> PrometheusMetricSource:
+        url = record.spec.metrics.prometheusUrl
+        if url not in clients:
+            clients[url] = PrometheusMetricSource(url)
+        return clients[url]
+
+    return prometheus_for
 
 
 def open_releases(store: Store) -> ReleaseHistory | None:

@@ -548,7 +548,15 @@ class NotifySpec(Model):
 
 
 WatchAction = Literal["notify", "undo", "killFlag"]
-WatchMetric = Literal["errorRate", "latencyMean"]
+WATCH_BUILT_IN = ("errorRate", "latencyMean", "latencyP99", "requestRate", "cpu", "memory")
+
+
+class WatchSeries(Model):
+    """A Prometheus series the watch scores beside the built-in ones (read at ``metrics.prometheusUrl``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,62}$")
+    query: str = Field(min_length=1, description="PromQL; {service}, {rollout} and {window} are filled in.")
+    direction: Literal["up", "down", "both"] = Field(default="up", description="Which way is bad.")
 
 
 class WatchSpec(Model):
@@ -561,14 +569,28 @@ class WatchSpec(Model):
     actions: list[WatchAction] = Field(default_factory=lambda: list[WatchAction](["notify"]))
     minConfidence: float = Field(default=0.8, ge=0.0, le=1.0)
     interval: Seconds = Field(default=10.0, description="Seconds between two points of each watched metric.")
-    metrics: list[WatchMetric] = Field(default_factory=lambda: list[WatchMetric](["errorRate", "latencyMean"]),
-                                       min_length=1)
+    metrics: list[str] | None = Field(
+        default=None, min_length=1,
+        description="Series to score: errorRate, latencyMean, latencyP99, requestRate, cpu, memory, kpi:NAME (a KPI "
+        "metric of the analysis), or a name from series. Default: every one the service has.")
+    series: list[WatchSeries] = Field(default_factory=list, description="Prometheus series to score too.")
     dependsOn: list[str] = Field(default_factory=list, description="Services this one calls: their changes count.")
     flags: list[str] = Field(default_factory=list, description="Flags this service reads: their changes count.")
     history: Seconds = Field(default=7200.0, description="How far back points are kept for the onset estimate.")
     confirm: int = Field(default=2, ge=1, le=60, description="Consecutive alarming points that open an incident.")
     resolveAfter: int = Field(default=3, ge=1, le=600, description="Consecutive quiet points that resolve it.")
     minRequests: int = Field(default=20, ge=1, description="A window with fewer requests is not a point.")
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> WatchSpec:
+        named = {s.name for s in self.series}
+        if len(named) != len(self.series) or named & set(WATCH_BUILT_IN):
+            raise ValueError("series: names must be unique and not a built-in metric's")
+        for name in self.metrics or []:
+            if name not in WATCH_BUILT_IN and name not in named and not name.startswith("kpi:"):
+                raise ValueError(f"metrics: unknown series {name!r} (built-in: {', '.join(WATCH_BUILT_IN)}, "
+                                 "kpi:NAME, or a name from series)")
+        return self
 
 
 class RolloutSpec(Model):
@@ -593,6 +615,19 @@ class RolloutSpec(Model):
             ref: VersionRef = getattr(self.versions, role)
             if not ref.address and not ref.command:
                 raise ValueError(f"versions.{role}: give either address or command")
+        return self
+
+    @model_validator(mode="after")
+    def _watched_kpis_exist(self) -> RolloutSpec:
+        if self.watch is None or not self.watch.metrics:
+            return self
+        analyses = [self.analysis()]
+        if self.strategy.blueGreen is not None:
+            analyses.append(self.strategy.blueGreen.postPromotionAnalysis)
+        kpis = {m.name for a in analyses if a is not None for m in a.metrics if m.type == "kpi"}
+        for name in self.watch.metrics:
+            if name.startswith("kpi:") and name[4:] not in kpis:
+                raise ValueError(f"watch.metrics: {name!r} names no kpi metric of the analysis")
         return self
 
     def analysis(self) -> AnalysisSpec | None:

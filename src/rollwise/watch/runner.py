@@ -12,9 +12,8 @@ audit log, so it runs the same in ``rollwise serve``, ``rollwise controller`` an
 from __future__ import annotations
 
 import logging
-import statistics
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -23,9 +22,18 @@ from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
 from rollwise.core.protocols import AuditLog, MetricsError, MetricSource, Store, WatchStore
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
-from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, SeriesDetector
+from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
 from rollwise.watch.incidents import Action, Incident
 from rollwise.watch.policy import Planned, plan_actions
+from rollwise.watch.series import (
+    ProcessReader,
+    ScalarQuery,
+    floor,
+    process_values,
+    render_query,
+    traffic_values,
+    watched,
+)
 
 log = logging.getLogger(__name__)
 WATCH_ACTOR = "rollwise-watch"
@@ -46,34 +54,11 @@ class Actuator(Protocol):
     def notify(self, record: RolloutRecord, incident: Incident, message: str) -> None: ...
 
 
-def error_rate(stats: list[VersionStats]) -> float | None:
-    requests = sum(s.requests for s in stats)
-    return sum(s.errors for s in stats) / requests if requests else None
-
-
-def latency_mean(stats: list[VersionStats]) -> float | None:
-    requests = sum(s.requests for s in stats)
-    return sum(s.latency_sum_ms for s in stats) / requests if requests else None
-
-
-FLOORS = {"errorRate": 0.003, "latencyMean": 2.0}
 #: The watch's detectors learn a service for 20 points (about 3 minutes at a 10 s interval) before they may
 #: alarm, not the detector's default 60: a watch starts beside a release, and a release that fails minutes
-#: after 100 % must not fall in the warm-up. The material-rise floors above keep the early points honest.
+#: after 100 % must not fall in the warm-up. The material-move floors (``series.FLOORS``) keep the early points
+#: honest.
 WATCH_DETECTOR = DetectorConfig(warmup=20)
-"""The smallest rise over the recent median that counts as an anomaly (0.3 pp of errors, 2 ms), whatever the
-detector's score: a quiet service whose error rate sits at 0 would otherwise call its first stray 500 one."""
-RECENT = 30
-
-
-def material(recent: Sequence[tuple[float, float]], value: float, floor: float) -> bool:
-    """Whether ``value`` is at least ``floor`` above the median of the ``recent`` points before it."""
-    if not recent:
-        return True
-    return value - statistics.median(v for _, v in recent[-RECENT:]) >= floor
-
-METRICS: dict[str, Callable[[list[VersionStats]], float | None]] = {"errorRate": error_rate,
-                                                                    "latencyMean": latency_mean}
 
 
 @dataclass
@@ -84,20 +69,28 @@ class _Target:
     points: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     streak: dict[str, int] = field(default_factory=dict)
     splits: deque[tuple[float, dict[str, tuple[float, float]]]] = field(default_factory=deque)
+    directions: dict[str, Direction] = field(default_factory=dict)
+    cpu_last: dict[str, tuple[float, float]] = field(default_factory=dict)
     cursor: dict[str, Any] | None = None
     last_end: float | None = None
     quiet: int = 0
     incident: Incident | None = None
 
     def reset(self) -> None:
-        self.detectors = {m: SeriesDetector(WATCH_DETECTOR, direction="up") for m in self.policy.metrics}
-        self.streak = dict.fromkeys(self.policy.metrics, 0)
+        self.directions = watched(self.record.spec)
+        self.detectors = {m: SeriesDetector(WATCH_DETECTOR, direction=d) for m, d in self.directions.items()}
+        self.streak = dict.fromkeys(self.directions, 0)
 
 
 class Watch:
     def __init__(self, store: Store, watch: WatchStore, metrics_for: Callable[[RolloutRecord], MetricSource | None],
-                 actuator: Actuator, clock: Clock, audit: AuditLog | None = None) -> None:
+                 actuator: Actuator, clock: Clock, audit: AuditLog | None = None, *,
+                 processes: ProcessReader | None = None,
+                 prometheus_for: Callable[[RolloutRecord], ScalarQuery | None] | None = None) -> None:
+        """``processes`` reads the CPU and memory of the versions rollwise runs (``cpu``, ``memory``);
+        ``prometheus_for`` answers the spec's ``watch.series`` queries."""
         self.store, self.watch, self.metrics_for = store, watch, metrics_for
+        self.processes, self.prometheus_for = processes, prometheus_for
         self.actuator, self.clock, self.audit = actuator, clock, audit
         self.targets: dict[str, _Target] = {}
 
@@ -139,33 +132,54 @@ class Watch:
 
     def _observe(self, target: _Target, now: float) -> Incident | None:
         source = self.metrics_for(target.record)
-        if source is None:
-            return None
         record = target.record
         end = now - WINDOW_LAG_S
         start = target.last_end if target.last_end is not None else end - target.policy.interval
-        window = source.collect(WindowQuery(rollout=record.name, service=record.spec.service,
-                                            baseline_version=record.stable_version,
-                                            canary_version=record.canary_version, start=start, end=end,
-                                            cursor=target.cursor))
-        target.cursor, target.last_end = window.cursor, end
-        sides = _sides(record, window)
-        if sum(s.requests for s in sides.values()) < target.policy.minRequests:
-            return None
-        return self._score(target, now, sides)
+        sides: dict[str, VersionStats] = {}
+        values: dict[str, float] = {}
+        if source is not None:  # without one (no router to read), the processes and Prometheus still count
+            window = source.collect(WindowQuery(rollout=record.name, service=record.spec.service,
+                                                baseline_version=record.stable_version,
+                                                canary_version=record.canary_version, start=start, end=end,
+                                                cursor=target.cursor))
+            target.cursor = window.cursor
+            sides = _sides(record, window)
+            values = traffic_values(record.spec, list(sides.values()), end - start)
+        target.last_end = end
+        values.update(self._gauges(target, start, end))
+        return self._score(target, now, sides, values)
 
-    def _score(self, target: _Target, now: float, sides: dict[str, VersionStats]) -> Incident | None:
-        target.splits.append((now, {v: (float(s.errors), float(s.requests)) for v, s in sides.items()}))
+    def _gauges(self, target: _Target, start: float, end: float) -> dict[str, float]:
+        """The processes' CPU and memory and the spec's Prometheus series at the point's end."""
+        record, values = target.record, {}
+        if self.processes is not None and ("cpu" in target.directions or "memory" in target.directions):
+            values.update(process_values(record, self.processes, target.cpu_last, end))
+        series = [s for s in target.policy.series if s.name in target.directions]
+        prometheus = self.prometheus_for(record) if series and self.prometheus_for is not None else None
+        if prometheus is None:
+            return values
+        for entry in series:
+            value = prometheus.scalar(render_query(entry.query, record, end - start), end)
+            if value is not None:
+                values[entry.name] = value
+        return values
+
+    def _score(self, target: _Target, now: float, sides: dict[str, VersionStats],
+               values: dict[str, float]) -> Incident | None:
+        if not any(metric in values for metric in target.directions):
+            return None  # nothing watched was measured (too few requests, no process): not a point, not quiet
+        if "errorRate" in values:
+            target.splits.append((now, {v: (float(s.errors), float(s.requests)) for v, s in sides.items()}))
         while target.splits and target.splits[0][0] < now - target.policy.history:
             target.splits.popleft()
         alarming: list[str] = []
-        for metric in target.policy.metrics:
-            value = METRICS[metric](list(sides.values()))
+        for metric, direction in target.directions.items():
+            value = values.get(metric)
             if value is None:
                 continue
             score = target.detectors[metric].score(now, value)
             points = target.points.setdefault(metric, deque())
-            alarm = score >= ALARM_SCORE and material(list(points)[-RECENT:], value, FLOORS[metric])
+            alarm = score >= ALARM_SCORE and floor(metric).material(list(points), value, direction)
             points.append((now, value))
             while points and points[0][0] < now - target.policy.history:
                 points.popleft()
