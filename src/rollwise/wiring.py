@@ -26,6 +26,7 @@ from rollwise.core.pushed_kpis import with_pushed_kpis
 from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, EvaluationSpec, RolloutSpec
 
 if TYPE_CHECKING:
+    from rollwise.agents.memory import MemoryStore
     from rollwise.agents.protocols import AgentEndpoint
     from rollwise.agents.source import RunnerFactory
     from rollwise.core.clock import Clock
@@ -166,7 +167,7 @@ class Runtime:
             store=store,
             clock=clock,
             judges=judge_for,
-            router=self.router_for(spec),
+            router=with_memory(spec, self.router_for(spec), store, clock),
             metrics=self.metrics_for(spec),
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
@@ -283,6 +284,24 @@ class Runtime:
             self.deployer.close()
         if self._owns_notifier and isinstance(self.notifier, Closeable):
             self.notifier.close()
+
+
+def with_memory(spec: RolloutSpec, router: TrafficRouter | None, store: Store, clock: Clock) -> TrafficRouter | None:
+    """``router`` with the agent's memory kept in step with each applied route (``agents/memory.py``)."""
+    if spec.memory is None or router is None:
+        return router
+    from rollwise.agents.memory import MemoryLifecycle, MemoryRouter
+
+    memory = spec.memory
+    lifecycle = MemoryLifecycle(open_memory(memory.uri, memory.table, memory.key), memory.onPromote, clock.now)
+    return MemoryRouter(router, lifecycle, store.get)
+
+
+def open_memory(uri: str, table: str, key: str) -> MemoryStore:
+    """The agent memory at ``uri`` (LanceDB); raises ``MemoryUnavailable`` (one line) without the extra."""
+    from rollwise.adapters.agents.lancedb_memory import LanceMemory
+
+    return LanceMemory(uri, table, key)
 
 
 def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFactory:

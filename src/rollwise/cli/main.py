@@ -599,6 +599,16 @@ class _LazyFlagsGroup(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
 
+class _LazyMemoryGroup(_LazyFlagsGroup):
+    """``rollwise memory``: its commands load when one runs."""
+
+    def _load(self) -> None:
+        if not self.commands:
+            from rollwise.agents.cli import memory_app
+
+            self.commands.update(typer.main.get_group(memory_app).commands)
+
+
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
     from rollwise.demo.cli import demo
@@ -609,6 +619,8 @@ def _mount_optional() -> None:
     register_api_commands(app)
     app.add_typer(typer.Typer(cls=_LazyFlagsGroup, no_args_is_help=True), name="flags",
                   help="Feature flags (flagd format): validate, evaluate, kill, restore, schedule.")
+    app.add_typer(typer.Typer(cls=_LazyMemoryGroup, no_args_is_help=True), name="memory",
+                  help="An agent's memory versioned with the release (LanceDB): list, diff, restore.")
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics
