@@ -32,7 +32,7 @@ class Controller:
 
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
         engine = self._engines.get(record.name)
-        if engine is None or engine.router is not self.runtime.router_for(record.spec):
+        if engine is None or engine.router is not self.runtime.engine_router(record.spec, self.store, self.clock):
             engine = self._engines[record.name] = self.runtime.engine_for(record.spec, self.store, self.clock)
         return engine
 

@@ -167,11 +167,22 @@ class Runtime:
             store=store,
             clock=clock,
             judges=judge_for,
-            router=with_memory(spec, self.router_for(spec), store, clock),
+            router=self.engine_router(spec, store, clock),
             metrics=self.metrics_for(spec),
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
         )
+
+    def engine_router(self, spec: RolloutSpec, store: Store, clock: Clock) -> TrafficRouter | None:
+        """The router an engine drives: ``router_for(spec)``, with the agent's memory kept in step when the
+        spec has one (one wrapper per rollout, so the controller keeps its engine between ticks)."""
+        router = self.router_for(spec)
+        if spec.memory is None or router is None:
+            return router
+        key = f"memory:{spec.name}:{spec.memory.model_dump_json()}:{id(router)}:{id(store)}"
+        if key not in self.routers:
+            self.routers[key] = with_memory(spec, router, store, clock)
+        return self.routers[key]  # type: ignore[no-any-return]
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
         traffic = spec.traffic

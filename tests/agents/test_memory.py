@@ -99,3 +99,19 @@ def test_without_lancedb_the_memory_says_which_extra_to_install(tmp_path: Path) 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: LanceDB memory needs the agents extra: pip install 'rollwise[agents]'"
+
+
+def test_the_controller_keeps_one_engine_for_a_rollout_with_memory(tmp_path: Path) -> None:
+    """The memory wrapper is built once per rollout, so the engine (and what it applied) survives ticks."""
+    pytest.importorskip("lancedb")
+    from rollwise.adapters.stores.memory import MemoryStore
+    from rollwise.controller import Controller
+    from rollwise.wiring import Runtime
+
+    spec = SPEC.model_copy(update={"memory": SPEC.memory.model_copy(update={"uri": str(tmp_path)}),  # type: ignore[union-attr]
+                                   "traffic": SPEC.traffic.model_copy(update={"path": str(tmp_path / "r.json")})})
+    controller = Controller(MemoryStore(), Runtime(workdir=tmp_path, notifier=Calls()))  # type: ignore[arg-type]
+    rollout = RolloutRecord(name="agent", spec=spec, created_at=0, updated_at=0, route=RouteState(stable="v1"))
+    engine = controller.engine_for(rollout)
+    assert isinstance(engine.router, MemoryRouter)
+    assert controller.engine_for(rollout) is engine
