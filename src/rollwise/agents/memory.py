@@ -144,8 +144,9 @@ class MemoryLifecycle:
         return True
 
     def _freeze(self, marks: Marks) -> None:
-        """Tag what the canary and the stable held at the end, for the postmortem."""
-        if marks.final not in self.store.tags("canary"):
+        """Tag what the canary (if its copy was made) and the stable held at the end, for the postmortem."""
+        canary_tags = self.store.tags("canary")
+        if marks.base in canary_tags and marks.final not in canary_tags:
             self.store.tag("canary", marks.final)
         if marks.stable_before_end not in self.store.tags("stable"):
             self.store.tag("stable", marks.stable_before_end)

@@ -63,6 +63,19 @@ def test_rollback_restores_the_tagged_stable_row_for_row_and_keeps_the_canary_re
     assert [e["action"] for e in LanceMemory(tmp_path / "db").journal()] == ["begin", "rollback"]
 
 
+def test_a_rollback_before_the_copy_was_made_still_restores(tmp_path: Path) -> None:
+    """Killed between tagging the stable and copying it, then rolled back: the restore needs no canary."""
+    before = seeded(tmp_path, 30).to_arrow().sort_by("id")
+    memory = LanceMemory(tmp_path)
+    memory.tag("stable", MARKS.stable)
+    import lancedb
+
+    lancedb.connect(str(tmp_path)).open_table("memories").delete("id < 5")
+    assert MemoryLifecycle(memory).rollback(MARKS, "v1")
+    assert arrow(tmp_path).equals(before)
+    assert not MemoryLifecycle(memory).promote(MARKS, "v2")  # nothing to apply: the canary never had a copy
+
+
 @pytest.mark.parametrize("policy", ["keep", "replay", "discard"])
 def test_promotion_applies_the_canary_writes_by_policy(tmp_path: Path, policy: str) -> None:
     lifecycle = begun(tmp_path, policy=policy)
@@ -122,13 +135,16 @@ def test_a_sigkill_at_any_moment_leaves_the_before_or_the_after_version(tmp_path
     assert not after.equals(before)
     rng = random.Random(16)
     alive = 0
+    landed = {"before": 0, "after": 0}
     for attempt in range(11):
         folder = tmp_path / f"kill{attempt}"
         shutil.copytree(template, folder)
         alive += _kill_at_random(folder, action, policy, rng.uniform(0, span))[0]
         seen = arrow(folder)
         assert seen.equals(before) or seen.equals(after), f"kill {attempt}: a mix of versions"
+        landed["before" if seen.equals(before) else "after"] += 1
         getattr(lifecycle.__class__(LanceMemory(folder), lifecycle.on_promote), action)(MARKS, "v")  # the re-run
         assert arrow(folder).equals(after), f"kill {attempt}: the re-run did not complete the step"
-    print(f"{action}/{policy}: {alive} of 11 kills landed while the step ran (span {span:.2f} s)")
+    print(f"{action}/{policy}: {alive} of 11 kills landed before the worker exited (span {span:.2f} s); "
+          f"the table was left at the before version {landed['before']} times, the after {landed['after']}")
     assert alive >= 3, "too few kills landed while the step was running"
