@@ -92,3 +92,20 @@ def test_canary_writes_helper_makes_a_difference(tmp_path: Path) -> None:
     MemoryLifecycle(LanceMemory(tmp_path)).begin(Marks("r", 1), "v2")
     canary_writes(tmp_path, 50)
     assert len(LanceMemory(tmp_path).rows("canary")) == 50 + 25 - 10
+
+
+def test_the_canary_writes_stay_readable_for_the_postmortem(tmp_path: Path) -> None:
+    from rollwise.adapters.agents.lancedb_memory import LanceMemory
+    from rollwise.agents.memory import Marks, MemoryLifecycle
+
+    seeded(tmp_path, 50)
+    lifecycle = MemoryLifecycle(LanceMemory(tmp_path))
+    lifecycle.begin(Marks("agent", 1), "v2")
+    canary_writes(tmp_path, 50)
+    lifecycle.rollback(Marks("agent", 1), "v1")
+    diffed = memory("diff", "canary:agent.run1.base", "canary:agent.run1.final", "--uri", str(tmp_path), "--json")
+    assert diffed.returncode == 0, diffed.stderr
+    assert json.loads(diffed.stdout) == {"added": list(range(50, 75)), "removed": list(range(20, 30)),
+                                         "changed": list(range(10))}
+    unchanged = memory("diff", "agent.run1.stable", "agent.run1.restored", "--uri", str(tmp_path), "--json")
+    assert json.loads(unchanged.stdout) == {"added": [], "removed": [], "changed": []}
