@@ -21,10 +21,11 @@ from rollwise.core.clock import Clock, SystemClock
 from rollwise.core.engine import RolloutEngine
 from rollwise.core.leases import DEFAULT_LEASE_TTL_S, LeaseLost
 from rollwise.core.model import RolloutRecord
-from rollwise.core.protocols import ConflictError, Leases, Store
+from rollwise.core.protocols import ConflictError, Leases, Store, TrafficRouter
 from rollwise.wiring import Runtime
 
 if TYPE_CHECKING:
+    from rollwise.spec.models import RolloutSpec
     from rollwise.watch.runner import Watch
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Controller:
         (the lease lost and taken again) gets a new engine, forgetting what the old one applied."""
         token = self._tokens.get(record.name) if self.leases is not None else None
         cached_token, engine = self._engines.get(record.name, (None, None))
-        if engine is None or cached_token != token or engine.router is not self.runtime.router_for(record.spec):
+        if engine is None or cached_token != token or engine.router is not self._router(record.spec):
             store = self.store if token is None or self.leases is None else self.leases.fenced(record.name, token)
             engine = self.runtime.engine_for(record.spec, store, self.clock)
             self._engines[record.name] = (token, engine)
@@ -148,9 +149,13 @@ class Controller:
             before = ticked.revision
             ticked = engine.tick(name)
         self._revisions[name] = ticked.revision
-        if self.runtime.router_for(ticked.spec) is not engine.router:
+        if self._router(ticked.spec) is not engine.router:
             self._engines.pop(name, None)
         return ticked
+
+    def _router(self, spec: RolloutSpec) -> TrafficRouter | None:
+        """The router this rollout's engine should drive now (memory-wrapped when the spec has memory)."""
+        return self.runtime.engine_router(spec, self.store, self.clock)
 
     def _cached_engine(self, name: str) -> RolloutEngine | None:
         token = self._tokens.get(name) if self.leases is not None else None

@@ -36,6 +36,7 @@ from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, Evalua
 
 if TYPE_CHECKING:
     from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+    from rollwise.agents.memory import MemoryStore
     from rollwise.agents.protocols import AgentEndpoint
     from rollwise.agents.source import RunnerFactory
     from rollwise.core.clock import Clock
@@ -288,12 +289,24 @@ class Runtime:
             store=store,
             clock=clock,
             judges=judge_for,
-            router=self.router_for(spec),
+            router=self.engine_router(spec, store, clock),
             metrics=self.metrics_for(spec),
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
             releases=open_releases(store),
         )
+
+    def engine_router(self, spec: RolloutSpec, store: Store, clock: Clock) -> TrafficRouter | None:
+        """The router an engine drives: ``router_for(spec)``, with the agent's memory kept in step when the
+        spec has one (one wrapper per rollout, so the controller keeps its engine between ticks)."""
+        router = self.router_for(spec)
+        if spec.memory is None or router is None:
+            return router
+        # Not keyed by the store: a controller's lease-fenced store reads the same rollout as its plain one.
+        key = f"memory:{spec.name}:{spec.memory.model_dump_json()}:{id(router)}"
+        if key not in self.routers:
+            self.routers[key] = with_memory(spec, router, store, clock)
+        return self.routers[key]  # type: ignore[no-any-return]
 
     def router_for(self, spec: RolloutSpec) -> TrafficRouter | None:
         traffic = spec.traffic
@@ -410,6 +423,24 @@ class Runtime:
             self.deployer.close()
         if self._owns_notifier and isinstance(self.notifier, Closeable):
             self.notifier.close()
+
+
+def with_memory(spec: RolloutSpec, router: TrafficRouter | None, store: Store, clock: Clock) -> TrafficRouter | None:
+    """``router`` with the agent's memory kept in step with each applied route (``agents/memory.py``)."""
+    if spec.memory is None or router is None:
+        return router
+    from rollwise.agents.memory import MemoryLifecycle, MemoryRouter
+
+    memory = spec.memory
+    lifecycle = MemoryLifecycle(open_memory(memory.uri, memory.table, memory.key), memory.onPromote, clock.now)
+    return MemoryRouter(router, lifecycle, store.get)
+
+
+def open_memory(uri: str, table: str, key: str) -> MemoryStore:
+    """The agent memory at ``uri`` (LanceDB); raises ``MemoryUnavailable`` (one line) without the extra."""
+    from rollwise.adapters.agents.lancedb_memory import LanceMemory
+
+    return LanceMemory(uri, table, key)
 
 
 def evaluation_runner(spec: RolloutSpec, evaluation: EvaluationSpec) -> RunnerFactory:

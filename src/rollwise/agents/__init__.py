@@ -6,8 +6,10 @@ for one stage look) and ``source`` (a ``MetricSource`` that adds the batch to ea
 endpoints and the command runner are adapters (``adapters/agents/``); ``analysis/evaluation.py`` judges
 the batches inside the sequential judge, so live metrics and evaluations share one alpha.
 
-Not here yet (issue 16, parts 3 and 4): an agent's memory versioned with the release would be one more
-protocol in ``protocols`` (tag, branch, restore, apply) with its LanceDB implementation in
-``adapters/agents/``, driven by the rollout's begin/rollback/promote like the router; a real-model demo
-would be a ``demo/`` scenario whose agents are ``json-post`` or ``openai-chat`` services.
+An agent's memory versioned with the release is ``memory`` (the ``MemoryStore`` protocol, its idempotent
+lifecycle, and the router wrapper that keeps it in step with the route; LanceDB in
+``adapters/agents/lancedb_memory.py``) and ``cli`` (``rollwise memory list|diff|restore``).
+
+Not here yet (issue 16, part 4): a real-model demo would be a ``demo/`` scenario whose agents are
+``json-post`` or ``openai-chat`` services.
 """

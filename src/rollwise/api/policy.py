@@ -15,6 +15,7 @@ token holder, so every such field must stay inside what the operator allowed wit
   (the operator's own environment) must name a variable that is set |
 | ``notify.reportUrl`` | http(s) only: it is a link in messages, the server never fetches it |
 | ``traffic.listen`` / ``adminPort`` | allowed: they bind Envoy's ports; its config stays in the server's folder |
+| ``memory.uri`` (an agent's LanceDB memory) | a folder the server writes: inside an ``--allow-path`` folder |
 | ``…analysis.evaluations[i].suite`` | a file the server reads: inside an ``--allow-path`` folder |
 | ``…evaluations[i].command`` (command grader) | refused unless ``--allow-commands`` |
 | ``…evaluations[i].endpoint.stableUrl/canaryUrl/url``, ``judge.url`` | under an ``--allow-url`` prefix
@@ -58,6 +59,8 @@ class SpecPolicy:
             found += self._path(("traffic", "flagsFile"), traffic.flagsFile)
         if spec.metrics.prometheusUrl != DEFAULT_PROMETHEUS:  # the default is the server's own local Prometheus
             found += self._url(("metrics", "prometheusUrl"), spec.metrics.prometheusUrl)
+        if spec.memory is not None:
+            found += self._path(("memory", "uri"), spec.memory.uri)
         return found + self._notify(spec) + self._evaluations(spec)
 
     def _evaluations(self, spec: RolloutSpec) -> list[Refusal]:

@@ -712,6 +712,16 @@ class _LazyFlagsGroup(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
 
+class _LazyMemoryGroup(_LazyFlagsGroup):
+    """``rollwise memory``: its commands load when one runs."""
+
+    def _load(self) -> None:
+        if not self.commands:
+            from rollwise.agents.cli import memory_app
+
+            self.commands.update(typer.main.get_group(memory_app).commands)
+
+
 def _mount_optional() -> None:
     """Sub-commands owned by other parts of the system, mounted when present."""
     from rollwise.demo.cli import demo
@@ -725,6 +735,8 @@ def _mount_optional() -> None:
     from rollwise.experiments.cli import experiments_app
 
     app.add_typer(experiments_app, name="experiments")
+    app.add_typer(typer.Typer(cls=_LazyMemoryGroup, no_args_is_help=True), name="memory",
+                  help="An agent's memory versioned with the release (LanceDB): list, diff, restore.")
     from rollwise.report.cli import register as register_report_commands
 
     register_report_commands(app)  # rollwise report, rollwise metrics

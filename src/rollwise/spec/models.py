@@ -593,6 +593,20 @@ class WatchSpec(Model):
         return self
 
 
+class MemorySpec(Model):
+    """An agent's memory versioned with the release (LanceDB; ``agents/memory.py``).
+
+    Starting the rollout tags the live table; the canary writes to ``<table>-canary``, a copy of the
+    tagged version; a rollback restores the tag; a promotion applies the canary's writes by ``onPromote``:
+    ``keep`` (the canary's table becomes live), ``discard``, ``replay`` (insert the canary's new keys).
+    """
+
+    uri: str = Field(min_length=1, description="the LanceDB folder (from the API: inside an --allow-path)")
+    table: str = Field(default="memories", pattern=r"^[A-Za-z0-9_\-]{1,100}$")
+    key: str = Field(default="id", min_length=1, description="the column that identifies a row (replay, diff)")
+    onPromote: Literal["keep", "discard", "replay"] = "keep"
+
+
 class RolloutSpec(Model):
     apiVersion: Literal["rollwise/v1"] = "rollwise/v1"
     kind: Literal["Rollout"] = "Rollout"
@@ -606,6 +620,7 @@ class RolloutSpec(Model):
     notify: NotifySpec | None = None
     watch: WatchSpec | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    memory: MemorySpec | None = None
 
     @model_validator(mode="after")
     def _versions_reachable(self) -> RolloutSpec:
