@@ -67,7 +67,7 @@ def test_time_bomb_after_promotion_is_undone_by_the_watch_with_an_incident() -> 
     incident = result.incident
     assert incident is not None and incident.culprit is not None
     assert incident.culprit["version"] == "v2" and incident.culprit["source"] == "rollwise"
-    assert incident.attribution["confidence"] >= 0.5
+    assert incident.attribution["confidence"] >= 0.4  # the demo policy's minConfidence: it acted on it
     assert incident.attribution["onset"]["effect_low"] > 0  # the error rate rose, with its interval
     assert [a["outcome"] for a in incident.actions if a["kind"] == "undo"] == ["done"]
     assert incident.status == "resolved" and incident.recovery_s is not None
