@@ -76,6 +76,12 @@ def test_a_reverted_release_and_undos_are_not_candidates() -> None:
     assert result.culprit is None
 
 
+def test_a_version_released_again_after_its_rollback_is_a_new_candidate() -> None:
+    undo = Change(service="web", at=T0 + 60 * 50, kind="rollback", version="v1", previous_version="v2", id="u")
+    result = attribute(series(90), [deploy(40), undo, deploy(88)], service="web")
+    assert result.culprit is not None and result.culprit.id == "c88"
+
+
 def test_a_flag_the_service_reads_counts_as_its_own_change() -> None:
     flag = Change(service=ANY_SERVICE, at=T0 + 60 * 89, kind="flag", scope="flag:checkout", id="f")
     named = attribute(series(90), [flag], service="web", flags=["checkout"])

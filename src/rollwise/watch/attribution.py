@@ -219,8 +219,14 @@ def attribute(points: Sequence[tuple[float, float]], changes: Sequence[Change], 
 def _not_reverted(changes: Sequence[Change], before: float) -> list[Change]:
     """Candidate changes: not reverting ones, not ones an undo/rollback reverted before ``before``, and of
     one release's steps (start, weights, promotion) only the last before ``before``: they are one change."""
-    reverted = {(c.service, c.previous_version) for c in changes if c.kind in REVERTING and c.at <= before}
-    kept = [c for c in changes if c.kind not in REVERTING and (c.service, c.version) not in reverted]
+    reverted_at: dict[tuple[str, str | None], float] = {}  # (service, version) -> its latest revert before ``before``
+    for c in changes:
+        if c.kind in REVERTING and c.at <= before:
+            undone = (c.service, c.previous_version)
+            reverted_at[undone] = max(c.at, reverted_at.get(undone, c.at))
+    # A revert undoes what came before it: the same version released again later is a new change.
+    kept = [c for c in changes if c.kind not in REVERTING
+            and not ((c.service, c.version) in reverted_at and c.at <= reverted_at[(c.service, c.version)])]
     latest: dict[tuple[str, str | None, str | None], Change] = {}
     for change in sorted(kept, key=lambda c: c.at):
         key = (change.service, change.version, change.scope) if change.source == "rollwise" else ("", change.id, "")
