@@ -38,7 +38,7 @@ def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServ
     page.goto(f"{live.url}/#/rollouts/web")
     page.wait_for_selector("#weight-canary")
     page.evaluate("window.__sameDocument = true")
-    page.wait_for_selector("#live.on", timeout=10_000)
+    page.wait_for_selector("#live.on", timeout=30_000)
     seen: list[str] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -50,8 +50,8 @@ def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServ
         time.sleep(0.1)
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
     assert len(seen) >= 3 and seen[-1] == "100%", seen
-    page.wait_for_selector("#rollout-phase >> text=Succeeded", timeout=10_000)
-    page.wait_for_selector("#history >> text=Succeeded", timeout=10_000)
+    page.wait_for_selector("#rollout-phase >> text=Succeeded", timeout=30_000)
+    page.wait_for_selector("#history >> text=Succeeded", timeout=30_000)
     artifacts = REPO / "artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "dashboard-rollout.png"
@@ -67,7 +67,7 @@ def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServ
     page.wait_for_selector("button[data-command=abort]")
     page.wait_for_selector("#identity >> text=viewer")
     page.click("button[data-command=abort]")
-    page.wait_for_selector("#notice.error", timeout=10_000)
+    page.wait_for_selector("#notice.error", timeout=30_000)
     notice = page.text_content("#notice") or ""
     assert "403" in notice and "releaser" in notice, notice
     assert phase(live, tokens["admin"], "held") == "Progressing"
@@ -78,8 +78,8 @@ def test_dashboard_live_weights_and_role_checked_abort(live_controller: LiveServ
     page.wait_for_selector("#identity >> text=releaser")
     page.fill("#reason", "browser test")
     page.click("button[data-command=abort]")
-    page.wait_for_selector("#notice.ok", timeout=10_000)
-    page.wait_for_selector("#rollout-phase >> text=Aborted", timeout=10_000)
+    page.wait_for_selector("#notice.ok", timeout=30_000)
+    page.wait_for_selector("#rollout-phase >> text=Aborted", timeout=30_000)
     assert phase(live, tokens["admin"], "held") == "Aborted"
     assert page.text_content("#weight-canary") == "0%"
     assert errors == []
@@ -138,11 +138,11 @@ def test_dashboard_shows_a_failing_metrics_backend(live_controller: LiveServer, 
     page.goto(f"{live.url}/")
     sign_in(page, tokens["viewer"])
     page.goto(f"{live.url}/#/rollouts/blind")
-    page.wait_for_selector("#metrics-error", timeout=10_000)
+    page.wait_for_selector("#metrics-error", timeout=30_000)
     shown = page.text_content("#metrics-error") or ""
     assert shown.startswith("backend error: " + expected), shown
-    page.wait_for_selector("#history >> text=metrics backend error", timeout=10_000)
-    page.wait_for_selector("#chart-errors >> text=Metrics backend error", timeout=10_000)  # not "no traffic"
+    page.wait_for_selector("#history >> text=metrics backend error", timeout=30_000)
+    page.wait_for_selector("#chart-errors >> text=Metrics backend error", timeout=30_000)  # not "no traffic"
     assert errors == []
 
 
