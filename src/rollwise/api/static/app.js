@@ -87,7 +87,9 @@
 
   async function renderRollouts() {
     view.innerHTML = `<section class="page-head"><h1>Rollouts</h1><p class="muted">Every release rollwise has run or is running, newest first. Weights move live.</p></section><div id="rollout-list" class="card">Loading…</div>`;
+    const at = route;
     const rollouts = await api("GET", "/api/v1/rollouts");
+    if (route !== at) return;  // the user moved on while this loaded: never draw over the newer page
     rollouts.sort((a, b) => b.created_at - a.created_at);
     const list = document.getElementById("rollout-list");
     if (rollouts.length === 0) {
@@ -109,7 +111,9 @@
 
   async function renderRollout(name) {
     view.innerHTML = `<div class="loading">Loading ${esc(name)}…</div>`;
+    const at = route;
     const r = await api("GET", `/api/v1/rollouts/${encodeURIComponent(name)}`);
+    if (route !== at) return;
     view.innerHTML = `
       <section class="page-head">
         <a class="back" href="#/">← Rollouts</a>
@@ -447,8 +451,10 @@
 
   async function renderFlags() {
     view.innerHTML = `<section class="page-head"><h1>Feature flags</h1><p class="muted">The kill switch serves a flag's off variant to everyone at once. Needs a <b>releaser</b> token.</p></section><div id="flags" class="card">Loading…</div>`;
+    const at = route;
     const data = await api("GET", "/api/v1/flags");
     const el = document.getElementById("flags");
+    if (route !== at || !el) return;
     if (!data.enabled) {
       el.innerHTML = `<div class="empty">This server serves no flags. Start it with <code>rollwise serve --flags flags.json</code>.</div>`;
       return;
@@ -473,8 +479,10 @@
 
   async function renderAudit() {
     view.innerHTML = `<section class="page-head"><h1>Audit log</h1><p class="muted">Every write and every refused write, chained by hashes. Needs an <b>admin</b> token.</p></section><div id="audit" class="card">Loading…</div>`;
-    const el = document.getElementById("audit");
+    const at = route;
     const [verify, rows] = await Promise.all([api("GET", "/api/v1/audit/verify"), api("GET", "/api/v1/audit?limit=300")]);
+    const el = document.getElementById("audit");
+    if (route !== at || !el) return;
     el.innerHTML = `<p>${verify.ok ? `<span class="badge phase-succeeded">chain intact</span> ${esc(verify.rows)} rows` : `<span class="badge phase-aborted">chain broken</span> ${esc(verify.problem)}`}</p>` +
       `<table class="table"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Target</th><th>Change</th><th>Reason</th></tr></thead><tbody>` +
       rows.map((a) => `<tr class="${a.denied ? "denied" : ""}"><td>${a.id}</td><td class="small nowrap">${esc(when(a.at))}</td><td class="nowrap">${esc(a.actor)} <span class="muted small">${esc(a.role)}</span></td>
@@ -518,8 +526,11 @@
   }
 
   function scheduleRefresh(fn) {
+    // A refresh belongs to the page that asked for it: after a route change it is dropped, so a list
+    // refresh queued by a stream event can never replace the rollout page the user just opened.
+    const at = route;
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(() => fn().catch(showError), 250);
+    refreshTimer = setTimeout(() => { if (route === at) fn().catch(showError); }, 250);
   }
 
   // ------------------------------------------------------------------ session and routing
@@ -574,6 +585,7 @@
   }
 
   async function render() {
+    clearTimeout(refreshTimer);
     route = parseRoute();
     document.querySelectorAll("[data-nav]").forEach((a) =>
       a.classList.toggle("active", a.dataset.nav === (route.page === "rollout" ? "rollouts" : route.page)));

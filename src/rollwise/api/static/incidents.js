@@ -26,7 +26,9 @@ const Incidents = (() => {
   }
 
   async function renderList(view, api) {
+    const hash = location.hash;
     const incidents = await api("GET", "/api/v1/incidents");
+    if (location.hash !== hash) return;  // the reader moved on while this loaded: draw nothing over the new page
     view.innerHTML = `<section class="page-head"><h1>Incidents</h1><p class="muted">Anomalies the post-release ` +
       `watch found, the change it names behind each (or none), and what it did.</p></section>` +
       (incidents.length === 0 ? `<div class="card"><div class="empty">No incidents.</div></div>` :
@@ -57,7 +59,9 @@ const Incidents = (() => {
   }
 
   async function renderOne(view, api, id) {
+    const hash = location.hash;
     const i = await api("GET", `/api/v1/incidents/${encodeURIComponent(id)}`);
+    if (location.hash !== hash) return;
     const markers = [{ x: i.onset, label: "onset", color: COLORS.onset }];
     if (i.culprit) markers.push({ x: i.culprit.at, label: i.culprit.version || i.culprit.kind, color: COLORS.culprit });
     const rate = i.metric === "errorRate";
