@@ -195,6 +195,7 @@ class WindowQuery:
     start: float
     end: float
     cursor: dict[str, Any] | None = None
+    regions: tuple[str, ...] = ()  # region waves: only these regions' traffic; empty means every region
 
 
 # ---------------------------------------------------------------- verdicts
@@ -261,7 +262,18 @@ class RouteState(BaseModel):
     upstreams: dict[str, str] = Field(
         default_factory=dict, description="version name -> host:port of its running instance"
     )
+    region_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="region waves: the canary's percent per region. Empty: every region gets canary_weight; "
+        "when set, a region not named here serves the stable version only.",
+    )
     revision: int = 0
+
+    def weight_in(self, region: str | None) -> float:
+        """The canary's percent for the proxies of ``region`` (``None``: a proxy that names no region)."""
+        if not self.region_weights:
+            return self.canary_weight
+        return self.region_weights.get(region, 0.0) if region is not None else 0.0
 
     @property
     def stable_weight(self) -> float:
