@@ -25,6 +25,7 @@ from rollwise.core.protocols import Leases, Store
 from rollwise.spec.loader import load_spec_text
 from rollwise.wiring import open_leases, open_store
 from support.pg import postgres_schema
+from support.specs import STEPPED_WEIGHTS, stepped_file_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]  # ~1.5 min
 
@@ -32,30 +33,7 @@ KILLS = 20
 LEASE_TTL_S = 2.0
 TAKEOVER_LIMIT_S = 15.0
 ACTIVE = 6
-WEIGHTS = [5, 10, 25, 50, 100]
-SPEC = """
-name: {name}
-service: svc-{name}
-versions:
-  stable: {{name: v1, address: 127.0.0.1:9001}}
-  canary: {{name: v2, address: 127.0.0.1:9002}}
-traffic: {{router: file, path: "{route_path}"}}
-strategy:
-  canary:
-    steps:
-{steps}
-"""
-
-
-def _spec(name: str, tmp: Path) -> str:
-    steps = []
-    for weight in WEIGHTS:
-        steps.append(f"      - setWeight: {weight}")
-        if weight < 100:
-            steps.append("      - pause: {duration: 0.5s}")
-    return SPEC.format(name=name, route_path=tmp / "routes" / f"{name}.json", steps="\n".join(steps))
-
-
+WEIGHTS = STEPPED_WEIGHTS
 @pytest.fixture
 def store_url(postgres_url: str) -> Iterator[str]:
     with postgres_schema(postgres_url) as url:
@@ -110,7 +88,7 @@ def _top_up(store: Store, engine: RolloutEngine, names: list[str], tmp: Path) ->
     while len(store.list(active_only=True)) < ACTIVE:
         name = f"r{len(names)}"
         names.append(name)
-        engine.start(load_spec_text(_spec(name, tmp)))
+        engine.start(load_spec_text(stepped_file_spec(name, tmp / "routes" / f"{name}.json", 0.5)))
 
 
 def _wait_takeover(leases: Leases, fleet: Fleet, store: Store, taken: dict[str, tuple[str, int]],

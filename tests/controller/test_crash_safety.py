@@ -21,35 +21,13 @@ import pytest
 from rollwise.core.model import Phase
 from rollwise.wiring import open_store
 from support.pg import postgres_schema
+from support.specs import STEPPED_WEIGHTS, stepped_file_spec
 
 pytestmark = pytest.mark.slow  # ~2.5 min: a real controller killed 50+ times per backend
 
 PAUSE_S = 0.6
-WEIGHTS = [5, 10, 25, 50, 100]
+WEIGHTS = STEPPED_WEIGHTS
 MIN_KILLS = 50
-
-SPEC = """
-name: {name}
-service: svc-{name}
-versions:
-  stable: {{name: v1, address: 127.0.0.1:9001}}
-  canary: {{name: v2, address: 127.0.0.1:9002}}
-traffic: {{router: file, path: "{route_path}"}}
-strategy:
-  canary:
-    steps:
-{steps}
-"""
-
-
-def _spec(name: str, route_path: Path) -> str:
-    lines = []
-    for weight in WEIGHTS:
-        lines.append(f"      - setWeight: {weight}")
-        if weight < 100:
-            lines.append(f"      - pause: {{duration: {PAUSE_S}s}}")
-    return SPEC.format(name=name, route_path=route_path, steps="\n".join(lines))
-
 
 def _rollwise(*args: str, store: str) -> list[str]:
     return [sys.executable, "-m", "rollwise", *args, "--store", store]
@@ -57,7 +35,7 @@ def _rollwise(*args: str, store: str) -> list[str]:
 
 def _start(name: str, tmp: Path, store: str) -> None:
     spec_file = tmp / f"{name}.yaml"
-    spec_file.write_text(_spec(name, tmp / "routes" / f"{name}.json"))
+    spec_file.write_text(stepped_file_spec(name, tmp / "routes" / f"{name}.json", PAUSE_S))
     subprocess.run(_rollwise("rollout", "start", str(spec_file), "--no-wait", "--output", "json", store=store),
                    check=True, capture_output=True, timeout=60)
 
