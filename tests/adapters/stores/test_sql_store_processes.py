@@ -112,7 +112,8 @@ def test_kill_minus_9_mid_save_never_leaves_a_partial_save(store_url: str) -> No
 
     print("revisions after each kill:", revisions)
     assert revisions == sorted(revisions)
-    assert revisions[-1] > kills  # the writers did get saves in between the kills
+    ready_kills = sum(1 for attempt in range(kills) if attempt % 4)
+    assert revisions[-1] >= 1 + ready_kills  # every writer killed after "ready" had saved at least once
     with SqlStore(store_url) as store, store.engine.connect() as conn:
         if store.engine.dialect.name == "sqlite":
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
