@@ -383,7 +383,7 @@ class Runtime:
 
             source = with_telemetry_detail(source, self.telemetry,
                                            flag=spec.traffic.flag if spec.traffic.router == "flag" else None)
-        if self.deployer_for(spec) is not None:
+        if any(v.command for v in (spec.versions.stable, spec.versions.canary)):  # this runtime deploys them
             import time
 
             from rollwise.telemetry.enrich import with_process_usage

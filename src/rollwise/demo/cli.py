@@ -99,6 +99,18 @@ def write_traces(folder: Path, examples: Any, telemetry: Any) -> dict[str, str]:
     return links
 
 
+def _debugged(rca: Any, traces: dict[str, str]) -> list[str]:
+    """What the OTLP telemetry adds to a failed rollout's story: the route, the new log line, a trace."""
+    if not rca.failed:
+        return []
+    lines = [f"where: {split.text()}" for split in rca.routes if split.regressed == "errors"][:1]
+    lines += [f"logs: {change.text()}" for change in rca.logs][:1]
+    failed = [t for t in rca.traces if t.kind == "failed" and t.trace_id in traces][:1]
+    lines += [f"trace: {t.kind} {t.trace_id}, error originated in span {t.origin!r} ({traces[t.trace_id]})"
+              for t in failed]
+    return lines
+
+
 class LiveView:
     """Narrates a scenario: every event, and every two seconds the weights and both versions' numbers."""
 
@@ -204,6 +216,8 @@ def demo(
 
                     console.print("  " + incident_text(result.incident).replace("\n", "\n  "), highlight=False,
                                   markup=False)
+                for line in _debugged(postmortem.rca, traces):
+                    console.print(f"  {line}", highlight=False, markup=False)
                 console.print(f"  report: {report}")
     finally:
         if isinstance(notifier, Closeable):
