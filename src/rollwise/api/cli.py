@@ -162,7 +162,7 @@ def serve(
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
     console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, reference /docs)",
                   highlight=False)
-    console.print(limits.text(), highlight=False, markup=False)
+    console.print(limits.text(), highlight=False, markup=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
 

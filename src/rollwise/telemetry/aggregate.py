@@ -166,7 +166,7 @@ class SpanAggregates:
                             continue
                         nanos = record.time_unix_nano or record.observed_time_unix_nano
                         second = nanos // 1_000_000_000 if nanos else int(now)
-                        if second < now - limits.retention_s:
+                        if not now - limits.retention_s <= second <= now + 60:  # as for spans
                             self.dropped += 1
                             continue
                         logs = _bucket(series, second).logs
