@@ -362,7 +362,7 @@ class Runtime:
     def metrics_for(self, spec: RolloutSpec) -> MetricSource | None:
         """The spec's metric source, with what applications pushed merged into its windows' KPIs,
         and each look's evaluation batches when the analysis has evaluations (``agents/source.py``)."""
-        source = self._source_for(spec)
+        source = self._detailed(spec, self._source_for(spec))
         if source is not None and self.store is not None:
             source = with_pushed_kpis(source, self.store)
         evaluations = {e.name: e for _, e in spec.evaluations()}  # a name in two analyses is one suite run
@@ -371,6 +371,25 @@ class Runtime:
         from rollwise.agents.source import with_evaluations
 
         return with_evaluations(source, {name: evaluation_runner(spec, e) for name, e in evaluations.items()})
+
+    def _detailed(self, spec: RolloutSpec, source: MetricSource | None) -> MetricSource | None:
+        """``source`` with what the RCA reads beside its counts (``telemetry/enrich.py``): the OTLP detail
+        the services exported to this process (when the counts come from elsewhere), and the CPU and memory
+        of the versions this runtime deploys."""
+        if source is None:
+            return None
+        if self.telemetry is not None and spec.metrics.source != "otlp":
+            from rollwise.telemetry.enrich import with_telemetry_detail
+
+            source = with_telemetry_detail(source, self.telemetry,
+                                           flag=spec.traffic.flag if spec.traffic.router == "flag" else None)
+        if any(v.command for v in (spec.versions.stable, spec.versions.canary)):  # this runtime deploys them
+            import time
+
+            from rollwise.telemetry.enrich import with_process_usage
+
+            source = with_process_usage(source, _processes(self), time.time)
+        return source
 
     def _source_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source

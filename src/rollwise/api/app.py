@@ -27,6 +27,7 @@ from rollwise.api.policy import SpecPolicy
 from rollwise.control.plane import ControlPlane
 from rollwise.core.engine import CommandError
 from rollwise.core.protocols import AuditLog, ConflictError, NotFoundError, Store
+from rollwise.telemetry.limits import TelemetryLimits
 from rollwise.wiring import Runtime, build_watch, open_audit, open_shared_flags
 
 log = logging.getLogger("rollwise.api")
@@ -73,6 +74,7 @@ def create_app(
     stream_poll_s: float = 0.5,
     policy: SpecPolicy | None = None,
     max_body_bytes: int = guards.MAX_BODY_BYTES,
+    telemetry_limits: TelemetryLimits | None = None,
 ) -> FastAPI:
     """The control-plane app over the store at ``store_url`` (or an already open ``store``).
 
@@ -93,7 +95,8 @@ def create_app(
 
     from rollwise.telemetry.aggregate import SpanAggregates
 
-    telemetry = SpanAggregates(clock=time.time)  # OTLP in (api/otlp.py), read by `metrics.source: otlp`
+    # OTLP in (api/otlp.py), read by `metrics.source: otlp`; bounded per service (telemetry/limits.py)
+    telemetry = SpanAggregates(clock=time.time, limits=telemetry_limits)
     if run_controller:
         runtime = runtime or Runtime(store=store)
         runtime.telemetry = runtime.telemetry or telemetry

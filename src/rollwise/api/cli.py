@@ -98,6 +98,14 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1,
                                                 help="Refuse (413) request bodies larger than this.")] = 1 << 20,
+    otlp_retention: Annotated[list[str] | None, typer.Option(
+        "--otlp-retention", help="How long OTLP telemetry (per-second counts, route split, log templates, "
+        "linked exemplar traces) is kept: DURATION for every service or SERVICE=DURATION for one "
+        "(repeatable; at least 60s). Default: 1h.")] = None,
+    otlp_sample: Annotated[list[str] | None, typer.Option(
+        "--otlp-sample", help="Share of a service's traces counted, chosen by trace id as OpenTelemetry's "
+        "TraceIdRatioBased sampler does (whole traces, their logs with them): RATE for every service or "
+        "SERVICE=RATE for one (repeatable; in (0, 1]). Default: 1, every trace.")] = None,
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
 
@@ -106,6 +114,9 @@ def serve(
 
     Specs posted to the API may only name files, URLs and upstreams the --allow-* options allow; others are
     refused (422 naming the field) and the refusal is audited (docs/serve-security.md).
+
+    OTLP in (/v1/traces, /v1/logs, /v1/metrics) is bounded per service by --otlp-retention and --otlp-sample,
+    which the server states when it starts (docs/otlp.md).
 
     Example: rollwise serve --port 8080 --flags flags.json --allow-path /srv/routes --allow-url https://hooks.slack.com/
     """
@@ -119,6 +130,17 @@ def serve(
             err_console.print(f"error: --allow-url {prefix!r}: give an http(s) URL prefix such as "
                               "https://hooks.slack.com/", soft_wrap=True, markup=False)
             raise typer.Exit(2)
+    from rollwise.telemetry.limits import TelemetryLimits
+
+    limits = TelemetryLimits()
+    try:
+        for setting in otlp_retention or ():
+            limits = limits.with_retention(setting)
+        for setting in otlp_sample or ():
+            limits = limits.with_sample(setting)
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2) from None
     served_flags = (flags,) if flags else ()  # progressive flag rollouts may write the flag file this server serves
     policy = SpecPolicy(allow_commands=allow_commands, allow_paths=(*(allow_path or ()), *served_flags),
                         allow_urls=tuple(allow_url or ()), allow_upstreams=tuple(allow_upstream or ()))
@@ -127,7 +149,7 @@ def serve(
 
     try:
         app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
-                         max_body_bytes=max_body_bytes)
+                         max_body_bytes=max_body_bytes, telemetry_limits=limits)
     except StoreUnavailable as exc:
         err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -140,6 +162,7 @@ def serve(
                           "Create one with: rollwise tokens create --role admin --name <you>[/]")
     console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, reference /docs)",
                   highlight=False)
+    console.print(limits.text(), highlight=False, markup=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
 

@@ -83,6 +83,34 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
     return data
 
 
+def write_traces(folder: Path, examples: Any, telemetry: Any) -> dict[str, str]:
+    """The postmortem's exemplar traces as JSON files beside it (``traces/<id>.json``, the shape of ``GET
+    /api/v1/traces/<id>``): the demo's receiver stops with it, the report's links must not. Trace id -> link
+    relative to ``folder``."""
+    links: dict[str, str] = {}
+    for example in examples:
+        exemplar = telemetry.trace(example.trace_id) if telemetry is not None else None
+        if exemplar is None:
+            continue
+        link = f"traces/{example.trace_id}.json"
+        (folder / "traces").mkdir(exist_ok=True)
+        (folder / link).write_text(json.dumps(exemplar.to_dict(), indent=2) + "\n", encoding="utf-8")
+        links[example.trace_id] = link
+    return links
+
+
+def _debugged(rca: Any, traces: dict[str, str]) -> list[str]:
+    """What the OTLP telemetry adds to a failed rollout's story: the route, the new log line, a trace."""
+    if not rca.failed:
+        return []
+    lines = [f"where: {split.text()}" for split in rca.routes if split.regressed == "errors"][:1]
+    lines += [f"logs: {change.text()}" for change in rca.logs][:1]
+    failed = [t for t in rca.traces if t.kind == "failed" and t.trace_id in traces][:1]
+    lines += [f"trace: {t.kind} {t.trace_id}, error originated in span {t.origin!r} ({traces[t.trace_id]})"
+              for t in failed]
+    return lines
+
+
 class LiveView:
     """Narrates a scenario: every event, and every two seconds the weights and both versions' numbers."""
 
@@ -135,6 +163,7 @@ def demo(
     Example: rollwise demo --scenario bad-canary --output json
     """
     from rollwise.core.protocols import Closeable
+    from rollwise.demo.receiver import otel_sdk_missing
     from rollwise.demo.scenarios import SCENARIOS, run_scenario
     from rollwise.report.postmortem import load_postmortem, to_html
     from rollwise.wiring import build_notifier, open_store
@@ -146,6 +175,9 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     failed = False
+    missing = otel_sdk_missing()
+    if missing is not None:  # one line; the rollouts run and are judged all the same
+        Console(stderr=output == DemoOutput.json).print(f"[dim]note: {escape(missing)}[/]", highlight=False)
     try:
         for name in names:
             view = LiveView(the_store)
@@ -159,8 +191,11 @@ def demo(
             )
             data = scenario_json(result, the_store)
             report = folder / f"{result.name}.html"
-            report.write_text(to_html(load_postmortem(the_store, result.name)), encoding="utf-8")
+            postmortem = load_postmortem(the_store, result.name)
+            traces = write_traces(folder, postmortem.rca.traces, result.telemetry)
+            report.write_text(to_html(postmortem, trace_links=traces), encoding="utf-8")
             data["report"] = str(report)
+            data["traces"] = [str(folder / link) for link in traces.values()]
             results.append(data)
             failed = failed or not result.as_expected
             if output == DemoOutput.text:
@@ -181,6 +216,8 @@ def demo(
 
                     console.print("  " + incident_text(result.incident).replace("\n", "\n  "), highlight=False,
                                   markup=False)
+                for line in _debugged(postmortem.rca, traces):
+                    console.print(f"  {line}", highlight=False, markup=False)
                 console.print(f"  report: {report}")
     finally:
         if isinstance(notifier, Closeable):

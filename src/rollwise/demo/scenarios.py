@@ -2,8 +2,11 @@
 
 Each scenario writes a spec and asks the composition root (``wiring.Runtime``) for its engine, exactly
 as the controller does: two versions of the demo service as local processes, routed through Envoy,
-observed from Envoy's counters, a response comparator behind any mirror. It drives open-loop load
-at the listener and lets the engine decide. Timings are compressed (2 s windows, seconds-long
+observed from Envoy's counters, a response comparator behind any mirror. With the ``otel`` extra, the
+services export their spans and logs over OTLP to a receiver in this process (``demo/receiver.py``), which
+the engine reads beside Envoy's counts, so a postmortem names the route that regressed, the log templates
+the canary brought and exemplar traces. It drives open-loop load at the listener (``DEMO_PATHS``: items,
+the cart and the checkout) and lets the engine decide. Timings are compressed (2 s windows, seconds-long
 pauses) so a scenario ends within a minute or two; everything it starts it stops.
 """
 
@@ -25,8 +28,10 @@ from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Event, Phase, RolloutRecord
 from rollwise.core.protocols import Notifier, Store
 from rollwise.demo.load import LoadGenerator, LoadSummary, Sample
+from rollwise.demo.receiver import OtlpReceiver, otel_sdk_missing
 from rollwise.local_processes import free_port
 from rollwise.spec import load_spec_text
+from rollwise.telemetry.aggregate import SpanAggregates
 from rollwise.watch.incidents import RESOLVED, Incident
 from rollwise.watch.runner import Watch
 from rollwise.wiring import Runtime, build_notifier, build_watch, open_audit
@@ -97,6 +102,10 @@ WATCH = ("{actions: [notify, undo], minConfidence: 0.4, interval: 1s, metrics: [
          "resolveAfter: 3, minRequests: 20}")
 
 
+# What the load asks for: one request in five is the checkout, one the cart, the rest items (``/item/{id}``).
+DEMO_PATHS = tuple("/checkout" if n % 5 == 0 else "/cart" if n % 5 == 1 else f"/item/{n}" for n in range(100))
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -115,9 +124,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "bad-canary",
             "canary",
-            "--error-rate 0.08 --latency-ms 20 --latency-p99-ms 400",
+            "--error-rate 0.4 --fail-route /checkout --latency-ms 20 --latency-p99-ms 400",
             Phase.ROLLED_BACK,
-            "v2 fails 8% of requests and has a slow tail: rolled back by itself",
+            "v2 fails 40% of checkouts (8% of requests) and has a slow tail: rolled back by itself",
         ),
         Scenario("good-canary", "canary", "", Phase.SUCCEEDED, "v2 is as good as v1: 20% -> 50% -> 100%"),
         Scenario(
@@ -152,6 +161,7 @@ class ScenarioResult:
     name: str = ""
     undo: dict[str, float] | None = None
     incident: Incident | None = None  # what the post-release watch opened (time-bomb)
+    telemetry: SpanAggregates | None = None  # what the services exported over OTLP (its exemplar traces)
 
     @property
     def as_expected(self) -> bool:
@@ -172,9 +182,13 @@ class ScenarioResult:
 
 
 def spec_text(scenario: Scenario, listen: str, metrics: str = "envoy", *, admin_port: int | None = None,
-              prometheus_url: str | None = None, bomb_file: Path | None = None) -> str:
-    """The scenario's rollout spec; Prometheus (when it decides) scrapes Envoy's admin on ``admin_port``."""
+              prometheus_url: str | None = None, bomb_file: Path | None = None, otlp_endpoint: str | None = None
+              ) -> str:
+    """The scenario's rollout spec; Prometheus (when it decides) scrapes Envoy's admin on ``admin_port``; the
+    services export OTLP to ``otlp_endpoint`` when given."""
     service = f"{shlex.quote(sys.executable)} -m rollwise.demo.service --port {{port}}"
+    if otlp_endpoint is not None:
+        service += f" --otlp-endpoint {otlp_endpoint} --otlp-service demo"  # the spec's service
     # Both versions answer in ~5 ms (p99 20 ms) without errors; a scenario's canary flags override that.
     base = "--latency-ms 5 --latency-p99-ms 20"
     stable = f"{service} --version v1 {base}"
@@ -209,20 +223,24 @@ def run_scenario(
     notifier: Notifier | None = None,
     on_tick: Callable[[RolloutRecord], None] | None = None,
     demonstrate_undo: bool = False,
+    otlp: bool = True,
 ) -> ScenarioResult:
     """Run one scenario to its end (or ``max_seconds``); every process started is stopped.
 
     ``metrics="prometheus"`` starts a local Prometheus scraping Envoy every second and lets the
     engine decide from PromQL instead of Envoy's admin API (needs ``apt-get install prometheus``).
+    ``otlp``: the services export OTLP to a receiver here (skipped without the ``otel`` extra).
     """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
     scenario = SCENARIOS[name]
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rollwise-demo-"))
     store = store or MemoryStore()
+    receiver = OtlpReceiver(SpanAggregates(clock=time.time)).start() if otlp and otel_sdk_missing() is None \
+        else None
     # The caller's notifier is the caller's to close; without one, a notifier with no channel.
     runtime = Runtime(workdir=folder, store=store, notifier=notifier or build_notifier(env={}),
-                      compare_mirrors=True)
+                      compare_mirrors=True, telemetry=receiver.telemetry if receiver is not None else None)
     prometheus: LocalPrometheus | None = None
     load: LoadGenerator | None = None
     began = time.monotonic()
@@ -236,9 +254,11 @@ def run_scenario(
             admin_port = free_port()
             prometheus = LocalPrometheus(targets=[f"127.0.0.1:{admin_port}"], binary=prometheus_binary)
             prometheus.start()
-            text = spec_text(scenario, listen, metrics, admin_port=admin_port, prometheus_url=prometheus.url)
+            text = spec_text(scenario, listen, metrics, admin_port=admin_port, prometheus_url=prometheus.url,
+                             otlp_endpoint=receiver.url if receiver is not None else None)
         else:
-            text = spec_text(scenario, listen, metrics, bomb_file=bomb)
+            text = spec_text(scenario, listen, metrics, bomb_file=bomb,
+                             otlp_endpoint=receiver.url if receiver is not None else None)
         spec = load_spec_text(text, f"<scenario {name}>")
         engine = runtime.engine_for(spec, store, SystemClock())
         record = engine.start(spec, actor="demo")
@@ -246,7 +266,8 @@ def run_scenario(
         if prometheus is not None:
             prometheus.wait_for_scrape()
         load = LoadGenerator(
-            f"http://{listen}", rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500
+            f"http://{listen}", rate=rate, duration_s=min(max_seconds, 600.0), sticky_header="x-user", users=500,
+            paths=DEMO_PATHS,
         ).start()
         record, seen = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
         incident = None
@@ -274,6 +295,7 @@ def run_scenario(
             name=record.name,
             undo=undo,
             incident=incident,
+            telemetry=receiver.telemetry if receiver is not None else None,
         )
     finally:
         if load is not None and load.running:
@@ -282,6 +304,8 @@ def run_scenario(
         if prometheus is not None:
             prometheus.stop()
         runtime.close()
+        if receiver is not None:  # after the services, whose SDKs send their last batch as they stop
+            receiver.stop()
 
 
 def _drive(
@@ -368,6 +392,9 @@ def _instant_undo(engine: RolloutEngine, record: RolloutRecord, load: LoadGenera
     }
 
 
+SHADOW_COUNTERS = ("mirrored", "compared", "mismatches", "shadow_errors", "primary_errors")
+
+
 def _shadow_stats(store: Store, name: str) -> dict[str, int] | None:
     """The comparator's counters over the run, as its windows recorded them (None: nothing compared).
 
@@ -376,7 +403,8 @@ def _shadow_stats(store: Store, name: str) -> dict[str, int] | None:
     totals: dict[str, int] = {}
     for _, window in store.windows(name):
         for key, value in (window.canary.extra if window.canary is not None else {}).items():
-            totals[key] = totals.get(key, 0) + int(value)
+            if key in SHADOW_COUNTERS:  # not the OTLP detail beside them
+                totals[key] = totals.get(key, 0) + int(value)
     return totals if "compared" in totals else None
 
 

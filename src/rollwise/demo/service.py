@@ -80,6 +80,12 @@ class _Bomb:
         return self.armed
 
 
+def route_of(path: str) -> str:
+    """The route template of a path, as a web framework would report ``http.route``: ``/item/17`` is
+    ``/item/{id}`` (a numeric segment is a parameter), so spans are split per endpoint, not per URL."""
+    return "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
+
+
 def make_handler(behaviour: Behaviour, seed: int | None = None, otel: OtlpExport | None = None
                  ) -> type[BaseHTTPRequestHandler]:
     local = threading.local()
@@ -115,13 +121,14 @@ def make_handler(behaviour: Behaviour, seed: int | None = None, otel: OtlpExport
             if otel is None:
                 status = self._work(path)
             else:
-                with otel.request(path) as span:
+                route = route_of(path)
+                with otel.request(route) as span:
                     started = time.monotonic()
-                    with otel.handling(path):
+                    with otel.handling(route):
                         status = self._work(path)
                     if status >= 500:
-                        otel.fail(path, started)
-                    otel.finish(span, path, status, next(users))
+                        otel.fail(route, started)
+                    otel.finish(span, route, status, next(users))
             self._send(status, body_for(behaviour, path, status))
 
         def _work(self, path: str) -> int:

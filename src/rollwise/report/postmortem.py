@@ -402,8 +402,11 @@ def _severity(record: RolloutRecord) -> str:
     return "warn"
 
 
-def to_html(pm: Postmortem) -> str:
+def to_html(pm: Postmortem, trace_links: Mapping[str, str] | None = None) -> str:
+    """The postmortem as one HTML file; an exemplar trace links to ``trace_links[trace id]`` when given (the
+    demo writes them beside the report), else to the ``rollwise serve`` path that keeps it."""
     e = escape
+    links = trace_links or {}
     r = pm.record
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -444,9 +447,11 @@ def to_html(pm: Postmortem) -> str:
         parts.append("<p>No decisions were recorded.</p>")
     parts.append("</section>")
     if pm.rca.failed:
-        parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca.text())}</pre></section>"]
-        parts += [f'<p>Exemplar trace: <a href="{e(t.link)}">{e(t.kind)} {e(t.trace_id)}</a>, origin span '
-                  f"<code>{e(t.origin)}</code></p>" for t in pm.rca.traces]
+        parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca.text())}</pre>"]
+        parts += [f'<p class="exemplar">Exemplar trace: <a href="{e(links.get(t.trace_id, t.link))}">{e(t.kind)} '
+                  f"{e(t.trace_id)}</a>, {t.duration_ms:.0f} ms, origin span <code>{e(t.origin)}</code></p>"
+                  for t in pm.rca.traces]
+        parts += ["</section>"]
     if pm.incidents:
         parts += ['<section id="incidents"><h2>Incidents after the release (post-release watch)</h2>']
         parts += [f"<pre>{e(incident_text(incident))}</pre>" for incident in pm.incidents]

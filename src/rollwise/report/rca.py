@@ -27,6 +27,7 @@ from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Windo
 from rollwise.report.exemplars import TraceExample, trace_examples
 from rollwise.report.logs import LogChange, log_changes
 from rollwise.report.routes import RouteSplit, route_splits
+from rollwise.report.saturation import Saturation, saturation
 
 CHANGE_POINT_LLR2 = 13.8
 _FAILED = (Phase.ROLLED_BACK, Phase.ABORTED)
@@ -105,6 +106,7 @@ class Rca:
     routes: list[RouteSplit] = field(default_factory=list)  # per http.route, when the source split it
     logs: list[LogChange] = field(default_factory=list)  # log templates new or rising in the canary
     traces: list[TraceExample] = field(default_factory=list)  # exemplar traces of the canary (OTLP)
+    saturation: list[Saturation] = field(default_factory=list)  # CPU, memory, pool usage when reported
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,6 +132,9 @@ class Rca:
         if self.routes:
             lines.append("Where (per route, canary vs baseline):")
             lines += [f"  - {r.text()}" for r in self.routes]
+        if self.saturation:
+            lines.append("Saturation (mean per window, canary vs baseline):")
+            lines += [f"  - {s.text()}" for s in self.saturation]
         if self.logs:
             lines.append("Logs (templates new or rising in the canary):")
             lines += [f"  - {c.text()}" for c in self.logs]
@@ -199,7 +204,7 @@ def build_rca(record: RolloutRecord, events: Sequence[Event], windows: Sequence[
         peak_weight=max([float(e.data["weight"]) for e in events if e.type == "step" and "weight" in e.data],
                         default=record.route.canary_weight),
         detection_s=detection, actions=_actions(events), routes=route_splits(with_data),
-        logs=log_changes(with_data), traces=trace_examples(with_data),
+        logs=log_changes(with_data), traces=trace_examples(with_data), saturation=saturation(with_data),
     )
 
 

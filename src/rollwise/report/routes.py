@@ -3,9 +3,11 @@
 The split comes from the windows' ``VersionStats.extra`` (``route.requests:<route>``, ``route.errors:…``,
 ``route.latency_sum_ms:…``), which the ``otlp`` metric source fills from the spans' ``http.route``; other
 sources leave it empty and the RCA says nothing per route. A route is named as regressed when its
-canary error rate is above the baseline's by a two-proportion z of at least ``ERROR_Z`` (pooled
-variance; one-sided p ≈ 0.001), or its canary mean latency is at least ``LATENCY_RATIO`` times the
-baseline's and ``LATENCY_MIN_MS`` slower, over at least ``MIN_REQUESTS`` canary requests.
+canary error rate is above the baseline's by Fisher's exact test, one-sided p at most ``ERROR_P`` (exact,
+so a fast rollback's few requests on the failing route still name it: 11 of 22 failed against 0 of 97 is
+p ≈ 1e-9), or its canary mean latency is at least ``LATENCY_RATIO`` times the baseline's and
+``LATENCY_MIN_MS`` slower, over at least ``MIN_REQUESTS`` canary requests. The two-proportion z (pooled)
+is shown beside, from ``MIN_REQUESTS`` canary requests on.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy.stats import fisher_exact
+
 from rollwise.core.model import VersionStats, Window
 from rollwise.telemetry.aggregate import ROUTE_KEYS
 
-ERROR_Z = 3.1
+ERROR_P = 0.001
 LATENCY_RATIO = 1.5
 LATENCY_MIN_MS = 10.0
 MIN_REQUESTS = 30
@@ -36,6 +40,7 @@ class RouteSplit:
     baseline_mean_ms: float | None
     error_z: float | None
     regressed: str | None  # "errors", "latency" or None
+    error_p: float | None = None  # Fisher's exact, one-sided: the canary fails more often
 
     @property
     def excess_errors(self) -> float:
@@ -49,6 +54,8 @@ class RouteSplit:
             line += f"; mean {self.canary_mean_ms:.0f} ms vs {self.baseline_mean_ms:.0f} ms"
         if self.error_z is not None:
             line += f"; z {self.error_z:.1f}"
+        if self.error_p is not None and self.error_p <= ERROR_P:
+            line += f"; p {self.error_p:.1g}"
         return line + (f"  <- {self.regressed} regressed here" if self.regressed else "")
 
 
@@ -75,14 +82,22 @@ def _split(route: str, canary: list[float], baseline: list[float]) -> RouteSplit
     nc, ec, lc = int(canary[0]), int(canary[1]), canary[2]
     nb, eb, lb = int(baseline[0]), int(baseline[1]), baseline[2]
     z = _two_proportion_z(ec, nc, eb, nb)
+    p = _fisher_p(ec, nc, eb, nb)
     mean_c, mean_b = (lc / nc if nc else None), (lb / nb if nb else None)
     regressed = None
-    if z is not None and z >= ERROR_Z:
+    if p is not None and p <= ERROR_P:
         regressed = "errors"
     elif (nc >= MIN_REQUESTS and mean_c is not None and mean_b is not None
           and mean_c >= LATENCY_RATIO * mean_b and mean_c - mean_b >= LATENCY_MIN_MS):
         regressed = "latency"
-    return RouteSplit(route, nc, ec, nb, eb, mean_c, mean_b, z, regressed)
+    return RouteSplit(route, nc, ec, nb, eb, mean_c, mean_b, z, regressed, p)
+
+
+def _fisher_p(ec: int, nc: int, eb: int, nb: int) -> float | None:
+    """One-sided p that the canary's error rate is no higher than the baseline's; None when it is not higher."""
+    if nc == 0 or nb == 0 or ec * nb <= eb * nc:
+        return None
+    return float(fisher_exact([[ec, nc - ec], [eb, nb - eb]], alternative="greater").pvalue)
 
 
 def _two_proportion_z(ec: int, nc: int, eb: int, nb: int) -> float | None:

@@ -10,12 +10,14 @@ flag (OpenFeature's ``feature_flag.key`` with ``feature_flag.result.variant`` or
 the span's ``http.route`` (at most ``MAX_ROUTES`` per second and series), for the RCA's per-route view.
 
 Bounded, as stated: every counted span lands in a per-second bucket of its (service, version) series;
-buckets older than ``retention_s`` (default 1 h) are dropped, at most ``max_series`` series are kept
-(least recently written dropped first); raw spans are kept only as a few exemplar traces per
-series and minute (``telemetry/exemplars.py``). Logs and metrics are decoded and
-counted per service and version (``log_records``, ``metric_points``); log bodies are also counted per
-template (``telemetry/logs.py``, Drain3) for the RCA, not judged on. Spans
-ending more than ``retention_s`` ago or more than a minute in the future are not counted (``dropped``).
+buckets older than the service's retention (``telemetry/limits.py``: default 1 h, per service with
+``serve --otlp-retention``) are dropped, at most ``max_series`` series are kept (least recently written
+dropped first); raw spans are kept only as a few exemplar traces per series and second
+(``telemetry/exemplars.py``). A service may be sampled (``serve --otlp-sample``: a share of its traces, by
+trace id; the rest are ``sampled_out``). Logs and metrics are decoded and counted per service and version
+(``log_records``, ``metric_points``); log bodies are also counted per template (``telemetry/logs.py``,
+Drain3) and saturation metrics kept per second (``telemetry/saturation.py``) for the RCA, not judged on.
+Spans ending longer ago than the retention or more than a minute in the future are not counted (``dropped``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from typing import Any
 
 from rollwise.core.model import VersionStats
 from rollwise.telemetry.exemplars import Exemplar, ExemplarTraces
+from rollwise.telemetry.limits import ServiceLimits, TelemetryLimits
 from rollwise.telemetry.logs import LogTemplates
+from rollwise.telemetry.saturation import gauge_points, window_means
 
 LATENCY_BOUNDS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, math.inf)
 _ENTRY_KINDS = (2, 5)  # SPAN_KIND_SERVER, SPAN_KIND_CONSUMER
@@ -53,6 +57,7 @@ class Bucket:
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
     routes: dict[str, list[float]] = field(default_factory=dict)  # route -> [requests, errors, latency_sum_ms]
     logs: dict[int, int] = field(default_factory=dict)  # log template id -> records
+    gauges: dict[str, dict[Any, float]] = field(default_factory=dict)  # saturation key -> attributes -> last
 
     def add(self, error: bool, duration_ms: float, route: str | None) -> None:
         self.requests += 1
@@ -82,28 +87,39 @@ class Series:
 class SpanAggregates:
     """Every service's per-version counts, per second; safe to feed and read from different threads."""
 
-    def __init__(self, clock: Callable[[], float], retention_s: float = 3600.0, max_series: int = 1000) -> None:
+    def __init__(self, clock: Callable[[], float], retention_s: float = 3600.0, max_series: int = 1000,
+                 limits: TelemetryLimits | None = None) -> None:
         self.clock = clock
-        self.retention_s = retention_s
+        self.limits = limits or TelemetryLimits(ServiceLimits(retention_s=retention_s))
+        self.retention_s = self.limits.longest_retention_s
         self.max_series = max_series
         self.series: OrderedDict[tuple[str, str], Series] = OrderedDict()
         self.dropped = 0
+        self.sampled_out = 0  # spans and log records of traces outside a service's sample
         self.templates: dict[str, LogTemplates] = {}  # per service
-        self.exemplars = ExemplarTraces(max_series, retention_s)  # a few whole traces per series and minute
+        # a few whole traces per series and second, the linked ones kept for their service's retention
+        self.exemplars = ExemplarTraces(max_series, self.retention_s, retention_of=(
+            (lambda service: self.limits.of(service).retention_s) if self.limits.overrides else None))
+        self._unsampled_logs: dict[str, float] = {}  # per service: systematic sampling of trace-less records
         self._lock = threading.Lock()
 
     def add_traces(self, request: Any) -> int:
         """Count the entry spans of an ``ExportTraceServiceRequest``; how many were counted."""
         now = self.clock()
-        oldest, newest = int(now - self.retention_s), int(now + 60)
+        newest = int(now + 60)
         counted = 0
         entries: list[tuple[str, str, Any, int, bool, str | None]] = []  # exemplar candidates
         with self._lock:
             for resource_spans in request.resource_spans:
                 service, version = _service_version(resource_spans.resource.attributes)
                 series = self._series(service, version)
+                limits = self.limits.of(service)
+                oldest = int(now - limits.retention_s)
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
+                        if limits.sample < 1.0 and not limits.keeps_trace(span.trace_id):
+                            self.sampled_out += 1
+                            continue
                         if span.parent_span_id and span.kind not in _ENTRY_KINDS:
                             self.exemplars.remember_child(span)
                             continue
@@ -124,7 +140,7 @@ class SpanAggregates:
             for entry in entries:  # after the loop: their children may come later in the same request
                 self.exemplars.keep(*entry)
             self.exemplars.forget_before(int(now))
-            self._forget_before(oldest)
+            self._forget_old(now)
         return counted
 
     def add_logs(self, request: Any) -> int:
@@ -136,9 +152,13 @@ class SpanAggregates:
             for resource_logs in request.resource_logs:
                 service, version = _service_version(resource_logs.resource.attributes)
                 series = self._series(service, version)
+                limits = self.limits.of(service)
                 templates = self.templates.get(service) or self.templates.setdefault(service, LogTemplates())
                 for scope in resource_logs.scope_logs:
                     for record in scope.log_records:
+                        if limits.sample < 1.0 and not self._log_sampled(service, limits, record.trace_id):
+                            self.sampled_out += 1
+                            continue
                         series.log_records += 1
                         counted += 1
                         line = _value(record.body)
@@ -146,21 +166,44 @@ class SpanAggregates:
                             continue
                         nanos = record.time_unix_nano or record.observed_time_unix_nano
                         second = nanos // 1_000_000_000 if nanos else int(now)
+                        if not now - limits.retention_s <= second <= now + 60:  # as for spans
+                            self.dropped += 1
+                            continue
                         logs = _bucket(series, second).logs
                         template = templates.template_id(line)
                         if template in logs or len(logs) < MAX_LOG_TEMPLATES:
                             logs[template] = logs.get(template, 0) + 1
+            self._forget_old(now)
         return counted
 
     def add_metrics(self, request: Any) -> int:
+        """Count data points per service and version; keep the saturation ones (``telemetry/saturation.py``)
+        per second."""
         counted = 0
+        now = self.clock()
         with self._lock:
             for resource_metrics in request.resource_metrics:
-                series = self._series(*_service_version(resource_metrics.resource.attributes))
-                points = sum(_points(metric) for scope in resource_metrics.scope_metrics for metric in scope.metrics)
-                series.metric_points += points
-                counted += points
+                service, version = _service_version(resource_metrics.resource.attributes)
+                series = self._series(service, version)
+                oldest = now - self.limits.of(service).retention_s
+                for scope in resource_metrics.scope_metrics:
+                    for metric in scope.metrics:
+                        points = _points(metric)
+                        series.metric_points += points
+                        counted += points
+                        for key, second, attributes, value in gauge_points(metric):
+                            if oldest <= second <= now + 60:
+                                _bucket(series, second).gauges.setdefault(key, {})[attributes] = value
+            self._forget_old(now)
         return counted
+
+    def _log_sampled(self, service: str, limits: ServiceLimits, trace_id: bytes) -> bool:
+        """A record with a trace follows the trace's choice; one without is kept systematically at the rate."""
+        if trace_id:
+            return limits.keeps_trace(trace_id)
+        before = self._unsampled_logs.get(service, 0.0)
+        after = self._unsampled_logs[service] = before + limits.sample
+        return int(after) > int(before)
 
     def stats(self, service: str, version: str, start: float, end: float) -> VersionStats | None:
         """What ``version`` of ``service`` served in the seconds [start, end); None when nothing arrived."""
@@ -168,9 +211,8 @@ class SpanAggregates:
             series = self.series.get((service, version))
             if series is None:
                 return None
-            chosen = [b for second, b in series.buckets.items() if start <= second < end]
-            split = {**_route_split(chosen), **self._log_split(service, chosen),
-                     **self.exemplars.in_window(service, version, start, end)}
+            chosen = self._chosen(service, series, start, end)
+            split = self._detail(service, version, chosen, start, end)
         if not any(b.requests for b in chosen):
             return None
         counts = [sum(b.latency[i] for b in chosen) for i in range(len(LATENCY_BOUNDS_MS))]
@@ -181,6 +223,28 @@ class SpanAggregates:
         return VersionStats(requests=sum(b.requests for b in chosen), errors=sum(b.errors for b in chosen),
                             latency_buckets=tuple(cumulative), latency_sum_ms=sum(b.latency_sum_ms for b in chosen),
                             extra=split)
+
+    def detail(self, service: str, version: str, start: float, end: float) -> dict[str, float]:
+        """What the RCA reads of [start, end) beside the counts, as ``VersionStats.extra`` keys: the per-route
+        split, log template counts, exemplar traces and saturation; empty when nothing arrived. For a window
+        another source counted (``telemetry/enrich.py``)."""
+        with self._lock:
+            series = self.series.get((service, version))
+            if series is None:
+                return {}
+            chosen = self._chosen(service, series, start, end)
+            return self._detail(service, version, chosen, start, end)
+
+    def _chosen(self, service: str, series: Series, start: float, end: float) -> list[Bucket]:
+        """The buckets of [start, end) still within the service's retention."""
+        start = max(start, self.clock() - self.limits.of(service).retention_s)
+        return [b for second, b in series.buckets.items() if start <= second < end]
+
+    def _detail(self, service: str, version: str, chosen: list[Bucket], start: float, end: float
+                ) -> dict[str, float]:
+        return {**_route_split(chosen), **self._log_split(service, chosen),
+                **self.exemplars.in_window(service, version, start, end),
+                **window_means(b.gauges for b in chosen if b.gauges)}
 
     def _log_split(self, service: str, buckets: list[Bucket]) -> dict[str, float]:
         templates = self.templates.get(service)
@@ -212,9 +276,13 @@ class SpanAggregates:
         with self._lock:
             return self.exemplars.get(trace_id.lower())
 
-    def _forget_before(self, oldest: int) -> None:
-        for series in self.series.values():
-            if len(series.buckets) > self.retention_s + 120:
+    def _forget_old(self, now: float) -> None:
+        """Trim a series once it holds two minutes more than its service's retention: at most retention +
+        120 per-second buckets each."""
+        for (service, _), series in self.series.items():
+            retention = self.limits.of(service).retention_s
+            if len(series.buckets) > retention + 120:
+                oldest = int(now - retention)
                 series.buckets = {s: b for s, b in series.buckets.items() if s >= oldest}
 
 

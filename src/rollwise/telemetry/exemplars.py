@@ -4,7 +4,8 @@ where a canary's failure or its time went, not only at counts.
 Bounded, as stated: per (service, version) and per second (by the entry span's end), the ``K`` slowest
 traces and the last ``K`` failed ones (``K`` = 3), each with at most ``MAX_SPANS`` spans (name, ids,
 parent, duration, status), for ``RECENT_S`` (2 minutes); of those, the ones a judged window read (at most
-``K`` of each kind per window, linked from its stored evidence) are kept for the retention (1 h), at most
+``K`` of each kind per window, linked from its stored evidence) are kept for their service's retention
+(``telemetry/limits.py``, default 1 h), at most
 ``MAX_PINNED`` per server (oldest dropped first). At most ``max_series`` series are kept. A trace's child
 spans are matched from the same export request or a small buffer of recent child spans
 (``PENDING_TRACES`` traces), since a batching exporter may send a child one batch before its parent.
@@ -17,7 +18,7 @@ children's). Pure: no I/O; ``SpanAggregates`` feeds it, ``GET /api/v1/traces/<id
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,9 +71,11 @@ class _Second:
 class ExemplarTraces:
     """The kept exemplars of every series; the caller (``SpanAggregates``) holds the lock."""
 
-    def __init__(self, max_series: int = 1000, retention_s: float = 3600.0) -> None:
+    def __init__(self, max_series: int = 1000, retention_s: float = 3600.0,
+                 retention_of: Callable[[str], float] | None = None) -> None:
         self.max_series = max_series
-        self.retention_s = retention_s
+        self.retention_s = retention_s  # the longest; ``retention_of(service)`` each service's own
+        self.retention_of = retention_of  # None: every service keeps ``retention_s``
         self.series: OrderedDict[tuple[str, str], dict[int, _Second]] = OrderedDict()
         self.recent: dict[str, Exemplar] = {}  # trace id -> exemplar still in a per-second sample
         self.pinned: OrderedDict[str, Exemplar] = OrderedDict()  # referenced by a judged window
@@ -138,6 +141,10 @@ class ExemplarTraces:
                 del seconds[second]
         while self.pinned and next(iter(self.pinned.values())).end_s < now_s - self.retention_s:
             self.pinned.popitem(last=False)
+        if self.retention_of is not None:  # a service kept shorter than the longest retention
+            retention_of = self.retention_of
+            for trace in [t for t, e in self.pinned.items() if e.end_s < now_s - retention_of(e.service)]:
+                del self.pinned[trace]
 
     def _seconds(self, service: str, version: str) -> dict[int, _Second]:
         key = (service, version)
