@@ -56,6 +56,14 @@ def latency_slo_of(spec: RolloutSpec) -> float | None:
     return None
 
 
+def regions_of(spec: RolloutSpec) -> dict[str, float] | None:
+    """Every region a spec's waves name, with equal traffic; None when it has no waves."""
+    canary = spec.strategy.canary
+    if canary is None or not canary.waves:
+        return None
+    return {region: 1.0 for wave in canary.waves for region in wave.regions}
+
+
 def simulate(
     spec: RolloutSpec,
     baseline: Behaviour | None = None,
@@ -67,12 +75,19 @@ def simulate(
     store: Store | None = None,
     judges: JudgeFactory = judge_for,
     releases: ReleaseHistory | None = None,
+    regions: dict[str, float] | None = None,
+    canary_in: dict[str, Behaviour] | None = None,
+    t0: float = T0,
 ) -> SimulationResult:
-    """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time."""
-    clock = VirtualClock(T0)
+    """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time.
+
+    A spec with region waves runs on a fleet of its waves' regions (equal traffic unless ``regions``
+    says otherwise); ``canary_in`` gives the canary another behaviour in some regions.
+    """
+    clock = VirtualClock(t0)
     world = SimulatedWorld(
         baseline or Behaviour(), canary or Behaviour(), profile, seed=seed,
-        latency_slo_ms=latency_slo_of(spec), t0=T0,
+        latency_slo_ms=latency_slo_of(spec), t0=t0, regions=regions or regions_of(spec), canary_in=canary_in,
     )
     store = store or MemoryStore()
     engine = RolloutEngine(store=store, clock=clock, judges=judges, router=world, metrics=world,
@@ -82,18 +97,18 @@ def simulate(
     engine.start(spec)
     record = engine.tick(spec.name)
     while not record.phase.terminal and record.phase != Phase.PAUSED:
-        if clock.now() - T0 >= max_duration_s:
+        if clock.now() - t0 >= max_duration_s:
             break
         clock.advance(step)
         record = engine.tick(spec.name)
     events = store.events(spec.name)
     steps = [
-        {"at_s": round(e.at - T0, 3), "weight": float(e.data["weight"])}
+        {"at_s": round(e.at - t0, 3), "weight": float(e.data["weight"])}
         for e in events
         if e.type == "step" and "weight" in e.data
     ]
     decisions = [
-        {"at_s": round(e.at - T0, 3), "action": e.data.get("action"), "reason": e.message,
+        {"at_s": round(e.at - t0, 3), "action": e.data.get("action"), "reason": e.message,
          "evidence": e.data.get("evidence", {})}
         for e in events
         if e.type == "decision"
@@ -101,7 +116,7 @@ def simulate(
     return SimulationResult(
         name=spec.name,
         phase=str(record.phase),
-        duration_s=clock.now() - T0,
+        duration_s=clock.now() - t0,
         canary_requests=world.truth.canary_requests,
         canary_bad_requests=world.truth.canary_bad_requests,
         steps=steps,
