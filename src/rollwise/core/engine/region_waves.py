@@ -74,50 +74,54 @@ def _start(engine: RolloutEngine, record: RolloutRecord, change: Change, now: fl
     assert wave is not None
     regions = batch_regions(record, state.current, wave.batch)
     if wave.started_at is None and spec.gate is not None and spec.gate.untilApproved:
-        gated = _gate(engine, record, change, state, regions)
-        if gated is not None:
+        held, gated = _gate(engine, record, change, state, regions)
+        if held:
             return gated
         approved = approval(record, Hold.WAVE) or (credit(record.carry.promotion, "promoted")
                                                    if record.carry.promotion is not None else None)
         assert approved is not None
         change.decided_by = approved
-    waiting = _blackout(engine, record, change, now, state, regions)
-    if waiting is not None:
+    held, waiting = _blackout(engine, record, change, now, state, regions)
+    if held:
         return waiting
     return _begin_batch(engine, record, change, now, state, regions)
 
 
 def _gate(engine: RolloutEngine, record: RolloutRecord, change: Change, state: Waves,
-          regions: list[str]) -> RolloutRecord | None:
-    """None once a person approved (or promoted) the wave; else the record paused for approval."""
+          regions: list[str]) -> tuple[bool, RolloutRecord | None]:
+    """(False, None) once a person approved (or promoted) the wave; else (True, the record paused for it).
+
+    A ``resume`` is not an approval: the wave pauses again, as an untilApproved step does.
+    """
     if approval(record, Hold.WAVE) is not None or record.carry.promotion is not None:
-        return None
+        return False, None
     wave = state.wave
     assert wave is not None
     if wave.status == WaveStatus.GATED:
-        return if_changed(record, change)
+        return True, pause(engine, record, change, f"wave {wave.name!r}: waiting for approval", actor="engine",
+                           hold=Hold.WAVE)
     state = state.but_wave(status=WaveStatus.GATED)
     evidence = WaveEvidence(wave=wave.name, index=state.current, regions=regions, action="approval",
                             reason="gate: untilApproved")
     change.events.append(_event(engine, record, f"wave {wave.name!r} ({', '.join(regions)}) is due: "
                                 "waiting for approval", evidence))
-    return pause(engine, _with_waves(record, state), change, f"wave {wave.name!r}: waiting for approval",
-                 actor="engine", hold=Hold.WAVE)
+    return True, pause(engine, _with_waves(record, state), change, f"wave {wave.name!r}: waiting for approval",
+                       actor="engine", hold=Hold.WAVE)
 
 
 def _blackout(engine: RolloutEngine, record: RolloutRecord, change: Change, now: float, state: Waves,
-              regions: list[str]) -> RolloutRecord | None:
-    """The record waiting out a blackout over ``regions`` (one event per blackout), or None: none applies."""
+              regions: list[str]) -> tuple[bool, RolloutRecord | None]:
+    """(True, the record waiting out a blackout over ``regions``: one event per blackout), or (False, None)."""
     canary = _canary(record)
     covering = [(b, end) for b in canary.blackouts if b.applies_to(regions)
                 for end in [b.window().ends_at(now)] if end is not None]
     if not covering:
-        return None
+        return False, None
     blackout, until = max(covering, key=lambda pair: pair[1])
     wave = state.wave
     assert wave is not None
     if state.blackout_until == until and wave.status == WaveStatus.BLACKOUT:
-        return if_changed(record, change)
+        return True, if_changed(record, change)
     from rollwise.core.blackouts import describe
 
     written = f"{blackout.start} to {blackout.end} {blackout.timezone}"
@@ -126,7 +130,7 @@ def _blackout(engine: RolloutEngine, record: RolloutRecord, change: Change, now:
     change.events.append(_event(engine, record, f"wave {wave.name!r} ({', '.join(regions)}) is due but waits: "
                                 f"blackout {written} until {describe(until, blackout.timezone)}", evidence))
     state = state.but_wave(status=WaveStatus.BLACKOUT).model_copy(update={"blackout_until": until})
-    return _with_waves(record, state).model_copy(update={"updated_at": now})
+    return True, _with_waves(record, state).model_copy(update={"updated_at": now})
 
 
 def _begin_batch(engine: RolloutEngine, record: RolloutRecord, change: Change, now: float, state: Waves,
@@ -361,12 +365,12 @@ def _rolled_back(engine: RolloutEngine, before: RolloutRecord, record: RolloutRe
     regions = [r for r, weight in before.route.region_weights.items() if weight > 0]
     failed = next((e for e in change.events if e.type == "phase"), None)
     reason = failed.message if failed is not None else str(record.phase)
+    earlier = [summary(w) for w in state.waves[:state.current]]  # what they were before this failure
     waves = [w.model_copy(update={"status": WaveStatus.ROLLED_BACK, "failure": reason if w is wave else None})
              if w in touched else w for w in state.waves]
     state = state.model_copy(update={"waves": waves})
     evidence = WaveEvidence(wave=wave.name, index=state.current, regions=list(wave.regions), action="rolled-back",
-                            rolledBack=regions, reason=reason,
-                            earlier=[summary(w) for w in state.waves[:state.current]])
+                            rolledBack=regions, reason=reason, earlier=earlier)
     updated = _with_waves(record, state)
     names = ", ".join(repr(w.name) for w in touched)
     change.events.append(_event(engine, updated, f"wave {wave.name!r} failed: rolled back wave(s) {names} "
