@@ -443,8 +443,14 @@ def rollout_status(name: str, output: OutputOpt = Output.text, *, control: Rollo
     if output == Output.json:
         _print_json(summary)
         return
+    waves = summary.pop("waves", None)
     for key, value in readable_times(summary).items():
         console.print(f"{key:>15}: {value}", markup=False, highlight=False)
+    if waves:
+        from rollwise.core.waves import WaveRow, wave_lines
+
+        console.print("\n".join(wave_lines([WaveRow.model_validate(w) for w in waves])), markup=False,
+                      highlight=False)
 
 
 TIME_FIELDS = ("created_at", "updated_at", "finished_at", "route_applied_at")
@@ -664,7 +670,7 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan
+    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan, explain_waves
     from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
@@ -673,6 +679,9 @@ def explain(
     failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
     events = [e for e in history if e.type == "decision"]
     plans = [explain_plan(e) for e in history if e.type == "plan"]
+    waves = explain_waves(history)
+    if waves is not None and output != Output.json:
+        plans.append(waves)
     if plans and output != Output.json:
         console.print("\n".join(plans) + "\n", markup=False, highlight=False)
     if failing is not None and output != Output.json:
