@@ -9,7 +9,7 @@ from rollwise.analysis import judge_for
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import JudgeFactory, RolloutEngine
 from rollwise.core.memory_store import MemoryStore
-from rollwise.core.model import Phase
+from rollwise.core.model import Phase, RolloutRecord
 from rollwise.core.protocols import ReleaseHistory, Store
 from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec.models import RolloutSpec
@@ -28,6 +28,8 @@ class SimulationResult:
     decisions: list[dict[str, Any]]
     shadow_mismatches: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    waves: list[dict[str, Any]] | None = None  # region waves: one row each (``core/waves.py``)
+    started_at: float = T0
 
     def to_dict(self, with_events: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -41,6 +43,8 @@ class SimulationResult:
         }
         if self.shadow_mismatches:
             data["shadow_mismatches"] = self.shadow_mismatches
+        if self.waves is not None:
+            data["waves"] = self.waves
         if with_events:
             data["events"] = self.events
         return data
@@ -123,4 +127,13 @@ def simulate(
         decisions=decisions,
         shadow_mismatches=world.truth.shadow_mismatches,
         events=[e.model_dump(mode="json") for e in events],
+        waves=waves_of(record),
+        started_at=t0,
     )
+
+
+def waves_of(record: RolloutRecord) -> list[dict[str, Any]] | None:
+    from rollwise.core.waves import wave_rows
+
+    rows = wave_rows(record)
+    return None if rows is None else [row.model_dump(mode="json") for row in rows]
