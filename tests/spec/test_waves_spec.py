@@ -66,3 +66,11 @@ def test_wave_mistakes_name_their_field(text: str, path: str, words: str) -> Non
     problem = _problem(text)
     assert f": {path}: " in problem, problem
     assert words in problem, problem
+
+
+def test_waves_need_a_router_with_regions() -> None:
+    text = SHOP.replace("traffic: {router: none}", "traffic: {router: envoy}") + STEPS + \
+        "    waves: [{name: one, regions: [a]}]\n"
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text)
+    assert ": traffic.router: envoy has no regions" in str(info.value)

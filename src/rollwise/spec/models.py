@@ -748,6 +748,13 @@ class RolloutSpec(Model):
         return self
 
     @model_validator(mode="after")
+    def _waves_have_regions(self) -> RolloutSpec:
+        if self.strategy.kind == "regionWaves" and self.traffic.router in ("envoy", "flag"):
+            raise ValueError(f"traffic.router: {self.traffic.router} has no regions; region waves need envoy-ads "
+                             "(or file, simulated, none)")
+        return self
+
+    @model_validator(mode="after")
     def _watched_kpis_exist(self) -> RolloutSpec:
         if self.watch is None or not self.watch.metrics:
             return self

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from rollwise.adapters.stores.memory import MemoryStore
 from rollwise.core.carry import Hold, WaveStatus
 from rollwise.core.clock import VirtualClock
@@ -256,6 +258,22 @@ def test_a_blackout_for_other_regions_does_not_hold_a_wave() -> None:
     run = start(BLACKOUT.replace("regions: [b], timezone", "regions: [a], timezone").replace(
         "{name: first, regions: [a], bake: 2m}", "{name: first, regions: [c], bake: 2m}").replace(
         "regions: [b, c], bake", "regions: [a, b], bake"), t0=t0)
-    record = run.until(lambda r: r.carry.waves is not None and r.carry.waves.current == 1 or r.phase.terminal)
+    record = run.until(lambda r: (r.carry.waves is not None and r.carry.waves.current == 1) or r.phase.terminal)
     assert record.carry.waves is not None and record.carry.waves.current == 1
     assert [e.data["action"] for e in run.waves()][:1] == ["start"]
+    assert not [e for e in run.waves() if e.data["wave"] == "first" and e.data["action"] == "blackout"]
+    run.until(lambda r: r.carry.waves is not None and r.carry.waves.waves[1].status == WaveStatus.BLACKOUT)
+    assert [e.data["wave"] for e in run.waves() if e.data["action"] == "blackout"] == ["second"]  # a is covered
+
+
+def test_a_spec_update_may_tune_waves_but_not_regroup_them() -> None:
+    from rollwise.core.engine import CommandError
+
+    run = start(WAVES)
+    run.until(lambda r: r.carry.waves is not None and r.carry.waves.started)
+    tuned = load_spec_text(WAVES.replace("{name: second, regions: [b, c], bake: 2m}",
+                                         "{name: second, regions: [b, c], bake: 5m}"))
+    assert run.engine.update_spec("shop", tuned, actor="alice").spec == tuned
+    regrouped = load_spec_text(WAVES.replace("regions: [b, c]", "regions: [b, c], parallelism: 1"))
+    with pytest.raises(CommandError, match="waves' names, regions or parallelism"):
+        run.engine.update_spec("shop", regrouped, actor="alice")
