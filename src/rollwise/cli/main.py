@@ -566,7 +566,8 @@ for _command_name, _summary in (
     ("pause", "Hold the rollout where it is."),
     ("resume", "Continue a paused rollout."),
     ("abort", "Send all traffic back to stable and end the rollout."),
-    ("approve", "Answer an approval gate (untilApproved step, stage cap or shadow on hold, blue/green cutover)."),
+    ("approve", "Answer an approval gate (untilApproved step, stage cap or shadow on hold, blue/green cutover, "
+                "a region wave's gate)."),
     ("undo", "Go back to the previous stable within the rollback window."),
 ):
     _register_control(_command_name, _summary)

@@ -126,7 +126,7 @@ def refuse_unless_approvable(record: RolloutRecord) -> Hold:
     if gate is None:
         raise CommandError(f"{record.name} is not waiting for approval ({record.phase}, step "
                            f"{record.step_index}); approve answers a `pause: {{untilApproved: true}}` step, a "
-                           "stage cap holding for a human or a blue/green cutover approval")
+                           "stage cap holding for a human, a blue/green cutover approval or a region wave's gate")
     return gate
 
 
