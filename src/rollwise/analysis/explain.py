@@ -32,6 +32,15 @@ RULES = {
     "kayenta-marginal": "the Kayenta score is between the marginal and the pass thresholds",
     "risk-plan": "the change's risk from the learner chose the plan's lane: careful at or above the high "
     "threshold, fast below the low one, the spec's plan between",
+    "wave-start": "a region wave started on its regions; with carryForward, it starts higher and bakes shorter "
+    "only when every earlier wave was promoted on expand verdicts alone, with no regression, undecided or "
+    "blind window, no person forcing it, and at least minRequests canary requests",
+    "wave-blackout": "a wave due inside a blackout window (local time of its regions) waits for its end",
+    "wave-approval": "a wave with gate: untilApproved waits for a person's approve",
+    "wave-baking": "the wave's steps are done; its regions keep the canary, judged, for the bake time",
+    "wave-promoted": "the wave's regions now serve the canary fully; the next wave may start",
+    "wave-held": "a wave regressed and onFailure is hold: its regions went back to stable, earlier waves kept",
+    "wave-rolled-back": "a wave failed: every region already updated went back to stable",
 }
 
 
@@ -208,6 +217,29 @@ def explain_plan(event: Event) -> str:
                                              for f in plan.factors))
     lines.append("Steps: " + " → ".join(plan.stepsBefore) + (
         "\n   now: " + " → ".join(plan.stepsAfter) if plan.stepsAfter != plan.stepsBefore else " (unchanged)"))
+    return "\n".join(lines)
+
+
+def explain_waves(events: list[Event]) -> str | None:
+    """The run's region-wave events in plain words, with the evidence a carry-forward rested on."""
+    waves = [(e, parse_evidence(e.data.get("evidence"))) for e in events if e.type == "wave"]
+    if not waves:
+        return None
+    from datetime import UTC, datetime
+
+    lines = ["Waves:"]
+    for event, evidence in waves:
+        when = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"  {when} {event.message}")
+        wave = evidence.wave
+        if wave is not None and wave.earlier and wave.action == "start" and wave.carriedForward is not None:
+            for summary in wave.earlier:
+                verdicts = ", ".join(f"{n} {a}" for a, n in sorted(summary.verdicts.items())) or "no verdicts"
+                lines.append(f"      evidence: wave {summary.wave!r} ({', '.join(summary.regions)}) "
+                             f"{summary.status}: {verdicts}; {summary.canaryRequests} canary requests, "
+                             f"{summary.canaryErrors} errors; {'clean' if summary.clean else 'not clean'}")
+    rules = sorted({evidence.rule for _, evidence in waves if evidence.rule in RULES})
+    lines.extend(f"Rule: {rule} — {RULES[rule]}" for rule in rules)
     return "\n".join(lines)
 
 

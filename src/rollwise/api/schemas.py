@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rollwise.core.audit import AuditEntry
 from rollwise.core.evidence import Evidence
 from rollwise.core.model import Event, RolloutRecord, VersionStats, Window
+from rollwise.core.waves import WaveRow, wave_rows
 
 Reason = Field(default="", max_length=2000, description="Why; recorded in the history and the audit log.")
 
@@ -78,6 +79,7 @@ class RolloutSummary(BaseModel):
     finished_at: float | None
     rollback_until: float | None
     revision: int
+    waves: list[WaveRow] | None = Field(None, description="Region waves, one row each (none: no waves).")
 
     @classmethod
     def of(cls, record: RolloutRecord) -> RolloutSummary:
@@ -91,7 +93,7 @@ class RolloutSummary(BaseModel):
             paused_reason=record.paused_reason, metrics_error=record.metrics_error,
             last_verdict=record.last_verdict, decisions=record.decisions,
             created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
-            rollback_until=record.rollback_until, revision=record.revision,
+            rollback_until=record.rollback_until, revision=record.revision, waves=wave_rows(record),
         )
 
 

@@ -176,11 +176,14 @@ def simulate(
     regression_at: Annotated[float | None, typer.Option(help="Seconds in when the canary turns bad.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     max_duration: Annotated[str, typer.Option(help="Simulated time limit.")] = "24h",
+    region_fault: Annotated[list[str] | None, typer.Option(
+        help="REGION=ERROR_RATE: the canary fails only in that region (region waves); repeatable.")] = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Run the whole engine on simulated traffic and a virtual clock (an hour in well under a second).
 
     Example: rollwise simulate examples/canary.yaml --canary-error-rate 0.05 --output json
+    Region waves: rollwise simulate examples/waves.yaml --region-fault b=0.05
     """
     from rollwise.core.units import parse_duration
     from rollwise.simulate import Behaviour, TrafficProfile
@@ -205,17 +208,51 @@ def simulate(
                            latency_p50_ms=baseline.latency_p50_ms, change_at=regression_at,
                            error_rate_after=canary_error, latency_p99_after_ms=canary_p99,
                            conversion_after=conversion)
+    faults = _region_faults(region_fault or [], spec, canary)
     result = run_simulation(spec, baseline, canary, TrafficProfile(rps=rps), seed=seed,
-                            max_duration_s=max_duration_s)
+                            max_duration_s=max_duration_s, canary_in=faults)
     if output == Output.json:
         _print_json(result.to_dict())
         return
     console.print(f"[bold]{result.name}[/]: {result.phase} after {result.duration_s:.0f}s simulated")
     console.print("weights: " + " -> ".join(f"{s['weight']:g}%" for s in result.steps))
     console.print(f"canary requests {result.canary_requests}, bad {result.canary_bad_requests}")
-    for decision in result.decisions:
-        console.print(f"  t={decision['at_s']:>7.0f}s {decision['action']:<12} {decision['reason']}",
-                      markup=False, highlight=False)
+    lines = [(d["at_s"], f"{d['action']:<12} {d['reason']}") for d in result.decisions]
+    lines += [(e["at"] - result.started_at, f"{'wave':<12} {e['message']}") for e in result.events
+              if e["type"] == "wave"]
+    for at, text in sorted(lines, key=lambda line: line[0]):
+        console.print(f"  t={at:>7.0f}s {text}", markup=False, highlight=False)
+    if result.waves is not None:
+        from rollwise.core.waves import WaveRow, wave_lines
+
+        console.print("\n".join(wave_lines([WaveRow.model_validate(w) for w in result.waves])), markup=False,
+                      highlight=False)
+
+
+def _region_faults(given: list[str], spec: Any, canary: Any) -> dict[str, Any]:
+    """``--region-fault b=0.05`` as the canary's behaviour per region; a bad value exits naming the option."""
+    from dataclasses import replace
+
+    from rollwise.simulate.runner import regions_of
+
+    known = regions_of(spec) or {}
+    faults = {}
+    for item in given:
+        region, _, rate = item.partition("=")
+        try:
+            error_rate = float(rate)
+            if not 0 <= error_rate <= 1:
+                raise ValueError
+        except ValueError:
+            err_console.print(f"error: --region-fault: {item!r}: write REGION=ERROR_RATE, e.g. b=0.05",
+                              markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        if region not in known:
+            err_console.print(f"error: --region-fault: region {region!r} is in no wave of the spec",
+                              markup=False, highlight=False)
+            raise typer.Exit(2)
+        faults[region] = replace(canary, error_rate=error_rate, change_at=None)
+    return faults
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -443,8 +480,14 @@ def rollout_status(name: str, output: OutputOpt = Output.text, *, control: Rollo
     if output == Output.json:
         _print_json(summary)
         return
+    waves = summary.pop("waves", None)
     for key, value in readable_times(summary).items():
         console.print(f"{key:>15}: {value}", markup=False, highlight=False)
+    if waves:
+        from rollwise.core.waves import WaveRow, wave_lines
+
+        console.print("\n".join(wave_lines([WaveRow.model_validate(w) for w in waves])), markup=False,
+                      highlight=False)
 
 
 TIME_FIELDS = ("created_at", "updated_at", "finished_at", "route_applied_at")
@@ -523,7 +566,8 @@ for _command_name, _summary in (
     ("pause", "Hold the rollout where it is."),
     ("resume", "Continue a paused rollout."),
     ("abort", "Send all traffic back to stable and end the rollout."),
-    ("approve", "Answer an approval gate (untilApproved step, stage cap or shadow on hold, blue/green cutover)."),
+    ("approve", "Answer an approval gate (untilApproved step, stage cap or shadow on hold, blue/green cutover, "
+                "a region wave's gate)."),
     ("undo", "Go back to the previous stable within the rollback window."),
 ):
     _register_control(_command_name, _summary)
@@ -664,7 +708,7 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan
+    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan, explain_waves
     from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
@@ -673,6 +717,9 @@ def explain(
     failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
     events = [e for e in history if e.type == "decision"]
     plans = [explain_plan(e) for e in history if e.type == "plan"]
+    waves = explain_waves(history)
+    if waves is not None and output != Output.json:
+        plans.append(waves)
     if plans and output != Output.json:
         console.print("\n".join(plans) + "\n", markup=False, highlight=False)
     if failing is not None and output != Output.json:

@@ -47,7 +47,16 @@ def record_summary(record: RolloutRecord) -> Summary:
         "updated_at": record.updated_at,
         "finished_at": record.finished_at,
         "revision": record.revision,
+        **_waves(record),
     }
+
+
+def _waves(record: RolloutRecord) -> Summary:
+    """``waves``: one row per region wave, only for a rollout that has them."""
+    from rollwise.core.waves import wave_rows
+
+    rows = wave_rows(record)
+    return {} if rows is None else {"waves": [row.model_dump(mode="json") for row in rows]}
 
 
 class LocalControl:

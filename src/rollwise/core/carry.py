@@ -23,9 +23,10 @@ class Hold(enum.StrEnum):
     CUTOVER = "cutover"  # a blue/green preview passed, waiting to cut over
     STAGE_CAP = "stage-cap"  # a stage undecided at its cap (onInconclusive: hold)
     SHADOW = "shadow"  # a shadow run undecided or with nothing compared
+    WAVE = "wave"  # a region wave with ``gate: {untilApproved: true}`` waiting to start
 
 
-APPROVAL_GATES = (Hold.APPROVAL, Hold.CUTOVER, Hold.STAGE_CAP, Hold.SHADOW)
+APPROVAL_GATES = (Hold.APPROVAL, Hold.CUTOVER, Hold.STAGE_CAP, Hold.SHADOW, Hold.WAVE)
 
 
 class _Part(BaseModel):
@@ -87,6 +88,63 @@ class PriorsRead(_Part):
         return {"metrics": dict(self.metrics), "releases": self.releases}
 
 
+class WaveStatus(enum.StrEnum):
+    """Where one region wave stands."""
+
+    PENDING = "pending"  # not started
+    BLACKOUT = "blackout"  # due, but a blackout window covers its regions
+    GATED = "waiting-approval"  # due, waiting for a person (gate: untilApproved)
+    RUNNING = "running"  # its regions walk the canary's steps
+    BAKING = "baking"  # steps done, its regions keep the canary for the bake time
+    PROMOTED = "promoted"  # its regions serve the canary fully
+    HELD = "held"  # it failed and onFailure: hold sent its regions back to stable; resume retries it
+    ROLLED_BACK = "rolled-back"  # a failure rolled it back with every other wave
+
+
+class WaveProgress(_Part):
+    """One wave's state and the evidence it gathered (what a later wave's carry-forward reads)."""
+
+    name: str
+    regions: list[str]
+    status: WaveStatus = WaveStatus.PENDING
+    batch: int = 0  # which group of ``parallelism`` regions is changing
+    started_at: float | None = None
+    baking_since: float | None = None
+    finished_at: float | None = None
+    start_weight: float | None = None  # the weight it started at (above 0 when carried forward)
+    bake: float | None = None  # the bake it was given (shorter when carried forward)
+    carried: str | None = None  # why it started higher or baked shorter, or why it did not
+    canary_requests: int = 0
+    canary_errors: int = 0
+    baseline_requests: int = 0
+    verdicts: dict[str, int] = Field(default_factory=dict)  # judge action -> decisions recorded in this wave
+    metrics_errors: int = 0
+    forced: bool = False  # a person promoted past a judged stage: its evidence is incomplete
+    failure: str | None = None
+
+
+class Waves(_Part):
+    """Region waves: which wave is current and whether its current group of regions has started."""
+
+    current: int = 0
+    started: bool = False
+    blackout_until: float | None = None  # the blackout end already announced (one event per blackout)
+    waves: list[WaveProgress] = Field(default_factory=list)
+
+    @property
+    def wave(self) -> WaveProgress | None:
+        return self.waves[self.current] if self.current < len(self.waves) else None
+
+    def but_wave(self, **changes: Any) -> Waves:
+        """A copy with the current wave changed."""
+        return self.but_wave_at(self.current, **changes)
+
+    def but_wave_at(self, index: int, **changes: Any) -> Waves:
+        waves = list(self.waves)
+        waves[index] = waves[index].model_copy(update=changes)
+        return self.model_copy(update={"waves": waves})
+
+
 _LEGACY_PROMOTE = ("forced_step", "forced_by")
 
 
@@ -101,6 +159,7 @@ class Carry(_Part):
     stopped: list[str] = Field(default_factory=list)  # versions whose processes the engine stopped
     retired: bool = False  # nothing left to stop: runners need not wake for the ended rollout
     judges: dict[str, Any] = Field(default_factory=dict)  # ``Verdict.evidence["carry"]``, opaque here
+    waves: Waves | None = None  # region waves (strategy regionWaves)
 
     @model_validator(mode="before")
     @classmethod

@@ -12,8 +12,9 @@ set it: ``dump_evidence`` gives back exactly the keys the judge wrote, as before
 
 Versions: evidence written before the model carries no ``version``; it has the same shape as version 1
 and parses as such. Version 2 added ``params.prior`` (the mixture prior learned from past releases);
-every version-1 field kept its meaning, so version-1 evidence parses unchanged. A newer version than
-this code knows is refused rather than half-read.
+every version-1 field kept its meaning, so version-1 evidence parses unchanged. Version 3 added
+``wave`` (why a region wave started higher, baked shorter, waited for a blackout, or was rolled back);
+nothing older changed. A newer version than this code knows is refused rather than half-read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 #: The evidence format this code writes. Legacy evidence (no ``version`` key) reads as version 1.
-EVIDENCE_VERSION = 2
+EVIDENCE_VERSION = 3
 
 Number = int | float  # kept apart so stored integers stay integers
 
@@ -261,6 +262,43 @@ class PlanEvidence(BaseModel):
     reason: str = ""
 
 
+class WaveSummary(BaseModel):
+    """What one earlier wave's judging saw: the facts a later wave's carry-forward rests on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wave: str
+    regions: list[str]
+    status: str
+    canaryRequests: int = 0
+    canaryErrors: int = 0
+    baselineRequests: int = 0
+    verdicts: dict[str, int] = Field(default_factory=dict, description="Judge action -> decisions recorded.")
+    metricsErrors: int = 0
+    forced: bool = Field(False, description="A person promoted past a judged stage (evidence incomplete).")
+    clean: bool = Field(description="Judged to expand, never regressed, undecided or blind, enough requests.")
+
+
+class WaveEvidence(_Sparse):
+    """Why a region wave did what it did (a ``wave`` event): started, carried forward, waited, failed."""
+
+    wave: str
+    index: int = Field(description="The wave's place in the spec (0-based).")
+    regions: list[str] = Field(description="The regions this event is about (the wave's changing group).")
+    action: str = Field(description="start, blackout, approval, baking, promoted, held or rolled-back.")
+    startWeight: Number | None = Field(None, description="The canary percent the wave started at.")
+    startStep: int | None = Field(None, description="The first canary step it runs (later ones skip).")
+    bake: Number | None = Field(None, description="Seconds it bakes.")
+    plannedBake: Number | None = Field(None, description="Seconds the spec asked for.")
+    carriedForward: bool | None = Field(None, description="Whether earlier waves' clean evidence applied.")
+    minRequests: int | None = None
+    earlier: list[WaveSummary] | None = Field(None, description="The earlier waves' evidence it rests on.")
+    blackoutUntil: Number | None = Field(None, description="When the blackout covering the wave ends (epoch s).")
+    blackout: str | None = Field(None, description="The blackout, as written (from, to, time zone).")
+    rolledBack: list[str] | None = Field(None, description="Regions sent back to stable by this failure.")
+    reason: str | None = None
+
+
 class Evidence(JudgeDetails):
     """A decision's whole evidence, as stored in the event log (``data["evidence"]``)."""
 
@@ -271,6 +309,7 @@ class Evidence(JudgeDetails):
     culprit: str | None = Field(None, description="The metric that decided, if one did.")
     metrics: list[MetricEvidence] = Field(default_factory=list)
     plan: PlanEvidence | None = Field(None, description="A plan fitted to the change's risk (rule risk-plan).")
+    wave: WaveEvidence | None = Field(None, description="A region wave's move and why (rules wave-*).")
 
     def __getitem__(self, name: str) -> Any:
         """A field by its stored name, as the JSON reads (``evidence["carry"]``); a wrong name raises."""

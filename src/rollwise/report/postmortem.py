@@ -18,6 +18,7 @@ from rollwise.core.evidence import decision_of, evidence_of
 from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Window
 from rollwise.core.protocols import Store, WatchStore
 from rollwise.core.units import format_duration
+from rollwise.core.waves import wave_rows
 from rollwise.report import charts
 from rollwise.report.rca import Rca, build_rca, current_run
 from rollwise.watch.incidents import Incident
@@ -325,6 +326,12 @@ def to_markdown(pm: Postmortem) -> str:
     lines += [f"| {k} | {_md(v)} |" for k, v in _meta(pm)]
     lines += ["", "## Impact", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _impact(pm)]
+    waves = wave_rows(pm.record)
+    if waves:
+        lines += ["", "## Waves", "", "| wave | regions | status | canary now | canary requests (errors) | note |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {_md(w.name)} | {_md(', '.join(w.regions))} | {w.status} | {w.weight:g}% | "
+                  f"{w.canary_requests} ({w.canary_errors}) | {_md(w.failure or w.carried or '')} |" for w in waves]
     lines += ["", "## Canary vs baseline by stage", "",
               "| stage | weight | window | canary errors | baseline errors | canary p99 | baseline p99 |",
               "|---|---|---|---|---|---|---|"]
@@ -422,7 +429,17 @@ def to_html(pm: Postmortem, trace_links: Mapping[str, str] | None = None) -> str
               for k, v in _impact(pm)]
     parts += ["</div></section>", '<section id="charts"><h2>Traffic and health over time</h2>']
     parts += pm.charts
-    parts += ["</section>", '<section id="stages"><h2>Canary vs baseline by stage</h2><table><thead><tr>',
+    parts += ["</section>"]
+    waves = wave_rows(r)
+    if waves:
+        parts += ['<section id="waves"><h2>Waves</h2><table><thead><tr><th>Wave</th><th>Regions</th>'
+                  "<th>Status</th><th>Canary now</th><th>Canary requests (errors)</th><th>Note</th></tr>"
+                  "</thead><tbody>"]
+        parts += [f"<tr><td>{e(w.name)}</td><td>{e(', '.join(w.regions))}</td><td>{e(w.status)}</td>"
+                  f"<td class=num>{w.weight:g}%</td><td class=num>{w.canary_requests} ({w.canary_errors})</td>"
+                  f"<td>{e(w.failure or w.carried or '')}</td></tr>" for w in waves]
+        parts += ["</tbody></table></section>"]
+    parts += ['<section id="stages"><h2>Canary vs baseline by stage</h2><table><thead><tr>',
               "<th>Stage</th><th>Weight</th><th>Window</th><th>Canary errors</th><th>Baseline errors</th>"
               "<th>Canary p99</th><th>Baseline p99</th></tr></thead><tbody>"]
     for row in pm.stages:

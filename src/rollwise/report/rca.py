@@ -379,7 +379,7 @@ def _actions(events: Sequence[Event]) -> list[tuple[float, str, str]]:
     for e in events:
         if e.type == "decision" and decision_of(e.data).action in ("continue", "hold"):
             continue
-        if e.type in ("step", "decision", "phase", "command", "created", "spec-updated", "run"):
+        if e.type in ("step", "decision", "phase", "command", "created", "spec-updated", "run", "wave"):
             out.append((e.at, e.actor, f"{e.type}: {e.message}"))
     return out
 

@@ -9,7 +9,7 @@ from rollwise.analysis import judge_for
 from rollwise.core.clock import VirtualClock
 from rollwise.core.engine import JudgeFactory, RolloutEngine
 from rollwise.core.memory_store import MemoryStore
-from rollwise.core.model import Phase
+from rollwise.core.model import Phase, RolloutRecord
 from rollwise.core.protocols import ReleaseHistory, Store
 from rollwise.simulate.world import Behaviour, SimulatedWorld, TrafficProfile
 from rollwise.spec.models import RolloutSpec
@@ -28,6 +28,8 @@ class SimulationResult:
     decisions: list[dict[str, Any]]
     shadow_mismatches: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    waves: list[dict[str, Any]] | None = None  # region waves: one row each (``core/waves.py``)
+    started_at: float = T0
 
     def to_dict(self, with_events: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -41,6 +43,8 @@ class SimulationResult:
         }
         if self.shadow_mismatches:
             data["shadow_mismatches"] = self.shadow_mismatches
+        if self.waves is not None:
+            data["waves"] = self.waves
         if with_events:
             data["events"] = self.events
         return data
@@ -56,6 +60,14 @@ def latency_slo_of(spec: RolloutSpec) -> float | None:
     return None
 
 
+def regions_of(spec: RolloutSpec) -> dict[str, float] | None:
+    """Every region a spec's waves name, with equal traffic; None when it has no waves."""
+    canary = spec.strategy.canary
+    if canary is None or not canary.waves:
+        return None
+    return {region: 1.0 for wave in canary.waves for region in wave.regions}
+
+
 def simulate(
     spec: RolloutSpec,
     baseline: Behaviour | None = None,
@@ -67,12 +79,19 @@ def simulate(
     store: Store | None = None,
     judges: JudgeFactory = judge_for,
     releases: ReleaseHistory | None = None,
+    regions: dict[str, float] | None = None,
+    canary_in: dict[str, Behaviour] | None = None,
+    t0: float = T0,
 ) -> SimulationResult:
-    """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time."""
-    clock = VirtualClock(T0)
+    """Drive ``spec`` to an end (or ``max_duration_s``) and report what happened, in simulated time.
+
+    A spec with region waves runs on a fleet of its waves' regions (equal traffic unless ``regions``
+    says otherwise); ``canary_in`` gives the canary another behaviour in some regions.
+    """
+    clock = VirtualClock(t0)
     world = SimulatedWorld(
         baseline or Behaviour(), canary or Behaviour(), profile, seed=seed,
-        latency_slo_ms=latency_slo_of(spec), t0=T0,
+        latency_slo_ms=latency_slo_of(spec), t0=t0, regions=regions or regions_of(spec), canary_in=canary_in,
     )
     store = store or MemoryStore()
     engine = RolloutEngine(store=store, clock=clock, judges=judges, router=world, metrics=world,
@@ -82,18 +101,18 @@ def simulate(
     engine.start(spec)
     record = engine.tick(spec.name)
     while not record.phase.terminal and record.phase != Phase.PAUSED:
-        if clock.now() - T0 >= max_duration_s:
+        if clock.now() - t0 >= max_duration_s:
             break
         clock.advance(step)
         record = engine.tick(spec.name)
     events = store.events(spec.name)
     steps = [
-        {"at_s": round(e.at - T0, 3), "weight": float(e.data["weight"])}
+        {"at_s": round(e.at - t0, 3), "weight": float(e.data["weight"])}
         for e in events
         if e.type == "step" and "weight" in e.data
     ]
     decisions = [
-        {"at_s": round(e.at - T0, 3), "action": e.data.get("action"), "reason": e.message,
+        {"at_s": round(e.at - t0, 3), "action": e.data.get("action"), "reason": e.message,
          "evidence": e.data.get("evidence", {})}
         for e in events
         if e.type == "decision"
@@ -101,11 +120,20 @@ def simulate(
     return SimulationResult(
         name=spec.name,
         phase=str(record.phase),
-        duration_s=clock.now() - T0,
+        duration_s=clock.now() - t0,
         canary_requests=world.truth.canary_requests,
         canary_bad_requests=world.truth.canary_bad_requests,
         steps=steps,
         decisions=decisions,
         shadow_mismatches=world.truth.shadow_mismatches,
         events=[e.model_dump(mode="json") for e in events],
+        waves=waves_of(record),
+        started_at=t0,
     )
+
+
+def waves_of(record: RolloutRecord) -> list[dict[str, Any]] | None:
+    from rollwise.core.waves import wave_rows
+
+    rows = wave_rows(record)
+    return None if rows is None else [row.model_dump(mode="json") for row in rows]

@@ -2,7 +2,10 @@
 
 The world plays both edges of the engine: it is the TrafficRouter (it remembers the weights) and
 the MetricSource (it draws each window's requests, errors, latency histogram and KPI counts from
-the weights that were in force). It also keeps the ground truth the engine never sees, such as how
+the weights that were in force). With ``regions`` it is a fleet of regions: each region's traffic
+follows the route's weight there (``RouteState.weight_in``), a fault can be confined to one region
+(``canary_in``), and a window asked for some regions (``WindowQuery.regions``) counts only theirs,
+as a per-region metric source does. It also keeps the ground truth the engine never sees, such as how
 many users a bad canary hurt, so benchmarks can score decisions.
 """
 
@@ -81,9 +84,14 @@ class SimulatedWorld:
         seed: int = 0,
         latency_slo_ms: float | None = None,
         t0: float = 0.0,
+        regions: dict[str, float] | None = None,
+        canary_in: dict[str, Behaviour] | None = None,
     ):
         self.baseline = baseline
         self.canary = canary
+        total = sum((regions or {}).values())
+        self.regions = {name: share / total for name, share in regions.items()} if regions and total > 0 else None
+        self.canary_in = dict(canary_in or {})
         self.profile = profile or TrafficProfile()
         self.rng = np.random.default_rng(seed)
         self._history_rng = np.random.default_rng([seed, 1])  # its own stream: windows stay as they were
@@ -100,6 +108,8 @@ class SimulatedWorld:
 
     # MetricSource
     def collect(self, query: WindowQuery) -> Window:
+        if self.regions is not None:
+            return self._collect_regions(query, self.regions)
         route = self.routes.get(query.rollout)
         seconds = max(0.0, query.end - query.start)
         t = query.start - self.t0
@@ -128,6 +138,27 @@ class SimulatedWorld:
         if any(a <= t < b for a, b in self.profile.outages):
             return Window(query.start, query.end, None, None, cursor=query.cursor)
         return Window(query.start, query.end, baseline_stats, canary_stats, cursor=query.cursor)
+
+    def _collect_regions(self, query: WindowQuery, regions: dict[str, float]) -> Window:
+        """A window summed over the asked regions, each drawn at its own canary weight and behaviour."""
+        route = self.routes.get(query.rollout)
+        seconds = max(0.0, query.end - query.start)
+        t = query.start - self.t0
+        baseline_parts, canary_parts = [], []
+        for region, share in regions.items():
+            if query.regions and region not in query.regions:
+                continue
+            total = int(self.rng.poisson(self.profile.rate_at(t) * share * seconds)) if seconds else 0
+            weight = route.weight_in(region) / 100.0 if route is not None and route.canary else 0.0
+            canary_n = int(self.rng.binomial(total, weight)) if weight > 0 else 0
+            self.truth.baseline_requests += total - canary_n
+            baseline_parts.append(self._draw(self.baseline, total - canary_n, t, 0.0, truth=False))
+            canary_parts.append(self._draw(self.canary_in.get(region, self.canary), canary_n, t, 0.0,
+                                           truth=canary_n > 0))
+        if any(a <= t < b for a, b in self.profile.outages):
+            return Window(query.start, query.end, None, None, cursor=query.cursor)
+        return Window(query.start, query.end, VersionStats.merge(baseline_parts), VersionStats.merge(canary_parts),
+                      cursor=query.cursor)
 
     # BaselineHistory
     def baseline_history(self, query: WindowQuery) -> VersionStats | None:

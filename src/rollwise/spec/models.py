@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from rollwise.core.blackouts import WEEKLY_PATTERN, Blackout, parse_weekly, zone
 from rollwise.core.units import (
     DURATION_PATTERN,
     LATENCY_PATTERN,
@@ -432,10 +433,123 @@ class CanaryStep(Model):
         raise AssertionError("validated step without a kind")
 
 
+class WaveGate(Model):
+    """What a wave waits for before it starts: a person's ``approve``."""
+
+    untilApproved: bool = Field(default=False, description="Hold before this wave until a person approves.")
+
+
+class WaveSpec(Model):
+    """One wave: a group of regions that runs the canary's steps together, then bakes."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    regions: list[str] = Field(min_length=1, description="Regions (or zones) whose proxies this wave updates.")
+    bake: Seconds = Field(default=0.0, description="How long the wave's regions keep the canary, judged, after "
+                          "its steps, before the wave counts as promoted and the next one may start.")
+    parallelism: int | None = Field(default=None, ge=1, description="How many of the wave's regions change at "
+                                    "once (default: all); each group runs the steps and bakes in turn.")
+    gate: WaveGate | None = None
+
+    @model_validator(mode="after")
+    def _distinct_regions(self) -> WaveSpec:
+        if len(set(self.regions)) != len(self.regions):
+            raise ValueError(f"regions: a region is listed twice in wave {self.name!r}")
+        if any(not r.strip() for r in self.regions):
+            raise ValueError("regions: a region name may not be empty")
+        return self
+
+    def batches(self) -> list[list[str]]:
+        """The wave's regions in the groups that change together (``parallelism`` at a time)."""
+        size = self.parallelism or len(self.regions)
+        return [self.regions[i:i + size] for i in range(0, len(self.regions), size)]
+
+
+class CarryForwardSpec(Model):
+    """When every earlier wave's evidence was clean, later waves may start higher and bake shorter."""
+
+    startWeight: int | None = Field(default=None, ge=1, le=100, description="A later wave starts at the first "
+                                    "setWeight step at or above this percent, skipping the steps before it.")
+    bakeFactor: float = Field(default=1.0, gt=0, le=1, description="A later wave bakes this share of its bake.")
+    minRequests: int = Field(default=0, ge=0, description="Canary requests earlier waves must have judged "
+                             "for their evidence to count as clean.")
+
+
+class BlackoutSpec(Model):
+    """No wave starts in these regions between ``from`` and ``to`` on the local clock of ``timezone``.
+
+    Times are ``Fri 16:00`` (weekly) or ``16:00`` (daily, then both without a weekday); a wave due in a
+    blackout waits, and a wave already running is not stopped.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    regions: list[str] | Literal["all"] = Field(default="all", description="Regions it applies to, or all.")
+    timezone: str = Field(default="UTC", description="IANA time zone of the regions' clock, e.g. Europe/Berlin.")
+    start: str = Field(alias="from", pattern=WEEKLY_PATTERN, description="Start, e.g. 'Fri 16:00'.")
+    end: str = Field(alias="to", pattern=WEEKLY_PATTERN, description="End (exclusive), e.g. 'Mon 08:00'.")
+
+    @model_validator(mode="after")
+    def _parse(self) -> BlackoutSpec:
+        zone(self.timezone)
+        start, end = parse_weekly(self.start), parse_weekly(self.end)
+        if (start.day is None) != (end.day is None):
+            raise ValueError("from and to must both name a weekday (weekly) or neither (daily)")
+        if start == end:
+            raise ValueError("from and to must differ")
+        return self
+
+    def applies_to(self, regions: list[str]) -> bool:
+        return self.regions == "all" or any(r in self.regions for r in regions)
+
+    def window(self) -> Blackout:
+        return Blackout(timezone=self.timezone, start=parse_weekly(self.start), end=parse_weekly(self.end))
+
+
 class CanaryStrategy(Model):
+    """The canary's steps; with ``waves``, the steps run wave by wave over groups of regions.
+
+    Waves extend the canary rather than being a strategy of their own in the spec: each wave runs
+    exactly these steps and this analysis on its regions, so everything that reads a canary's steps
+    (approvals, risk-fitted plans, status) keeps working. The engine runs such a canary with the
+    ``regionWaves`` strategy (``Strategy.kind``), so a spec update cannot add or drop waves mid-rollout.
+    """
+
     steps: list[CanaryStep] = Field(min_length=1)
     analysis: AnalysisSpec | None = Field(default=None, description="Background analysis for every stage.")
     stickyHeader: str | None = Field(default=None, description="Keep a user on one version, e.g. x-user.")
+    waves: list[WaveSpec] | None = Field(default=None, min_length=1, description="Region waves, in order: each "
+                                         "runs the steps on its regions; earlier waves stay on the canary.")
+    onFailure: Literal["rollback", "hold"] = Field(
+        default="rollback", description="Waves: a failing wave rolls back every wave already updated (rollback) "
+        "or sends only its own regions back to stable and holds for a person (hold).")
+    carryForward: CarryForwardSpec | None = Field(default=None, description="Waves: what clean evidence from "
+                                                  "earlier waves lets later ones skip.")
+    blackouts: list[BlackoutSpec] = Field(default_factory=list, description="Waves: when no wave may start.")
+
+    @model_validator(mode="after")
+    def _waves_consistent(self) -> CanaryStrategy:
+        if self.waves is None:
+            for key in ("carryForward", "blackouts"):
+                if getattr(self, key):
+                    raise ValueError(f"{key}: needs waves")
+            if self.onFailure != "rollback":
+                raise ValueError("onFailure: needs waves")
+            return self
+        names: set[str] = set()
+        regions: dict[str, str] = {}
+        for i, wave in enumerate(self.waves):
+            if wave.name in names:
+                raise ValueError(f"waves.{i}.name: {wave.name!r} names an earlier wave too")
+            names.add(wave.name)
+            for region in wave.regions:
+                if region in regions:
+                    raise ValueError(f"waves.{i}.regions: region {region!r} is already in wave {regions[region]!r}")
+                regions[region] = wave.name
+        for i, blackout in enumerate(self.blackouts):
+            unknown = [r for r in blackout.regions if r not in regions] if blackout.regions != "all" else []
+            if unknown:
+                raise ValueError(f"blackouts.{i}.regions: region {unknown[0]!r} is in no wave")
+        return self
 
 
 class BlueGreenStrategy(Model):
@@ -478,16 +592,17 @@ class Strategy(Model):
         return self
 
     @property
-    def kind(self) -> Literal["canary", "blueGreen", "shadow"]:
+    def kind(self) -> Literal["canary", "regionWaves", "blueGreen", "shadow"]:
+        """The engine strategy that runs it: a canary with waves runs as ``regionWaves``."""
         if self.canary is not None:
-            return "canary"
+            return "regionWaves" if self.canary.waves else "canary"
         return "blueGreen" if self.blueGreen is not None else "shadow"
 
 
 class TrafficSpec(Model):
     """Who moves the users: Envoy, a feature flag (progressive flag rollout), a file, or nobody."""
 
-    router: Literal["envoy", "flag", "simulated", "file", "none"] = "envoy"
+    router: Literal["envoy", "envoy-ads", "flag", "simulated", "file", "none"] = "envoy"
     listen: str = "127.0.0.1:10000"
     adminPort: int | None = None
     path: str | None = Field(default=None, description="For the file router: where desired routes go.")
@@ -630,6 +745,13 @@ class RolloutSpec(Model):
             ref: VersionRef = getattr(self.versions, role)
             if not ref.address and not ref.command:
                 raise ValueError(f"versions.{role}: give either address or command")
+        return self
+
+    @model_validator(mode="after")
+    def _waves_have_regions(self) -> RolloutSpec:
+        if self.strategy.kind == "regionWaves" and self.traffic.router in ("envoy", "flag"):
+            raise ValueError(f"traffic.router: {self.traffic.router} has no regions; region waves need envoy-ads "
+                             "(or file, simulated, none)")
         return self
 
     @model_validator(mode="after")

@@ -281,3 +281,33 @@ def test_a_metric_decided_by_its_slo_gate_alone_still_has_numbers() -> None:
     assert line.has_numbers
     assert "12.3% (45 slow of 366) against the SLO's 1% gate" in line.text
     assert not describe_metric(result.model_copy(update={"params": MetricParams()}), "latency").has_numbers
+
+
+def test_region_wave_moves_are_worth_a_message_with_their_reason() -> None:
+    from rollwise.simulate import Behaviour, simulate
+    from rollwise.spec import load_spec_text
+
+    spec = load_spec_text("""
+name: shop
+service: shop
+versions: {stable: {name: v1}, canary: {name: v2}}
+traffic: {router: simulated}
+strategy:
+  canary:
+    analysis:
+      metrics: [{name: error-rate, type: errorRate, slo: "< 1%", maxIncrease: 0%, critical: true}]
+    steps: [{setWeight: 20}, {pause: {duration: 30s}}, {setWeight: 50}]
+    waves: [{name: one, regions: [a]}, {name: two, regions: [b]}]
+    onFailure: hold
+""")
+    from rollwise.core.memory_store import MemoryStore
+
+    store = MemoryStore()
+    simulate(spec, canary_in={"b": Behaviour(error_rate=0.05)}, store=store, seed=1)
+    record, board = store.get("shop"), NoticeBoard()
+    notices = [n for e in store.events("shop") if e.type == "wave" if (n := board.notice(record, e)) is not None]
+    assert [n.event.data["action"] for n in notices] == ["start", "promoted", "start", "held"]
+    held = notices[-1]
+    assert held.kind == "wave" and "two" in held.title and held.rule == "wave-held"
+    assert held.culprit is not None and held.culprit.name == "error-rate"  # the regression that held it
+    assert "wave 'two' failed" in json.dumps(slack_message(held))

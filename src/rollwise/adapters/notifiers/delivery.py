@@ -212,6 +212,10 @@ def report_link(record: RolloutRecord) -> tuple[str | None, str]:
     return url, hint
 
 
+NOTIFY_WAVES = ("start", "promoted", "held", "blackout", "approval")
+"""The region-wave moves worth a message (a rollback is told by its phase event)."""
+
+
 class NoticeBoard:
     """Picks the events worth a message and words them. One per notifier; thread-safe."""
 
@@ -241,6 +245,9 @@ class NoticeBoard:
             return self._build(record, event, "incident", f"{record.spec.service}: incident "
                                f"#{event.data.get('incident')} on {event.data.get('metric')}, culprit {culprit}",
                                evidence=Evidence())
+        if event.type == "wave" and event.data.get("action") in NOTIFY_WAVES:  # a region wave moved or waits
+            return self._build(record, event, "wave", f"{record.spec.service}: {event.message}",
+                               evidence=evidence_of(event.data))
         if event.type == "command" and event.data.get("command") == "undo":
             return self._build(record, event, "undo", f"{record.spec.service}: {record.canary_version} undone, "
                                f"traffic back to {record.stable_version}", evidence=Evidence())

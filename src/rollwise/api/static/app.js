@@ -141,6 +141,7 @@
           </div>
         </div>
       </section>
+      <section class="card" id="waves-card" hidden><h2>Waves <span class="muted small">region by region; a failure rolls back every wave already updated</span></h2><div id="waves"></div></section>
       <section class="card"><h2>Canary vs baseline</h2>
         <div class="grid-3">
           <div><h3>Error rate</h3><div id="chart-errors"></div></div>
@@ -178,6 +179,22 @@
         ${r.rollback_until ? `<dt>Undo until</dt><dd>${esc(when(r.rollback_until))}</dd>` : ""}
         <dt>Updated</dt><dd>${esc(when(r.updated_at))}</dd>
       </dl>`;
+    drawWaves(r);
+  }
+
+  function drawWaves(r) {
+    // One row per region wave (RolloutSummary.waves); the card stays hidden for a rollout without waves.
+    const card = document.getElementById("waves-card");
+    const el = document.getElementById("waves");
+    if (!card || !el) return;
+    card.hidden = !r.waves || !r.waves.length;
+    if (card.hidden) return;
+    el.innerHTML = `<table class="table" id="waves-table"><thead><tr><th>Wave</th><th>Regions</th><th>Status</th>` +
+      `<th>Canary</th><th>Requests</th><th>Started</th><th>Note</th></tr></thead><tbody>` +
+      r.waves.map((w) => `<tr data-wave="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(w.regions.join(", "))}</td>` +
+        `<td class="wave-status">${esc(w.status)}</td><td>${num(w.weight)}%</td><td>${num(w.canary_requests)}</td>` +
+        `<td class="muted">${w.started_at ? esc(when(w.started_at)) : "–"}</td>` +
+        `<td class="small">${esc(w.failure || w.carried || "")}</td></tr>`).join("") + `</tbody></table>`;
   }
 
   async function refreshDetails(name) {

@@ -16,7 +16,7 @@ from rollwise.core.engine.change import Change, CommandError, evidence_of, if_ch
 from rollwise.core.engine.gates import gate, new_stage
 from rollwise.core.engine.observation import close_window, observe
 from rollwise.core.engine.transitions import approval, credit, pause, promote_full
-from rollwise.core.model import RolloutRecord, Verdict
+from rollwise.core.model import Action, RolloutRecord, Verdict
 from rollwise.spec.models import AnalysisSpec, CanaryStep
 
 if TYPE_CHECKING:
@@ -53,38 +53,73 @@ class StepTurn:
 StepHandler = Callable[[StepTurn], "RolloutRecord | None"]
 
 
+@dataclass
+class StepsDone:
+    """One tick after the last step: the stage's verdict and whether it may end (or a person promoted)."""
+
+    engine: RolloutEngine
+    record: RolloutRecord
+    change: Change
+    now: float
+    verdict: Verdict | None
+    judged: bool
+    ready: bool
+    forced: bool
+
+
+DoneHandler = Callable[[StepsDone], "RolloutRecord | None"]
+RegressionHandler = Callable[["RolloutEngine", RolloutRecord, Change, Verdict], RolloutRecord]
+
+
 class Canary:
     kind = "canary"
 
     def advance(self, engine: RolloutEngine, record: RolloutRecord, change: Change,
                 now: float) -> RolloutRecord | None:
-        canary = record.spec.strategy.canary
-        assert canary is not None
-        analysis = canary.analysis
-        weight = record.route.canary_weight
-        current, verdict = record, None
-        step = canary.steps[record.step_index] if record.step_index < len(canary.steps) else None
-        if step is not None and step.analysis is not None and analysis is None:
-            raise CommandError("an analysis step needs strategy.canary.analysis to say how to judge")
-        judged = analysis is not None and 0 < weight < 100
-        if judged:
-            assert analysis is not None
-            current, verdict = observe(engine, current, analysis, change, now, weight)
-        forced = current.carry.promoted_at(current.step_index)
-        if forced:
-            change.decided_by = credit(current.carry.promotion, "promoted")
-        ready = True
-        if judged and not forced:
-            gate_record, ready = gate(engine, current, analysis, verdict, change, now, weight)
-            if gate_record is not None:
-                return gate_record
-        if step is None:  # every step done: full promotion
-            if not ready:
-                return if_changed(current, change)
-            how, actor = (change.decided_by if judged else None) or ("all steps passed", "engine")
-            return promote_full(engine, current, change, how, evidence=evidence_of(verdict), actor=actor)
-        turn = StepTurn(engine, current, change, now, step, analysis, verdict, judged, ready, forced)
-        return STEP_HANDLERS[step.kind](turn)
+        return walk_steps(engine, record, change, now, promote_when_done)
+
+
+def walk_steps(engine: RolloutEngine, record: RolloutRecord, change: Change, now: float, done: DoneHandler,
+               regressed: RegressionHandler | None = None) -> RolloutRecord | None:
+    """Judge the stage and run the current step's handler; ``done`` decides once every step ran.
+
+    ``regressed`` (region waves' ``onFailure: hold``) replaces the rollback a regression verdict
+    would otherwise trigger.
+    """
+    canary = record.spec.strategy.canary
+    assert canary is not None
+    analysis = canary.analysis
+    weight = record.route.canary_weight
+    current, verdict = record, None
+    step = canary.steps[record.step_index] if record.step_index < len(canary.steps) else None
+    if step is not None and step.analysis is not None and analysis is None:
+        raise CommandError("an analysis step needs strategy.canary.analysis to say how to judge")
+    judged = analysis is not None and 0 < weight < 100
+    if judged:
+        assert analysis is not None
+        current, verdict = observe(engine, current, analysis, change, now, weight)
+        if regressed is not None and verdict is not None and verdict.action == Action.ROLLBACK:
+            return regressed(engine, current, change, verdict)
+    forced = current.carry.promoted_at(current.step_index)
+    if forced:
+        change.decided_by = credit(current.carry.promotion, "promoted")
+    ready = True
+    if judged and not forced:
+        gate_record, ready = gate(engine, current, analysis, verdict, change, now, weight)
+        if gate_record is not None:
+            return gate_record
+    if step is None:
+        return done(StepsDone(engine, current, change, now, verdict, judged, ready, forced))
+    turn = StepTurn(engine, current, change, now, step, analysis, verdict, judged, ready, forced)
+    return STEP_HANDLERS[step.kind](turn)
+
+
+def promote_when_done(turn: StepsDone) -> RolloutRecord | None:
+    """Every step done: full promotion once the last stage may end."""
+    if not turn.ready:
+        return if_changed(turn.record, turn.change)
+    how, actor = (turn.change.decided_by if turn.judged else None) or ("all steps passed", "engine")
+    return promote_full(turn.engine, turn.record, turn.change, how, evidence=evidence_of(turn.verdict), actor=actor)
 
 
 def _set_weight(turn: StepTurn) -> RolloutRecord | None:

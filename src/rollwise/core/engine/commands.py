@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rollwise.core.carry import APPROVAL_GATES, Approval, Carry, Hold, Promotion
 from rollwise.core.engine.change import Change, CommandError
-from rollwise.core.engine.transitions import finish, pause, promote_full
+from rollwise.core.engine.transitions import all_stable, finish, pause, promote_full
 from rollwise.core.model import Phase, RolloutRecord
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ def _undo(engine: RolloutEngine, record: RolloutRecord, actor: str, reason: str,
     if record.rollback_until is None or now > record.rollback_until:
         raise CommandError("the rollback window has passed; start a new rollout instead")
     updated = engine.set_route(record, change, stable=record.stable_version, canary_weight=0.0,
-                               mirror_to=None, mirror_percent=0.0, header_routes=[])
+                               mirror_to=None, mirror_percent=0.0, header_routes=[],
+                               region_weights=all_stable(record))
     updated = updated.model_copy(update={"phase": Phase.ROLLED_BACK, "updated_at": now, "rollback_until": None})
     change.events.append(engine.event(updated, "command", f"undo by {actor}: traffic back to "
                                       f"{record.stable_version}{why}", actor=actor, command="undo", reason=reason))
@@ -125,7 +126,7 @@ def refuse_unless_approvable(record: RolloutRecord) -> Hold:
     if gate is None:
         raise CommandError(f"{record.name} is not waiting for approval ({record.phase}, step "
                            f"{record.step_index}); approve answers a `pause: {{untilApproved: true}}` step, a "
-                           "stage cap holding for a human or a blue/green cutover approval")
+                           "stage cap holding for a human, a blue/green cutover approval or a region wave's gate")
     return gate
 
 

@@ -143,6 +143,7 @@ def collect(engine: RolloutEngine, record: RolloutRecord, start: float, end: flo
         start=start,
         end=end,
         cursor=record.cursor,
+        regions=judged_regions(record),
     )
     if engine.metrics is None:
         return Window(start=start, end=end, baseline=None, canary=None, cursor=record.cursor)
@@ -151,6 +152,23 @@ def collect(engine: RolloutEngine, record: RolloutRecord, start: float, end: flo
     except Exception as exc:  # a metrics outage is "unknown", never "bad"; but it is not "no data"
         return Window(start=start, end=end, baseline=None, canary=None, cursor=record.cursor,
                       error=failure(exc))
+
+
+def judged_regions(record: RolloutRecord) -> tuple[str, ...]:
+    """The regions a window is read from: a running region wave's changing group, else every region."""
+    waves = record.carry.waves
+    wave = waves.wave if waves is not None and waves.started else None
+    if wave is None:
+        return ()
+    return tuple(batch_regions(record, waves.current if waves is not None else 0, wave.batch))
+
+
+def batch_regions(record: RolloutRecord, index: int, batch: int) -> list[str]:
+    """The regions of wave ``index``'s group ``batch`` (``parallelism`` at a time), as the spec lists them."""
+    canary = record.spec.strategy.canary
+    assert canary is not None and canary.waves is not None
+    batches = canary.waves[index].batches()
+    return batches[batch] if batch < len(batches) else []
 
 
 def record_decision(

@@ -136,6 +136,8 @@ class RolloutEngine:
             raise CommandError("a spec update may not change the rollout's name or versions")
         if spec.strategy.kind != record.spec.strategy.kind:
             raise CommandError("a spec update may not change the strategy kind")
+        if _wave_groups(spec) != _wave_groups(record.spec):  # carry.waves follows them one to one
+            raise CommandError("a spec update may not change the waves' names, regions or parallelism")
         now = self.clock.now()
         updated = record.model_copy(update={"spec": spec, "updated_at": now})
         change = Change()
@@ -285,6 +287,11 @@ class RolloutEngine:
         updated = updated.model_copy(update={"carry": record.carry.but(stopped=sorted(stopped), retired=True)})
         change.events.append(self.event(updated, "retired", "stopped " + ", ".join(r.name for r in to_stop)))
         return updated
+
+
+def _wave_groups(spec: RolloutSpec) -> list[tuple[str, list[list[str]]]]:
+    canary = spec.strategy.canary
+    return [(w.name, w.batches()) for w in (canary.waves or [])] if canary is not None else []
 
 
 def _ended(change: Change) -> bool:

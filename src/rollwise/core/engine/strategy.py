@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 from rollwise.core.engine.blue_green import BlueGreen
 from rollwise.core.engine.canary import Canary
 from rollwise.core.engine.change import Change
+from rollwise.core.engine.region_waves import RegionWaves
 from rollwise.core.engine.shadow import Shadow
 from rollwise.core.model import RolloutRecord
 
@@ -25,7 +26,9 @@ class Strategy(Protocol):
         ...
 
 
-STRATEGIES: dict[str, Strategy] = {strategy.kind: strategy for strategy in (Canary(), BlueGreen(), Shadow())}
+STRATEGIES: dict[str, Strategy] = {
+    strategy.kind: strategy for strategy in (Canary(), RegionWaves(), BlueGreen(), Shadow())
+}
 
 
 def strategy_for(kind: str) -> Strategy:

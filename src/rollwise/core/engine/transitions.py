@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 def promote_full(engine: RolloutEngine, record: RolloutRecord, change: Change, why: str,
                  evidence: dict[str, Any] | None = None, actor: str = "engine") -> RolloutRecord:
+    # Region waves end here too: every region (named or not) then serves the canary.
     updated = engine.set_route(record, change, canary_weight=100.0, mirror_to=None, mirror_percent=0.0,
-                               header_routes=[])
+                               header_routes=[], region_weights={})
     return finish(engine, updated, change, Phase.SUCCEEDED, why, evidence=evidence, actor=actor, keep_route=True)
 
 
@@ -26,7 +27,7 @@ def finish(engine: RolloutEngine, record: RolloutRecord, change: Change, phase: 
     updated = record
     if not keep_route and phase in (Phase.ROLLED_BACK, Phase.ABORTED):
         updated = engine.set_route(record, change, canary_weight=0.0, mirror_to=None, mirror_percent=0.0,
-                                   header_routes=[])
+                                   header_routes=[], region_weights=all_stable(record))
     rollback_until = record.rollback_until
     if phase == Phase.SUCCEEDED and rollback_until is None:
         window = record.spec.strategy.blueGreen.rollbackWindow if record.spec.strategy.blueGreen else 600.0
@@ -38,6 +39,11 @@ def finish(engine: RolloutEngine, record: RolloutRecord, change: Change, phase: 
     change.events.append(engine.event(updated, "phase", f"{phase}: {why}", actor=actor, phase=str(phase),
                                       evidence=evidence or {}))
     return updated
+
+
+def all_stable(record: RolloutRecord) -> dict[str, float]:
+    """The route's per-region weights with every region back on stable (region waves roll back whole)."""
+    return {region: 0.0 for region in record.route.region_weights}
 
 
 def pause(engine: RolloutEngine, record: RolloutRecord, change: Change, why: str, actor: str,
@@ -65,6 +71,6 @@ def approval(record: RolloutRecord, gate: Hold) -> tuple[str, str] | None:
         return None
     if gate == Hold.APPROVAL and given.step != record.step_index:
         return None
-    if gate in (Hold.STAGE_CAP, Hold.SHADOW) and given.stage != record.stage_index:
+    if gate in (Hold.STAGE_CAP, Hold.SHADOW, Hold.WAVE) and given.stage != record.stage_index:
         return None
     return credit(given, "approved")
