@@ -269,7 +269,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sweep-seeds", type=int, default=40, help="seeds per traffic/error-rate cell")
     parser.add_argument("--spec", type=Path, default=EXAMPLE, help="the spec the traffic sweep drives")
-    parser.add_argument("--only", choices=("priors", "defaults", "risk"), default=None)
+    parser.add_argument("--only", choices=("priors", "defaults", "risk", "memory"), default=None)
+    parser.add_argument("--incidents-per-kind", type=int, default=10,
+                        help="simulated incidents per kind for the memory section (six kinds, three seeds)")
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the git repository whose history the risk section backtests (default: this one)")
     args = parser.parse_args()
@@ -283,6 +285,10 @@ def main() -> None:
         import learning_risk  # bench/learning_risk.py: the change-risk backtests
 
         parts.append(learning_risk.risk_section(args.repo))
+    if args.only in (None, "memory"):
+        import learning_memory  # bench/learning_memory.py: similar-incident retrieval (needs the memory extra)
+
+        parts.append(learning_memory.memory_section(args.incidents_per_kind))
     print("\n".join(parts))
 
 

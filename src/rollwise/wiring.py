@@ -20,12 +20,15 @@ from rollwise.core.protocols import (
     Closeable,
     Deployer,
     HasAdmin,
+    IncidentMemory,
+    IncidentRecorder,
     Leases,
     MetricSource,
     Notifier,
     ReleaseHistory,
     Store,
     StoreUnavailable,
+    TextEmbedder,
     TokenRepository,
     TrafficRouter,
     WatchStore,
@@ -130,7 +133,8 @@ def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = No
     watch = open_watch(store)
     actuator = PlaneActuator(ControlPlane(store=store, audit=audit), watch, runtime.notifier, flags)
     return Watch(store, watch, lambda record: runtime.metrics_for(record.spec), actuator, clock or SystemClock(),
-                 audit, processes=_processes(runtime), prometheus_for=_watch_prometheus())
+                 audit, processes=_processes(runtime), prometheus_for=_watch_prometheus(),
+                 incidents=incident_recorder(store))
 
 
 def _processes(runtime: Runtime) -> Any:
@@ -158,6 +162,52 @@ def _watch_prometheus() -> Callable[[RolloutRecord], Any]:
         return clients[url]
 
     return prometheus_for
+
+
+INCIDENT_MEMORY_ENV = "ROLLWISE_INCIDENT_MEMORY"
+
+
+def incident_memory_folder(store: Store) -> Path | None:
+    """Where past rollbacks and incidents are kept: ``ROLLWISE_INCIDENT_MEMORY`` (``off``: nowhere), else a
+    folder beside a SQLite store (``<store>.incidents``); a PostgreSQL store needs the variable."""
+    from rollwise.adapters.stores.sql import SqlStore, sqlite_path
+    from rollwise.adapters.stores.sql_leases import FencedStore
+
+    configured = os.environ.get(INCIDENT_MEMORY_ENV, "").strip()
+    if configured:
+        return None if configured.lower() in ("off", "none", "0") else Path(configured).expanduser()
+    base = store.store if isinstance(store, FencedStore) else store
+    path = sqlite_path(base.url) if isinstance(base, SqlStore) else None
+    return None if path is None else path.with_name(path.name + ".incidents")
+
+
+def open_incident_memory(store: Store) -> IncidentMemory:
+    """The incident memory beside ``store`` (LanceDB). Raises ``IncidentMemoryUnavailable`` (one line)."""
+    from rollwise.adapters.memory.lancedb_incidents import LanceIncidentMemory
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable
+
+    folder = incident_memory_folder(store)
+    if folder is None:
+        raise IncidentMemoryUnavailable(f"no folder for the incident memory: set {INCIDENT_MEMORY_ENV}")
+    return LanceIncidentMemory(folder)
+
+
+def incident_embedder() -> TextEmbedder | None:
+    """The RCA text's embedding model when the ``memory`` extra is installed (``ROLLWISE_EMBEDDING=off``: none)."""
+    from rollwise.adapters.memory import minilm
+
+    if os.environ.get("ROLLWISE_EMBEDDING", "").strip().lower() in ("off", "none", "0") or not minilm.available():
+        return None
+    return minilm.MiniLmEmbedder()
+
+
+def incident_recorder(store: Store) -> IncidentRecorder | None:
+    """What keeps each rollback's and resolved incident's signature (None when there is no folder for it)."""
+    from rollwise.report.similar import IncidentRecorder as Recorder
+
+    if incident_memory_folder(store) is None:
+        return None
+    return Recorder(store, lambda: open_incident_memory(store))
 
 
 def open_releases(store: Store) -> ReleaseHistory | None:
@@ -294,6 +344,7 @@ class Runtime:
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
             releases=open_releases(store),
+            incidents=incident_recorder(store),
         )
 
     def engine_router(self, spec: RolloutSpec, store: Store, clock: Clock) -> TrafficRouter | None:
