@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from rollwise.core.engine import RolloutEngine
     from rollwise.core.model import RolloutRecord
     from rollwise.flags.repository import SharedFlags
+    from rollwise.learning.incident_memory import Retrieval, Signature
     from rollwise.telemetry.aggregate import SpanAggregates
     from rollwise.watch.runner import Watch
 
@@ -199,6 +200,26 @@ def incident_embedder() -> TextEmbedder | None:
     if os.environ.get("ROLLWISE_EMBEDDING", "").strip().lower() in ("off", "none", "0") or not minilm.available():
         return None
     return minilm.MiniLmEmbedder()
+
+
+def similar_incidents(store: Store, query: Signature, k: int = 3) -> Retrieval:
+    """The ``k`` past rollbacks and incidents most like ``query``: from the incident memory (the store's
+    ones it lacks added first), hybrid when the embedding model is installed; without LanceDB, signature
+    only over the store's own rollbacks and incidents, and the retrieval says so."""
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable, InMemoryIncidents
+    from rollwise.report.similar import backfill, similar_to
+
+    watch = open_watch(store)
+    memory: IncidentMemory
+    try:
+        memory, missing = open_incident_memory(store), None
+    except IncidentMemoryUnavailable as exc:
+        memory, missing = InMemoryIncidents(), str(exc)
+    backfill(store, watch, memory)
+    retrieval = similar_to(memory, incident_embedder() if missing is None else None, query, k)
+    if missing is not None:
+        retrieval = replace(retrieval, note=f"signature only, over this store's rollbacks and incidents ({missing})")
+    return retrieval
 
 
 def incident_recorder(store: Store) -> IncidentRecorder | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
@@ -77,8 +77,8 @@ class IncidentMemory(Protocol):
     """Past rollbacks and incidents with their signatures and RCA embeddings (``learning/incident_memory.py``;
     ``adapters/memory/lancedb_incidents.py``, built by ``wiring.open_incident_memory``)."""
 
-    def remember(self, signature: Signature) -> None:
-        """Keep (or replace, by id) a signature; its text is embedded later, by the first query."""
+    def remember(self, signatures: Sequence[Signature]) -> None:
+        """Keep (or replace, by id) signatures, in one write; their text is embedded later, by the first query."""
         ...
 
     def recall(self, ident: str) -> Signature | None: ...
@@ -91,7 +91,7 @@ class IncidentMemory(Protocol):
         """The signatures without a vector from ``model``."""
         ...
 
-    def set_vectors(self, vectors: dict[str, Sequence[float]], model: str) -> None: ...
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]], model: str) -> None: ...
 
 
 class TextEmbedder(Protocol):

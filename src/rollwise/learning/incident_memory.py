@@ -208,6 +208,37 @@ def rank(query: Signature, query_vector: Sequence[float] | None, candidates: Seq
 # ---------------------------------------------------------------- retrieval through the protocols
 
 
+class InMemoryIncidents:
+    """``IncidentMemory`` in a dict: the simulator's and tests', and the store-only fallback without LanceDB."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Remembered] = {}
+        self.models: dict[str, str] = {}
+
+    def remember(self, signatures: Sequence[Signature]) -> None:
+        for signature in signatures:
+            self.rows[signature.id] = Remembered(signature)
+            self.models.pop(signature.id, None)
+
+    def recall(self, ident: str) -> Signature | None:
+        row = self.rows.get(ident)
+        return None if row is None else row.signature
+
+    def remembered(self, model: str | None) -> list[Remembered]:
+        return sorted((r if model is not None and self.models.get(i) == model else Remembered(r.signature)
+                       for i, r in self.rows.items()), key=lambda r: (r.signature.at, r.signature.id))
+
+    def unembedded(self, model: str) -> list[Signature]:
+        return [r.signature for i, r in self.rows.items() if self.models.get(i) != model]
+
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]], model: str) -> None:
+        for ident, vector in vectors.items():
+            if ident in self.rows:
+                self.rows[ident] = Remembered(self.rows[ident].signature, tuple(vector))
+                self.models[ident] = model
+
+
+
 def embed_missing(memory: IncidentMemory, embedder: TextEmbedder) -> int:
     """Embed the remembered texts that have no vector from ``embedder``'s model yet; returns how many.
 

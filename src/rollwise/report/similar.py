@@ -78,12 +78,12 @@ def rollout_signature(record: RolloutRecord, events: Sequence[Event], rca: Rca) 
     else:
         who = next((e.actor for e in reversed(events) if e.type == "command"), None)
         resolution = f"{ABORTED} by {who}" if who else ABORTED
-    reason = rca.reason.splitlines()[0] if rca.reason else str(record.phase)
+    reason = rca.reason.splitlines()[0].split("; ")[0] if rca.reason else str(record.phase)
     return Signature(id=rollout_id(record), source="rollback", service=record.spec.service,
                      at=record.finished_at or record.updated_at, metrics=metrics,
                      routes=tuple(r.route for r in rca.routes if r.regressed),
                      change=_change_features(record, events), resolution=resolution, text=rca_digest(rca),
-                     title=f"{record.name} {record.canary_version} ({record.spec.service}): {reason}"[:160])
+                     title=f"{record.name} {record.canary_version} ({record.spec.service}): {reason}"[:140])
 
 
 def incident_signature(incident: Incident) -> Signature:
@@ -122,6 +122,18 @@ def query_signature(store: Store, watch: WatchStore, ident: str) -> Signature:
     return signature_of_rollout(store, store.get(ident.removeprefix("rollout:").split("#")[0]))
 
 
+def backfill(store: Store, watch: WatchStore, memory: IncidentMemory) -> int:
+    """Remember the store's rollbacks and resolved incidents the memory lacks (kept before it existed, or by a
+    controller without LanceDB); returns how many."""
+    known = {r.signature.id for r in memory.remembered(None)}
+    missing = [signature_of_rollout(store, r) for r in store.list()
+               if r.phase in FAILED and rollout_id(r) not in known]
+    missing += [incident_signature(i) for i in watch.incidents()
+                if i.resolved_at is not None and incident_id(i) not in known]
+    memory.remember(missing)
+    return len(missing)
+
+
 def similar_to(memory: IncidentMemory, embedder: TextEmbedder | None, query: Signature, k: int = 3) -> Retrieval:
     """The ``k`` remembered incidents most like ``query`` (hybrid, or signature only without a model)."""
     return similar(memory, embedder, query, k)
@@ -142,7 +154,7 @@ class IncidentRecorder:
         try:
             if self._memory is None:
                 self._memory = self.open_memory()
-            self._memory.remember(build())
+            self._memory.remember([build()])
         except Exception as exc:  # the memory is a help, not a reason to fail a tick
             _log.warning("incident memory: could not keep %s: %s", what, " ".join(str(exc).split())[:300])
 

@@ -10,7 +10,7 @@ a rollback must not load a model; the first query embeds what is missing (``set_
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,12 @@ class LanceIncidentMemory:
                 "text": signature.text, "model": model if vector is not None else "",
                 "vector": [float(x) for x in vector] if vector is not None else [0.0] * DIM}
 
-    def remember(self, signature: Signature) -> None:
+    def remember(self, signatures: Sequence[Signature]) -> None:
+        if not signatures:
+            return
         table = self._writable()
         (table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-         .execute([self._row(signature)]))
+         .execute([self._row(s) for s in signatures]))
 
     def _rows(self) -> list[dict[str, Any]]:
         table = self._open(create=False)
@@ -101,7 +103,7 @@ class LanceIncidentMemory:
     def unembedded(self, model: str) -> list[Signature]:
         return [Signature.from_json(json.loads(r["signature"])) for r in self._rows() if r["model"] != model]
 
-    def set_vectors(self, vectors: dict[str, Sequence[float]], model: str) -> None:
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]], model: str) -> None:
         if not vectors:
             return
         for vector in vectors.values():
