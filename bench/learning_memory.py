@@ -10,6 +10,7 @@ routes, change features, service) and the hybrid rollwise uses (half each).
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -38,11 +39,14 @@ def _measure(per_kind: int, seed: int, embedder: MiniLmEmbedder) -> dict[str, An
     out: dict[str, Any] = {"n": len(candidates), "embed_s": embed_s, "versions": versions, "modes": {}}
     for label, weight in MODES:
         hits: dict[str, list[bool]] = {kind: [] for kind in KINDS}
+        first = 0
         for query in candidates:
             top = rank(query.signature, query.vector, candidates, 3, embedding_weight=weight)
             assert query.signature.kind is not None
             hits[query.signature.kind].append(any(m.signature.kind == query.signature.kind for m in top))
+            first += top[0].signature.kind == query.signature.kind
         out["modes"][label] = hits
+        out.setdefault("top1", {})[label] = first / len(candidates)
     assert all(isinstance(by_id[c.signature.id], Remembered) for c in candidates)
     return out
 
@@ -61,8 +65,9 @@ def memory_section(per_kind: int = 10, seeds: tuple[int, ...] = (1, 2, 3)) -> st
              f"{statistics.median(r['embed_s'] for r in runs):.1f} s (median); LanceDB versions per seed "
              f"{runs[0]['versions']}.", "",
              "Top-3 contains one of the same kind (share of queries):", "",
-             "| scoring | " + " | ".join(f"seed {s}" for s in seeds) + " | all | worst kind (all seeds) |",
-             "|---|" + "---|" * len(seeds) + "---|---|"]
+             "| scoring | " + " | ".join(f"seed {s}" for s in seeds) + " | all | worst kind (all seeds) "
+             "| top-1 same kind (all) |",
+             "|---|" + "---|" * len(seeds) + "---|---|---|"]
     for label, _weight in MODES:
         cells, total, hit = [], 0, 0
         per_kind_hits: dict[str, list[bool]] = {kind: [] for kind in KINDS}
@@ -74,8 +79,13 @@ def memory_section(per_kind: int = 10, seeds: tuple[int, ...] = (1, 2, 3)) -> st
                 per_kind_hits[kind] += run["modes"][label][kind]
         worst = min(KINDS, key=lambda k: sum(per_kind_hits[k]) / len(per_kind_hits[k]))
         share = sum(per_kind_hits[worst]) / len(per_kind_hits[worst])
+        top1 = statistics.mean(run["top1"][label] for run in runs)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {100 * hit / total:.1f} % | "
-                     f"{worst} {100 * share:.0f} % |")
+                     f"{worst} {100 * share:.0f} % | {100 * top1:.1f} % |")
+    others, same = n - 1, per_kind - 1
+    chance = 1 - math.comb(others - same, 3) / math.comb(others, 3)
+    lines.append("| three drawn at random (chance) |" + " |" * len(seeds)
+                 + f" {100 * chance:.1f} % | | {100 * same / others:.1f} % |")
     lines += ["", "Per kind, all seeds (top-3 same-kind share):", "",
               "| kind | " + " | ".join(label for label, _ in MODES) + " |", "|---|" + "---|" * len(MODES)]
     for kind in KINDS:

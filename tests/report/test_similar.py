@@ -189,3 +189,39 @@ def test_the_shipped_model_puts_same_kind_rca_texts_closest() -> None:
     assert len(leak) == 384 and sum(x * x for x in leak) == pytest.approx(1.0, abs=1e-4)
     dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
     assert dot(oom, leak) > dot(oom, lock)
+
+
+class _Words384:
+    """A 384-dimension stand-in embedder: each word lights one coordinate (the shipped model's size)."""
+
+    model = "words-384"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            vector = [0.0] * 384
+            for word in text.split():
+                vector[sum(map(ord, word)) % 384] += 1.0
+            out.append(vector)
+        return out
+
+
+def test_the_lancedb_memory_keeps_vectors_per_model_and_versions_every_write(tmp_path: Path) -> None:
+    pytest.importorskip("lancedb", reason="the incident memory's store is the memory extra (LanceDB)")
+    from rollwise.adapters.memory.lancedb_incidents import LanceIncidentMemory
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable
+
+    memory = LanceIncidentMemory(tmp_path / "mem")
+    assert memory.remembered(None) == [] and memory.versions() == []
+    incidents = simulate_incidents(per_kind=2, seed=5)
+    memory.remember(incidents)
+    retrieval = similar(memory, _Words384(), incidents[0], k=3)
+    assert retrieval.mode == "hybrid" and all(m.embedding_score is not None for m in retrieval.matches)
+    assert memory.unembedded("words-384") == [] and len(memory.unembedded("another-model")) == len(incidents)
+    assert all(r.vector is None for r in memory.remembered("another-model"))
+    memory.remember([incidents[1]])  # kept again (a re-run): its text is embedded again by the next query
+    assert [s.id for s in memory.unembedded("words-384")] == [incidents[1].id]
+    assert memory.recall(incidents[1].id) == incidents[1]
+    assert len(memory.versions()) == 4  # created, remembered, embedded, remembered again
+    with pytest.raises(IncidentMemoryUnavailable, match="384"):
+        memory.set_vectors({incidents[1].id: [1.0, 0.0]}, "tiny")

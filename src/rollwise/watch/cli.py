@@ -207,6 +207,7 @@ def similar_incidents(
     Example: rollwise incidents similar checkout --output json
     """
     from rollwise.core.protocols import NotFoundError
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable
     from rollwise.report.similar import query_signature
     from rollwise.wiring import open_watch, similar_incidents
 
@@ -216,7 +217,10 @@ def similar_incidents(
     except NotFoundError as exc:
         message = str(exc).strip("'\"")
         raise _fail(message if message.startswith("no ") else f"no rollout named {ident!r}", 1) from None
-    retrieval = similar_incidents(the_store, query, top)
+    try:
+        retrieval = similar_incidents(the_store, query, top)
+    except (IncidentMemoryUnavailable, OSError, RuntimeError, ValueError) as exc:  # LanceDB or the model refused
+        raise _fail(f"incident memory: {' '.join(str(exc).split())[:300]}", 1) from None
     if output == Output.json:
         sys.stdout.write(json.dumps({"query": {"id": query.id, "title": query.title}, **retrieval.to_json()},
                                     indent=2) + "\n")
