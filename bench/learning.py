@@ -25,6 +25,10 @@ maxIncrease) with the comparison's α share (α/4: the metric's half goes to its
 projection). "Overshoot" is the culprit's e-value over its bar at the rollback: how much evidence
 had piled up within the last window.
 
+Memory of incidents (``--only memory``, needs ``pip install -e '.[memory]'``): simulated incidents of six
+kinds in a LanceDB incident memory, each asked for its three most similar (bench/learning_memory.py);
+the share whose top three hold one of the same kind, by embedding only, signature only and the hybrid.
+
 Usage:  python bench/learning.py --seeds 100 --sweep-seeds 40 > bench/results/learning.md
 """
 
