@@ -223,10 +223,12 @@ def similar_incidents(store: Store, query: Signature, k: int = 3) -> Retrieval:
 
 
 def incident_recorder(store: Store) -> IncidentRecorder | None:
-    """What keeps each rollback's and resolved incident's signature (None when there is no folder for it)."""
+    """What keeps each rollback's and resolved incident's signature (None without a folder for it or LanceDB:
+    ``rollwise incidents similar`` then reads the store's own rollbacks, signature only)."""
+    from rollwise.adapters.memory import lancedb_incidents
     from rollwise.report.similar import IncidentRecorder as Recorder
 
-    if incident_memory_folder(store) is None:
+    if incident_memory_folder(store) is None or not lancedb_incidents.available():
         return None
     return Recorder(store, lambda: open_incident_memory(store))
 

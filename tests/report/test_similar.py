@@ -163,6 +163,13 @@ def test_rollbacks_are_remembered_when_they_end_and_the_cli_names_the_most_simil
     text = _cli(tmp_path, "incidents", "similar", "errors-2", ROLLWISE_EMBEDDING="off")
     assert text.returncode == 0 and "1. errors-1 v2 (checkout)" in text.stdout and "signature only" in text.stdout
 
+    alone = _cli(tmp_path, "incidents", "similar", "errors-2", "-o", "json", ROLLWISE_INCIDENT_MEMORY="off",
+                 ROLLWISE_EMBEDDING="off")  # no memory to read: the store's own rollbacks, signature only
+    assert alone.returncode == 0, alone.stderr
+    fallback = json.loads(alone.stdout)
+    assert fallback["mode"] == "signature" and "over this store's rollbacks" in fallback["note"]
+    assert [m["id"] for m in fallback["similar"]] == ids
+
     report = _cli(tmp_path, "report", "errors-2", "--format", "md", ROLLWISE_EMBEDDING="off")
     assert report.returncode == 0, report.stderr
     rca = report.stdout.split("## Root cause summary", 1)[1]

@@ -9,6 +9,7 @@ a rollback must not load a model; the first query embeds what is missing (``set_
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -21,6 +22,11 @@ TABLE = "incidents"
 DIM = 384  # all-MiniLM-L6-v2, the shipped model
 READ_LIMIT = 5000  # the newest signatures one query compares against
 MISSING = "the incident memory needs LanceDB: pip install 'rollwise[memory]'"
+
+
+def available() -> bool:
+    """Whether LanceDB is installed, without importing it (seconds on a busy machine)."""
+    return importlib.util.find_spec("lancedb") is not None
 
 
 def _lancedb() -> Any:
