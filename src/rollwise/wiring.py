@@ -170,7 +170,7 @@ INCIDENT_MEMORY_ENV = "ROLLWISE_INCIDENT_MEMORY"
 
 def incident_memory_folder(store: Store) -> Path | None:
     """Where past rollbacks and incidents are kept: ``ROLLWISE_INCIDENT_MEMORY`` (``off``: nowhere), else a
-    folder beside a SQLite store (``<store>.incidents``); a PostgreSQL store needs the variable."""
+    folder beside a SQLite store (``r.db`` → ``r-incidents/``); a PostgreSQL store needs the variable."""
     from rollwise.adapters.stores.sql import SqlStore, sqlite_path
     from rollwise.adapters.stores.sql_leases import FencedStore
 
@@ -179,7 +179,7 @@ def incident_memory_folder(store: Store) -> Path | None:
         return None if configured.lower() in ("off", "none", "0") else Path(configured).expanduser()
     base = store.store if isinstance(store, FencedStore) else store
     path = sqlite_path(base.url) if isinstance(base, SqlStore) else None
-    return None if path is None else path.with_name(path.name + ".incidents")
+    return None if path is None else path.with_name(f"{path.stem}-incidents")
 
 
 def open_incident_memory(store: Store) -> IncidentMemory:

@@ -143,7 +143,8 @@ def test_rollbacks_are_remembered_when_they_end_and_the_cli_names_the_most_simil
     assert _roll(store, "slow-1", Behaviour(latency_p99_ms=900.0), seed=2) == "RolledBack"
     assert _roll(store, "fine-1", Behaviour(), seed=3) == "Succeeded"
     assert _roll(store, "errors-2", Behaviour(error_rate=0.04), seed=4) == "RolledBack"
-    memory = LanceIncidentMemory(tmp_path / "r.db.incidents")
+    assert (tmp_path / "r-incidents").stat().st_mode & 0o077 == 0  # beside the store, the owner's only
+    memory = LanceIncidentMemory(tmp_path / "r-incidents")
     kept = {r.signature.id: r.signature for r in memory.remembered(None)}
     assert set(kept) == {"rollout:errors-1#1", "rollout:slow-1#1", "rollout:errors-2#1"}  # not the success
     assert kept["rollout:errors-1#1"].metrics.keys() == {"errorRate"}

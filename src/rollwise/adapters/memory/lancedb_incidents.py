@@ -54,6 +54,8 @@ class LanceIncidentMemory:
     def __init__(self, uri: str | Path, table: str = TABLE) -> None:
         self.uri = Path(uri)
         self.name = table
+        if not self.uri.exists():  # RCA texts name services, routes and errors: readable by the owner only
+            self.uri.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = _lancedb().connect(str(self.uri), read_consistency_interval=timedelta(0))
         self._table: Any | None = None
 
