@@ -25,6 +25,10 @@ maxIncrease) with the comparison's α share (α/4: the metric's half goes to its
 projection). "Overshoot" is the culprit's e-value over its bar at the rollback: how much evidence
 had piled up within the last window.
 
+Memory of incidents (``--only memory``, needs ``pip install -e '.[memory]'``): simulated incidents of six
+kinds in a LanceDB incident memory, each asked for its three most similar (bench/learning_memory.py);
+the share whose top three hold one of the same kind, by embedding only, signature only and the hybrid.
+
 Usage:  python bench/learning.py --seeds 100 --sweep-seeds 40 > bench/results/learning.md
 """
 
@@ -269,7 +273,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sweep-seeds", type=int, default=40, help="seeds per traffic/error-rate cell")
     parser.add_argument("--spec", type=Path, default=EXAMPLE, help="the spec the traffic sweep drives")
-    parser.add_argument("--only", choices=("priors", "defaults", "risk"), default=None)
+    parser.add_argument("--only", choices=("priors", "defaults", "risk", "memory"), default=None)
+    parser.add_argument("--incidents-per-kind", type=int, default=10,
+                        help="simulated incidents per kind for the memory section (six kinds, three seeds)")
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
                         help="the git repository whose history the risk section backtests (default: this one)")
     args = parser.parse_args()
@@ -283,6 +289,10 @@ def main() -> None:
         import learning_risk  # bench/learning_risk.py: the change-risk backtests
 
         parts.append(learning_risk.risk_section(args.repo))
+    if args.only in (None, "memory"):
+        import learning_memory  # bench/learning_memory.py: similar-incident retrieval (needs the memory extra)
+
+        parts.append(learning_memory.memory_section(args.incidents_per_kind))
     print("\n".join(parts))
 
 

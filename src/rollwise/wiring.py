@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +20,15 @@ from rollwise.core.protocols import (
     Closeable,
     Deployer,
     HasAdmin,
+    IncidentMemory,
+    IncidentRecorder,
     Leases,
     MetricSource,
     Notifier,
     ReleaseHistory,
     Store,
     StoreUnavailable,
+    TextEmbedder,
     TokenRepository,
     TrafficRouter,
     WatchStore,
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from rollwise.core.engine import RolloutEngine
     from rollwise.core.model import RolloutRecord
     from rollwise.flags.repository import SharedFlags
+    from rollwise.learning.incident_memory import Retrieval, Signature
     from rollwise.telemetry.aggregate import SpanAggregates
     from rollwise.watch.runner import Watch
 
@@ -130,7 +134,8 @@ def build_watch(store: Store, runtime: Runtime, audit: AuditLog, flags: Any = No
     watch = open_watch(store)
     actuator = PlaneActuator(ControlPlane(store=store, audit=audit), watch, runtime.notifier, flags)
     return Watch(store, watch, lambda record: runtime.metrics_for(record.spec), actuator, clock or SystemClock(),
-                 audit, processes=_processes(runtime), prometheus_for=_watch_prometheus())
+                 audit, processes=_processes(runtime), prometheus_for=_watch_prometheus(),
+                 incidents=incident_recorder(store))
 
 
 def _processes(runtime: Runtime) -> Any:
@@ -158,6 +163,74 @@ def _watch_prometheus() -> Callable[[RolloutRecord], Any]:
         return clients[url]
 
     return prometheus_for
+
+
+INCIDENT_MEMORY_ENV = "ROLLWISE_INCIDENT_MEMORY"
+
+
+def incident_memory_folder(store: Store) -> Path | None:
+    """Where past rollbacks and incidents are kept: ``ROLLWISE_INCIDENT_MEMORY`` (``off``: nowhere), else a
+    folder beside a SQLite store (``r.db`` → ``r-incidents/``); a PostgreSQL store needs the variable."""
+    from rollwise.adapters.stores.sql import SqlStore, sqlite_path
+    from rollwise.adapters.stores.sql_leases import FencedStore
+
+    configured = os.environ.get(INCIDENT_MEMORY_ENV, "").strip()
+    if configured:
+        return None if configured.lower() in ("off", "none", "0") else Path(configured).expanduser()
+    base = store.store if isinstance(store, FencedStore) else store
+    path = sqlite_path(base.url) if isinstance(base, SqlStore) else None
+    return None if path is None else path.with_name(f"{path.stem}-incidents")
+
+
+def open_incident_memory(store: Store) -> IncidentMemory:
+    """The incident memory beside ``store`` (LanceDB). Raises ``IncidentMemoryUnavailable`` (one line)."""
+    from rollwise.adapters.memory.lancedb_incidents import LanceIncidentMemory
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable
+
+    folder = incident_memory_folder(store)
+    if folder is None:
+        raise IncidentMemoryUnavailable(f"no folder for the incident memory: set {INCIDENT_MEMORY_ENV}")
+    return LanceIncidentMemory(folder)
+
+
+def incident_embedder() -> TextEmbedder | None:
+    """The RCA text's embedding model when the ``memory`` extra is installed (``ROLLWISE_EMBEDDING=off``: none)."""
+    from rollwise.adapters.memory import minilm
+
+    if os.environ.get("ROLLWISE_EMBEDDING", "").strip().lower() in ("off", "none", "0") or not minilm.available():
+        return None
+    return minilm.MiniLmEmbedder()
+
+
+def similar_incidents(store: Store, query: Signature, k: int = 3) -> Retrieval:
+    """The ``k`` past rollbacks and incidents most like ``query``: from the incident memory (the store's
+    ones it lacks added first), hybrid when the embedding model is installed; without LanceDB, signature
+    only over the store's own rollbacks and incidents, and the retrieval says so."""
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable, InMemoryIncidents
+    from rollwise.report.similar import backfill, similar_to
+
+    watch = open_watch(store)
+    memory: IncidentMemory
+    try:
+        memory, missing = open_incident_memory(store), None
+    except IncidentMemoryUnavailable as exc:
+        memory, missing = InMemoryIncidents(), str(exc)
+    backfill(store, watch, memory)
+    retrieval = similar_to(memory, incident_embedder() if missing is None else None, query, k)
+    if missing is not None:
+        retrieval = replace(retrieval, note=f"signature only, over this store's rollbacks and incidents ({missing})")
+    return retrieval
+
+
+def incident_recorder(store: Store) -> IncidentRecorder | None:
+    """What keeps each rollback's and resolved incident's signature (None without a folder for it or LanceDB:
+    ``rollwise incidents similar`` then reads the store's own rollbacks, signature only)."""
+    from rollwise.adapters.memory import lancedb_incidents
+    from rollwise.report.similar import IncidentRecorder as Recorder
+
+    if incident_memory_folder(store) is None or not lancedb_incidents.available():
+        return None
+    return Recorder(store, lambda: open_incident_memory(store))
 
 
 def open_releases(store: Store) -> ReleaseHistory | None:
@@ -294,6 +367,7 @@ class Runtime:
             notifier=self.notifier,
             deployer=self.deployer_for(spec),
             releases=open_releases(store),
+            incidents=incident_recorder(store),
         )
 
     def engine_router(self, spec: RolloutSpec, store: Store, clock: Clock) -> TrafficRouter | None:

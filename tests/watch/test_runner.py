@@ -81,8 +81,25 @@ def run(watch: Watch, clock: VirtualClock, points: int) -> list[Incident]:
     return seen
 
 
+class Kept:
+    """An ``IncidentRecorder`` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.resolved: list[Incident] = []
+
+    def rollout_ended(self, record: RolloutRecord, events: object) -> None:
+        pass
+
+    def incident_resolved(self, incident: Incident) -> None:
+        self.resolved.append(incident)
+
+
 def test_a_release_that_fails_after_promotion_is_undone_and_the_incident_resolves(tmp_path: Path) -> None:
+    from rollwise.learning.incident_memory import UNDONE
+    from rollwise.report.similar import incident_signature
+
     plane, watch, world, clock, notes = setup(tmp_path)
+    watch.incidents = kept = Kept()
     plane.command("shop", "promote", Principal.local_user("ana"), "looks good", full=True)
     assert plane.store.get("shop").phase == Phase.SUCCEEDED
     run(watch, clock, 30)
@@ -110,6 +127,8 @@ def test_a_release_that_fails_after_promotion_is_undone_and_the_incident_resolve
     report = to_markdown(load_postmortem(plane.store, "shop"))
     assert "## Incidents after the release" in report and f"incident #{opened.id} on shop (resolved)" in report
     assert "action:" in report and "undo rollout:shop -> done" in report
+    (remembered,) = kept.resolved  # kept for similar-incident search when it resolved
+    assert remembered.id == opened.id and incident_signature(remembered).resolution == UNDONE
 
 
 def test_an_anomaly_on_every_version_is_not_blamed_on_the_canary(tmp_path: Path) -> None:

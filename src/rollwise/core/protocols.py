@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
@@ -20,6 +20,7 @@ from rollwise.core.model import (
     WindowQuery,
 )
 from rollwise.core.releases import PastEffect
+from rollwise.learning.incident_memory import Remembered, Signature
 from rollwise.spec.models import VersionRef
 from rollwise.watch.changes import Change
 from rollwise.watch.incidents import Incident
@@ -70,6 +71,44 @@ class ReleaseHistory(Protocol):
     def past_effects(self, metric_types: Sequence[str]) -> builtins.list[PastEffect]:
         """Every service's recent past effects of these metric kinds, newest last (bounded)."""
         ...
+
+
+class IncidentMemory(Protocol):
+    """Past rollbacks and incidents with their signatures and RCA embeddings (``learning/incident_memory.py``;
+    ``adapters/memory/lancedb_incidents.py``, built by ``wiring.open_incident_memory``)."""
+
+    def remember(self, signatures: Sequence[Signature]) -> None:
+        """Keep (or replace, by id) signatures, in one write; their text is embedded later, by the first query."""
+        ...
+
+    def recall(self, ident: str) -> Signature | None: ...
+
+    def remembered(self, model: str | None) -> builtins.list[Remembered]:
+        """Every kept signature (the newest, bounded), each with its vector when ``model`` made it."""
+        ...
+
+    def unembedded(self, model: str) -> builtins.list[Signature]:
+        """The signatures without a vector from ``model``."""
+        ...
+
+    def set_vectors(self, vectors: Mapping[str, Sequence[float]], model: str) -> None: ...
+
+
+class TextEmbedder(Protocol):
+    """A local sentence-embedding model (``adapters/memory/minilm.py``): unit vectors, same text same vector."""
+
+    model: str
+
+    def embed(self, texts: Sequence[str]) -> builtins.list[builtins.list[float]]: ...
+
+
+class IncidentRecorder(Protocol):
+    """What the engine (a rollout ended, after the end is committed) and the watch (an incident resolved)
+    tell the incident memory (``report/similar.IncidentRecorder``). Never raises."""
+
+    def rollout_ended(self, record: RolloutRecord, events: Sequence[Event]) -> None: ...
+
+    def incident_resolved(self, incident: Incident) -> None: ...
 
 
 class Judge(Protocol):

@@ -57,6 +57,8 @@ def report(
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="The format, as in every command (md, html, text); same as --format.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE (default: stdout).")] = None,
+    similar: Annotated[bool, typer.Option(
+        "--similar/--no-similar", help="Show the three most similar past rollbacks and incidents in the RCA.")] = True,
     store: StoreOpt = None,
 ) -> None:
     """Postmortem of a rollout: timeline, weights, canary vs baseline charts, decisions, RCA, follow-ups.
@@ -77,12 +79,14 @@ def report(
         err_console.print(f"error: no rollout named {name!r}" + (f" ({missing})" if missing else ""),
                           markup=False, highlight=False)
         raise typer.Exit(1) from None
+    if similar and pm.rca.failed:
+        pm.similar = _similar(the_store, pm)
     if format == ReportFormat.html:
         text = to_html(pm)
     elif format == ReportFormat.md:
         text = to_markdown(pm)
     else:
-        text = pm.rca.text() + "\n"
+        text = pm.rca_text() + "\n"
     if out is None:
         sys.stdout.write(text)
         return
@@ -92,6 +96,19 @@ def report(
         err_console.print(f"error: --out {out}: {exc.strerror or exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     err_console.print(f"wrote {out} ({len(text):,} bytes)", markup=False, highlight=False)
+
+
+def _similar(store: Any, pm: Any) -> Any:
+    """The past incidents most like this rollback; a memory that cannot be read is a warning, not a failure."""
+    from rollwise.report.similar import rollout_signature
+    from rollwise.wiring import similar_incidents
+
+    try:
+        return similar_incidents(store, rollout_signature(pm.record, pm.events, pm.rca))
+    except Exception as exc:  # the postmortem stands without them
+        err_console.print(f"warning: similar incidents: {' '.join(str(exc).split())[:300]}", markup=False,
+                          highlight=False)
+        return None
 
 
 def _format_from_output(output: str | None, format: ReportFormat) -> ReportFormat:

@@ -19,6 +19,7 @@ from rollwise.core.model import Event, Phase, RolloutRecord, VersionStats, Windo
 from rollwise.core.protocols import Store, WatchStore
 from rollwise.core.units import format_duration
 from rollwise.core.waves import wave_rows
+from rollwise.learning.incident_memory import Retrieval
 from rollwise.report import charts
 from rollwise.report.rca import Rca, build_rca, current_run
 from rollwise.watch.incidents import Incident
@@ -58,6 +59,12 @@ class Postmortem:
     followups: list[str]
     charts: list[str] = field(default_factory=list)  # rendered SVG
     incidents: list[Incident] = field(default_factory=list)  # what the post-release watch opened on the service
+    similar: Retrieval | None = None  # the past rollbacks and incidents most like this one (``report/similar.py``)
+
+    def rca_text(self) -> str:
+        """The RCA, followed by the similar past incidents and how each was resolved (when looked up)."""
+        text = self.rca.text()
+        return text if self.similar is None else text + "\n" + "\n".join(self.similar.lines())
 
     @property
     def title(self) -> str:
@@ -349,7 +356,7 @@ def to_markdown(pm: Postmortem) -> str:
         lines += [f"### Decision {d.index}: {d.action} ({_rel(pm, d.at)}, {weight} canary, rule `{d.rule}`)",
                   "", "```", d.explanation, "```", ""]
     if pm.rca.failed:
-        lines += ["## Root cause summary", "", "```", pm.rca.text(), "```", ""]
+        lines += ["## Root cause summary", "", "```", pm.rca_text(), "```", ""]
         if pm.rca.traces:  # clickable, relative to the rollwise serve that kept them
             lines += ["### Exemplar traces", ""] + [f"- [{t.kind} trace `{t.trace_id}`]({t.link}): "
                                                     f"{t.duration_ms:.0f} ms, origin span `{t.origin}`"
@@ -464,7 +471,7 @@ def to_html(pm: Postmortem, trace_links: Mapping[str, str] | None = None) -> str
         parts.append("<p>No decisions were recorded.</p>")
     parts.append("</section>")
     if pm.rca.failed:
-        parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca.text())}</pre>"]
+        parts += ['<section id="rca"><h2>Root cause summary</h2>', f"<pre>{e(pm.rca_text())}</pre>"]
         parts += [f'<p class="exemplar">Exemplar trace: <a href="{e(links.get(t.trace_id, t.link))}">{e(t.kind)} '
                   f"{e(t.trace_id)}</a>, {t.duration_ms:.0f} ms, origin span <code>{e(t.origin)}</code></p>"
                   for t in pm.rca.traces]

@@ -192,6 +192,44 @@ def show_incident(
         typer.echo(incident_text(incident))
 
 
+@incidents_app.command("similar")
+def similar_incidents(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="A watch incident's number (as in `incidents list`) "
+                                         "or a rollout's name (its latest run).")],
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="How many to show.")] = 3,
+    store: StoreOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """The past rollbacks and incidents most like ID, and how each was resolved.
+
+    Similarity is the RCA text's embedding (the memory extra) and the signature (metrics and effect sizes,
+    regressed routes, change features); without the embedding model it is signature only, and says so.
+    Example: rollwise incidents similar checkout --output json
+    """
+    from rollwise.core.protocols import NotFoundError
+    from rollwise.learning.incident_memory import IncidentMemoryUnavailable
+    from rollwise.report.similar import query_signature
+    from rollwise.wiring import open_watch, similar_incidents
+
+    the_store = _open(store, read_only=True)
+    try:
+        query = query_signature(the_store, open_watch(the_store), ident)
+    except NotFoundError as exc:
+        message = str(exc).strip("'\"")
+        raise _fail(message if message.startswith("no ") else f"no rollout named {ident!r}", 1) from None
+    try:
+        retrieval = similar_incidents(the_store, query, top)
+    except (IncidentMemoryUnavailable, OSError, RuntimeError, ValueError) as exc:  # LanceDB or the model refused
+        raise _fail(f"incident memory: {' '.join(str(exc).split())[:300]}", 1) from None
+    if output == Output.json:
+        sys.stdout.write(json.dumps({"query": {"id": query.id, "title": query.title}, **retrieval.to_json()},
+                                    indent=2) + "\n")
+        return
+    typer.echo(f"{query.title or query.id}")
+    for line in retrieval.lines():
+        typer.echo(line)
+
+
 @watch_app.callback(invoke_without_command=True)
 def watch(
     ctx: typer.Context,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from rollwise.core.clock import Clock
 from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
-from rollwise.core.protocols import AuditLog, MetricsError, MetricSource, Store, WatchStore
+from rollwise.core.protocols import AuditLog, IncidentRecorder, MetricsError, MetricSource, Store, WatchStore
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
@@ -86,12 +86,15 @@ class Watch:
     def __init__(self, store: Store, watch: WatchStore, metrics_for: Callable[[RolloutRecord], MetricSource | None],
                  actuator: Actuator, clock: Clock, audit: AuditLog | None = None, *,
                  processes: ProcessReader | None = None,
-                 prometheus_for: Callable[[RolloutRecord], ScalarQuery | None] | None = None) -> None:
+                 prometheus_for: Callable[[RolloutRecord], ScalarQuery | None] | None = None,
+                 incidents: IncidentRecorder | None = None) -> None:
         """``processes`` reads the CPU and memory of the versions rollwise runs (``cpu``, ``memory``);
-        ``prometheus_for`` answers the spec's ``watch.series`` queries."""
+        ``prometheus_for`` answers the spec's ``watch.series`` queries; ``incidents`` keeps each resolved
+        incident's signature for similar-incident search."""
         self.store, self.watch, self.metrics_for = store, watch, metrics_for
         self.processes, self.prometheus_for = processes, prometheus_for
         self.actuator, self.clock, self.audit = actuator, clock, audit
+        self.incidents = incidents
         self.targets: dict[str, _Target] = {}
 
     def refresh(self) -> None:
@@ -200,6 +203,8 @@ class Watch:
         resolved = target.incident.resolved(now)
         self.watch.save_incident(resolved)
         self._audit("watch.resolve", resolved, {"recovery_s": resolved.recovery_s})
+        if self.incidents is not None:
+            self.incidents.incident_resolved(resolved)
         target.incident, target.quiet = None, 0
         target.reset()  # the detectors learnt the anomaly's level: start them again from normal
         return resolved

@@ -223,6 +223,11 @@ def normalize_store_url(value: str) -> str:
 _URL_HINT = "use a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The SQLite file a store URL names (None for PostgreSQL or an in-memory database)."""
+    return _sqlite_file(make_url(normalize_store_url(url)))
+
+
 def _sqlite_file(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None

@@ -22,6 +22,7 @@ from rollwise.core.model import Event, Phase, RolloutRecord, RouteState
 from rollwise.core.protocols import (
     ConflictError,
     Deployer,
+    IncidentRecorder,
     Judge,
     MetricSource,
     Notifier,
@@ -45,6 +46,7 @@ class RolloutEngine:
         notifier: Notifier | None = None,
         deployer: Deployer | None = None,
         releases: ReleaseHistory | None = None,
+        incidents: IncidentRecorder | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -58,6 +60,7 @@ class RolloutEngine:
         self.notifier = notifier
         self.deployer = deployer
         self.releases = releases
+        self.incidents = incidents
         self._applied_route: dict[str, int] = {}
         self._judge_cache: dict[str, Judge] = {}
         self._last_seq: dict[str, int] = {}
@@ -188,8 +191,12 @@ class RolloutEngine:
         if self.notifier is not None and change.events:
             for event in self._numbered(saved.name, len(change.events)):
                 self.notifier.notify(saved, event)
-        if self.releases is not None and _ended(change):
-            remember(self.releases, saved, self.store.events(saved.name))
+        if (self.releases is not None or self.incidents is not None) and _ended(change):
+            events = self.store.events(saved.name)
+            if self.releases is not None:
+                remember(self.releases, saved, events)
+            if self.incidents is not None:  # a rollback's signature for similar-incident search
+                self.incidents.rollout_ended(saved, events)
         return saved
 
     def _numbered(self, name: str, count: int) -> list[Event]:
