@@ -1,8 +1,8 @@
 """A writer process for the store's multi-process tests (run as a script, never collected).
 
 ``contend URL NAME WRITER COUNT``: make COUNT saves to NAME, reloading and retrying on conflict.
-``crash URL NAME``: save to NAME in a tight loop until killed (``ready`` after the first save); every save carries three events
-and one window tagged with the revision it creates, so a half-written save would show.
+``crash URL NAME``: save to NAME in a tight loop until killed (``ready`` after the first save); every
+save carries three events and one window tagged with the revision it creates, so a half-written save would show.
 """
 
 from __future__ import annotations
