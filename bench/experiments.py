@@ -425,6 +425,56 @@ def _sums_against_rollups(experiments: Any, experiment: Any) -> float:
     return worst
 
 
+class _BackendCpu:
+    """CPU seconds the PostgreSQL backends serving one database have used (from /proc: the server runs on this
+    machine). Wall-clock time on a machine shared with other work counts their CPU too; this does not."""
+
+    def __init__(self, server: str, database: str) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        admin = make_url(server).set(drivername="postgresql", database="postgres")
+        self._conn = psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True)
+        self._database = database
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> float:
+        pids = [row[0] for row in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+            (self._database,))]
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / self._tick
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _event_rows(rng: np.random.Generator, subjects: int, size: int) -> list[tuple[str, str, float, float]]:
+    names = np.array(["session", "revenue", "purchase", "latency_ms"])
+    who = rng.integers(0, subjects, size)
+    kind = names[rng.choice(4, size, p=[0.4, 0.1, 0.1, 0.4])]
+    value = np.where(kind == "revenue", rng.gamma(2.0, 20.0, size), np.where(kind == "latency_ms",
+                                                                             rng.gamma(4.0, 25.0, size), 1.0))
+    at = np.where(rng.random(size) < 0.1, 500.0, 2_000.0) + rng.random(size)  # 10 % before the start: CUPED
+    return list(zip((f"u{w}" for w in who.tolist()), kind.tolist(), value.tolist(), at.tolist(), strict=True))
+
+
+def _concurrent(experiments: Any, batches: list[list[tuple[str, str, float, float]]], writers: int) -> float:
+    """Seconds for ``writers`` threads (one connection each) to write ``batches`` between them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(experiments.record_events, batches))
+    return time.perf_counter() - began
+
+
 def store_section(server: str, events: int) -> Lines:
     from rollwise.adapters.stores.sql import SqlStore
     from rollwise.adapters.stores.sql_experiments import SqlExperimentStore
@@ -448,20 +498,17 @@ def store_section(server: str, events: int) -> Lines:
         experiments.record_exposures("checkout", exposures[start:start + 100_000])
     exposure_s = time.perf_counter() - began
     batch, written, ingest_s, plain_s, plain_n, unread_s = 100_000, 0, 0.0, 0.0, 0, 0.0
-    names = np.array(["session", "revenue", "purchase", "latency_ms"])
+    server_cpu, client_cpu, cpu = 0.0, 0.0, _BackendCpu(server, "rollwise_bench_experiments")
     with store.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE plain_events (LIKE metric_events)")
     while written < events:
         size = min(batch, events - written)
-        who = rng.integers(0, subjects, size)
-        kind = names[rng.choice(4, size, p=[0.4, 0.1, 0.1, 0.4])]
-        value = np.where(kind == "revenue", rng.gamma(2.0, 20.0, size), np.where(kind == "latency_ms",
-                                                                                 rng.gamma(4.0, 25.0, size), 1.0))
-        at = np.where(rng.random(size) < 0.1, 500.0, 2_000.0) + rng.random(size)  # 10 % before the start: CUPED
-        rows = list(zip((f"u{w}" for w in who.tolist()), kind.tolist(), value.tolist(), at.tolist(), strict=True))
-        began = time.perf_counter()
+        rows = _event_rows(rng, subjects, size)
+        before, client_before, began = cpu.seconds(), time.thread_time(), time.perf_counter()
         experiments.record_events(rows)
         ingest_s += time.perf_counter() - began
+        client_cpu += time.thread_time() - client_before
+        server_cpu += cpu.seconds() - before
         if plain_n < 1_000_000:  # the floors: the same batch COPY'd into a plain table, and through the store
             plain_s += _plain_copy(store, rows)  # under event names no experiment reads (nothing to fold)
             unread = [(s, "unread_" + e, v, a) for s, e, v, a in rows]
@@ -470,6 +517,11 @@ def store_section(server: str, events: int) -> Lines:
             unread_s += time.perf_counter() - began
             plain_n += size
         written += size
+    cpu.close()
+    extra = [_event_rows(rng, subjects, batch) for _ in range(10)]  # two writers at once, rows built before
+    two_s = _concurrent(experiments, extra, 2)
+    extra_n = sum(len(b) for b in extra)
+    del extra
     with store.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE metric_events")
         conn.exec_driver_sql("ANALYZE experiment_exposures")
@@ -502,6 +554,11 @@ def store_section(server: str, events: int) -> Lines:
             "| what | figure | target |", "|---|---|---|",
             f"| ingestion, events + rollups + sums | {events / ingest_s:,.0f} events/s ({ingest_s:.1f} s for "
             f"{events:,}) | ≥ 100,000 events/s |",
+            f"| the same, two writers at once (threads, a connection each; {extra_n:,} more events) | "
+            f"{extra_n / two_s:,.0f} events/s | – |",
+            f"| CPU per {batch:,} events: PostgreSQL backend {server_cpu / (events / batch):.2f} s + rollwise "
+            f"(COPY text, driver) {client_cpu / (events / batch):.2f} s → one writer with a core of its own | "
+            f"{events / (server_cpu + client_cpu):,.0f} events/s | – |",
             f"| floor 1: the same batches COPY'd into a plain table (first {plain_n:,}) | "
             f"{plain_n / plain_s:,.0f} events/s | – |",
             f"| floor 2: the same batches through `record_events` under event names no experiment reads (COPY "
@@ -511,7 +568,8 @@ def store_section(server: str, events: int) -> Lines:
             f"{min(timings):.3f} s (all: {', '.join(f'{t:.3f}' for t in timings)}) | < 2 s |",
             f"| the same statistics aggregated afresh from the rollups (one row per subject and metric, no join) | "
             f"{rollup_scan_s:.2f} s | – |",
-            f"| one plain scan `SELECT count(*), sum(value) FROM metric_events` ({events + plain_n:,} rows) | "
+            f"| one plain scan `SELECT count(*), sum(value) FROM metric_events` "
+            f"({events + plain_n + extra_n:,} rows) | "
             f"{scan_s:.2f} s | – |", "",
             f"Load average (1 min) at the end of this section: {load:.1f} on {os.cpu_count()} cores (other work "
             "shares the machine and the PostgreSQL server).", "",
