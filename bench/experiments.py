@@ -475,7 +475,7 @@ def _concurrent(experiments: Any, batches: list[list[tuple[str, str, float, floa
     return time.perf_counter() - began
 
 
-def store_section(server: str, events: int) -> Lines:
+def store_section(server: str, events: int, batch: int = 100_000, subjects: int | None = None) -> Lines:
     from rollwise.adapters.stores.sql import SqlStore
     from rollwise.adapters.stores.sql_experiments import SqlExperimentStore
     from rollwise.experiments.model import ExperimentSpec
@@ -489,7 +489,7 @@ def store_section(server: str, events: int) -> Lines:
         "variants": ["control", "treatment"], "primary": {"name": "purchase", "kind": "conversion"},
         "secondary": [{"name": "revenue_per_session", "event": "revenue", "kind": "ratio", "denominator": "session"}]})
     experiment = experiments.create(spec, now=1_000.0)
-    subjects = max(events // 10, 1_000)
+    subjects = subjects or max(events // 10, 1_000)
     rng = np.random.default_rng(7)
     variant = rng.integers(0, 2, subjects)
     exposures = [(f"u{i}", spec.variants[variant[i]], 1_000.0 + i * 1e-3) for i in range(subjects)]
@@ -497,7 +497,7 @@ def store_section(server: str, events: int) -> Lines:
     for start in range(0, subjects, 100_000):
         experiments.record_exposures("checkout", exposures[start:start + 100_000])
     exposure_s = time.perf_counter() - began
-    batch, written, ingest_s, plain_s, plain_n, unread_s = 100_000, 0, 0.0, 0.0, 0, 0.0
+    written, ingest_s, plain_s, plain_n, unread_s = 0, 0.0, 0.0, 0, 0.0
     server_cpu, client_cpu, cpu = 0.0, 0.0, _BackendCpu(server, "rollwise_bench_experiments")
     with store.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE plain_events (LIKE metric_events)")
@@ -518,7 +518,8 @@ def store_section(server: str, events: int) -> Lines:
             plain_n += size
         written += size
     cpu.close()
-    extra = [_event_rows(rng, subjects, batch) for _ in range(10)]  # two writers at once, rows built before
+    # two writers at once, rows built before
+    extra = [_event_rows(rng, subjects, batch) for _ in range(max(1_000_000 // batch, 2))]
     two_s = _concurrent(experiments, extra, 2)
     extra_n = sum(len(b) for b in extra)
     del extra
@@ -556,8 +557,8 @@ def store_section(server: str, events: int) -> Lines:
             f"{events:,}) | ≥ 100,000 events/s |",
             f"| the same, two writers at once (threads, a connection each; {extra_n:,} more events) | "
             f"{extra_n / two_s:,.0f} events/s | – |",
-            f"| CPU per {batch:,} events: PostgreSQL backend {server_cpu / (events / batch):.2f} s + rollwise "
-            f"(COPY text, driver) {client_cpu / (events / batch):.2f} s → one writer with a core of its own | "
+            f"| CPU per 100,000 events: PostgreSQL backend {server_cpu / (events / 1e5):.2f} s + rollwise "
+            f"(COPY text, driver) {client_cpu / (events / 1e5):.2f} s → one writer with a core of its own | "
             f"{events / (server_cpu + client_cpu):,.0f} events/s | – |",
             f"| floor 1: the same batches COPY'd into a plain table (first {plain_n:,}) | "
             f"{plain_n / plain_s:,.0f} events/s | – |",
@@ -588,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--postgres", default=None, help="PostgreSQL URL for the ingestion and readout section")
     parser.add_argument("--events", type=int, default=10_000_000, help="events for the readout section")
+    parser.add_argument("--batch", type=int, default=100_000, help="events per record_events call (section 6)")
+    parser.add_argument("--subjects", type=int, default=None, help="subjects exposed (section 6; default events/10)")
     parser.add_argument("--only", default=None, help="comma-separated sections to run (default: all)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -606,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         ("power", lambda: power(rng, args.experiments)),
     ]
     if args.postgres:
-        sections.append(("store", lambda: store_section(args.postgres, args.events)))
+        sections.append(("store", lambda: store_section(args.postgres, args.events, args.batch, args.subjects)))
     wanted = set(args.only.split(",")) if args.only else None
     for name, section in sections:
         if wanted is not None and name not in wanted:
