@@ -7,6 +7,16 @@ OpenFeature's tracking API (``client.track("purchase", context, TrackingEventDet
 event. ``ExperimentTracker`` sends them to ``rollwise serve`` through the same endpoints the CLI uses
 (``POST /api/v1/experiments/<name>/exposures``, ``POST /api/v1/metric-events``).
 
+Use::
+
+    tracker = ExperimentTracker("http://rollwise:8080", deployer_token)
+    api.set_provider(RollwiseProvider("flags.json", tracker=tracker))
+    client = api.get_client()
+    who = EvaluationContext(targeting_key=user_id)
+    client.get_boolean_value("new-checkout", False, who)        # an exposure, if an experiment runs on it
+    client.track("purchase", who, TrackingEventDetails(value=42.0))  # a metric event
+    api.shutdown()                                                # sends what is still buffered
+
 Why it is shaped like this:
 
 * One HTTP request per evaluation would cost far more than the evaluation, so nothing is sent on the
