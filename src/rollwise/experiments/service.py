@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from rollwise.control.principal import Principal
 from rollwise.core.clock import Clock
 from rollwise.core.protocols import AuditLog
-from rollwise.experiments.model import EVENT, Experiment, ExperimentSpec, Metric
+from rollwise.experiments.model import EVENT, Experiment, ExperimentSpec
 from rollwise.experiments.readout import Readout, readout
 from rollwise.experiments.stats import Moments
 
@@ -37,7 +37,8 @@ class ExperimentRepository(Protocol):
     def record_exposures(self, name: str, rows: Sequence[tuple[str, str, float]]) -> int: ...
     def record_events(self, rows: Sequence[tuple[str, str, float, float]]) -> int: ...
     def variant_counts(self, name: str, until: float | None = None) -> dict[str, int]: ...
-    def moments(self, experiment: Experiment, metric: Metric, until: float | None = None) -> dict[str, Moments]: ...
+    def statistics(self, experiment: Experiment, until: float | None = None
+                   ) -> tuple[dict[str, int], dict[str, dict[str, Moments]]]: ...
 
 
 class BadInput(ValueError):
@@ -118,8 +119,7 @@ class ExperimentService:
         """The readout at ``until`` (default: now, or when it stopped: a stopped experiment's readout is frozen)."""
         experiment = self.store.get(name)
         until = until if until is not None else experiment.stopped_at
-        counts = self.store.variant_counts(name, until)
-        moments = {m.name: self.store.moments(experiment, m, until) for m in experiment.spec.metrics}
+        counts, moments = self.store.statistics(experiment, until)
         return readout(experiment, counts, moments)
 
     def history(self, name: str, points: int = 20) -> list[dict[str, Any]]:
@@ -154,5 +154,4 @@ class ExperimentService:
         self.audit.append(actor=who.actor, role=who.audit_role, action="experiment.guardrail",
                           target=f"experiment:{name}", before={"status": "running"},
                           after={"status": "stopped", "evidence": evidence}, reason=result.reason)
-        return readout(self.store.get(name), result.counts,
-                       {m.name: self.store.moments(experiment, m) for m in experiment.spec.metrics})
+        return self.readout(name)

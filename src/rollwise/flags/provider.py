@@ -2,6 +2,10 @@
 
 It watches the file (polling, ~150 ms), swaps in the recompiled configuration on change, applies due
 schedules in memory, and emits PROVIDER_CONFIGURATION_CHANGED so applications can react.
+
+Given an ``ExperimentTracker`` (``flags/tracking.py``) it also feeds experiments: its hook records an exposure
+for each evaluation of a flag a running experiment is on, and OpenFeature's ``track`` sends metric events,
+both in batches to ``rollwise serve``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import ProviderEventDetails
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
+from openfeature.hook import Hook
 from openfeature.provider import AbstractProvider, Metadata
+from openfeature.track import TrackingEventDetails
 
 from rollwise.flags.evaluator import Resolution, check_type
 from rollwise.flags.repository import ConfigChange, FlagRepository
+from rollwise.flags.tracking import ExperimentTracker, ExposureHook
 
 _REASONS = {r.value: r for r in Reason}
 _ERRORS = {e.value: e for e in ErrorCode}
@@ -55,8 +62,10 @@ class RollwiseProvider(AbstractProvider):
         poll_interval: float = 0.15,
         clock: Callable[[], float] | None = None,
         watch: bool = True,
+        tracker: ExperimentTracker | None = None,
     ):
         super().__init__()
+        self.tracker = tracker
         kwargs: dict[str, Any] = {"fractional_version": fractional_version, "apply_schedules": False}
         if clock is not None:
             kwargs["clock"] = clock
@@ -73,6 +82,26 @@ class RollwiseProvider(AbstractProvider):
 
     def shutdown(self) -> None:
         self.repository.stop()
+        if self.tracker is not None:
+            self.tracker.close()
+
+    def get_provider_hooks(self) -> list[Hook]:
+        """With a tracker: the hook that records exposures of experiment flags."""
+        return [ExposureHook(self.tracker)] if self.tracker is not None else []
+
+    def track(
+        self,
+        tracking_event_name: str,
+        evaluation_context: EvaluationContext | None = None,
+        tracking_event_details: TrackingEventDetails | None = None,
+    ) -> None:
+        """OpenFeature's tracking API: a metric event for the context's targeting key (value 1 unless the
+        details carry one), sent in the tracker's next batch. Without a tracker it does nothing."""
+        if self.tracker is None:
+            return
+        subject = evaluation_context.targeting_key if evaluation_context is not None else None
+        value = tracking_event_details.value if tracking_event_details is not None else None
+        self.tracker.event(subject, tracking_event_name, value)
 
     def _on_change(self, change: ConfigChange) -> None:
         self.emit_provider_configuration_changed(
