@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
+from rollwise.core.fleet import EnvoyNode
 from rollwise.core.leases import ControllerSeen, Lease
 from rollwise.core.model import (
     AppliedRoute,
@@ -307,3 +308,22 @@ class WatchStore(Protocol):
                   since: float | None = None) -> builtins.list[Incident]: ...
 
     def incident(self, incident_id: int) -> Incident | None: ...
+
+
+@runtime_checkable
+class EnvoyFleet(Protocol):
+    """The Envoys of an ADS fleet and what each accepted, kept in the store (``core/fleet.py``)."""
+
+    def record_node(self, node: EnvoyNode) -> None:
+        """Insert or replace the node's row (its stream's state as its ADS server sees it)."""
+        ...
+
+    def heartbeat(self, server: str, node_ids: Sequence[str], at: float) -> None:
+        """The server still holds these nodes' streams."""
+        ...
+
+    def nodes(self) -> builtins.list[EnvoyNode]: ...
+
+    def route_marks(self) -> dict[str, int]:
+        """Every rollout's record revision (cheap): what changed since the last look."""
+        ...

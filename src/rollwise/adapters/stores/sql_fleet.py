@@ -1,0 +1,76 @@
+"""The Envoys of an ADS fleet in the SQL store: one row per node id (``EnvoyFleet``).
+
+JSON maps are kept as text so the same statements run on SQLite and PostgreSQL; rows are small and
+written only on an ACK, a NACK, a (dis)connect, or a heartbeat (one ``UPDATE`` per server per second).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Boolean, Column, Double, String, Table, Text, delete, insert, select, update
+
+from rollwise.adapters.stores.sql import SqlStore, metadata, rollouts_table
+from rollwise.core.fleet import EnvoyNode
+
+envoy_nodes_table = Table(
+    "envoy_nodes",
+    metadata,
+    Column("node_id", String(255), primary_key=True),
+    Column("region", String(255), nullable=True),
+    Column("zone", String(255), nullable=True),
+    Column("admin", String(255), nullable=True),
+    Column("listen", String(255), nullable=True),
+    Column("server", String(255), nullable=True),
+    Column("connected", Boolean, nullable=False),
+    Column("seen_at", Double, nullable=False),
+    Column("versions", Text, nullable=False),
+    Column("confirmed", Text, nullable=False),
+    Column("nacked", Text, nullable=False),
+    Column("nack_message", Text, nullable=True),
+    Column("nack_at", Double, nullable=True),
+)
+
+
+class SqlEnvoyFleet:
+    """``EnvoyFleet`` beside the rollouts in ``store``'s database."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def record_node(self, node: EnvoyNode) -> None:
+        row: dict[str, Any] = {
+            "node_id": node.node_id, "region": node.region, "zone": node.zone, "admin": node.admin,
+            "listen": node.listen, "server": node.server, "connected": node.connected, "seen_at": node.seen_at,
+            "versions": json.dumps(node.versions), "confirmed": json.dumps(node.confirmed),
+            "nacked": json.dumps(node.nacked), "nack_message": node.nack_message, "nack_at": node.nack_at,
+        }
+        with self.store.write() as conn:  # delete + insert: the same on both databases, in one transaction
+            conn.execute(delete(envoy_nodes_table).where(envoy_nodes_table.c.node_id == node.node_id))
+            conn.execute(insert(envoy_nodes_table).values(**row))
+
+    def heartbeat(self, server: str, node_ids: Sequence[str], at: float) -> None:
+        if not node_ids:
+            return
+        with self.store.write() as conn:
+            conn.execute(update(envoy_nodes_table)
+                         .where(envoy_nodes_table.c.server == server, envoy_nodes_table.c.node_id.in_(list(node_ids)))
+                         .values(seen_at=at))
+
+    def nodes(self) -> builtins.list[EnvoyNode]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(envoy_nodes_table).order_by(envoy_nodes_table.c.region,
+                                                                   envoy_nodes_table.c.node_id)).all()
+        return [EnvoyNode(node_id=r.node_id, region=r.region, zone=r.zone, admin=r.admin, listen=r.listen,
+                          server=r.server, connected=bool(r.connected), seen_at=float(r.seen_at),
+                          versions=json.loads(r.versions), confirmed=json.loads(r.confirmed),
+                          nacked=json.loads(r.nacked), nack_message=r.nack_message, nack_at=r.nack_at)
+                for r in rows]
+
+    def route_marks(self) -> dict[str, int]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(rollouts_table.c.name, rollouts_table.c.revision)).all()
+        return {r.name: int(r.revision) for r in rows}
