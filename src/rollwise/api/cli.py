@@ -98,6 +98,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1,
                                                 help="Refuse (413) request bodies larger than this.")] = 1 << 20,
+    ads_listen: Annotated[str | None, typer.Option(
+        "--ads-listen", help="Also serve the store's envoy-ads routes to Envoys over ADS on host:port.")] = None,
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
 
@@ -127,9 +129,12 @@ def serve(
 
     try:
         app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
-                         max_body_bytes=max_body_bytes)
+                         max_body_bytes=max_body_bytes, ads_listen=ads_listen)
     except StoreUnavailable as exc:
         err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except RuntimeError as exc:  # the ADS server cannot listen (AdsError)
+        err_console.print(f"error: --ads-listen {ads_listen}: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     except FlagValidationError as exc:  # a flag file that cannot be served: say why, start nothing
         typer.echo("\n".join(exc.problems), err=True)

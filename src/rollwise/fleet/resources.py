@@ -123,7 +123,8 @@ def cluster(name: str, addresses: list[str], ref: VersionRef | None = None) -> d
     """One version's cluster: its endpoints (a pool), protocol, active health check and outlier detection."""
     hosts = [_split(a) for a in addresses]
     protocol = ref.protocol if ref is not None else "http1"
-    http: dict[str, Any] = {"http2_protocol_options": {}} if protocol in ("http2", "grpc") else {"http_protocol_options": {}}
+    h2 = protocol in ("http2", "grpc")
+    http: dict[str, Any] = {"http2_protocol_options": {}} if h2 else {"http_protocol_options": {}}
     resource: dict[str, Any] = {
         "name": name,
         "type": "STATIC" if all(_is_ip(h) for h, _ in hosts) else "STRICT_DNS",
