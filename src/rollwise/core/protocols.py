@@ -314,8 +314,8 @@ class WatchStore(Protocol):
 class EnvoyFleet(Protocol):
     """The Envoys of an ADS fleet and what each accepted, kept in the store (``core/fleet.py``)."""
 
-    def record_node(self, node: EnvoyNode) -> None:
-        """Insert or replace the node's row (its stream's state as its ADS server sees it)."""
+    def record_nodes(self, nodes: Sequence[EnvoyNode]) -> None:
+        """Insert or replace these nodes' rows (their streams' state as their ADS server sees it), at once."""
         ...
 
     def heartbeat(self, server: str, node_ids: Sequence[str], at: float) -> None:

@@ -48,7 +48,7 @@ class EnvoyAdsRouter:
                 raise RouterError(f"{rollout}: route revision {route.revision} not confirmed within "
                                   f"{self.timeout_s:g}s by {names}")
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.2, 0.02)
 
     def waiting_for(self, rollout: str, revision: int) -> list[EnvoyNode]:
         """Live Envoys that have not confirmed ``revision`` yet; raises on a NACK of it (or a newer one)."""

@@ -41,16 +41,18 @@ class SqlEnvoyFleet:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
 
-    def record_node(self, node: EnvoyNode) -> None:
-        row: dict[str, Any] = {
+    def record_nodes(self, nodes: Sequence[EnvoyNode]) -> None:
+        if not nodes:
+            return
+        rows: list[dict[str, Any]] = [{
             "node_id": node.node_id, "region": node.region, "zone": node.zone, "admin": node.admin,
             "listen": node.listen, "server": node.server, "connected": node.connected, "seen_at": node.seen_at,
             "versions": json.dumps(node.versions), "confirmed": json.dumps(node.confirmed),
             "nacked": json.dumps(node.nacked), "nack_message": node.nack_message, "nack_at": node.nack_at,
-        }
+        } for node in nodes]
         with self.store.write() as conn:  # delete + insert: the same on both databases, in one transaction
-            conn.execute(delete(envoy_nodes_table).where(envoy_nodes_table.c.node_id == node.node_id))
-            conn.execute(insert(envoy_nodes_table).values(**row))
+            conn.execute(delete(envoy_nodes_table).where(envoy_nodes_table.c.node_id.in_([r["node_id"] for r in rows])))
+            conn.execute(insert(envoy_nodes_table), rows)
 
     def heartbeat(self, server: str, node_ids: Sequence[str], at: float) -> None:
         if not node_ids:

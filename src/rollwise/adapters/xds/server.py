@@ -84,6 +84,8 @@ class AdsServer:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="rollwise-ads", daemon=True)
         self._stopping: asyncio.Event | None = None
+        self._dirty: dict[str, EnvoyNode] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -142,6 +144,8 @@ class AdsServer:
         await server.stop(grace=0.5)
         for session, _ in list(self._streams.values()):
             await self._persist(session, connected=False)
+        if self._flusher is not None:
+            await self._flusher
 
     # ------------------------------------------------------------ the store
 
@@ -202,19 +206,27 @@ class AdsServer:
                 log.warning("ADS: heartbeat not written: %s", exc)
 
     async def _persist(self, session: Session, connected: bool = True) -> None:
+        """Record the session's state: rows are written in batches, one transaction for every Envoy that
+        changed meanwhile, so six ACKs arriving together cost one commit, not six in a row."""
         node = session.node
-        row = EnvoyNode(
+        self._dirty[node.id] = EnvoyNode(
             node_id=node.id, region=node.region, zone=node.zone, admin=node.admin,
             listen=f"{node.listen_address}:{node.listen_port}", server=self.server_id, connected=connected,
             seen_at=time.time(), versions={SHORT[t]: v for t, v in session.acked_version.items()},
             confirmed=session.confirmed(self._desired), nacked=dict(session.nacked),
             nack_message=session.nack_message, nack_at=time.time() if session.nack_message else None,
         )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._io, self.fleet.record_node, row)
-        except Exception as exc:
-            log.warning("ADS: state of %s not written: %s", node.id, exc)
+        while self._dirty:
+            rows, self._dirty = list(self._dirty.values()), {}
+            try:
+                await loop.run_in_executor(self._io, self.fleet.record_nodes, rows)
+            except Exception as exc:
+                log.warning("ADS: state of %s not written: %s", ", ".join(r.node_id for r in rows), exc)
 
     # ------------------------------------------------------------ streams
 
