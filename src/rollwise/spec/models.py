@@ -659,7 +659,9 @@ class RolloutSpec(Model):
             return self  # flag variants and dry runs need no upstream
         for role in ("stable", "canary"):
             ref: VersionRef = getattr(self.versions, role)
-            if not ref.address and not ref.command:
+            if ref.addresses and self.traffic.router != "envoy-ads":
+                raise ValueError(f"versions.{role}.addresses: a pool needs traffic.router envoy-ads; give address")
+            if not ref.address and not ref.command and not ref.addresses:
                 raise ValueError(f"versions.{role}: give either address or command")
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -250,5 +251,50 @@ def test_a_nack_is_the_rollouts_error_with_envoys_message_and_regions_are_summed
             assert set(seen) == {"v1", "v2"}
             assert envoy.stats(r"rds\.rollwise\.update_rejected$")["http.ingress.rds.rollwise.update_rejected"] == "1"
     finally:
+        ads.close()
+        runtime.close()
+
+
+def test_pools_health_checks_grpc_upstreams_and_tls_are_accepted_by_envoy(
+        tmp_path: Path, start_service: ServiceFactory) -> None:
+    """Part 2's cluster and listener shapes, ACKed by a real Envoy (a NACK would name the bad field)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True, timeout=60)
+    v1, v2a, v2b = start_service("v1"), start_service("v2"), start_service("v2")
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+    runtime = Runtime(workdir=tmp_path / "rw", store=store)
+    ads = start_ads(store, f"127.0.0.1:{free_port()}", runtime)
+    envoy = None
+    try:
+        envoy = start_envoy(tmp_path / "envoys", "tls-1", f"127.0.0.1:{ads.port}", region="a",
+                            tls_cert=str(cert), tls_key=str(key))
+        pool = spec_text(v1.address, v2a.address, "setWeight: 50", "pause: {duration: 1h}").replace(
+            f'canary: {{name: v2, address: "{v2a.address}"}}',
+            f'canary: {{name: v2, addresses: ["{v2a.address}", "{v2b.address}"], healthCheck: {{path: /healthz}}, '
+            "outlierDetection: {consecutive5xx: 3}}")
+        grpc = spec_text(v1.address, v2a.address, "setWeight: 10", "pause: {duration: 1h}").replace(
+            "name: shop", "name: grpc-shop").replace("name: v1,", "name: v1, protocol: grpc,").replace(
+            "name: v2,", "name: v2, protocol: http2,")
+        for text in (pool, grpc):
+            spec = load_spec_text(text)
+            engine = runtime.engine_for(spec, store, SystemClock())
+            engine.start(spec)
+            engine.tick(spec.name)
+            assert engine.tick(spec.name).route.canary_weight > 0  # applied: the Envoy ACKed it
+        [node] = open_fleet(store).nodes()
+        assert set(node.confirmed) == {"shop", "grpc-shop"} and node.nack_message is None
+        with httpx.Client(base_url=f"https://127.0.0.1:{envoy.listen_port}", verify=False, timeout=5) as client:
+            seen = Counter(client.get(f"/item/{i}", headers={"host": "shop"}).headers.get("x-version")
+                           for i in range(40))
+        assert set(seen) == {"v1", "v2"}
+        healthy = envoy.stats(r"cluster\.shop-v2\.(membership_healthy|health_check\.success)$")
+        assert healthy["cluster.shop-v2.membership_healthy"] == "2"
+    finally:
+        if envoy is not None:
+            envoy.stop()
         ads.close()
         runtime.close()
