@@ -168,3 +168,19 @@ def test_a_reconnecting_envoy_that_presents_the_current_version_gets_nothing_new
         again.subscribe(type_url, names, first.acked_version[type_url], desired)
     assert again.pending(desired) == []
     assert again.confirmed(desired) == {"shop": 7}
+
+
+def test_an_envoy_reconnecting_behind_the_store_keeps_its_clusters_until_the_new_routes_are_acked() -> None:
+    before = served(30, 7)
+    first = Session(Node("e1", region="eu"))
+    _subscribe_all(first, before)
+    _ack_everything(first, before)
+    moved = Desired((Served("shop", RouteState(stable="v2", canary="v3", canary_weight=0, revision=9,
+                                                upstreams={"v2": "127.0.0.1:9002", "v3": "127.0.0.1:9003"}),
+                           primary=True),))
+    again = Session(Node("e1", region="eu"))  # a restarted server, the store moved on meanwhile
+    again.recall(CLUSTER_TYPE, first.acked_version[CLUSTER_TYPE], first.acked[CLUSTER_TYPE])
+    again.subscribe(CLUSTER_TYPE, [], first.acked_version[CLUSTER_TYPE], moved)
+    again.subscribe(ROUTE_TYPE, ["rollwise"], first.acked_version[ROUTE_TYPE], moved)
+    [grow] = again.pending(moved)
+    assert {r["name"] for r in grow.resources} == {"shop-v1", "shop-v2", "shop-v3"}  # v1 kept: its routes still run

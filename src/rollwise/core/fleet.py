@@ -29,6 +29,9 @@ class EnvoyNode:
     nacked: dict[str, int] = field(default_factory=dict)  # rollout -> route revision it rejected
     nack_message: str | None = None
     nack_at: float | None = None
+    # The clusters it last ACKed ({"version": v, "resources": {name: cluster}}): written, never listed, and read
+    # back by a restarted server (``EnvoyFleet.acked_clusters``) so a reconnecting Envoy's clusters are known.
+    acked_clusters: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def live_at(self, now: float, stale_s: float = STALE_S) -> bool:
         """Connected, and its server vouched for it recently (a SIGKILLed server leaves ``connected`` set)."""

@@ -324,6 +324,10 @@ class EnvoyFleet(Protocol):
 
     def nodes(self) -> builtins.list[EnvoyNode]: ...
 
+    def acked_clusters(self, node_id: str) -> dict[str, Any] | None:
+        """The clusters the node last ACKed, as its server recorded them (``EnvoyNode.acked_clusters``)."""
+        ...
+
     def route_marks(self) -> dict[str, int]:
         """Every rollout's record revision (cheap): what changed since the last look."""
         ...

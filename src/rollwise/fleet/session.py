@@ -62,6 +62,11 @@ class Session:
     held: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)  # rollout -> (rev, vhost)
     nacked: dict[str, int] = field(default_factory=dict)
     nack_message: str | None = None
+    known: dict[str, tuple[str, Resources]] = field(default_factory=dict)  # type -> (version, content) on record
+
+    def recall(self, type_url: str, version: str, resources: Resources) -> None:
+        """What the store says this Envoy last ACKed: used if it presents that version when it (re)subscribes."""
+        self.known[type_url] = (version, resources)
 
     # ------------------------------------------------------------ what the Envoy said
 
@@ -76,6 +81,9 @@ class Session:
         if presented and presented == content_version(_listed(target)):
             # Reconnected and already current (a restarted server with the same store): nothing to send.
             self.acked[type_url], self.acked_version[type_url] = target, presented
+        elif presented and self.known.get(type_url, ("", {}))[0] == presented:
+            # Reconnected behind the store: its clusters are known, so the grow-then-shrink order holds.
+            self.acked[type_url], self.acked_version[type_url] = self.known[type_url][1], presented
 
     def ack(self, type_url: str, nonce: str) -> bool:
         sent = self.in_flight.get(type_url)

@@ -32,6 +32,7 @@ envoy_nodes_table = Table(
     Column("nacked", Text, nullable=False),
     Column("nack_message", Text, nullable=True),
     Column("nack_at", Double, nullable=True),
+    Column("clusters", Text, nullable=True),
 )
 
 
@@ -49,6 +50,7 @@ class SqlEnvoyFleet:
             "listen": node.listen, "server": node.server, "connected": node.connected, "seen_at": node.seen_at,
             "versions": json.dumps(node.versions), "confirmed": json.dumps(node.confirmed),
             "nacked": json.dumps(node.nacked), "nack_message": node.nack_message, "nack_at": node.nack_at,
+            "clusters": json.dumps(node.acked_clusters) if node.acked_clusters is not None else None,
         } for node in nodes]
         with self.store.write() as conn:  # delete + insert: the same on both databases, in one transaction
             conn.execute(delete(envoy_nodes_table).where(envoy_nodes_table.c.node_id.in_([r["node_id"] for r in rows])))
@@ -63,14 +65,21 @@ class SqlEnvoyFleet:
                          .values(seen_at=at))
 
     def nodes(self) -> builtins.list[EnvoyNode]:
+        columns = [c for c in envoy_nodes_table.c if c.name != "clusters"]
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(envoy_nodes_table).order_by(envoy_nodes_table.c.region,
+            rows = conn.execute(select(*columns).order_by(envoy_nodes_table.c.region,
                                                                    envoy_nodes_table.c.node_id)).all()
         return [EnvoyNode(node_id=r.node_id, region=r.region, zone=r.zone, admin=r.admin, listen=r.listen,
                           server=r.server, connected=bool(r.connected), seen_at=float(r.seen_at),
                           versions=json.loads(r.versions), confirmed=json.loads(r.confirmed),
                           nacked=json.loads(r.nacked), nack_message=r.nack_message, nack_at=r.nack_at)
                 for r in rows]
+
+    def acked_clusters(self, node_id: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as conn:
+            raw = conn.execute(select(envoy_nodes_table.c.clusters)
+                               .where(envoy_nodes_table.c.node_id == node_id)).scalar_one_or_none()
+        return json.loads(raw) if raw else None
 
     def route_marks(self) -> dict[str, int]:
         with self.store.engine.connect() as conn:

@@ -215,6 +215,8 @@ class AdsServer:
             seen_at=time.time(), versions={SHORT[t]: v for t, v in session.acked_version.items()},
             confirmed=session.confirmed(self._desired), nacked=dict(session.nacked),
             nack_message=session.nack_message, nack_at=time.time() if session.nack_message else None,
+            acked_clusters={"version": session.acked_version[CLUSTER_TYPE], "resources": session.acked[CLUSTER_TYPE]}
+            if CLUSTER_TYPE in session.acked_version else None,
         )
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -243,6 +245,7 @@ class AdsServer:
                     if session is None:
                         metadata = json_format.MessageToDict(request.node.metadata)
                         session = holder["session"] = Session(Node.from_metadata(request.node.id, metadata))
+                        await self._recall(session)
                         self._streams[key] = (session, out)
                     if await self._handle(session, request):
                         self._pump(session, out)
@@ -262,6 +265,16 @@ class AdsServer:
             session = holder.get("session")
             if session is not None and not any(s.node.id == session.node.id for s, _ in self._streams.values()):
                 await self._persist(session, connected=False)
+
+    async def _recall(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            known = await loop.run_in_executor(self._io, self.fleet.acked_clusters, session.node.id)
+        except Exception as exc:
+            log.warning("ADS: clusters of %s not read: %s", session.node.id, exc)
+            return
+        if known and known.get("version") and isinstance(known.get("resources"), dict):
+            session.recall(CLUSTER_TYPE, str(known["version"]), known["resources"])
 
     async def _handle(self, session: Session, request: discovery_pb2.DiscoveryRequest) -> bool:
         """Apply one request to the session; True if something may need sending or recording."""

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("nacked", sa.Text, nullable=False),
         sa.Column("nack_message", sa.Text, nullable=True),
         sa.Column("nack_at", sa.Double, nullable=True),
+        sa.Column("clusters", sa.Text, nullable=True),  # the clusters it last ACKed: {"version", "resources"}
     )
 
 
