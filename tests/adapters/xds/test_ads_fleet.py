@@ -298,3 +298,33 @@ def test_pools_health_checks_grpc_upstreams_and_tls_are_accepted_by_envoy(
             envoy.stop()
         ads.close()
         runtime.close()
+
+
+def test_serve_runs_the_ads_server_and_fleet_list_asks_it_over_http(tmp_path: Path,
+                                                                   envoys: Callable[[int], list[LocalEnvoy]]) -> None:
+    from support.serve_process import rollwise_serve
+
+    ads_port = free_port()
+    with rollwise_serve(f"sqlite:///{tmp_path / 'r.db'}", tmp_path, "--ads-listen", f"127.0.0.1:{ads_port}") as serve:
+        envoys(ads_port)
+        with serve.client() as client:
+            wait_for("three Envoys in the API", lambda: len(client.get("/api/v1/fleet/envoys").json()) == 3)
+        listed = subprocess.run([sys.executable, "-m", "rollwise", "fleet", "list", "--server", serve.url,
+                                 "-o", "json"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "HOME": str(tmp_path)})
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        assert {(r["node_id"], r["region"], r["live"]) for r in rows} == {(n, g, True) for n, g in REGIONS.items()}
+        assert all(r["versions"].get("lds") for r in rows)  # each got (and ACKed) its own listener
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "rollwise", "fleet", "serve", "--ads-listen", f"127.0.0.1:{port}",
+                               "--store", f"sqlite:///{tmp_path / 'r.db'}"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: --ads-listen 127.0.0.1:{port}:") and "Traceback" not in done.stderr

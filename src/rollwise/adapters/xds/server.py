@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's C core logs to stderr itself; failures are raised here
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
