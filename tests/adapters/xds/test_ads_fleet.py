@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -144,6 +145,37 @@ class Cli:
         return self.route_revision()
 
 
+class Traffic:
+    """Requests round-robin through the Envoys on keep-alive connections, in a thread, counting failures."""
+
+    def __init__(self, fleet: list[LocalEnvoy]) -> None:
+        self.clients = [httpx.Client(base_url=e.url, timeout=5) for e in fleet]
+        self.sent = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ok = self.clients[self.sent % len(self.clients)].get(f"/item/{self.sent}").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            self.sent += 1
+            self.failed += 0 if ok else 1
+            time.sleep(0.01)
+
+    def stop(self) -> tuple[int, int]:
+        self._stop.set()
+        self._thread.join(10)
+        for client in self.clients:
+            client.close()
+        return self.sent, self.failed
+
+
 def xds_counters(envoy: LocalEnvoy) -> dict[str, str]:
     return envoy.stats(r"(rds\.rollwise\.(version_text|config_reload)|cluster_manager\.cds\.version_text|"
                        r"listener_manager\.(lds\.version_text|listener_modified|listener_removed)|"
@@ -173,6 +205,7 @@ def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
         before = {e.node_id: xds_counters(e) for e in fleet}
         assert len({before[n]["http.ingress.rds.rollwise.version_text"] for n in before}) == 1  # one region weight
 
+        traffic = Traffic(fleet).start()  # keep-alive requests through every Envoy from the kill to the end
         controller.send_signal(signal.SIGKILL)
         controller.wait(10)
         wait_for("Envoys to notice", lambda: all(
@@ -196,6 +229,8 @@ def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
         wait_for("weight 100", lambda: cli.route().canary_weight == 100)
         assert cli.wait_confirmed_by_all() > revision
         assert all(split(e, 20) == Counter({"v2": 20}) for e in fleet)
+        assert traffic.stop() == (traffic.sent, 0)  # not one request failed across the kill, restart and step
+        assert traffic.sent > 50
         listing = cli.run("fleet", "list").stdout
         for node, region in REGIONS.items():
             assert node in listing and f" {region} " in listing
