@@ -329,5 +329,5 @@ class EnvoyFleet(Protocol):
         ...
 
     def route_marks(self) -> dict[str, int]:
-        """Every rollout's record revision (cheap): what changed since the last look."""
+        """The record revision of every rollout that may use the ADS fleet (cheap): what changed since the last look."""
         ...

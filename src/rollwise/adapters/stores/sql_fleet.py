@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Double, String, Table, Text, delete, insert, select, update
+from sqlalchemy import Boolean, Column, Double, String, Table, Text, cast, delete, insert, select, update
 
 from rollwise.adapters.stores.sql import SqlStore, metadata, rollouts_table
 from rollwise.core.fleet import EnvoyNode
@@ -82,6 +82,9 @@ class SqlEnvoyFleet:
         return json.loads(raw) if raw else None
 
     def route_marks(self) -> dict[str, int]:
+        """Revisions of the rollouts whose spec names the ``envoy-ads`` router (a text match on the stored spec,
+        the same on SQLite and PostgreSQL), so the ADS server never loads the other rollouts' records."""
+        ads_only = cast(rollouts_table.c.spec, Text).like('%"envoy-ads"%')
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(rollouts_table.c.name, rollouts_table.c.revision)).all()
+            rows = conn.execute(select(rollouts_table.c.name, rollouts_table.c.revision).where(ads_only)).all()
         return {r.name: int(r.revision) for r in rows}
