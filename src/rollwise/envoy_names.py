@@ -12,6 +12,14 @@ import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
+# Fine latency buckets (ms): Envoy's defaults jump 0.5,1,5,10,25,50,100,250,... which makes p99
+# estimates from bucket deltas useless for a judge that compares 40 ms with 60 ms.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 90,
+    100, 120, 140, 160, 180, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 900, 1000, 1250, 1500,
+    2000, 2500, 3000, 4000, 5000, 7500, 10000, 30000, 60000,
+)  # fmt: skip
+
 MIRROR_SUFFIX = "-shadow"
 """Appended to a version's cluster for the cluster its mirrored copies go to (a response comparator)."""
 

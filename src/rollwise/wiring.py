@@ -19,6 +19,7 @@ from rollwise.core.protocols import (
     BridgeSessions,
     Closeable,
     Deployer,
+    EnvoyFleet,
     HasAdmin,
     IncidentMemory,
     IncidentRecorder,
@@ -39,6 +40,7 @@ from rollwise.spec.models import RESPONSE_COMPARISONS, AgentEndpointSpec, Evalua
 
 if TYPE_CHECKING:
     from rollwise.adapters.metrics.prometheus import PrometheusMetricSource
+    from rollwise.adapters.xds.server import AdsServer
     from rollwise.agents.memory import MemoryStore
     from rollwise.agents.protocols import AgentEndpoint
     from rollwise.agents.source import RunnerFactory
@@ -265,6 +267,32 @@ def open_shared_flags(store: Store, flags_path: str | Path) -> SharedFlags | Non
     return SqlSharedFlags(store, Path(flags_path).name)
 
 
+def open_fleet(store: Store) -> EnvoyFleet | None:
+    """The Envoys of an ADS fleet kept in ``store``'s database; None for a store that keeps none (in memory)."""
+    from rollwise.adapters.stores.sql import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    from rollwise.adapters.stores.sql_fleet import SqlEnvoyFleet
+
+    return SqlEnvoyFleet(store)
+
+
+def start_ads(store: Store, listen: str, runtime: Runtime | None = None) -> AdsServer:
+    """Serve the store's ``envoy-ads`` routes over ADS on ``listen`` (host:port); the routers of ``runtime``
+    (same process) poke it on each apply. Raises ``StoreUnavailable`` for a store that keeps no fleet and
+    ``AdsError`` (one line) when it cannot listen."""
+    from rollwise.adapters.xds.server import AdsServer
+
+    fleet = open_fleet(store)
+    if fleet is None:
+        raise StoreUnavailable("an ADS fleet needs a SQL store (sqlite:///… or postgresql+psycopg://…)")
+    server = AdsServer(store, fleet, listen).start()
+    if runtime is not None:
+        runtime.ads_pokes.append(server.poke)
+    return server
+
+
 NOTIFY_ENV = {
     "slack": "ROLLWISE_SLACK_WEBHOOK_URL",
     "teams": "ROLLWISE_TEAMS_WEBHOOK_URL",
@@ -344,6 +372,7 @@ class Runtime:
     notifier: Notifier | None = None  # built from the environment (and closed by ``close``) when not given
     compare_mirrors: bool = False
     telemetry: SpanAggregates | None = None  # what `rollwise serve` received over OTLP, for `metrics.source: otlp`
+    ads_pokes: list[Callable[[], None]] = field(default_factory=list)  # ADS servers in this process
     _owns_notifier: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -404,6 +433,8 @@ class Runtime:
             return self.routers[key]  # type: ignore[no-any-return]
         if traffic.router == "envoy":
             return self._envoy_router(spec)
+        if traffic.router == "envoy-ads":
+            return self._ads_router()
         raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
 
     def _envoy_router(self, spec: RolloutSpec) -> TrafficRouter:
@@ -425,6 +456,24 @@ class Runtime:
 
             self.routers[compare_key] = ShadowComparison(self.routers[key], self._deployer(), compare)
         return self.routers[compare_key]  # type: ignore[no-any-return]
+
+    def _ads_router(self) -> TrafficRouter:
+        """One router for every ``envoy-ads`` rollout: it waits for the fleet's ACKs in the store."""
+        if "envoy-ads" not in self.routers:
+            from rollwise.adapters.routers.envoy_ads import EnvoyAdsRouter
+
+            self.routers["envoy-ads"] = EnvoyAdsRouter(self._fleet(), poke=self._poke_ads)
+        return self.routers["envoy-ads"]  # type: ignore[no-any-return]
+
+    def _fleet(self) -> EnvoyFleet:
+        fleet = open_fleet(self.store) if self.store is not None else None
+        if fleet is None:
+            raise ValueError("traffic.router envoy-ads needs a SQL store (the fleet's ACKs are kept there)")
+        return fleet
+
+    def _poke_ads(self) -> None:
+        for poke in self.ads_pokes:
+            poke()
 
     def _compared(self, spec: RolloutSpec) -> list[str]:
         """What a comparator compares on this rollout's mirrored copies; empty: none is put in front."""
@@ -467,6 +516,10 @@ class Runtime:
 
     def _source_for(self, spec: RolloutSpec) -> MetricSource | None:
         source = spec.metrics.source
+        if source == "envoy" and spec.traffic.router == "envoy-ads":
+            from rollwise.adapters.metrics.envoy import EnvoyFleetMetricSource
+
+            return EnvoyFleetMetricSource(self._fleet())
         if source == "envoy":
             router = self.router_for(spec)
             if not isinstance(router, HasAdmin):

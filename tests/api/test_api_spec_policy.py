@@ -52,6 +52,9 @@ def _hostile_specs(tmp_path: Path, allowed: Path, target: Path) -> list[tuple[st
         ("unset env reference", "notify.slackEnv", base + "notify: {slackEnv: ROLLWISE_NOTIFY_NOT_SET}\n"),
         ("remote upstream", "versions.canary.address",
          base.replace("canary: {name: v2, address: 127.0.0.1:9002}", "canary: {name: v2, address: 10.1.2.3:80}")),
+        ("remote upstream in a pool", "versions.canary.addresses.1",
+         base.replace("canary: {name: v2, address: 127.0.0.1:9002}",
+                      "canary: {name: v2, addresses: ['127.0.0.1:9002', '10.1.2.3:80']}")),
         ("process", "versions.canary.command",
          base.replace("canary: {name: v2, address: 127.0.0.1:9002}", "canary: {name: v2, command: 'touch {port}'}")),
     ]

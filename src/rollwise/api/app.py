@@ -75,6 +75,7 @@ def create_app(
     policy: SpecPolicy | None = None,
     max_body_bytes: int = guards.MAX_BODY_BYTES,
     telemetry_limits: TelemetryLimits | None = None,
+    ads_listen: str | None = None,
 ) -> FastAPI:
     """The control-plane app over the store at ``store_url`` (or an already open ``store``).
 
@@ -100,6 +101,11 @@ def create_app(
     if run_controller:
         runtime = runtime or Runtime(store=store)
         runtime.telemetry = runtime.telemetry or telemetry
+    ads = None
+    if ads_listen:  # started now, so a port in use fails `serve` before it listens for HTTP
+        from rollwise.wiring import start_ads
+
+        ads = start_ads(store, ads_listen, runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +124,8 @@ def create_app(
                 controller.stop()
             if flags is not None:
                 flags.stop()
+            if ads is not None:
+                ads.close()
 
     app = FastAPI(
         title="rollwise",
@@ -172,6 +180,9 @@ def create_app(
     from rollwise.api import watch as watch_api
 
     watch_api.mount(app)
+    from rollwise.api import fleet as fleet_api
+
+    app.include_router(fleet_api.router)
     from rollwise.api import docs
 
     docs.mount(app)

@@ -106,6 +106,8 @@ def serve(
         "--otlp-sample", help="Share of a service's traces counted, chosen by trace id as OpenTelemetry's "
         "TraceIdRatioBased sampler does (whole traces, their logs with them): RATE for every service or "
         "SERVICE=RATE for one (repeatable; in (0, 1]). Default: 1, every trace.")] = None,
+    ads_listen: Annotated[str | None, typer.Option(
+        "--ads-listen", help="Also serve the store's envoy-ads routes to Envoys over ADS on host:port.")] = None,
 ) -> None:
     """Run the API, the dashboard (/) and the controller in one process.
 
@@ -149,9 +151,12 @@ def serve(
 
     try:
         app = create_app(store, str(flags) if flags else None, run_controller=controller, policy=policy,
-                         max_body_bytes=max_body_bytes, telemetry_limits=limits)
+                         max_body_bytes=max_body_bytes, telemetry_limits=limits, ads_listen=ads_listen)
     except StoreUnavailable as exc:
         err_console.print(f"error: --store: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except RuntimeError as exc:  # the ADS server cannot listen (AdsError)
+        err_console.print(f"error: --ads-listen {ads_listen}: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     except FlagValidationError as exc:  # a flag file that cannot be served: say why, start nothing
         typer.echo("\n".join(exc.problems), err=True)

@@ -7,7 +7,7 @@ token holder, so every such field must stay inside what the operator allowed wit
 | field | rule over the API |
 |---|---|
 | ``versions.*.command`` (and its ``healthPath``) | refused unless ``--allow-commands`` |
-| ``versions.*.address`` | loopback, or a host/network given with ``--allow-upstream`` |
+| ``versions.*.address``, ``versions.*.addresses`` | loopback, or a host/network given with ``--allow-upstream`` |
 | ``traffic.path`` (file router), ``traffic.flagsFile`` (flag router) | must resolve (symlinks and ``..``
   followed) inside a folder given with ``--allow-path``; no path means the server's own folder |
 | ``metrics.prometheusUrl`` | the default (local Prometheus), or under an ``--allow-url`` prefix |
@@ -99,6 +99,11 @@ class SpecPolicy:
                 found.append((("versions", side, "address"),
                               f"{ref.address} is not an upstream this server may send traffic to (loopback"
                               f"{_listed(self.allow_upstreams)}; see `rollwise serve --allow-upstream`)"))
+            for i, address in enumerate(ref.addresses):  # an envoy-ads pool: each endpoint like address
+                if not self._upstream_allowed(address.rsplit(":", 1)[0].strip("[]")):
+                    found.append((("versions", side, "addresses", str(i)),
+                                  f"{address} is not an upstream this server may send traffic to (loopback"
+                                  f"{_listed(self.allow_upstreams)}; see `rollwise serve --allow-upstream`)"))
         return found
 
     def _upstream_allowed(self, host: str) -> bool:

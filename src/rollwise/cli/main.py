@@ -647,6 +647,8 @@ def controller(
         "--id", help="This controller's name in leases (default host:pid).")] = None,
     lease_ttl: Annotated[float, typer.Option(
         help="Seconds a lease lasts unrenewed: a killed controller's rollouts move on after this.")] = 10.0,
+    ads_listen: Annotated[str | None, typer.Option(
+        "--ads-listen", help="Also serve the store's envoy-ads routes to Envoys over ADS on host:port.")] = None,
 ) -> None:
     """Drive every active rollout in the store until stopped. Safe to kill and restart at any time.
 
@@ -664,6 +666,11 @@ def controller(
     the_store = _store(store)
     ctl = Controller(the_store, leases=open_leases(the_store), identity=controller_id, lease_ttl=lease_ttl)
     ctl.watch = build_watch(ctl.store, ctl.runtime, open_audit(ctl.store)[0])
+    ads = None
+    if ads_listen:
+        from rollwise.fleet.cli import start_or_exit
+
+        ads = start_or_exit(the_store, ads_listen, ctl.runtime)
     _sigterm_stops_like_ctrl_c()
     try:
         if once:
@@ -674,6 +681,8 @@ def controller(
     finally:
         ctl.close()
         ctl.runtime.close()
+        if ads is not None:
+            ads.close()
 
 
 @app.command()
@@ -796,6 +805,9 @@ def _mount_optional() -> None:
     from rollwise.learning.cli import register as register_risk_commands
 
     register_risk_commands(app)  # rollwise risk evaluate, rollwise risk score
+    from rollwise.fleet.cli import fleet_app
+
+    app.add_typer(fleet_app, name="fleet")
 
 
 _mount_optional()

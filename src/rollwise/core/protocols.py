@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollwise.core.audit import ApiToken, AuditEntry, ChainReport
+from rollwise.core.fleet import EnvoyNode
 from rollwise.core.leases import ControllerSeen, Lease
 from rollwise.core.model import (
     AppliedRoute,
@@ -346,3 +347,26 @@ class WatchStore(Protocol):
                   since: float | None = None) -> builtins.list[Incident]: ...
 
     def incident(self, incident_id: int) -> Incident | None: ...
+
+
+@runtime_checkable
+class EnvoyFleet(Protocol):
+    """The Envoys of an ADS fleet and what each accepted, kept in the store (``core/fleet.py``)."""
+
+    def record_nodes(self, nodes: Sequence[EnvoyNode]) -> None:
+        """Insert or replace these nodes' rows (their streams' state as their ADS server sees it), at once."""
+        ...
+
+    def heartbeat(self, server: str, node_ids: Sequence[str], at: float) -> None:
+        """The server still holds these nodes' streams."""
+        ...
+
+    def nodes(self) -> builtins.list[EnvoyNode]: ...
+
+    def acked_clusters(self, node_id: str) -> dict[str, Any] | None:
+        """The clusters the node last ACKed, as its server recorded them (``EnvoyNode.acked_clusters``)."""
+        ...
+
+    def route_marks(self) -> dict[str, int]:
+        """The record revision of every rollout that may use the ADS fleet (cheap): what changed since the last look."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rollwise.core.fleet import EnvoyNode
 from rollwise.core.leases import ControllerSeen, Lease
 
 
@@ -37,4 +38,25 @@ def render_fleet(rows: list[dict[str, Any]]) -> list[str]:
             continue
         state = "alive" if row["alive"] else "gone"
         lines.append(f"{row['id']:<28} {state:<6} seen {row['seen_ago']:>5}s ago  {names}")
+    return lines
+
+
+def envoy_rows(nodes: list[EnvoyNode], now: float) -> list[dict[str, Any]]:
+    """What ``rollwise fleet list`` shows per Envoy: live ones first, by region, then node id."""
+    ordered = sorted(nodes, key=lambda n: (not n.live_at(now), n.region or "", n.node_id))
+    return [{**n.to_dict(now), "seen_ago": round(now - n.seen_at, 1)} for n in ordered]
+
+
+def render_envoys(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["no Envoy has connected to an ADS server of this store (rollwise serve --ads-listen HOST:PORT)"]
+    lines = [f"{'NODE':<20} {'REGION':<12} {'ZONE':<10} {'STATE':<12} {'RDS VERSION':<17} ROUTES (rollout@revision)"]
+    for row in rows:
+        state = "connected" if row["live"] else "gone" if not row["connected"] else "stale"
+        routes = ", ".join(f"{name}@{rev}" for name, rev in sorted(row["confirmed"].items())) or "-"
+        lines.append(f"{row['node_id']:<20} {row['region'] or '-':<12} {row['zone'] or '-':<10} {state:<12} "
+                     f"{row['versions'].get('rds', '-'):<17} {routes}")
+        if row["nacked"]:
+            nacked = ", ".join(f"{name}@{rev}" for name, rev in sorted(row["nacked"].items()))
+            lines.append(f"{'':<20} NACK {nacked}: {row['nack_message']}")
     return lines

@@ -88,6 +88,25 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class HealthCheckSpec(Model):
+    """Envoy's active HTTP health check of a version's endpoints (gRPC versions are checked over HTTP/2)."""
+
+    path: str = Field(default="/healthz", pattern=r"^/")
+    interval: Seconds = 1.0
+    timeout: Seconds = 1.0
+    unhealthyThreshold: int = Field(default=2, ge=1)
+    healthyThreshold: int = Field(default=1, ge=1)
+
+
+class OutlierDetectionSpec(Model):
+    """Passive ejection: an endpoint answering ``consecutive5xx`` 5xx in a row is ejected for a while."""
+
+    consecutive5xx: int = Field(default=5, ge=1)
+    interval: Seconds = 1.0
+    baseEjectionTime: Seconds = 5.0
+    maxEjectionPercent: int = Field(default=50, ge=0, le=100)
+
+
 class VersionRef(Model):
     """One deployable version: an upstream address, or a command rollwise starts itself."""
 
@@ -100,11 +119,21 @@ class VersionRef(Model):
     healthPath: str = "/healthz"
     readyTimeout: Seconds = 20.0
     commitTime: str | None = Field(default=None, description="ISO time of the change, for lead time.")
+    addresses: list[str] = Field(
+        default_factory=list, description="envoy-ads: a pool of host:port endpoints for this version (instead of "
+        "address); Envoy balances over the healthy ones.")
+    protocol: Literal["http1", "http2", "grpc"] = Field(
+        default="http1", description="envoy-ads: how Envoy talks to this version (grpc is HTTP/2).")
+    healthCheck: HealthCheckSpec | None = Field(
+        default=None, description="envoy-ads: Envoy's active HTTP health check of each endpoint.")
+    outlierDetection: OutlierDetectionSpec | None = Field(
+        default=None, description="envoy-ads: eject endpoints that keep failing (passive).")
 
     @model_validator(mode="after")
     def _address_shape(self) -> VersionRef:
-        if self.address and not re.fullmatch(r"[\w.\-\[\]:]+:\d+", self.address):
-            raise ValueError(f"address {self.address!r} must be host:port")
+        for field_name, value in [("address", self.address), *(("addresses", a) for a in self.addresses)]:
+            if value and not re.fullmatch(r"[\w.\-\[\]:]+:\d+", value):
+                raise ValueError(f"{field_name} {value!r} must be host:port")
         return self
 
 
@@ -602,7 +631,9 @@ class Strategy(Model):
 class TrafficSpec(Model):
     """Who moves the users: Envoy, a feature flag (progressive flag rollout), a file, or nobody."""
 
-    router: Literal["envoy", "envoy-ads", "flag", "simulated", "file", "none"] = "envoy"
+    router: Literal["envoy", "envoy-ads", "flag", "simulated", "file", "none"] = Field(
+        default="envoy", description="envoy-ads: every Envoy connected to rollwise's ADS server (`--ads-listen`) "
+        "routes the rollout; listen/adminPort then come from each Envoy's bootstrap (`rollwise fleet bootstrap`).")
     listen: str = "127.0.0.1:10000"
     adminPort: int | None = None
     path: str | None = Field(default=None, description="For the file router: where desired routes go.")
@@ -743,7 +774,9 @@ class RolloutSpec(Model):
             return self  # flag variants and dry runs need no upstream
         for role in ("stable", "canary"):
             ref: VersionRef = getattr(self.versions, role)
-            if not ref.address and not ref.command:
+            if ref.addresses and self.traffic.router != "envoy-ads":
+                raise ValueError(f"versions.{role}.addresses: a pool needs traffic.router envoy-ads; give address")
+            if not ref.address and not ref.command and not ref.addresses:
                 raise ValueError(f"versions.{role}: give either address or command")
         return self
 

@@ -193,3 +193,52 @@ class EnvoyMetricSource(SettlingSource):
                 extra=extra,
             )
         return Window(query.start, query.end, baseline, canary, cursor=cursor)
+
+
+class EnvoyFleetMetricSource(SettlingSource):
+    """Implements ``MetricSource`` over an ADS fleet: each Envoy's admin stats, diffed per Envoy, summed
+    over the Envoys of the query's regions (``WindowQuery.regions``; empty: every Envoy).
+
+    The cursor keeps each Envoy's last scrape under its node id, so an Envoy that joins starts from its
+    own baseline and one that restarted is diffed as a reset counter. An Envoy that cannot be read
+    fails the window (``MetricsError``): a partial sum would look like a traffic drop.
+    """
+
+    def __init__(self, fleet: Any, *, flush_interval_s: float = 1.0, settle_s: float | None = None,
+                 timeout_s: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(settle_s=flush_interval_s + 0.3 if settle_s is None else settle_s,
+                         cluster_name=envoy_names.cluster_name, timeout_s=timeout_s, sleep=sleep, clock=clock)
+        self.fleet = fleet  # rollwise.core.protocols.EnvoyFleet
+
+    def _admins(self, regions: tuple[str, ...]) -> dict[str, str]:
+        now = self._clock()
+        return {n.node_id: f"http://{n.admin}" for n in self.fleet.nodes()
+                if n.admin and n.live_at(now) and (not regions or n.region in regions)}
+
+    def collect(self, query: WindowQuery) -> Window:
+        self._wait_until_settled(query)
+        previous = (query.cursor or {}).get("nodes")
+        names = {v: self._cluster_name(query.rollout, v) for v in (query.baseline_version, query.canary_version)}
+        pattern = "|".join(re.escape(c) for c in sorted(names.values()))
+        scraped: dict[str, dict[str, ClusterSnapshot]] = {}
+        for node_id, admin in self._admins(query.regions).items():
+            try:
+                response = self._http.get(f"{admin}/stats/prometheus", params={
+                    "filter": rf"^cluster\.({pattern})\.(upstream_rq_[1-5]xx|upstream_rq_time)$"})
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise MetricsError(f"Envoy {node_id}: " + _failure(exc, admin, None)) from None
+            scraped[node_id] = parse_cluster_stats(response.text, set(names.values()))
+        cursor: dict[str, Any] = {"source": "envoy-fleet", "at": self._clock(), "nodes": scraped}
+        if previous is None:
+            return Window(query.start, query.end, None, None, cursor=cursor)
+
+        def stats(version: str) -> VersionStats | None:
+            name = names[version]
+            parts = [diff_cluster(clusters[name], (previous.get(node_id) or {}).get(name))
+                     for node_id, clusters in scraped.items() if name in clusters]
+            return VersionStats.merge(parts) if parts else None
+
+        return Window(query.start, query.end, stats(query.baseline_version), stats(query.canary_version),
+                      cursor=cursor)

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from rollwise.core.model import RouteState
-from rollwise.envoy_names import cluster_name, mirror_cluster_name
+from rollwise.envoy_names import LATENCY_BUCKETS_MS, cluster_name, mirror_cluster_name
 from rollwise.local_processes import free_port, spawn_logged, stop_process
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
 
@@ -41,13 +41,6 @@ STAT_PREFIX = "ingress"
 ROUTE_CONFIG = "rollwise"
 LISTENER = "rollwise"
 
-# Fine latency buckets (ms): Envoy's defaults jump 0.5,1,5,10,25,50,100,250,... which makes p99
-# estimates from bucket deltas useless for a judge that compares 40 ms with 60 ms.
-LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    0.5, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 25, 30, 35, 40, 45, 50, 60, 70, 80, 90,
-    100, 120, 140, 160, 180, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 900, 1000, 1250, 1500,
-    2000, 2500, 3000, 4000, 5000, 7500, 10000, 30000, 60000,
-)  # fmt: skip
 
 class RouterError(RuntimeError):
     """The data plane refused or could not confirm a change; the previous state still serves."""
