@@ -243,6 +243,19 @@ def explain_waves(events: list[Event]) -> str | None:
     return "\n".join(lines)
 
 
+def explain_route(events: list[Event]) -> str | None:
+    """The data plane's current refusal of the desired route in plain words; None when it follows."""
+    from datetime import UTC, datetime
+
+    latest = next((e for e in reversed(events) if e.type in ("route-error", "route-recovered")), None)
+    if latest is None or latest.type != "route-error":
+        return None
+    when = datetime.fromtimestamp(latest.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f"{latest.rollout} · the data plane refuses route revision {latest.data.get('revision')} since {when}:\n"
+            f"  {latest.data.get('error')}\n  The previous route still serves; every tick retries this one and the "
+            "rollout decides nothing until the data plane follows it.")
+
+
 def explain_metrics(events: list[Event]) -> str | None:
     """The metrics backend's current failure in plain words, from the event log; None when it answers."""
     from datetime import UTC, datetime

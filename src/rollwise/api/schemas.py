@@ -72,6 +72,7 @@ class RolloutSummary(BaseModel):
     stage: int
     paused_reason: str | None
     metrics_error: str | None = None  # the metrics backend is failing (not "no data"): why
+    route_error: str | None = None  # the data plane refuses the desired route (e.g. an Envoy NACK): why
     last_verdict: str | None
     decisions: int
     created_at: float
@@ -91,6 +92,7 @@ class RolloutSummary(BaseModel):
             mirror_percent=record.route.mirror_percent, step=record.step_index,
             steps=len(canary.steps) if canary is not None else 0, stage=record.stage_index,
             paused_reason=record.paused_reason, metrics_error=record.metrics_error,
+            route_error=record.route_error,
             last_verdict=record.last_verdict, decisions=record.decisions,
             created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
             rollback_until=record.rollback_until, revision=record.revision, waves=wave_rows(record),

@@ -153,6 +153,8 @@ def markdown_summary(report: GateReport) -> str:
              f"- phase **{s['phase']}**, canary weight {s['canary_weight']:g}%, exit code {report.code}"]
     if s.get("paused_reason"):
         lines.append(f"- paused: {_cell(s['paused_reason'])}")
+    if s.get("route_error"):
+        lines.append(f"- data plane refused the route: {_cell(s['route_error'])}")
     if s.get("metrics_error"):
         lines.append(f"- metrics backend failing: {_cell(s['metrics_error'])}")
     if report.last_reason:

@@ -717,13 +717,20 @@ def explain(
 
     Example: rollwise explain checkout --decision 3
     """
-    from rollwise.analysis.explain import explain_decision, explain_metrics, explain_plan, explain_waves
+    from rollwise.analysis.explain import (
+        explain_decision,
+        explain_metrics,
+        explain_plan,
+        explain_route,
+        explain_waves,
+    )
     from rollwise.core.evidence import decision_of
 
     the_store = _existing_store(store)
     _get_or_exit(the_store, name)
     history = select_run(the_store.events(name), name, run)
-    failing = explain_metrics(history)  # a failing backend is the first thing to say, decision or not
+    # a refused route or a failing backend is the first thing to say, decision or not
+    failing = "\n".join(text for text in (explain_route(history), explain_metrics(history)) if text) or None
     events = [e for e in history if e.type == "decision"]
     plans = [explain_plan(e) for e in history if e.type == "plan"]
     waves = explain_waves(history)

@@ -41,6 +41,7 @@ def record_summary(record: RolloutRecord) -> Summary:
         "stage": record.stage_index,
         "paused_reason": record.paused_reason,
         "metrics_error": record.metrics_error,
+        "route_error": record.route_error,
         "last_verdict": record.last_verdict,
         "decisions": record.decisions,
         "created_at": record.created_at,

@@ -59,6 +59,14 @@ class MetricsFailure(_Part):
     last: float
 
 
+class RouteFailure(_Part):
+    """The data plane refusing the desired route now: its one-line error, since when, and for which revision."""
+
+    message: str
+    since: float
+    revision: int
+
+
 class BaselineRead(_Part):
     """The stable version's stats over [start, end) before the rollout (``VersionStats.to_dict``), read once."""
 
@@ -156,6 +164,7 @@ class Carry(_Part):
     history: BaselineRead | None = None
     priors: PriorsRead | None = None
     metrics_error: MetricsFailure | None = None
+    route_error: RouteFailure | None = None  # the data plane refused the desired route (e.g. an Envoy NACK)
     stopped: list[str] = Field(default_factory=list)  # versions whose processes the engine stopped
     retired: bool = False  # nothing left to stop: runners need not wake for the ended rollout
     judges: dict[str, Any] = Field(default_factory=dict)  # ``Verdict.evidence["carry"]``, opaque here

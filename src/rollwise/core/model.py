@@ -372,6 +372,12 @@ class RolloutRecord(BaseModel):
         return failure.message if failure is not None else None
 
     @property
+    def route_error(self) -> str | None:
+        """Why the data plane refuses the desired route right now (``carry.route_error``), if it does."""
+        failure = self.carry.route_error
+        return failure.message if failure is not None else None
+
+    @property
     def canary_version(self) -> str:
         return self.spec.versions.canary.name
 

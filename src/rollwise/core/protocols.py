@@ -35,6 +35,15 @@ class TrafficRouter(Protocol):
         ...
 
 
+class RouteRejected(Exception):
+    """The data plane refused the desired route, or could not confirm it; the previous state still serves.
+
+    Routers raise it (or a subclass) with one line fit for the rollout's events and status: the engine
+    keeps that line on the record (``RolloutRecord.route_error``), so a refused route is an error on the
+    rollout a person sees, not only a line in a controller's log.
+    """
+
+
 class MetricsError(Exception):
     """A metrics backend failed to answer: unreachable, refused, or it rejected the query.
 

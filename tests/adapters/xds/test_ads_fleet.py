@@ -285,6 +285,15 @@ def test_a_nack_is_the_rollouts_error_with_envoys_message_and_regions_are_summed
             seen = split(envoy, 60)
             assert set(seen) == {"v1", "v2"}
             assert envoy.stats(r"rds\.rollwise\.update_rejected$")["http.ingress.rds.rollwise.update_rejected"] == "1"
+        # the NACK is the rollout's error, with Envoy's message, where people look: status and events
+        rejected = store.get("shop")
+        assert rejected.route_error is not None and "invalid perl operator" in rejected.route_error
+        refusals = [e for e in store.events("shop") if e.type == "route-error"]
+        assert len(refusals) == 1, refusals  # one event per distinct refusal, however many ticks retried
+        assert f"refused route revision {rejected.route.revision}" in refusals[0].message
+        from rollwise.analysis.explain import explain_route
+        explained = explain_route(store.events("shop"))
+        assert explained is not None and "invalid perl operator" in explained
     finally:
         ads.close()
         runtime.close()

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from rollwise.core.model import RouteState
+from rollwise.core.protocols import RouteRejected
 from rollwise.envoy_names import LATENCY_BUCKETS_MS, cluster_name, mirror_cluster_name
 from rollwise.local_processes import free_port, spawn_logged, stop_process
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
@@ -42,7 +43,7 @@ ROUTE_CONFIG = "rollwise"
 LISTENER = "rollwise"
 
 
-class RouterError(RuntimeError):
+class RouterError(RouteRejected, RuntimeError):
     """The data plane refused or could not confirm a change; the previous state still serves."""
 
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from rollwise.core.fleet import STALE_S, EnvoyNode
 from rollwise.core.model import RouteState
-from rollwise.core.protocols import EnvoyFleet
+from rollwise.core.protocols import EnvoyFleet, RouteRejected
 
 
-class RouterError(RuntimeError):
+class RouterError(RouteRejected, RuntimeError):
     """An Envoy refused the route, or the fleet did not confirm it in time; the previous state still serves."""
 
 

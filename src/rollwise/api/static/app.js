@@ -176,6 +176,7 @@
         ${r.mirror_percent ? `<dt>Mirrored</dt><dd>${num(r.mirror_percent)}% to ${esc(r.canary)}</dd>` : ""}
         ${r.paused_reason ? `<dt>Paused</dt><dd>${esc(r.paused_reason)}</dd>` : ""}
         ${r.metrics_error ? `<dt>Metrics</dt><dd id="metrics-error" class="metrics-error">backend error: ${esc(r.metrics_error)}</dd>` : ""}
+        ${r.route_error ? `<dt>Data plane</dt><dd id="route-error" class="metrics-error">refused the route: ${esc(r.route_error)}</dd>` : ""}
         ${r.rollback_until ? `<dt>Undo until</dt><dd>${esc(when(r.rollback_until))}</dd>` : ""}
         <dt>Updated</dt><dd>${esc(when(r.updated_at))}</dd>
       </dl>`;

@@ -9,9 +9,11 @@ none is logged twice, and pause timers are absolute times, so they survive resta
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from rollwise.core.carry import RouteFailure
 from rollwise.core.clock import Clock
 from rollwise.core.engine import commands
 from rollwise.core.engine.change import Change, CommandError
@@ -27,9 +29,11 @@ from rollwise.core.protocols import (
     MetricSource,
     Notifier,
     ReleaseHistory,
+    RouteRejected,
     Store,
     TrafficRouter,
 )
+from rollwise.core.units import format_duration
 from rollwise.spec.models import AnalysisSpec, RolloutSpec
 
 JudgeFactory = Callable[[AnalysisSpec], Judge]
@@ -102,7 +106,10 @@ class RolloutEngine:
         for _ in range(attempts):
             record = self.store.get(name)
             if record.phase != Phase.PENDING:  # a pending rollout has deployed nothing to route to
-                self._reconcile_route(record)
+                try:
+                    record = self._follow_route(record)
+                except ConflictError:
+                    continue
             change = Change()
             updated = self._advance(record, change)
             if updated is None:
@@ -187,7 +194,7 @@ class RolloutEngine:
             # next controller would re-apply the older, committed route) or by losing a write race.
             # If the data plane refuses, the tick fails here and every later tick retries the same
             # route in ``_reconcile_route`` before deciding anything else.
-            self._apply_route(saved)
+            self._follow_committed(saved)
         if self.notifier is not None and change.events:
             for event in self._numbered(saved.name, len(change.events)):
                 self.notifier.notify(saved, event)
@@ -207,9 +214,48 @@ class RolloutEngine:
             self._last_seq[name] = events[-1].seq
         return events[-count:]
 
+    def _follow_route(self, record: RolloutRecord) -> RolloutRecord:
+        """Bring the data plane to the record's route; a refusal becomes the rollout's ``route_error``.
+
+        The refusal is kept on the record (one event per distinct message, one when the data plane
+        follows again), so ``status``, ``explain`` and the dashboard say why the rollout is stuck, not
+        only a controller's log. The tick then stops; the next one retries the same route first.
+        """
+        self._reconcile_route(record)
+        failed = record.carry.route_error
+        if failed is None:
+            return record
+        now = self.clock.now()
+        change = Change()
+        change.events.append(self.event(record, "route-recovered", "the data plane follows the route again after "
+                                        f"{format_duration(now - failed.since)} of refusals", error=failed.message))
+        updated = record.model_copy(update={"carry": record.carry.but(route_error=None), "updated_at": now})
+        return self._commit(updated, change, apply_route=False)
+
+    def _keep_route_error(self, record: RolloutRecord, message: str) -> None:
+        current = record.carry.route_error
+        if current is not None and current.message == message:
+            return
+        now = self.clock.now()
+        revision = record.route.revision
+        failed = RouteFailure(message=message, since=now, revision=revision)
+        change = Change()
+        change.events.append(self.event(record, "route-error", f"the data plane refused route revision {revision}: "
+                                        f"{message}", error=message, revision=revision))
+        updated = record.model_copy(update={"carry": record.carry.but(route_error=failed), "updated_at": now})
+        with contextlib.suppress(ConflictError):  # someone moved it: the next tick finds out again
+            self._commit(updated, change, apply_route=False)
+
     def _reconcile_route(self, record: RolloutRecord) -> None:
         if self._applied_route.get(record.name) != record.route.revision:
+            self._follow_committed(record)
+
+    def _follow_committed(self, record: RolloutRecord) -> None:
+        try:
             self._apply_route(record)
+        except RouteRejected as exc:
+            self._keep_route_error(record, " ".join(str(exc).split()) or type(exc).__name__)
+            raise
 
     def _apply_route(self, record: RolloutRecord) -> None:
         """Apply the desired route, then tell the store the data plane confirmed it.
