@@ -38,6 +38,7 @@ class DemoScenario(StrEnum):
     shadow = "shadow"
     slow_canary = "slow-canary"
     time_bomb = "time-bomb"
+    agent = "agent"
 
 
 class DemoOutput(StrEnum):
@@ -76,11 +77,39 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
         data["incident"] = result.incident.to_json()
     if result.undo is not None:
         data["undo"] = result.undo
+    if result.memory is not None:
+        data["memory"] = result.memory
+        data["evaluation"] = evaluation_summary(data["decisions"])
     if result.shadow is not None:
         data["shadow_mismatches"] = int(result.shadow.get("mismatches", 0))
         data["shadow_compared"] = int(result.shadow.get("compared", 0))
         data["shadow_errors"] = int(result.shadow.get("shadow_errors", 0))
     return data
+
+
+def evaluation_summary(decisions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last decision's evaluation evidence (the paired test's counts and e-value), if it had one."""
+    for decision in reversed(decisions):
+        for metric in (decision.get("evidence") or {}).get("metrics", []):
+            if metric.get("kind") == "evaluation" or "paired" in str(metric.get("test", "")):
+                return dict(metric)
+    return None
+
+
+def memory_lines(memory: dict[str, Any], evaluation: dict[str, Any] | None) -> list[str]:
+    """What the agent scenario's reader needs to see: the evidence and what became of the memory."""
+    lines = []
+    if evaluation is not None:
+        lines.append(f"evaluation: {evaluation.get('summary') or evaluation.get('reason') or evaluation}")
+    if "stableEqualsTag" in memory:
+        same = "equals" if memory["stableEqualsTag"] else "DIFFERS FROM"
+        lines.append(f"memory: the live table ({memory['stableRows']} rows) {same} the tag {memory['stableTag']} "
+                     f"({memory['taggedRows']} rows), row for row")
+    if "canaryWrites" in memory:
+        lines.append(f"memory: v2 wrote {memory['canaryWrites']} rows to its copy, kept readable as "
+                     f"{memory.get('canaryTag')} for the postmortem (rollwise memory diff canary:... --uri "
+                     f"{memory['uri']})")
+    return lines
 
 
 class LiveView:
@@ -126,11 +155,15 @@ def demo(
     output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
-    max_seconds: Annotated[float, typer.Option(help="Time cap per scenario.")] = 120.0,
+    max_seconds: Annotated[float | None, typer.Option(
+        help="Time cap per scenario (default 120 s; 300 s for agent).")] = None,
     reports: Annotated[Path | None, typer.Option(help="Folder for the HTML postmortems.")] = None,
 ) -> None:
     """Run the release stories on real processes: a bad canary rolled back by itself, a good one
     promoted to 100%, a blue/green cutover with instant undo, and a shadow users never see.
+
+    `--scenario agent` releases an AI agent with a real model (SmolLM2-135M on the CPU): a worse prompt is
+    rolled back on its paired evaluation and its memory writes are undone (needs `make agents`).
 
     Example: rollwise demo --scenario bad-canary --output json
     """
@@ -139,6 +172,12 @@ def demo(
     from rollwise.report.postmortem import load_postmortem, to_html
     from rollwise.wiring import build_notifier, open_store
 
+    if scenario == DemoScenario.agent:
+        from rollwise.demo.agent.model_server import MISSING, missing_packages
+
+        if missing_packages():
+            typer.echo(f"error: {MISSING}", err=True)
+            raise typer.Exit(2)
     the_store = open_store(store)
     notifier = build_notifier(store=the_store)
     names = [scenario.value] if scenario is not None else list(DEMO_ORDER)
@@ -151,8 +190,9 @@ def demo(
             view = LiveView(the_store)
             if output == DemoOutput.text:
                 console.rule(f"[bold]{name}[/]: {SCENARIOS[name].about}")
+            cap = max_seconds if max_seconds is not None else 300.0 if name == "agent" else 120.0
             result = run_scenario(
-                name, rate=rate, max_seconds=max_seconds, store=the_store, notifier=notifier,
+                name, rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
                 on_event=view.on_event if output == DemoOutput.text else None,
                 on_tick=view.on_tick if output == DemoOutput.text else None,
                 demonstrate_undo=scenario is None,
@@ -176,6 +216,9 @@ def demo(
                     console.print(f"  instant rollback: `undo` put every user back on v1 in "
                                   f"{result.undo['seconds_to_stable'] * 1000:.0f} ms, "
                                   f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
+                if result.memory is not None:
+                    for line in memory_lines(result.memory, data.get("evaluation")):
+                        console.print(f"  {line}", highlight=False, markup=False)
                 if result.incident is not None:
                     from rollwise.watch.render import incident_text
 
