@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import queue
@@ -103,6 +104,10 @@ class Models:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         self.model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
         self.model.eval()
+        # transformers renamed ``past_key_values`` to ``cache`` (5.x); pass whichever this version takes
+        parameters = inspect.signature(self.model.forward).parameters
+        self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        self.last_only: dict[str, int] = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.stop_ids = sorted({i for i in (self.tokenizer.eos_token_id, end) if isinstance(i, int) and i >= 0})
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0])
@@ -168,12 +173,16 @@ class Models:
 
         cached = self.prefixes.get(prefix)
         if cached is None:
-            out = self.model(input_ids=self.torch.tensor([prefix]), use_cache=True)
-            cached = out.past_key_values
+            out = self.model(input_ids=self.torch.tensor([prefix]), use_cache=True, **self.last_only)
+            cached = self._cache_of(out)
             if len(self.prefixes) >= 16:
                 self.prefixes.pop(next(iter(self.prefixes)))
             self.prefixes[prefix] = cached
         return copy.deepcopy(cached)
+
+    @staticmethod
+    def _cache_of(out: Any) -> Any:
+        return out["cache"] if "cache" in out else out["past_key_values"]
 
     def _generate(self, jobs: list[Job]) -> None:
         torch = self.torch
@@ -191,7 +200,8 @@ class Models:
                 cache.batch_repeat_interleave(rows)
             attention = torch.tensor(mask)
             out = self.model(input_ids=torch.tensor(ids), attention_mask=attention,
-                             position_ids=torch.tensor(positions), past_key_values=cache, use_cache=True)
+                             position_ids=torch.tensor(positions), use_cache=True, **{self.cache_arg: cache},
+                             **self.last_only)
             following = torch.tensor([len(prefix) + len(j.suffix) for j in jobs])
             stops = torch.tensor(self.stop_ids)
             done = torch.zeros(rows, dtype=torch.bool)
@@ -212,7 +222,7 @@ class Models:
                     break
                 attention = torch.cat([attention, torch.ones(rows, 1, dtype=attention.dtype)], dim=1)
                 out = self.model(input_ids=chosen[:, None], attention_mask=attention, position_ids=following[:, None],
-                                 past_key_values=out.past_key_values, use_cache=True)
+                                 use_cache=True, **{self.cache_arg: self._cache_of(out)}, **self.last_only)
                 following = following + 1
         self.batches += 1
         for job, tokens in zip(jobs, produced, strict=True):
@@ -318,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         server.server_close()
+    os._exit(0)  # the generation thread is a daemon inside torch: leave without tearing it down
 
 
 if __name__ == "__main__":

@@ -117,11 +117,16 @@ strategy:
 
 
 def start_model_server(demo: AgentDemo) -> None:
+    """Start loading the models (tens of seconds); ``wait_for_models`` says when they answer."""
     port = free_port()
     log = demo.folder / "model-server.log"
     process = spawn_logged([sys.executable, "-m", "rollwise.demo.agent.model_server", "--port", str(port)], log)
     demo.processes.append(process)
     demo.model_url = f"http://127.0.0.1:{port}"
+
+
+def wait_for_models(demo: AgentDemo) -> None:
+    process, log = demo.processes[0], demo.folder / "model-server.log"
     deadline = time.monotonic() + MODEL_READY_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -166,13 +171,13 @@ class Users:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=330)
+        self.stop.set()  # a question in flight is not waited for: the thread is a daemon
+        self.thread.join(timeout=1.0)
 
     def _run(self) -> None:
         chooser = random.Random(7)
         users = itertools.cycle([f"user-{i}" for i in range(1, len(SEED_MEMORIES) + 1)])
-        with httpx.Client(base_url=f"http://{self.demo.listen}", timeout=300.0) as client:
+        with httpx.Client(base_url=f"http://{self.demo.listen}", timeout=40.0) as client:
             for _ in range(100_000):  # bounded; stops with the scenario
                 if self.stop.wait(self.period_s):
                     return
@@ -230,11 +235,12 @@ def run_agent(*, store: Store, notifier: Notifier | None = None, max_seconds: fl
     runtime = Runtime(workdir=demo.folder, store=store, notifier=notifier or build_notifier(env={}))
     try:
         start_model_server(demo)
-        seeded = seed_memory(demo)
         spec = load_spec_text(spec_text(demo, free_port(), free_port(), runs, tasks_per_look), "<scenario agent>")
         engine = runtime.engine_for(spec, store, SystemClock())
         record = engine.start(spec, actor="demo")
-        record = engine.tick(record.name)  # deploys both agents and routes every user to v1
+        record = engine.tick(record.name)  # deploys both agents and routes every user to v1, while the models load
+        wait_for_models(demo)
+        seeded = seed_memory(demo)  # before the canary's first traffic, which tags it and gives v2 its copy
         with Users(demo, period_s=3.0 if users else 1e9):
             record, _ = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
         memory = {"seeded": seeded, **memory_outcome(demo, record)}
