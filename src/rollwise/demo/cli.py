@@ -80,6 +80,8 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
     if result.memory is not None:
         data["memory"] = result.memory
         data["evaluation"] = evaluation_summary(data["decisions"])
+    if result.timings is not None:
+        data["timings"] = result.timings
     if result.shadow is not None:
         data["shadow_mismatches"] = int(result.shadow.get("mismatches", 0))
         data["shadow_compared"] = int(result.shadow.get("compared", 0))
@@ -219,6 +221,9 @@ def demo(
                 if result.memory is not None:
                     for line in memory_lines(result.memory, data.get("evaluation")):
                         console.print(f"  {line}", highlight=False, markup=False)
+                if result.timings is not None:
+                    console.print("  timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items()),
+                                  highlight=False)
                 if result.incident is not None:
                     from rollwise.watch.render import incident_text
 

@@ -157,6 +157,7 @@ class ScenarioResult:
     undo: dict[str, float] | None = None
     incident: Incident | None = None  # what the post-release watch opened (time-bomb)
     memory: dict[str, Any] | None = None  # the agent's memory after the rollout (agent)
+    timings: dict[str, float] | None = None  # seconds from the start to each milestone (agent)
 
     @property
     def as_expected(self) -> bool:

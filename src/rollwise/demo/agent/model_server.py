@@ -86,7 +86,7 @@ class Models:
     On one CPU thread the prompt is most of a short answer's cost, so this is what makes a look take seconds.
     """
 
-    def __init__(self, max_batch: int = 16, batch_wait_s: float = 0.03, seed: int | None = None):
+    def __init__(self, max_batch: int = 32, batch_wait_s: float = 0.03, seed: int | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--batch-wait-ms", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=None, help="torch's seed (sampling stays timing-dependent)")
     args = parser.parse_args(argv)

@@ -27,11 +27,13 @@ PERSONAS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 
 
 def messages_for(persona: str, question: str, recalled: list[str] | None = None) -> list[dict[str, str]]:
-    """The chat sent to the model: the persona's system prompt (with what memory recalled), its shots, the question."""
+    """The chat sent to the model: the persona's system prompt and shots, then the question with what memory
+    recalled. The recollection goes with the question, not into the system prompt, so every prompt of a
+    persona shares one prefix (the model server computes it once)."""
     system, shots = PERSONAS[persona]
-    if recalled:
-        system += "\nWhat you remember about this user:\n" + "\n".join(f"- {text}" for text in recalled)
     messages = [{"role": "system", "content": system}]
     for question_shot, answer_shot in shots:
         messages += [{"role": "user", "content": question_shot}, {"role": "assistant", "content": answer_shot}]
+    if recalled:
+        question = "(You remember: " + " ".join(recalled) + ")\n" + question
     return [*messages, {"role": "user", "content": question}]

@@ -11,7 +11,8 @@ What runs, all on this machine and all real:
 * a few users chatting through Envoy (sticky per user), so the canary serves real users and writes memory;
 * the rollout: a header route sends the evaluators' tasks to the canary through Envoy, then 10 % of users;
   every look runs the 50-task suite's draw ``runs`` times on both versions, and the paired betting e-process
-  decides (``analysis.evaluations``).
+  decides (``analysis.evaluations``). Both sides' calls give up after 30 s, Envoy's route timeout on the
+  canary's path, so a slow machine fails both sides alike instead of only the canary.
 
 v2 is expected to be rolled back on the evaluation evidence; the memory router then restores the tagged
 stable memory and keeps the canary's table readable by tag. The scenario checks both, row for row, and
@@ -112,7 +113,7 @@ strategy:
             path: /v1/chat/completions
             canaryUrl: 'http://{demo.listen}/v1/chat/completions'
             canaryHeaders: {{x-eval: canary}}
-            timeout: 300s
+            timeout: 30s
 """
 
 
@@ -239,16 +240,20 @@ def run_agent(*, store: Store, notifier: Notifier | None = None, max_seconds: fl
         engine = runtime.engine_for(spec, store, SystemClock())
         record = engine.start(spec, actor="demo")
         record = engine.tick(record.name)  # deploys both agents and routes every user to v1, while the models load
+        timings = {"agentsDeployed": time.monotonic() - began}
         wait_for_models(demo)
+        timings["modelsReady"] = time.monotonic() - began
         seeded = seed_memory(demo)  # before the canary's first traffic, which tags it and gives v2 its copy
         with Users(demo, period_s=3.0 if users else 1e9):
             record, _ = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
+        timings["decided"] = time.monotonic() - began
         memory = {"seeded": seeded, **memory_outcome(demo, record)}
         phase_events = [e for e in store.events(record.name) if e.type == "phase"]
         return ScenarioResult(
             scenario="agent", phase=record.phase, reason=phase_events[-1].message if phase_events else "",
             seconds=time.monotonic() - began, load=_summary(demo.samples), events=store.events(record.name),
             samples=list(demo.samples), name=record.name, memory=memory,
+            timings={k: round(v, 1) for k, v in timings.items()},
         )
     finally:
         runtime.close()
