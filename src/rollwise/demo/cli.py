@@ -108,9 +108,10 @@ def memory_lines(memory: dict[str, Any], evaluation: dict[str, Any] | None) -> l
         lines.append(f"memory: the live table ({memory['stableRows']} rows) {same} the tag {memory['stableTag']} "
                      f"({memory['taggedRows']} rows), row for row")
     if "canaryWrites" in memory:
+        base = str(memory["stableTag"]).rsplit(".", 1)[0] + ".base"
         lines.append(f"memory: v2 wrote {memory['canaryWrites']} rows to its copy, kept readable as "
-                     f"{memory.get('canaryTag')} for the postmortem (rollwise memory diff canary:... --uri "
-                     f"{memory['uri']})")
+                     f"{memory.get('canaryTag')} for the postmortem: rollwise memory diff canary:{base} "
+                     f"canary:{memory.get('canaryTag')} --uri {memory['uri']}")
     return lines
 
 
@@ -208,9 +209,14 @@ def demo(
             if output == DemoOutput.text:
                 errors = ", ".join(f"{v}: {n}" for v, n in data["client_errors"].items())
                 phase = f"{result.phase}, then undone on purpose" if result.undo is not None else data["phase"]
-                console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; "
-                              f"client errors by version: {errors}; canary requests {data['canary_requests']}, "
-                              f"bad {data['canary_bad_requests']}", highlight=False)
+                if result.memory is not None:  # the agent's users chat; a 250 ms latency bar means nothing there
+                    served = ", ".join(f"{v}: {n}" for v, n in result.load.by_version.items()) or "none"
+                    console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; users' questions by "
+                                  f"version: {served}; failed: {result.load.failures}", highlight=False)
+                else:
+                    console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; "
+                                  f"client errors by version: {errors}; canary requests {data['canary_requests']}, "
+                                  f"bad {data['canary_bad_requests']}", highlight=False)
                 if "shadow_mismatches" in data:
                     console.print(f"  shadow: {data['shadow_compared']} compared, {data['shadow_mismatches']} "
                                   f"mismatches, {data['shadow_errors']} shadow errors — none served to users")

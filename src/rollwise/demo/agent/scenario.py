@@ -244,7 +244,7 @@ def run_agent(*, store: Store, notifier: Notifier | None = None, max_seconds: fl
         wait_for_models(demo)
         timings["modelsReady"] = time.monotonic() - began
         seeded = seed_memory(demo)  # before the canary's first traffic, which tags it and gives v2 its copy
-        with Users(demo, period_s=3.0 if users else 1e9):
+        with Users(demo, period_s=5.0 if users else 1e9):
             record, _ = _drive(engine, store, record, began + max_seconds, on_event, on_tick)
         timings["decided"] = time.monotonic() - began
         memory = {"seeded": seeded, **memory_outcome(demo, record)}
