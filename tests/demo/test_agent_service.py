@@ -147,3 +147,18 @@ def test_main_refuses_an_unknown_persona() -> None:
     with pytest.raises(SystemExit) as exc:
         agent_service.main(["--port", "1", "--version", "v9", "--persona", "v9", "--model-url", "http://x"])
     assert exc.value.code == 2
+
+
+def test_the_shipped_suite_has_fifty_gradable_tasks() -> None:
+    from rollwise.agents.graders import Graders
+    from rollwise.agents.suite import parse_suite
+    from rollwise.demo.agent.scenario import SUITE
+
+    tasks = parse_suite(SUITE.read_text(encoding="utf-8"), str(SUITE))
+    assert len(tasks) == 50
+    Graders().check(tasks)  # no grader that needs a command or a judge
+    by_id = {t.id: t for t in tasks}
+    graders = Graders()
+    assert graders.passes(by_id["capital-france"], "Paris.") and not graders.passes(
+        by_id["capital-france"], "La capitale de la France est Paris.")
+    assert graders.passes(by_id["json-ok"], '{"ok": true}') and graders.passes(by_id["yes-fire"], "Yes!")
