@@ -39,6 +39,7 @@ def _diff(a: str, b: str, uri: str, home: Path) -> dict[str, list[Any]]:
 
 @pytest.mark.slow
 @pytest.mark.envoy
+@pytest.mark.timeout(900)  # the demo ends in 2-4 min; its own cap (420 s) and the CLI calls after it fit
 def test_the_agent_demo_rolls_back_the_worse_prompt_and_undoes_its_memory(tmp_path: Path) -> None:
     missing = [name for name in HEAVY if importlib.util.find_spec(name) is None]
     require_or_skip(not missing, f"the agents extra and model (make agents): missing {', '.join(missing)}")

@@ -159,7 +159,7 @@ def demo(
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
     max_seconds: Annotated[float | None, typer.Option(
-        help="Time cap per scenario (default 120 s; 300 s for agent).")] = None,
+        help="Time cap per scenario (default 120 s; 420 s for agent, which ends in 2-3 min).")] = None,
     reports: Annotated[Path | None, typer.Option(help="Folder for the HTML postmortems.")] = None,
 ) -> None:
     """Run the release stories on real processes: a bad canary rolled back by itself, a good one
@@ -193,7 +193,7 @@ def demo(
             view = LiveView(the_store)
             if output == DemoOutput.text:
                 console.rule(f"[bold]{name}[/]: {SCENARIOS[name].about}")
-            cap = max_seconds if max_seconds is not None else 300.0 if name == "agent" else 120.0
+            cap = max_seconds if max_seconds is not None else 420.0 if name == "agent" else 120.0
             result = run_scenario(
                 name, rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
                 on_event=view.on_event if output == DemoOutput.text else None,

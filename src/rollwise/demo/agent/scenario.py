@@ -98,7 +98,7 @@ strategy:
       interval: 1s
       minSamples: 0
       minStageTime: 0s
-      maxStageTime: 240s
+      maxStageTime: 360s
       evaluations:
         - name: answers
           suite: '{SUITE}'
@@ -217,7 +217,7 @@ def memory_outcome(demo: AgentDemo, record: RolloutRecord) -> dict[str, Any]:
     return outcome
 
 
-def run_agent(*, store: Store, notifier: Notifier | None = None, max_seconds: float = 300.0,
+def run_agent(*, store: Store, notifier: Notifier | None = None, max_seconds: float = 420.0,
               workdir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
               on_tick: Callable[[RolloutRecord], None] | None = None, runs: int = 2, tasks_per_look: int = 8,
               users: bool = True) -> Any:
