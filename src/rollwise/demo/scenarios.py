@@ -144,6 +144,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("shadow", "shadow", "--error-rate 0.05 --mismatch-rate 0.2", Phase.ROLLED_BACK,
                  "v3 gets a mirrored copy of live traffic; its errors and mismatches are caught, users see v1 only",
                  canary_version="v3"),
+        # A real model (SmolLM2-135M on the CPU) behind two agent versions; needs `make agents` (demo/agent/).
+        Scenario("agent", "agent", "", Phase.ROLLED_BACK,
+                 "agent v2's new prompt breaks its answers: the paired evaluation rolls it back and its memory "
+                 "writes are undone"),
     )
 }
 
@@ -162,6 +166,8 @@ class ScenarioResult:
     undo: dict[str, float] | None = None
     incident: Incident | None = None  # what the post-release watch opened (time-bomb)
     telemetry: SpanAggregates | None = None  # what the services exported over OTLP (its exemplar traces)
+    memory: dict[str, Any] | None = None  # the agent's memory after the rollout (agent)
+    timings: dict[str, float] | None = None  # seconds from the start to each milestone (agent)
 
     @property
     def as_expected(self) -> bool:
@@ -178,6 +184,7 @@ class ScenarioResult:
             "by_version": self.load.by_version,
             "failed_requests": self.load.failures,
             "shadow": self.shadow,
+            **({"memory": self.memory} if self.memory is not None else {}),
         }
 
 
@@ -234,6 +241,12 @@ def run_scenario(
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
     scenario = SCENARIOS[name]
+    if scenario.strategy == "agent":  # its own processes (a model server, agents, memory): demo/agent/
+        from rollwise.demo.agent.scenario import run_agent
+
+        result: ScenarioResult = run_agent(store=store or MemoryStore(), notifier=notifier, max_seconds=max_seconds,
+                                           workdir=workdir, on_event=on_event, on_tick=on_tick)
+        return result
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rollwise-demo-"))
     store = store or MemoryStore()
     receiver = OtlpReceiver(SpanAggregates(clock=time.time)).start() if otlp and otel_sdk_missing() is None \
