@@ -213,8 +213,14 @@ class Leases(Protocol):
         rollouts it now holds with their fencing tokens."""
         ...
 
+    def claim_watch(self, holder: str, services: Sequence[str], now: float, ttl: float) -> set[str]:
+        """Which of the watched ``services`` ``holder`` watches after release this pass (one lease per
+        service, shared out like ``claim``), so several controllers never open the same incident twice."""
+        ...
+
     def release(self, holder: str) -> None:
-        """Hand back every lease of ``holder`` (a controller stopping cleanly), so others take over now."""
+        """Hand back every lease of ``holder`` (rollouts and watched services: a controller stopping
+        cleanly), so others take over now."""
         ...
 
     def fenced(self, name: str, token: int) -> Store:

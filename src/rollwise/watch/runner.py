@@ -44,6 +44,10 @@ Prometheus' scrape) have settled by then, so reading it never waits and never bl
 ticked by the same loop."""
 
 
+Owned = Callable[[list[str]], set[str]]
+"""Given the watched services, the ones this process may watch now (a lease per service, ``Leases.claim_watch``)."""
+
+
 class Actuator(Protocol):
     """What the watch may do to the world; each method raises on failure (the incident records it)."""
 
@@ -94,17 +98,26 @@ class Watch:
         self.actuator, self.clock, self.audit = actuator, clock, audit
         self.targets: dict[str, _Target] = {}
 
-    def refresh(self) -> None:
-        """Watch each service's latest rollout that has a ``watch:`` block (a new rollout starts afresh)."""
+    def refresh(self, owned: Owned | None = None) -> None:
+        """Watch each service's latest rollout that has a ``watch:`` block (a new rollout starts afresh).
+
+        With ``owned`` (several processes on one store), only the services it grants this process: a
+        service handed to another process is dropped here, with its detectors, and one granted again later
+        starts afresh and adopts the incident its last watcher left open, so no two processes ever score
+        the same service or open an incident for it twice."""
         latest: dict[str, RolloutRecord] = {}
         for record in self.store.list():
             current = latest.get(record.spec.service)
             if current is None or record.created_at > current.created_at:
                 latest[record.spec.service] = record
-        for service, record in latest.items():
-            if record.spec.watch is None:
-                self.targets.pop(service, None)
+        watched = {service: record for service, record in latest.items() if record.spec.watch is not None}
+        mine = set(watched) if owned is None else owned(sorted(watched))
+        for service in [s for s in self.targets if s not in watched or s not in mine]:
+            del self.targets[service]
+        for service, record in watched.items():
+            if service not in mine:
                 continue
+            assert record.spec.watch is not None
             target = self.targets.get(service)
             if target is None or (target.record.name, target.record.created_at) != (record.name, record.created_at):
                 target = self.targets[service] = _Target(record, record.spec.watch)
@@ -113,9 +126,10 @@ class Watch:
                 target.incident = open_now[-1] if open_now else None
             target.record = record
 
-    def tick(self) -> list[Incident]:
-        """Take every point that is due; returns the incidents opened or resolved in this pass."""
-        self.refresh()
+    def tick(self, owned: Owned | None = None) -> list[Incident]:
+        """Take every point that is due (of the services ``owned`` grants, see ``refresh``); returns the
+        incidents opened or resolved in this pass."""
+        self.refresh(owned)
         changed: list[Incident] = []
         now = self.clock.now()
         for target in list(self.targets.values()):

@@ -41,6 +41,17 @@ leases_table = Table(
     Index("ix_rollout_leases_holder", "holder"),
 )
 
+watch_leases_table = Table(
+    "watch_leases",
+    metadata,
+    Column("service", String(255), primary_key=True),
+    Column("holder", String(255), nullable=True),
+    Column("token", Integer, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("acquired_at", Double, nullable=False),
+    Index("ix_watch_leases_holder", "holder"),
+)
+
 controllers_table = Table(
     "rollwise_controllers",
     metadata,
@@ -109,9 +120,45 @@ class SqlLeases:
         )
         return {row.rollout: row.token for row in taken}
 
+    def claim_watch(self, holder: str, services: Sequence[str], now: float, ttl: float) -> set[str]:
+        """The watched services ``holder`` watches this pass, in one transaction like ``claim``: renew its
+        own, hand back what is no longer watched or beyond its fair share, take free or expired ones
+        (``SKIP LOCKED``) up to that share. The share counts the controllers' heartbeats (``claim``)."""
+        leases = watch_leases_table.c
+        wanted = sorted(set(services))
+        with self.store.write() as conn:
+            if wanted:
+                conn.execute(self._insert(watch_leases_table).values(
+                    [{"service": s, "holder": None, "token": 0, "expires_at": 0.0, "acquired_at": 0.0} for s in wanted]
+                ).on_conflict_do_nothing())
+            live = conn.execute(select(func.count()).where(controllers_table.c.seen_at + controllers_table.c.ttl > now)
+                                ).scalar_one()
+            renewed = conn.execute(update(watch_leases_table).where(leases.holder == holder)
+                                   .values(expires_at=now + ttl).returning(leases.service)).scalars().all()
+            share = fair_share(len(wanted), live) if wanted else 0
+            held = set(sorted(s for s in renewed if s in set(wanted))[:share])
+            gone = [s for s in renewed if s not in held]
+            if gone:
+                conn.execute(update(watch_leases_table).where(leases.service.in_(gone), leases.holder == holder)
+                             .values(holder=None, expires_at=0.0))
+            if len(held) < share:
+                free = conn.execute(
+                    select(leases.service)
+                    .where(leases.service.in_(wanted), leases.holder.is_(None) | (leases.expires_at <= now))
+                    .order_by(leases.service).limit(share - len(held)).with_for_update(skip_locked=True)
+                ).scalars().all()
+                if free:
+                    held.update(conn.execute(
+                        update(watch_leases_table).where(leases.service.in_(free))
+                        .values(holder=holder, token=leases.token + 1, expires_at=now + ttl, acquired_at=now)
+                        .returning(leases.service)).scalars())
+        return held
+
     def release(self, holder: str) -> None:
         with self.store.write() as conn:
             conn.execute(update(leases_table).where(leases_table.c.holder == holder)
+                         .values(holder=None, expires_at=0.0))
+            conn.execute(update(watch_leases_table).where(watch_leases_table.c.holder == holder)
                          .values(holder=None, expires_at=0.0))
             conn.execute(controllers_table.delete().where(controllers_table.c.id == holder))
 
