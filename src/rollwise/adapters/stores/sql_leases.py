@@ -206,7 +206,7 @@ class FencedStore:
         query = (select(rollouts_table.c.state, leases_table.c.token, leases_table.c.holder)
                  .select_from(rollouts_table.outerjoin(leases_table, leases_table.c.rollout == rollouts_table.c.name))
                  .where(rollouts_table.c.name == name))
-        with self.store.engine.connect() as conn:
+        with self.store.read() as conn:
             row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(name)
