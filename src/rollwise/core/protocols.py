@@ -11,6 +11,7 @@ from rollwise.core.leases import ControllerSeen, Lease
 from rollwise.core.model import (
     AppliedRoute,
     Event,
+    RolloutHead,
     RolloutRecord,
     RouteState,
     StageContext,
@@ -111,6 +112,16 @@ class Closeable(Protocol):
     """Holds something to let go of when its owner stops: a process, a connection, a thread."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RolloutHeads(Protocol):
+    """A store that lists its rollouts' heads without loading them (the SQL stores): the watch reads every
+    rollout on each pass, and parsing 1,000 whole records for that cost a controller a second per pass."""
+
+    def heads(self) -> builtins.list[RolloutHead]:
+        """Every rollout's head, ordered as ``Store.list`` orders records (created, then name)."""
+        ...
 
 
 @runtime_checkable

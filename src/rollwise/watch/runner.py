@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rollwise.core.clock import Clock
-from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
-from rollwise.core.protocols import AuditLog, MetricsError, MetricSource, Store, WatchStore
+from rollwise.core.model import RolloutHead, RolloutRecord, VersionStats, Window, WindowQuery
+from rollwise.core.protocols import AuditLog, MetricsError, MetricSource, RolloutHeads, Store, WatchStore
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
@@ -105,26 +105,37 @@ class Watch:
         service handed to another process is dropped here, with its detectors, and one granted again later
         starts afresh and adopts the incident its last watcher left open, so no two processes ever score
         the same service or open an incident for it twice."""
-        latest: dict[str, RolloutRecord] = {}
-        for record in self.store.list():
-            current = latest.get(record.spec.service)
-            if current is None or record.created_at > current.created_at:
-                latest[record.spec.service] = record
-        watched = {service: record for service, record in latest.items() if record.spec.watch is not None}
+        latest: dict[str, RolloutHead] = {}
+        for head in self._heads():
+            current = latest.get(head.service)
+            if current is None or head.created_at > current.created_at:
+                latest[head.service] = head
+        watched = {service: head for service, head in latest.items() if head.watched}
         mine = set(watched) if owned is None else owned(sorted(watched))
         for service in [s for s in self.targets if s not in watched or s not in mine]:
             del self.targets[service]
-        for service, record in watched.items():
+        for service, head in watched.items():
             if service not in mine:
                 continue
-            assert record.spec.watch is not None
             target = self.targets.get(service)
+            if target is not None and (target.record.name, target.record.revision) == (head.name, head.revision):
+                continue  # unchanged since the last pass: not loaded again
+            record = self.store.get(head.name)
+            if record.spec.watch is None:
+                continue
             if target is None or (target.record.name, target.record.created_at) != (record.name, record.created_at):
                 target = self.targets[service] = _Target(record, record.spec.watch)
                 target.reset()
                 open_now = self.watch.incidents(service=service, open_only=True)
                 target.incident = open_now[-1] if open_now else None
             target.record = record
+
+    def _heads(self) -> list[RolloutHead]:
+        """Every rollout's head: from the store's columns when it can (``RolloutHeads``), else from the records."""
+        if isinstance(self.store, RolloutHeads):
+            return self.store.heads()
+        return [RolloutHead(r.name, r.spec.service, r.created_at, r.revision, r.spec.watch is not None)
+                for r in self.store.list()]
 
     def tick(self, owned: Owned | None = None) -> list[Incident]:
         """Take every point that is due (of the services ``owned`` grants, see ``refresh``); returns the

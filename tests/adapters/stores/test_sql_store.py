@@ -254,3 +254,18 @@ def test_default_url_comes_from_the_environment_or_home(monkeypatch: pytest.Monk
 
     monkeypatch.setenv("ROLLWISE_STORE", "postgresql://rw@127.0.0.1/rollwise")
     assert default_store_url() == "postgresql+psycopg://rw@127.0.0.1/rollwise"
+
+
+def test_heads_name_each_rollouts_service_and_watch_without_loading_it(store: SqlStore) -> None:
+    from rollwise.spec.models import WatchSpec
+
+    plain = make_record("b-plain", at=1_700_000_001.0)
+    watched = make_record("a-watched", at=1_700_000_002.0)
+    watched = watched.model_copy(update={"spec": watched.spec.model_copy(update={"watch": WatchSpec()})})
+    store.create(plain, [])
+    store.create(watched, [])
+    store.save(store.get("b-plain"))
+    heads = store.heads()
+    assert [(h.name, h.service, h.revision, h.watched) for h in heads] == [
+        ("b-plain", plain.spec.service, 2, False), ("a-watched", watched.spec.service, 1, True)]
+    assert [h.name for h in heads] == [r.name for r in store.list()]

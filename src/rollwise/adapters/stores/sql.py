@@ -68,7 +68,7 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, SQ
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
-from rollwise.core.model import AppliedRoute, Event, Phase, RolloutRecord, Window
+from rollwise.core.model import AppliedRoute, Event, Phase, RolloutHead, RolloutRecord, Window
 from rollwise.core.protocols import ConflictError, NotFoundError, StageWindow, StoreMissing, StoreUnavailable
 
 DEFAULT_STORE_PATH = "~/.rollwise/rollwise.db"
@@ -436,6 +436,17 @@ class SqlStore:
             query = query.where(rollouts_table.c.phase.not_in(_TERMINAL_PHASES))
         with self.read() as conn:
             return [RolloutRecord.model_validate(state) for state in conn.execute(query).scalars()]
+
+    def heads(self) -> builtins.list[RolloutHead]:
+        """Every rollout's head (``RolloutHeads``), read from columns and two keys of the spec, not parsed."""
+        table = rollouts_table.c
+        query = (select(table.name, table.spec["service"].as_string(), table.created_at, table.revision,
+                        table.spec["watch"]).order_by(table.created_at, table.name))
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [RolloutHead(name=name, service=service, created_at=created, revision=revision,
+                            watched=watch is not None)
+                for name, service, created, revision, watch in rows]
 
     def confirm_route(self, name: str, revision: int, at: float) -> None:
         """Outside the record's ``revision``: a confirmation never conflicts with a command."""
