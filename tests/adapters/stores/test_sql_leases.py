@@ -102,3 +102,18 @@ def test_watched_services_are_shared_out_handed_back_and_taken_over(store_url: s
     assert leases.claim_watch("a", ["pay", "shop"], clock.t + 11.5, 10) == {"pay", "shop"}
     leases.release("a")  # a clean stop hands every watch lease back at once
     assert leases.claim_watch("b", ["pay", "shop"], clock.t + 12, 10) == {"pay", "shop"}
+
+
+def test_a_fenced_read_parses_the_record_again_only_when_its_revision_moved(store_url: str) -> None:
+    clock = Clock()
+    _start(store_url, 1, clock)
+    store = open_store(store_url)
+    leases = open_leases(store)
+    assert leases is not None
+    fenced = leases.fenced("r0", leases.claim("a", clock.t, 10)["r0"])
+    first = fenced.get("r0")
+    assert fenced.get("r0") is first  # unchanged: the record read before
+    store.save(first.model_copy(update={"updated_at": 5.0}))  # someone else saves (a command)
+    second = fenced.get("r0")
+    assert (second.revision, second.updated_at) == (first.revision + 1, 5.0)
+    assert fenced.get("r0") is second

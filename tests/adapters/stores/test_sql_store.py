@@ -173,6 +173,8 @@ def test_kpi_totals_sum_per_metric_over_half_open_interval(store: SqlStore) -> N
     assert store.kpi_totals("checkout", "v2", 10.0, 20.0) == {"visit": 3.0, "checkout": 1.5}
     assert store.kpi_totals("checkout", "v1", 10.0, 20.0) == {"visit": 7.0}
     assert store.kpi_totals("checkout", "v2", 30.0, 40.0) == {}
+    assert store.kpi_totals_by_version("checkout", ["v1", "v2", "v3"], 10.0, 20.0) == {
+        "v1": {"visit": 7.0}, "v2": {"visit": 3.0, "checkout": 1.5}, "v3": {}}
 
 
 def test_opening_twice_migrates_once_and_keeps_data(store_url: str) -> None:
