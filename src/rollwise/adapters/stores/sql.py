@@ -263,10 +263,10 @@ def _finite(value: Any) -> Any:
 
 def _json_dumps(value: Any) -> str:
     plain = to_jsonable_python(value)
-    try:  # almost always: nothing to clean, and walking every value of a record first cost a save 4 % of its CPU
-        return json.dumps(plain, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        return json.dumps(_finite(plain), allow_nan=False, separators=(",", ":"))
+    text = json.dumps(plain, separators=(",", ":"))
+    if "NaN" not in text and "Infinity" not in text:  # a record mostly: nothing to clean, no walk over every value
+        return text
+    return json.dumps(_finite(plain), allow_nan=False, separators=(",", ":"))
 
 
 def _record_json(record: RolloutRecord) -> dict[str, Any]:
