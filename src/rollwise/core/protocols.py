@@ -182,10 +182,15 @@ class Store(Protocol):
         ...
 
     def save(
-        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = (),
+        durable: bool = True,
     ) -> RolloutRecord:
         """Atomically store ``record`` (revision must match the stored one) with its new events
-        and (stage, window) observations; returns the record with its revision bumped."""
+        and (stage, window) observations; returns the record with its revision bumped.
+
+        ``durable=False`` (a tick that only took a window: no event, no route) lets a store acknowledge
+        before the save reaches disk; a database crash may then lose it, and the next tick takes the
+        same window again from the same cursor."""
         ...
 
     def list(self, active_only: bool = False) -> list[RolloutRecord]: ...

@@ -271,3 +271,16 @@ def test_heads_name_each_rollouts_service_and_watch_without_loading_it(store: Sq
     assert [(h.name, h.service, h.revision, h.watched) for h in heads] == [
         ("b-plain", plain.spec.service, 2, False), ("a-watched", watched.spec.service, 1, True)]
     assert [h.name for h in heads] == [r.name for r in store.list()]
+
+
+def test_a_save_that_need_not_be_durable_commits_without_waiting_for_the_disk_on_postgresql(store: SqlStore) -> None:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, statement, *_a: seen.append(statement))
+    store.create(make_record(), [])
+    saved = store.save(store.get("checkout"), windows=[(0, make_window(0.0))], durable=False)
+    store.save(saved, [make_event("checkout", "step")])
+    asynchronous = [s for s in seen if "synchronous_commit" in s]
+    assert asynchronous == (["SET LOCAL synchronous_commit = off"] if store.engine.dialect.name == "postgresql" else [])
+    assert store.get("checkout").revision == 3 and len(store.windows("checkout")) == 1

@@ -248,10 +248,10 @@ class FencedStore:
         return self._loaded
 
     def save(self, record: RolloutRecord, events: Sequence[Event] = (),
-             windows: Sequence[StageWindow] = ()) -> RolloutRecord:
+             windows: Sequence[StageWindow] = (), durable: bool = True) -> RolloutRecord:
         with self.store.write() as conn:
             self._check(conn, record.name)
-            return self.store.save_in(conn, record, events, windows)
+            return self.store.save_in(conn, record, events, windows, durable)
 
     def confirm_route(self, name: str, revision: int, at: float) -> None:
         with self.store.write() as conn:
