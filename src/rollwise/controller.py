@@ -60,6 +60,7 @@ class Controller:
         self._engines: dict[str, tuple[int | None, RolloutEngine]] = {}
         self._revisions: dict[str, int] = {}  # the revision each rollout's last tick returned
         self.watch: Watch | None = None  # the post-release watch, ticked after the rollouts on each pass
+        self._watching: set[str] = set()  # the services this controller holds a watch lease on
 
     def engine_for(self, record: RolloutRecord) -> RolloutEngine:
         """This rollout's engine; under a lease its store is fenced by the token, and a new token
@@ -163,13 +164,24 @@ class Controller:
         return engine if engine is not None and cached_token == token else None
 
     def watch_once(self) -> None:
-        """One pass of the watch (points that are due, incidents, actions); a failure is logged, never raised."""
+        """One pass of the watch (points that are due, incidents, actions); a failure is logged, never raised.
+
+        Under leases the watch covers only the services this controller holds a watch lease on
+        (``Leases.claim_watch``), so controllers sharing a store never open the same incident twice.
+        """
         if self.watch is None:
             return
         try:
-            self.watch.tick()
+            self.watch.tick(self._watched_share if self.leases is not None else None)
         except Exception:
             log.exception("controller: watch pass failed")
+
+    def _watched_share(self, services: list[str]) -> set[str]:
+        assert self.leases is not None
+        if not services and not self._watching:
+            return set()  # nothing watched and nothing held: no transaction
+        self._watching = self.leases.claim_watch(self.identity, services, self.clock.now(), self.lease_ttl)
+        return self._watching
 
     def settled(self, record: RolloutRecord) -> bool:
         """Ended, with its final route on this process's data plane."""

@@ -7,6 +7,8 @@ never see each other; the controller, CLI and API ask this module for what a spe
 from __future__ import annotations
 
 import os
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from rollwise.core.model import RolloutRecord
     from rollwise.flags.repository import SharedFlags
     from rollwise.learning.incident_memory import Retrieval, Signature
+    from rollwise.simulate.world import SimulatedWorld
     from rollwise.telemetry.aggregate import SpanAggregates
     from rollwise.watch.runner import Watch
 
@@ -435,6 +438,8 @@ class Runtime:
             return self._envoy_router(spec)
         if traffic.router == "envoy-ads":
             return self._ads_router()
+        if traffic.router == "simulated":
+            return self._simulated(spec)
         raise ValueError(f"traffic.router {traffic.router!r} cannot run in a controller process")
 
     def _envoy_router(self, spec: RolloutSpec) -> TrafficRouter:
@@ -545,7 +550,22 @@ class Runtime:
             from rollwise.adapters.metrics.pushed import PushedMetricSource
 
             return PushedMetricSource(self.store)
+        if source == "simulated":
+            return self._simulated(spec)
         return None
+
+    def _simulated(self, spec: RolloutSpec) -> SimulatedWorld:
+        """The simulator's service (``simulate/world.py``), one per rollout and kept for the process: the
+        router it is given decides who serves, both versions healthy. ``router: simulated`` with
+        ``metrics.source: simulated`` runs the real engine, store and leases with no data plane at all,
+        which is what load and fleet measurements want (``bench/fleet_scale.py``)."""
+        key = f"simulated:{spec.name}"
+        if key not in self.routers:
+            from rollwise.simulate.world import Behaviour, SimulatedWorld
+
+            self.routers[key] = SimulatedWorld(Behaviour(), Behaviour(), seed=zlib.crc32(spec.name.encode()),
+                                               t0=time.time())
+        return self.routers[key]  # type: ignore[no-any-return]
 
     def deployer_for(self, spec: RolloutSpec) -> Deployer | None:
         needs_process = any(v.command for v in (spec.versions.stable, spec.versions.canary))

@@ -43,7 +43,8 @@ class MemoryStore:
             return self._records[name]
 
     def save(
-        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = (),
+        durable: bool = True,
     ) -> RolloutRecord:
         with self._lock:
             current = self._records.get(record.name)

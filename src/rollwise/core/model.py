@@ -291,6 +291,18 @@ class AppliedRoute(BaseModel):
     at: float
 
 
+@dataclass(frozen=True)
+class RolloutHead:
+    """What a reader of every rollout needs before loading any of them (``RolloutHeads``): which run of
+    which service it is, whether its spec has a ``watch:`` block, and the revision to tell if it changed."""
+
+    name: str
+    service: str
+    created_at: float
+    revision: int
+    watched: bool
+
+
 class Event(BaseModel):
     """One line of a rollout's append-only history."""
 

@@ -12,6 +12,7 @@ from rollwise.core.leases import ControllerSeen, Lease
 from rollwise.core.model import (
     AppliedRoute,
     Event,
+    RolloutHead,
     RolloutRecord,
     RouteState,
     StageContext,
@@ -163,6 +164,16 @@ class Closeable(Protocol):
 
 
 @runtime_checkable
+class RolloutHeads(Protocol):
+    """A store that lists its rollouts' heads without loading them (the SQL stores): the watch reads every
+    rollout on each pass, and parsing 1,000 whole records for that cost a controller a second per pass."""
+
+    def heads(self) -> builtins.list[RolloutHead]:
+        """Every rollout's head, ordered as ``Store.list`` orders records (created, then name)."""
+        ...
+
+
+@runtime_checkable
 class HasAdmin(Protocol):
     """A data plane with an admin API that serves its traffic counters (Envoy's), for a metric source."""
 
@@ -220,10 +231,15 @@ class Store(Protocol):
         ...
 
     def save(
-        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = ()
+        self, record: RolloutRecord, events: Sequence[Event] = (), windows: Sequence[StageWindow] = (),
+        durable: bool = True,
     ) -> RolloutRecord:
         """Atomically store ``record`` (revision must match the stored one) with its new events
-        and (stage, window) observations; returns the record with its revision bumped."""
+        and (stage, window) observations; returns the record with its revision bumped.
+
+        ``durable=False`` (a tick that only took a window: no event, no route) lets a store acknowledge
+        before the save reaches disk; a database crash may then lose it, and the next tick takes the
+        same window again from the same cursor."""
         ...
 
     def list(self, active_only: bool = False) -> list[RolloutRecord]: ...
@@ -262,8 +278,14 @@ class Leases(Protocol):
         rollouts it now holds with their fencing tokens."""
         ...
 
+    def claim_watch(self, holder: str, services: Sequence[str], now: float, ttl: float) -> set[str]:
+        """Which of the watched ``services`` ``holder`` watches after release this pass (one lease per
+        service, shared out like ``claim``), so several controllers never open the same incident twice."""
+        ...
+
     def release(self, holder: str) -> None:
-        """Hand back every lease of ``holder`` (a controller stopping cleanly), so others take over now."""
+        """Hand back every lease of ``holder`` (rollouts and watched services: a controller stopping
+        cleanly), so others take over now."""
         ...
 
     def fenced(self, name: str, token: int) -> Store:

@@ -8,7 +8,8 @@ so the engine knows nothing about pushed KPIs.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from rollwise.core.model import VersionStats, Window, WindowQuery
 from rollwise.core.protocols import BaselineHistory, MetricSource
@@ -17,6 +18,14 @@ from rollwise.core.protocols import BaselineHistory, MetricSource
 class PushedKpis(Protocol):
     def kpi_totals(self, rollout: str, version: str, start: float, end: float) -> dict[str, float]:
         """What was pushed for ``version`` of ``rollout`` over [start, end), summed per metric."""
+        ...
+
+
+@runtime_checkable
+class PushedKpisByVersion(Protocol):
+    def kpi_totals_by_version(self, rollout: str, versions: Sequence[str], start: float,
+                              end: float) -> dict[str, dict[str, float]]:
+        """``kpi_totals`` of several versions in one read (the SQL store: one query per window, not two)."""
         ...
 
 
@@ -30,11 +39,14 @@ class WithPushedKpis:
     def collect(self, query: WindowQuery) -> Window:
         window = self.source.collect(query)  # a backend failure propagates: the engine reports it
         sides: dict[str, VersionStats | None] = {"baseline": window.baseline, "canary": window.canary}
-        for side, version in (("baseline", query.baseline_version), ("canary", query.canary_version)):
+        versions = {"baseline": query.baseline_version, "canary": query.canary_version}
+        totals = self._totals(query.rollout, [versions[s] for s, stats in sides.items() if stats is not None],
+                              window.start, window.end)
+        for side, version in versions.items():
             stats = sides[side]
             if stats is None:
                 continue
-            pushed = self.pushed.kpi_totals(query.rollout, version, window.start, window.end)
+            pushed = totals.get(version)
             if pushed:
                 sides[side] = VersionStats(
                     requests=stats.requests, errors=stats.errors, latency_buckets=stats.latency_buckets,
@@ -42,6 +54,13 @@ class WithPushedKpis:
                 )
         return Window(start=window.start, end=window.end, baseline=sides["baseline"],
                       canary=sides["canary"], cursor=window.cursor)
+
+    def _totals(self, rollout: str, versions: list[str], start: float, end: float) -> dict[str, dict[str, float]]:
+        if not versions:
+            return {}
+        if isinstance(self.pushed, PushedKpisByVersion):
+            return self.pushed.kpi_totals_by_version(rollout, versions, start, end)
+        return {version: self.pushed.kpi_totals(rollout, version, start, end) for version in versions}
 
 
 class WithPushedKpisAndHistory(WithPushedKpis):

@@ -244,15 +244,23 @@ def watch(
         return
     import threading
 
-    from rollwise.wiring import Runtime, build_watch, open_audit
+    from rollwise.controller import default_controller_id
+    from rollwise.core.leases import DEFAULT_LEASE_TTL_S
+    from rollwise.wiring import Runtime, build_watch, open_audit, open_leases
 
     the_store = _open(store, read_only=False)
     runtime = Runtime(store=the_store)
     runner = build_watch(the_store, runtime, open_audit(the_store)[0])
+    leases, holder = open_leases(the_store), f"watch@{default_controller_id()}"
+
+    def owned(services: list[str]) -> set[str]:  # beside controllers on the same store, one watcher per service
+        assert leases is not None
+        return leases.claim_watch(holder, services, time.time(), DEFAULT_LEASE_TTL_S)
+
     started, stop = time.monotonic(), threading.Event()
     try:
         while not stop.is_set():
-            for incident in runner.tick():
+            for incident in runner.tick(owned if leases is not None else None):
                 culprit = (incident.culprit or {}).get("id") or "no change"
                 typer.echo(f"incident #{incident.id} {incident.status} on {incident.service}: {incident.metric}, "
                            f"culprit {culprit}")
@@ -262,6 +270,8 @@ def watch(
     except KeyboardInterrupt:
         pass
     finally:
+        if leases is not None:
+            leases.release(holder)
         runtime.close()
 
 

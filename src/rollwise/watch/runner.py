@@ -18,8 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rollwise.core.clock import Clock
-from rollwise.core.model import RolloutRecord, VersionStats, Window, WindowQuery
-from rollwise.core.protocols import AuditLog, IncidentRecorder, MetricsError, MetricSource, Store, WatchStore
+from rollwise.core.model import RolloutHead, RolloutRecord, VersionStats, Window, WindowQuery
+from rollwise.core.protocols import (
+    AuditLog,
+    IncidentRecorder,
+    MetricsError,
+    MetricSource,
+    RolloutHeads,
+    Store,
+    WatchStore,
+)
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
@@ -42,6 +50,10 @@ WINDOW_LAG_S = 2.0
 """A point's window ends this long before now: backends that lag the traffic (Envoy's stats flush,
 Prometheus' scrape) have settled by then, so reading it never waits and never blocks the rollouts
 ticked by the same loop."""
+
+
+Owned = Callable[[list[str]], set[str]]
+"""Given the watched services, the ones this process may watch now (a lease per service, ``Leases.claim_watch``)."""
 
 
 class Actuator(Protocol):
@@ -97,18 +109,31 @@ class Watch:
         self.incidents = incidents
         self.targets: dict[str, _Target] = {}
 
-    def refresh(self) -> None:
-        """Watch each service's latest rollout that has a ``watch:`` block (a new rollout starts afresh)."""
-        latest: dict[str, RolloutRecord] = {}
-        for record in self.store.list():
-            current = latest.get(record.spec.service)
-            if current is None or record.created_at > current.created_at:
-                latest[record.spec.service] = record
-        for service, record in latest.items():
-            if record.spec.watch is None:
-                self.targets.pop(service, None)
+    def refresh(self, owned: Owned | None = None) -> None:
+        """Watch each service's latest rollout that has a ``watch:`` block (a new rollout starts afresh).
+
+        With ``owned`` (several processes on one store), only the services it grants this process: a
+        service handed to another process is dropped here, with its detectors, and one granted again later
+        starts afresh and adopts the incident its last watcher left open, so no two processes ever score
+        the same service or open an incident for it twice."""
+        latest: dict[str, RolloutHead] = {}
+        for head in self._heads():
+            current = latest.get(head.service)
+            if current is None or head.created_at > current.created_at:
+                latest[head.service] = head
+        watched = {service: head for service, head in latest.items() if head.watched}
+        mine = set(watched) if owned is None else owned(sorted(watched))
+        for service in [s for s in self.targets if s not in watched or s not in mine]:
+            del self.targets[service]
+        for service, head in watched.items():
+            if service not in mine:
                 continue
             target = self.targets.get(service)
+            if target is not None and (target.record.name, target.record.revision) == (head.name, head.revision):
+                continue  # unchanged since the last pass: not loaded again
+            record = self.store.get(head.name)
+            if record.spec.watch is None:
+                continue
             if target is None or (target.record.name, target.record.created_at) != (record.name, record.created_at):
                 target = self.targets[service] = _Target(record, record.spec.watch)
                 target.reset()
@@ -116,9 +141,17 @@ class Watch:
                 target.incident = open_now[-1] if open_now else None
             target.record = record
 
-    def tick(self) -> list[Incident]:
-        """Take every point that is due; returns the incidents opened or resolved in this pass."""
-        self.refresh()
+    def _heads(self) -> list[RolloutHead]:
+        """Every rollout's head: from the store's columns when it can (``RolloutHeads``), else from the records."""
+        if isinstance(self.store, RolloutHeads):
+            return self.store.heads()
+        return [RolloutHead(r.name, r.spec.service, r.created_at, r.revision, r.spec.watch is not None)
+                for r in self.store.list()]
+
+    def tick(self, owned: Owned | None = None) -> list[Incident]:
+        """Take every point that is due (of the services ``owned`` grants, see ``refresh``); returns the
+        incidents opened or resolved in this pass."""
+        self.refresh(owned)
         changed: list[Incident] = []
         now = self.clock.now()
         for target in list(self.targets.values()):

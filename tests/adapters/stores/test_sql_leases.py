@@ -83,3 +83,37 @@ def test_released_leases_are_taken_at_once_and_tokens_only_grow(store_url: str) 
     assert [c.id for c in leases.controllers()] == []
     second = leases.claim("b", clock.t + 0.1, 60)
     assert set(second) == set(first) and all(second[n] == first[n] + 1 for n in first)
+
+
+def test_watched_services_are_shared_out_handed_back_and_taken_over(store_url: str) -> None:
+    clock = Clock()
+    _start(store_url, 1, clock)  # a heartbeat needs the schema only; the rollout keeps claim honest
+    leases = open_leases(open_store(store_url))
+    assert leases is not None
+    leases.claim("a", clock.t, 10)
+    leases.claim("b", clock.t, 10)  # two live controllers
+    services = ["cart", "pay", "shop"]
+    a = leases.claim_watch("a", services, clock.t, 10)
+    b = leases.claim_watch("b", services, clock.t, 10)
+    assert len(a) == 2 and b == {"shop"}  # a's fair share of 3 between 2 is 2; b gets the rest
+    assert leases.claim_watch("b", services, clock.t + 1, 10) == {"shop"}  # renewed, nothing more to take
+    assert leases.claim_watch("a", ["pay", "shop"], clock.t + 1, 10) == {"pay"}  # cart no longer watched
+    # b stops renewing (killed): once its lease expires, a takes shop over
+    assert leases.claim_watch("a", ["pay", "shop"], clock.t + 11.5, 10) == {"pay", "shop"}
+    leases.release("a")  # a clean stop hands every watch lease back at once
+    assert leases.claim_watch("b", ["pay", "shop"], clock.t + 12, 10) == {"pay", "shop"}
+
+
+def test_a_fenced_read_parses_the_record_again_only_when_its_revision_moved(store_url: str) -> None:
+    clock = Clock()
+    _start(store_url, 1, clock)
+    store = open_store(store_url)
+    leases = open_leases(store)
+    assert leases is not None
+    fenced = leases.fenced("r0", leases.claim("a", clock.t, 10)["r0"])
+    first = fenced.get("r0")
+    assert fenced.get("r0") is first  # unchanged: the record read before
+    store.save(first.model_copy(update={"updated_at": 5.0}))  # someone else saves (a command)
+    second = fenced.get("r0")
+    assert (second.revision, second.updated_at) == (first.revision + 1, 5.0)
+    assert fenced.get("r0") is second

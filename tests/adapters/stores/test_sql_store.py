@@ -173,6 +173,8 @@ def test_kpi_totals_sum_per_metric_over_half_open_interval(store: SqlStore) -> N
     assert store.kpi_totals("checkout", "v2", 10.0, 20.0) == {"visit": 3.0, "checkout": 1.5}
     assert store.kpi_totals("checkout", "v1", 10.0, 20.0) == {"visit": 7.0}
     assert store.kpi_totals("checkout", "v2", 30.0, 40.0) == {}
+    assert store.kpi_totals_by_version("checkout", ["v1", "v2", "v3"], 10.0, 20.0) == {
+        "v1": {"visit": 7.0}, "v2": {"visit": 3.0, "checkout": 1.5}, "v3": {}}
 
 
 def test_opening_twice_migrates_once_and_keeps_data(store_url: str) -> None:
@@ -254,3 +256,31 @@ def test_default_url_comes_from_the_environment_or_home(monkeypatch: pytest.Monk
 
     monkeypatch.setenv("ROLLWISE_STORE", "postgresql://rw@127.0.0.1/rollwise")
     assert default_store_url() == "postgresql+psycopg://rw@127.0.0.1/rollwise"
+
+
+def test_heads_name_each_rollouts_service_and_watch_without_loading_it(store: SqlStore) -> None:
+    from rollwise.spec.models import WatchSpec
+
+    plain = make_record("b-plain", at=1_700_000_001.0)
+    watched = make_record("a-watched", at=1_700_000_002.0)
+    watched = watched.model_copy(update={"spec": watched.spec.model_copy(update={"watch": WatchSpec()})})
+    store.create(plain, [])
+    store.create(watched, [])
+    store.save(store.get("b-plain"))
+    heads = store.heads()
+    assert [(h.name, h.service, h.revision, h.watched) for h in heads] == [
+        ("b-plain", plain.spec.service, 2, False), ("a-watched", watched.spec.service, 1, True)]
+    assert [h.name for h in heads] == [r.name for r in store.list()]
+
+
+def test_a_save_that_need_not_be_durable_commits_without_waiting_for_the_disk_on_postgresql(store: SqlStore) -> None:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, statement, *_a: seen.append(statement))
+    store.create(make_record(), [])
+    saved = store.save(store.get("checkout"), windows=[(0, make_window(0.0))], durable=False)
+    store.save(saved, [make_event("checkout", "step")])
+    asynchronous = [s for s in seen if "synchronous_commit" in s]
+    assert asynchronous == (["SET LOCAL synchronous_commit = off"] if store.engine.dialect.name == "postgresql" else [])
+    assert store.get("checkout").revision == 3 and len(store.windows("checkout")) == 1

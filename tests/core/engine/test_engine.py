@@ -331,3 +331,34 @@ def test_the_data_plane_follows_the_store_and_never_goes_back_after_a_refusal() 
     fresh_router = RecordingRouter()
     RolloutEngine(store=store, clock=clock, router=fresh_router).tick("shop")
     assert fresh_router.applied[0].revision == store.get("shop").route.revision >= desired.revision
+
+
+class SaveLog(MemoryStore):
+    """A memory store that remembers, per save, whether it was asked to be durable and what it carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves: list[tuple[bool, int, bool]] = []  # (durable, events, route moved)
+
+    def save(self, record: Any, events: Any = (), windows: Any = (), durable: bool = True) -> Any:
+        before = self.get(record.name).route.revision
+        self.saves.append((durable, len(events), record.route.revision != before))
+        return super().save(record, events, windows, durable)
+
+
+def test_only_a_tick_that_took_a_window_and_nothing_else_may_skip_the_disk() -> None:
+    store, clock = SaveLog(), VirtualClock(1000.0)
+    world = SimulatedWorld(Behaviour(), Behaviour(), seed=3, t0=1000.0)
+    engine = RolloutEngine(store, clock, router=world, metrics=world)
+    engine.start(load_spec_text(BASE + """
+    analysis: {judge: threshold, interval: 10s, adaptive: false, metrics: [{name: e, type: errorRate, slo: "< 5%"}]}
+    steps: [{setWeight: 20}, {pause: {duration: 1h}}]
+"""))
+    for _ in range(12):
+        engine.tick("shop")
+        clock.advance(10)
+    engine.command("shop", "pause", actor="ana")
+    assert all(durable for durable, events, moved in store.saves if events or moved)  # steps, decisions, commands
+    assert any(not durable for durable, _, _ in store.saves)  # windows alone
+    assert all(events == 0 and not moved for durable, events, moved in store.saves if not durable)
+    assert store.saves[-1][0]  # the person's pause

@@ -22,10 +22,26 @@ import builtins
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, Double, Index, Integer, String, Table, func, literal, null, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Double,
+    Index,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    null,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from rollwise.adapters.stores.sql import SqlStore, due_condition, metadata, rollouts_table
+from rollwise.adapters.stores.sql import JSONColumn, SqlStore, due_condition, metadata, rollouts_table
 from rollwise.core.leases import ControllerSeen, Lease, LeaseLost, fair_share
 from rollwise.core.model import AppliedRoute, Event, RolloutRecord
 from rollwise.core.protocols import NotFoundError, StageWindow
@@ -39,6 +55,17 @@ leases_table = Table(
     Column("expires_at", Double, nullable=False),
     Column("acquired_at", Double, nullable=False),
     Index("ix_rollout_leases_holder", "holder"),
+)
+
+watch_leases_table = Table(
+    "watch_leases",
+    metadata,
+    Column("service", String(255), primary_key=True),
+    Column("holder", String(255), nullable=True),
+    Column("token", Integer, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("acquired_at", Double, nullable=False),
+    Index("ix_watch_leases_holder", "holder"),
 )
 
 controllers_table = Table(
@@ -109,9 +136,45 @@ class SqlLeases:
         )
         return {row.rollout: row.token for row in taken}
 
+    def claim_watch(self, holder: str, services: Sequence[str], now: float, ttl: float) -> set[str]:
+        """The watched services ``holder`` watches this pass, in one transaction like ``claim``: renew its
+        own, hand back what is no longer watched or beyond its fair share, take free or expired ones
+        (``SKIP LOCKED``) up to that share. The share counts the controllers' heartbeats (``claim``)."""
+        leases = watch_leases_table.c
+        wanted = sorted(set(services))
+        with self.store.write() as conn:
+            if wanted:
+                conn.execute(self._insert(watch_leases_table).values(
+                    [{"service": s, "holder": None, "token": 0, "expires_at": 0.0, "acquired_at": 0.0} for s in wanted]
+                ).on_conflict_do_nothing())
+            live = conn.execute(select(func.count()).where(controllers_table.c.seen_at + controllers_table.c.ttl > now)
+                                ).scalar_one()
+            renewed = conn.execute(update(watch_leases_table).where(leases.holder == holder)
+                                   .values(expires_at=now + ttl).returning(leases.service)).scalars().all()
+            share = fair_share(len(wanted), live) if wanted else 0
+            held = set(sorted(s for s in renewed if s in set(wanted))[:share])
+            gone = [s for s in renewed if s not in held]
+            if gone:
+                conn.execute(update(watch_leases_table).where(leases.service.in_(gone), leases.holder == holder)
+                             .values(holder=None, expires_at=0.0))
+            if len(held) < share:
+                free = conn.execute(
+                    select(leases.service)
+                    .where(leases.service.in_(wanted), leases.holder.is_(None) | (leases.expires_at <= now))
+                    .order_by(leases.service).limit(share - len(held)).with_for_update(skip_locked=True)
+                ).scalars().all()
+                if free:
+                    held.update(conn.execute(
+                        update(watch_leases_table).where(leases.service.in_(free))
+                        .values(holder=holder, token=leases.token + 1, expires_at=now + ttl, acquired_at=now)
+                        .returning(leases.service)).scalars())
+        return held
+
     def release(self, holder: str) -> None:
         with self.store.write() as conn:
             conn.execute(update(leases_table).where(leases_table.c.holder == holder)
+                         .values(holder=None, expires_at=0.0))
+            conn.execute(update(watch_leases_table).where(watch_leases_table.c.holder == holder)
                          .values(holder=None, expires_at=0.0))
             conn.execute(controllers_table.delete().where(controllers_table.c.id == holder))
 
@@ -129,6 +192,17 @@ class SqlLeases:
         return [ControllerSeen(**row) for row in rows]
 
 
+_rollouts = rollouts_table.c
+_FENCED_GET = (  # the record's state only when its revision is not the one known; built once, reused every tick
+    select(_rollouts.revision,
+           type_coerce(case((_rollouts.revision == bindparam("known"), null()), else_=_rollouts.state),
+                       JSONColumn).label("state"),
+           leases_table.c.token, leases_table.c.holder)
+    .select_from(rollouts_table.outerjoin(leases_table, leases_table.c.rollout == _rollouts.name))
+    .where(_rollouts.name == bindparam("name"))
+)
+
+
 class FencedStore:
     """The store as the holder of one rollout's lease sees it: that rollout's reads and writes check the token.
 
@@ -137,6 +211,7 @@ class FencedStore:
 
     def __init__(self, store: SqlStore, name: str, token: int) -> None:
         self.store, self.name, self.token = store, name, token
+        self._loaded: RolloutRecord | None = None  # the record as last read from the store
 
     def _check(self, conn: Connection, name: str) -> None:
         if name != self.name:
@@ -153,24 +228,30 @@ class FencedStore:
             raise LeaseLost(f"lease on {name!r} lost: token {self.token} superseded ({now_held})")
 
     def get(self, name: str) -> RolloutRecord:
-        """The record and the lease in one query: a tick's load costs no extra round trip."""
+        """The record and the lease in one query: a tick's load costs no extra round trip.
+
+        The record's state comes back only if its revision moved since this store last read it (every
+        save moves it, whoever saves), so most ticks of a waiting rollout, which change nothing, read
+        two integers and parse nothing: the record read before is returned, unchanged by construction.
+        """
         if name != self.name:
             return self.store.get(name)
-        query = (select(rollouts_table.c.state, leases_table.c.token, leases_table.c.holder)
-                 .select_from(rollouts_table.outerjoin(leases_table, leases_table.c.rollout == rollouts_table.c.name))
-                 .where(rollouts_table.c.name == name))
-        with self.store.engine.connect() as conn:
-            row = conn.execute(query).first()
+        known = self._loaded.revision if self._loaded is not None else -1
+        with self.store.read() as conn:
+            row = conn.execute(_FENCED_GET, {"name": name, "known": known}).first()
         if row is None:
             raise NotFoundError(name)
         self._refuse_unless_ours(name, row if row.token is not None else None)
-        return RolloutRecord.model_validate(row.state)
+        if row.state is None and self._loaded is not None and row.revision == known:
+            return self._loaded
+        self._loaded = RolloutRecord.model_validate(row.state)
+        return self._loaded
 
     def save(self, record: RolloutRecord, events: Sequence[Event] = (),
-             windows: Sequence[StageWindow] = ()) -> RolloutRecord:
+             windows: Sequence[StageWindow] = (), durable: bool = True) -> RolloutRecord:
         with self.store.write() as conn:
             self._check(conn, record.name)
-            return self.store.save_in(conn, record, events, windows)
+            return self.store.save_in(conn, record, events, windows, durable)
 
     def confirm_route(self, name: str, revision: int, at: float) -> None:
         with self.store.write() as conn:

@@ -187,7 +187,10 @@ class RolloutEngine:
     # ------------------------------------------------------------------ commit and apply
 
     def _commit(self, record: RolloutRecord, change: Change, apply_route: bool = True) -> RolloutRecord:
-        saved = self.store.save(record, change.events, change.windows)
+        # A tick that only took a window (no event, no route, not a person's command) need not wait for
+        # the disk: lost in a database crash, the next tick takes the same window again (``Store.save``).
+        durable = not apply_route or bool(change.events) or change.route_changed
+        saved = self.store.save(record, change.events, change.windows, durable=durable)
         if apply_route and change.route_changed:
             # The store holds the desired route and the data plane follows it, never the other way:
             # applied only once committed, a change is never undone by a crash between the two (the
