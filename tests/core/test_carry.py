@@ -80,7 +80,7 @@ def test_a_canary_promote_keeps_its_step_and_a_missing_actor_reads_as_unknown() 
 
 
 #: Carry fields added after migration ``typed_carry``: rows it rewrites never hold them.
-AFTER_TYPED_CARRY = {"priors", "waves"}
+AFTER_TYPED_CARRY = {"priors", "waves", "route_error"}
 
 
 def test_the_typed_shape_reads_back_unchanged() -> None:
