@@ -144,6 +144,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("shadow", "shadow", "--error-rate 0.05 --mismatch-rate 0.2", Phase.ROLLED_BACK,
                  "v3 gets a mirrored copy of live traffic; its errors and mismatches are caught, users see v1 only",
                  canary_version="v3"),
+        # Run by ``demo/regions.py`` (six Envoys on ADS): v2 fails 30% of the requests region b's Envoys forward.
+        Scenario("regions", "regionWaves", "--error-rate 0.3 --fail-header x-rollwise-region=b", Phase.ROLLED_BACK,
+                 "three regions of two Envoys each: wave a promotes v2, v2 fails in region b, every region is "
+                 "rolled back to v1"),
     )
 }
 
@@ -162,10 +166,13 @@ class ScenarioResult:
     undo: dict[str, float] | None = None
     incident: Incident | None = None  # what the post-release watch opened (time-bomb)
     telemetry: SpanAggregates | None = None  # what the services exported over OTLP (its exemplar traces)
+    waves: list[dict[str, Any]] | None = None  # region waves: each wave's status and evidence (regions)
+    regions: dict[str, dict[str, int]] | None = None  # region -> version -> answers its Envoys gave after the end
+    problems: list[str] = field(default_factory=list)  # what the scenario's own checks found wrong
 
     @property
     def as_expected(self) -> bool:
-        return self.phase == SCENARIOS[self.scenario].expected
+        return self.phase == SCENARIOS[self.scenario].expected and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +185,9 @@ class ScenarioResult:
             "by_version": self.load.by_version,
             "failed_requests": self.load.failures,
             "shadow": self.shadow,
+            "waves": self.waves,
+            "regions": self.regions,
+            "problems": self.problems,
         }
 
 
@@ -233,6 +243,8 @@ def run_scenario(
     """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    if SCENARIOS[name].strategy == "regionWaves":
+        raise ValueError(f"scenario {name!r} runs a fleet: use rollwise.demo.regions.run_regions")
     scenario = SCENARIOS[name]
     folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="rollwise-demo-"))
     store = store or MemoryStore()
@@ -418,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     import json
 
     parser = argparse.ArgumentParser(prog="python -m rollwise.demo.scenarios", description=main.__doc__)
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=sorted(n for n, s in SCENARIOS.items() if s.strategy in STRATEGIES))
     parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--max-seconds", type=float, default=150.0)
     parser.add_argument("--metrics", choices=["envoy", "prometheus"], default="envoy")
