@@ -1,4 +1,4 @@
-# rollwise: `make demo` runs the five release scenarios on real Envoy; `make test` runs lint, types and tests.
+# rollwise: `make demo` runs the six release scenarios on real Envoy; `make test` runs lint, types and tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
