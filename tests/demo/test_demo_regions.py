@@ -38,6 +38,7 @@ def test_a_failure_in_region_b_rolls_back_every_region_after_wave_a_was_promoted
     assert [w["regions"] for w in data["waves"]] == [["a"], ["b"], ["c"]]
     assert waves["a"]["canary_requests"] > 0 and waves["a"]["canary_errors"] == 0  # region a: v2 is fine
     assert waves["b"]["canary_errors"] > 0 and waves["b"]["failure"]  # region b: v2 fails, judged there
+    assert waves["a"]["promoted"] and not waves["b"]["promoted"]  # a reached 100 % first
     assert waves["a"]["status"] == waves["b"]["status"] == "rolled-back"
     assert waves["c"]["status"] == "pending" and waves["c"]["canary_requests"] == 0  # never started
     assert set(data["served_after"]) == {"a", "b", "c"}

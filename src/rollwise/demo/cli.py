@@ -78,9 +78,10 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
     if result.undo is not None:
         data["undo"] = result.undo
     if result.waves is not None:
+        # "promoted": the wave's regions had reached 100 % (a later failure may have rolled it back since)
         data["waves"] = [{"name": w["name"], "regions": w["regions"], "status": w["status"],
-                          "canary_requests": w["canary_requests"], "canary_errors": w["canary_errors"],
-                          "failure": w["failure"]} for w in result.waves]
+                          "promoted": w["finished_at"] is not None, "canary_requests": w["canary_requests"],
+                          "canary_errors": w["canary_errors"], "failure": w["failure"]} for w in result.waves]
     if result.regions is not None:
         data["served_after"] = result.regions  # region -> version -> answers its Envoys gave at the end
     if result.problems:
@@ -138,7 +139,12 @@ class LiveView:
             return
         self._last_status = now
         windows = [w for _, w in self.store.windows(record.name, record.stage_index)]
-        text = f"weight {record.route.canary_weight:g}% → {record.canary_version}"
+        if record.route.region_weights:  # region waves: each region has its own weight
+            regions = sorted(record.route.region_weights.items())
+            weights = ", ".join(f"{region} {weight:g}%" for region, weight in regions)
+            text = f"{record.canary_version} by region: {weights}"
+        else:
+            text = f"weight {record.route.canary_weight:g}% → {record.canary_version}"
         if record.route.mirror_percent:
             text += f", mirror {record.route.mirror_percent:g}%"
         recent = [w for w in windows[-3:] if w.has_data]
@@ -235,7 +241,10 @@ def demo(
                                   f"{result.undo['failed_requests']:.0f} failed requests", highlight=False)
                 for wave in data.get("waves", []):
                     note = f": {wave['failure']}" if wave["failure"] else ""
-                    console.print(f"  wave {wave['name']} ({', '.join(wave['regions'])}): {wave['status']}, "
+                    status = wave["status"]
+                    if wave["promoted"] and status != "promoted":
+                        status = f"promoted, then {status}"
+                    console.print(f"  wave {wave['name']} ({', '.join(wave['regions'])}): {status}, "
                                   f"{wave['canary_requests']} canary requests ({wave['canary_errors']} errors)"
                                   f"{note}", highlight=False, markup=False)
                 if "served_after" in data:
