@@ -44,6 +44,9 @@ REGIONS = ("a", "b", "c")
 ENVOYS_PER_REGION = 2
 FAILING_REGION = "b"
 HOST = "demo-regions"  # the rollout's virtual host (it is the fleet's "*" too when it is the oldest)
+# Judged on errors alone (as the time bomb is): the story is a regional error, and a loaded machine's latency
+# tail must not fail wave a before wave b shows it.
+ERRORS_ONLY = ANALYSIS.split("        - {name: latency-p99")[0]
 
 
 def node_ids() -> dict[str, str]:
@@ -72,7 +75,7 @@ def spec_text(otlp_endpoint: str | None = None) -> str:
         "strategy:\n"
         "  canary:\n"
         "    stickyHeader: x-user\n"
-        "    analysis:" + ANALYSIS
+        "    analysis:" + ERRORS_ONLY
         + "    steps:\n"
         "      - setWeight: 50\n"
         "      - pause: {duration: 4s}\n"
@@ -128,7 +131,7 @@ def run_regions(
         summary = load.wait()
         served = {envoy.node_id: _served(envoy) for envoy in envoys}
         samples = load.samples
-        events = store.events(record.name)
+        events = [e for e in store.events(record.name) if e.at >= record.created_at]  # not an earlier run's
         problems = check(record, events, samples, {e.url: e.region or "" for e in envoys}, served,
                          _confirmed(store, record))
         phase_events = [e for e in events if e.type == "phase"]
