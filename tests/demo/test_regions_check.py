@@ -68,3 +68,16 @@ def test_a_problem_fails_the_scenario_even_when_the_phase_is_right() -> None:
     assert result.as_expected
     result.problems.append("Envoy demo-a1 (a) serves {'v2': 40} after the rollback, not v1 only")
     assert not result.as_expected
+
+
+def test_without_a_sql_store_the_scenario_is_one_line_and_exit_2(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rollwise", "demo", "--scenario", "regions", "--store", "memory://"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --scenario regions needs a SQL --store (sqlite:///… or postgresql+psycopg://…)"]

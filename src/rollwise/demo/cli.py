@@ -189,8 +189,7 @@ def demo(
     names = [scenario.value] if scenario is not None else list(DEMO_ORDER)
     if "regions" in names and open_fleet(the_store) is None:  # the fleet's ACKs live in a SQL store
         if scenario is not None:
-            Console(stderr=True).print("error: --scenario regions needs a SQL --store (sqlite:///… or "
-                                       "postgresql+psycopg://…)", highlight=False, markup=False)
+            sys.stderr.write("error: --scenario regions needs a SQL --store (sqlite:///… or postgresql+psycopg://…)\n")
             raise typer.Exit(2)
         names.remove("regions")
         Console(stderr=output == DemoOutput.json).print("[dim]note: skipping regions: its Envoy fleet needs a SQL "
