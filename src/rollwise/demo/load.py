@@ -39,6 +39,7 @@ class Sample:
     path: str
     user: str | None = None
     error: str | None = None
+    target: str | None = None  # which of several targets it went to (None: the only one)
 
     @property
     def failed(self) -> bool:
@@ -82,6 +83,9 @@ def quantile(values: Sequence[float], q: float) -> float:
 class LoadGenerator:
     """Send ``rate`` req/s to ``url`` for at most ``duration_s`` seconds and ``total`` requests.
 
+    ``url`` may be several base URLs (a fleet of proxies): requests take them in turn, and each sample
+    names its target.
+
     ``sticky_header`` (e.g. ``x-user``) adds a user id drawn from ``users`` ids to each request,
     which is what a hash-policy router keeps on one version. Use ``start()``/``wait()`` to run it
     in a background thread while a test changes routes, or ``run()`` to block.
@@ -89,7 +93,7 @@ class LoadGenerator:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         rate: float,
         *,
         duration_s: float = 10.0,
@@ -102,12 +106,17 @@ class LoadGenerator:
         timeout_s: float = 5.0,
         seed: int = 1,
     ) -> None:
-        require_loopback(url)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise LoadError("at least one target URL is needed")
+        for target in urls:
+            require_loopback(target)
         if not 0 < rate <= MAX_RATE:
             raise LoadError(f"rate must be within (0, {MAX_RATE}] req/s, got {rate}")
         if not 0 < duration_s <= MAX_DURATION_S:
             raise LoadError(f"duration_s must be within (0, {MAX_DURATION_S}] s, got {duration_s}")
-        self.url = url.rstrip("/")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.url = self.urls[0]
         self.rate = rate
         self.duration_s = duration_s
         self.total = min(total if total is not None else int(rate * duration_s), int(rate * duration_s) + 1)
@@ -166,7 +175,7 @@ class LoadGenerator:
         in_flight = threading.BoundedSemaphore(self.max_in_flight)
         self._started_at = time.time()
         with (
-            httpx.Client(base_url=self.url, limits=limits, timeout=self.timeout_s) as client,
+            httpx.Client(limits=limits, timeout=self.timeout_s) as client,
             ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="load") as pool,
         ):
             start = time.monotonic()
@@ -180,15 +189,21 @@ class LoadGenerator:
                 if delay > 0:
                     time.sleep(delay)
                 path = self.paths[index % len(self.paths)]
+                target = self.urls[index % len(self.urls)]
                 user = f"user-{self._rng.randrange(self.users)}" if self.sticky_header else None
                 if not in_flight.acquire(blocking=False):
                     # Overloaded: an open loop does not wait; the request counts as failed.
-                    self._record(Sample(time.time(), 0.0, 0, None, path, user, "dropped: too many in flight"))
+                    self._record(Sample(time.time(), 0.0, 0, None, path, user, "dropped: too many in flight",
+                                        self._named(target)))
                     continue
-                pool.submit(self._one, client, path, user, in_flight)
+                pool.submit(self._one, client, target, path, user, in_flight)
         self._finished_at = time.time()
 
-    def _one(self, client: httpx.Client, path: str, user: str | None, slot: threading.BoundedSemaphore) -> None:
+    def _named(self, target: str) -> str | None:
+        return target if len(self.urls) > 1 else None
+
+    def _one(self, client: httpx.Client, target: str, path: str, user: str | None,
+             slot: threading.BoundedSemaphore) -> None:
         try:
             headers = dict(self.headers)
             if user is not None and self.sticky_header:
@@ -196,15 +211,17 @@ class LoadGenerator:
             sent_at = time.time()
             began = time.perf_counter()
             try:
-                response = client.get(path, headers=headers)
+                response = client.get(target + path, headers=headers)
             except httpx.HTTPError as exc:
                 latency = (time.perf_counter() - began) * 1000
-                self._record(Sample(sent_at, latency, 0, None, path, user, f"{type(exc).__name__}: {exc}"))
+                self._record(Sample(sent_at, latency, 0, None, path, user, f"{type(exc).__name__}: {exc}",
+                                    self._named(target)))
                 return
             latency = (time.perf_counter() - began) * 1000
             version = response.headers.get("x-version")
             error = None if response.status_code < 500 else f"HTTP {response.status_code}: {response.text[:120]}"
-            self._record(Sample(sent_at, latency, response.status_code, version, path, user, error))
+            self._record(Sample(sent_at, latency, response.status_code, version, path, user, error,
+                                self._named(target)))
         finally:
             slot.release()
 

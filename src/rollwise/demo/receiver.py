@@ -26,12 +26,13 @@ _TRACE = re.compile(r"^/api/v1/traces/([0-9a-fA-F]{32})$")
 
 def otel_sdk_missing() -> str | None:
     """Why the demo services cannot export OTLP (the ``otel`` extra is not installed), or None."""
-    try:
-        import opentelemetry.exporter.otlp.proto.http
+    try:  # the exporters themselves: a package that overwrote opentelemetry.proto breaks them (xds-protos did)
+        import opentelemetry.exporter.otlp.proto.http._log_exporter
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
         import opentelemetry.sdk  # noqa: F401
-    except ImportError:
-        return ("the demo services export no OpenTelemetry (pip install 'rollwise[otel]'): postmortems show no "
-                "per-route split, log templates or exemplar traces")
+    except ImportError as exc:
+        return (f"the demo services export no OpenTelemetry (pip install 'rollwise[otel]'; here: {exc}): "
+                "postmortems show no per-route split, log templates or exemplar traces")
     return None
 
 

@@ -148,6 +148,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("agent", "agent", "", Phase.ROLLED_BACK,
                  "agent v2's new prompt breaks its answers: the paired evaluation rolls it back and its memory "
                  "writes are undone"),
+        # Run by ``demo/regions.py`` (six Envoys on ADS): v2 fails 30% of the requests region b's Envoys forward.
+        Scenario("regions", "regionWaves", "--error-rate 0.3 --fail-header x-rollwise-region=b", Phase.ROLLED_BACK,
+                 "three regions of two Envoys each: wave a promotes v2, v2 fails in region b, every region is "
+                 "rolled back to v1"),
     )
 }
 
@@ -168,10 +172,13 @@ class ScenarioResult:
     telemetry: SpanAggregates | None = None  # what the services exported over OTLP (its exemplar traces)
     memory: dict[str, Any] | None = None  # the agent's memory after the rollout (agent)
     timings: dict[str, float] | None = None  # seconds from the start to each milestone (agent)
+    waves: list[dict[str, Any]] | None = None  # region waves: each wave's status and evidence (regions)
+    regions: dict[str, dict[str, int]] | None = None  # region -> version -> answers its Envoys gave after the end
+    problems: list[str] = field(default_factory=list)  # what the scenario's own checks found wrong
 
     @property
     def as_expected(self) -> bool:
-        return self.phase == SCENARIOS[self.scenario].expected
+        return self.phase == SCENARIOS[self.scenario].expected and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +192,9 @@ class ScenarioResult:
             "failed_requests": self.load.failures,
             "shadow": self.shadow,
             **({"memory": self.memory} if self.memory is not None else {}),
+            "waves": self.waves,
+            "regions": self.regions,
+            "problems": self.problems,
         }
 
 
@@ -240,6 +250,8 @@ def run_scenario(
     """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    if SCENARIOS[name].strategy == "regionWaves":
+        raise ValueError(f"scenario {name!r} runs a fleet: use rollwise.demo.regions.run_regions")
     scenario = SCENARIOS[name]
     if scenario.strategy == "agent":  # its own processes (a model server, agents, memory): demo/agent/
         from rollwise.demo.agent.scenario import run_agent
@@ -431,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     import json
 
     parser = argparse.ArgumentParser(prog="python -m rollwise.demo.scenarios", description=main.__doc__)
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=sorted(n for n, s in SCENARIOS.items() if s.strategy in STRATEGIES))
     parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--max-seconds", type=float, default=150.0)
     parser.add_argument("--metrics", choices=["envoy", "prometheus"], default="envoy")

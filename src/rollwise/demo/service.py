@@ -8,7 +8,8 @@ serves well over 300 req/s on two cores. Every response names its version in ``x
 and in the body, and carries a payload that depends only on the path (and, with
 ``--mismatch-rate``, on the version for that share of paths) so a shadow comparator can tell
 a behaviour change from the version label. With ``--otlp-endpoint URL`` (``rollwise[otel]``) it exports
-its spans and logs over OTLP (``demo/otel.py``); ``--fail-route /checkout`` confines the faults to one path.
+its spans and logs over OTLP (``demo/otel.py``); ``--fail-route /checkout`` confines the faults to one path,
+``--fail-header x-rollwise-region=b`` to the requests carrying that header (a fault in one region's config).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Behaviour:
     bomb_file: str | None = None  # a time bomb: once this file exists, answer ``bomb_error_rate`` with 500
     bomb_error_rate: float = 0.0
     fail_route: str | None = None  # the error rate applies to this path only (others never fail)
+    fail_header: tuple[str, str] | None = None  # ... and to requests with this header value only
 
     def delay_s(self, rng: random.Random) -> float:
         """Log-normal latency with the given median and p99: a realistic long tail."""
@@ -119,26 +121,33 @@ def make_handler(behaviour: Behaviour, seed: int | None = None, otel: OtlpExport
                 self._send(200, b'{"ok": true}')
                 return
             if otel is None:
-                status = self._work(path)
+                status = self._work(path, self._faulty())
             else:
                 route = route_of(path)
                 with otel.request(route) as span:
                     started = time.monotonic()
                     with otel.handling(route):
-                        status = self._work(path)
+                        status = self._work(path, self._faulty())
                     if status >= 500:
                         otel.fail(route, started)
                     otel.finish(span, route, status, next(users))
             self._send(status, body_for(behaviour, path, status))
 
-        def _work(self, path: str) -> int:
+        def _faulty(self) -> bool:
+            """Whether this request may fail at all (``--fail-header``: only those carrying the header value)."""
+            if behaviour.fail_header is None:
+                return True
+            name, value = behaviour.fail_header
+            return self.headers.get(name) == value
+
+        def _work(self, path: str, faulty: bool = True) -> int:
             """The dialled-in latency and fault: the status to answer."""
             generator = rng()
             delay = behaviour.delay_s(generator)
             if delay:
                 time.sleep(delay)
             error_rate = behaviour.bomb_error_rate if bomb.exploded() else behaviour.error_rate
-            if behaviour.fail_route is not None and path != behaviour.fail_route:
+            if not faulty or (behaviour.fail_route is not None and path != behaviour.fail_route):
                 error_rate = 0.0
             return 500 if generator.random() < error_rate else 200
 
@@ -181,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bomb-file", default=None, help="time bomb: once this file exists, fail more")
     parser.add_argument("--bomb-error-rate", type=float, default=0.3, help="share answered 500 once it went off")
     parser.add_argument("--fail-route", default=None, help="the error rate applies to this path only")
+    parser.add_argument("--fail-header", default=None, metavar="NAME=VALUE",
+                        help="the error rate applies to requests with this header value only")
     parser.add_argument("--otlp-endpoint", default=None,
                         help="export spans and logs over OTLP/HTTP to this base URL (e.g. rollwise serve's); "
                              "needs rollwise[otel]")
@@ -188,6 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 <= args.error_rate <= 1 or not 0 <= args.mismatch_rate <= 1:
         parser.error("--error-rate and --mismatch-rate must be within [0, 1]")
+    fail_header = None
+    if args.fail_header is not None:
+        name, sep, value = args.fail_header.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--fail-header {args.fail_header!r} is not NAME=VALUE")
+        fail_header = (name.strip(), value)
     behaviour = Behaviour(
         version=args.version,
         error_rate=args.error_rate,
@@ -197,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         bomb_file=args.bomb_file,
         bomb_error_rate=args.bomb_error_rate,
         fail_route=args.fail_route,
+        fail_header=fail_header,
     )
     otel = None
     if args.otlp_endpoint:

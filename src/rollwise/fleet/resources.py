@@ -9,6 +9,9 @@ so they can be tested, diffed and hashed without Envoy or protobuf. Three rules 
   need nothing else from the data plane.
 * The version of a resource set is a hash of its content: a restarted server computes the same
   version from the same store, so no Envoy ever sees a "new" config that is really an old one.
+
+An Envoy with a region also tells its upstreams where a request came in (``x-rollwise-region``,
+overwriting whatever the client sent), so a service's logs and faults can be told apart by region.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ ROUTER = "envoy-ads"
 LISTENER = "rollwise"
 ROUTE_CONFIG = "rollwise"
 STAT_PREFIX = "ingress"
+REGION_HEADER = "x-rollwise-region"  # set by each Envoy on the requests it forwards: its own region
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -235,7 +239,11 @@ def virtual_host(served: Served, region: str | None) -> dict[str, Any]:
                                  "retry_policy": _RETRY_POLICY}})
     routes.append({"name": "default", "match": {"prefix": "/"}, "route": _route_action(served, region)})
     domains = ["*"] if served.primary else [served.name, f"{served.name}:*"]
-    return {"name": served.name, "domains": domains, "routes": routes}
+    host: dict[str, Any] = {"name": served.name, "domains": domains, "routes": routes}
+    if region is not None:
+        host["request_headers_to_add"] = [{"header": {"key": REGION_HEADER, "value": region},
+                                           "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    return host
 
 
 def route_configuration(virtual_hosts: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -131,3 +131,18 @@ def test_load_generator_counts_connection_failures() -> None:
 
     summary = LoadGenerator(f"http://127.0.0.1:{free_port()}", rate=50, duration_s=0.2).run()
     assert summary.sent == 10 and summary.failures == summary.transport_errors == 10
+
+
+@pytest.mark.timeout(30)
+def test_load_takes_several_targets_in_turn_and_a_header_fault_hits_only_its_requests(
+        start_service: ServiceFactory) -> None:
+    """The regions demo's two pieces: load spread over a fleet, and v2 failing only where a header says so."""
+    plain, faulty = start_service("v1"), start_service("v2", error_rate=1.0, fail_header="x-rollwise-region=b")
+    load = LoadGenerator([plain.url, faulty.url], rate=200, duration_s=1, total=40)
+    summary = load.run()
+    assert summary.by_version == {"v1": 20, "v2": 20} and summary.failures == 0  # no header: v2 never fails
+    assert {s.target for s in load.samples} == {plain.url, faulty.url}
+
+    with httpx.Client(base_url=faulty.url, timeout=5) as client:
+        assert client.get("/item/1", headers={"x-rollwise-region": "b"}).status_code == 500
+        assert client.get("/item/1", headers={"x-rollwise-region": "a"}).status_code == 200
