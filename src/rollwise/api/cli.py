@@ -168,6 +168,10 @@ def serve(
     console.print(f"rollwise on http://{host}:{port}  (dashboard /, API /api/v1, reference /docs)",
                   highlight=False)
     console.print(limits.text(), highlight=False, markup=False, soft_wrap=True)
+    from rollwise.telemetry.decode import protos_problem
+
+    if (broken := protos_problem()) is not None:
+        err_console.print(f"warning: {broken}", highlight=False, markup=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
 
 

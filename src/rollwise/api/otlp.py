@@ -23,7 +23,15 @@ from starlette.concurrency import run_in_threadpool
 from rollwise.api.auth import requires
 from rollwise.api.schemas import DENIED
 from rollwise.control.principal import Principal, Role
-from rollwise.telemetry.decode import DecodeError, Signal, decode, encode_response, inflate, media_type
+from rollwise.telemetry.decode import (
+    DecodeError,
+    Signal,
+    decode,
+    encode_response,
+    inflate,
+    media_type,
+    protos_problem,
+)
 
 router = APIRouter(prefix="/v1", tags=["otlp"])
 traces_router = APIRouter(prefix="/api/v1", tags=["otlp"])
@@ -37,6 +45,9 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 async def _export(signal: Signal, request: Request) -> Response:
+    broken = protos_problem()
+    if broken is not None:
+        return JSONResponse(status_code=503, content={"detail": broken})
     kind = media_type(request.headers.get("content-type"))
     if kind is None:
         return JSONResponse(status_code=415, content={

@@ -12,6 +12,7 @@ Either may be gzip-compressed (``Content-Encoding: gzip``). A body that does not
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
 from typing import Any, Literal
@@ -31,6 +32,29 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+
+@functools.cache
+def protos_problem() -> str | None:
+    """Why OTLP cannot be read in this environment, in one line; None when it can.
+
+    ``xds-protos`` (the ADS server's Envoy messages) ships an older copy of ``opentelemetry/proto``; installed
+    after ``opentelemetry-proto`` it replaces those files, and every OTLP request would then fail deep in
+    the decoder (``scope_spans``). Said once, with the command that repairs the environment.
+    """
+    try:
+        from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope  # noqa: F401
+    except ImportError:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            pinned = f"=={version('opentelemetry-proto')}"
+        except PackageNotFoundError:
+            pinned = ""
+        return ("OTLP disabled: opentelemetry-proto's files were replaced by an older copy (xds-protos ships one); "
+                f"repair with: pip install --force-reinstall --no-deps 'opentelemetry-proto{pinned}'")
+    return None
+
 
 Signal = Literal["traces", "logs", "metrics"]
 REQUESTS: dict[str, type[Message]] = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest,
