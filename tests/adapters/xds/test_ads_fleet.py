@@ -245,6 +245,65 @@ def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
             controller.kill()
 
 
+WAVES = """
+    waves:
+      - {name: first, regions: [a], bake: 1s}
+      - {name: second, regions: [b], bake: 1s}
+"""
+
+
+def test_a_control_plane_killed_mid_wave_reverts_no_envoy_and_the_waves_resume_without_a_repeat(
+        tmp_path: Path, start_service: ServiceFactory, envoys: Callable[[int], list[LocalEnvoy]]) -> None:
+    v1, v2 = start_service("v1"), start_service("v2")
+    cli = Cli(tmp_path)
+    (tmp_path / "shop.yaml").write_text(spec_text(v1.address, v2.address, "setWeight: 50",
+                                                  "pause: {duration: 1h}") + WAVES.lstrip("\n"))
+    ads_port = free_port()
+    controller = cli.controller(ads_port)
+    try:
+        fleet = envoys(ads_port)
+        by_node = {e.node_id: e for e in fleet}
+        cli.run("rollout", "start", "shop.yaml", "--no-wait")
+        wait_for("wave first at 50 % in region a", lambda: cli.route().region_weights.get("a") == 50)
+        revision = cli.wait_confirmed_by_all()
+        assert split(by_node["e-b1"]) == Counter({"v1": 100})  # region b has not started: stable only
+        before = {e.node_id: xds_counters(e) for e in fleet}
+
+        traffic = Traffic(fleet).start()
+        controller.send_signal(signal.SIGKILL)  # mid-wave: region a at 50 %, the step's pause running
+        controller.wait(10)
+        for node in ("e-a1", "e-a2"):  # no control plane: region a keeps its split, region b stays on v1
+            assert 25 <= split(by_node[node])["v2"] <= 75
+        assert split(by_node["e-b1"]) == Counter({"v1": 100})
+
+        controller = cli.controller(ads_port)
+        wait_for("Envoys to reconnect", lambda: all(
+            e.stats(r"control_plane\.connected_state$")["control_plane.connected_state"] == "1" for e in fleet))
+        assert cli.wait_confirmed_by_all() == revision
+        time.sleep(1.0)
+        assert {e.node_id: xds_counters(e) for e in fleet} == before  # nothing reverted, nothing reloaded
+
+        cli.run("rollout", "promote", "shop")  # the wave resumes: its pause ends, it bakes, region b starts
+        wait_for("wave second at 50 % in region b", lambda: cli.route().region_weights == {"a": 100, "b": 50}, 60)
+        cli.wait_confirmed_by_all()
+        assert split(by_node["e-a1"], 20) == Counter({"v2": 20})
+        assert 25 <= split(by_node["e-b1"])["v2"] <= 75
+        assert traffic.stop() == (traffic.sent, 0)  # not one request failed across the kill and the restart
+        store = open_store(cli.store_url)
+        try:
+            waves = [(e.data["wave"], e.data["action"]) for e in store.events("shop") if e.type == "wave"]
+        finally:
+            store.close()  # type: ignore[attr-defined]
+        for step in [("first", "start"), ("first", "promoted"), ("second", "start")]:
+            assert waves.count(step) == 1, waves  # no step of a wave repeated across the restart
+    finally:
+        controller.send_signal(signal.SIGTERM)
+        try:
+            controller.wait(10)
+        except subprocess.TimeoutExpired:
+            controller.kill()
+
+
 def test_a_nack_is_the_rollouts_error_with_envoys_message_and_regions_are_summed_apart(
         tmp_path: Path, start_service: ServiceFactory, envoys: Callable[[int], list[LocalEnvoy]]) -> None:
     from rollwise.adapters.metrics.envoy import EnvoyFleetMetricSource
