@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rollwise.core.model import RolloutRecord, RouteState
-from rollwise.envoy_names import cluster_name
-from rollwise.spec.models import HeaderMatch, HeaderRouteSpec, VersionRef
+from rollwise.envoy_names import cluster_name, header_matchers
+from rollwise.spec.models import VersionRef
 
 ROUTER = "envoy-ads"
 LISTENER = "rollwise"
@@ -179,25 +178,6 @@ def rollout_clusters(served: Served) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- routes
-
-
-def _string_match(match: HeaderMatch) -> dict[str, Any]:
-    if match.exact is not None:
-        return {"exact": match.exact}
-    if match.prefix is not None:
-        return {"prefix": match.prefix}
-    if match.regex is not None:
-        return {"safe_regex": {"regex": match.regex}}
-    return {"safe_regex": {"regex": ".*"}}  # presence match
-
-
-def header_matchers(spec: HeaderRouteSpec) -> list[dict[str, Any]]:
-    matchers: list[dict[str, Any]] = [{"name": h.name.lower(), "string_match": _string_match(h)} for h in spec.headers]
-    for name, value in (spec.cookie or {}).items():
-        # Envoy's safe_regex must match the whole header value: allow other cookies around it.
-        pattern = rf"(.*;\s*)?{re.escape(name)}={re.escape(value)}(\s*;.*)?"
-        matchers.append({"name": "cookie", "string_match": {"safe_regex": {"regex": pattern}}})
-    return matchers
 
 
 def _route_action(served: Served, region: str | None) -> dict[str, Any]:

@@ -32,9 +32,8 @@ import httpx
 
 from rollwise.core.model import RouteState
 from rollwise.core.protocols import RouteRejected
-from rollwise.envoy_names import LATENCY_BUCKETS_MS, cluster_name, mirror_cluster_name
+from rollwise.envoy_names import LATENCY_BUCKETS_MS, cluster_name, header_matchers, mirror_cluster_name
 from rollwise.local_processes import free_port, spawn_logged, stop_process
-from rollwise.spec.models import HeaderMatch, HeaderRouteSpec
 
 log = logging.getLogger(__name__)
 
@@ -109,25 +108,6 @@ def _cluster_resource(name: str, address: str) -> dict[str, Any]:
     }
 
 
-def _string_match(match: HeaderMatch) -> dict[str, Any]:
-    if match.exact is not None:
-        return {"exact": match.exact}
-    if match.prefix is not None:
-        return {"prefix": match.prefix}
-    if match.regex is not None:
-        return {"safe_regex": {"regex": match.regex}}
-    return {"safe_regex": {"regex": ".*"}}  # presence match
-
-
-def _header_route_matchers(spec: HeaderRouteSpec) -> list[dict[str, Any]]:
-    matchers: list[dict[str, Any]] = [{"name": h.name.lower(), "string_match": _string_match(h)} for h in spec.headers]
-    for name, value in (spec.cookie or {}).items():
-        # Envoy's safe_regex must match the whole header value: allow other cookies around it.
-        pattern = rf"(.*;\s*)?{re.escape(name)}={re.escape(value)}(\s*;.*)?"
-        matchers.append({"name": "cookie", "string_match": {"safe_regex": {"regex": pattern}}})
-    return matchers
-
-
 # Retry only what never reached the application, so a failing canary's own 5xx stay visible.
 _RETRY_POLICY = {"retry_on": "connect-failure,reset-before-request", "num_retries": 2}
 
@@ -187,7 +167,7 @@ def render_route_config(rollouts: dict[str, _RolloutState], version: str) -> dic
             routes.append(
                 {
                     "name": f"{spec.name}",
-                    "match": {"prefix": "/", "headers": _header_route_matchers(spec)},
+                    "match": {"prefix": "/", "headers": header_matchers(spec)},
                     "route": {
                         "cluster": cluster_name(rollout, route.canary),
                         "timeout": "30s",
