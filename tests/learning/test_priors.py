@@ -8,7 +8,7 @@ import numpy as np
 
 from rollwise.analysis.attribution import AttributionState, MixturePrior, SequentialErrorTest, WindowCounts
 from rollwise.core.releases import PastEffect
-from rollwise.learning.priors import FLAT_SHARE, MIN_SD, POOL_WEIGHT, fit_prior, fit_priors
+from rollwise.learning.priors import FLAT_SHARE, MIN_SD, POOL_WEIGHT, fit_prior, fit_priors, regression_logs
 from rollwise.spec.models import MetricSpec
 
 
@@ -93,3 +93,31 @@ def test_any_fixed_prior_keeps_the_false_rollback_bound() -> None:
                 crossed += 1
                 break
     assert crossed / runs <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / runs)
+
+
+def _stopped_effect(test: SequentialErrorTest, rng: np.random.Generator, ratio: float) -> PastEffect:
+    """One past regression: windows of 10 canary / 190 baseline requests until the test rolls back."""
+    state, canary, baseline = AttributionState(test.grid.size), [0.0, 0.0], [0.0, 0.0]
+    while test.e_value(state) < 1.0 / test.alpha:
+        window = WindowCounts(10, 190, float(rng.binomial(10, 0.01 * ratio)), float(rng.binomial(190, 0.01)))
+        state = test.update(state, window)
+        canary = [canary[0] + 10, canary[1] + window.canary_bad]
+        baseline = [baseline[0] + 190, baseline[1] + window.baseline_bad]
+    return PastEffect(service="checkout", metric="errors", metric_type="errorRate", rollout="past", run=1,
+                      finished_at=0.0, outcome="RolledBack", regression=True, ratio=ratio,
+                      canary_trials=canary[0], canary_bad=canary[1], baseline_trials=baseline[0],
+                      baseline_bad=baseline[1])
+
+
+def test_the_centre_is_not_pulled_up_by_tests_that_stopped_on_a_lucky_extreme() -> None:
+    """Thirty past regressions of one true ratio 3, each estimated when its sequential test stopped:
+    the plain mean of those estimates reads well above 3 (early stops are extreme); the prior's
+    information-weighted centre stays near 3 (Wald's identity)."""
+    rng = np.random.default_rng(5)
+    test = SequentialErrorTest(alpha=0.01)
+    estimates = regression_logs(_stopped_effect(test, rng, 3.0) for _ in range(30))
+    plain = math.exp(float(np.mean([v for v, _ in estimates])))
+    prior = fit_prior(estimates, estimates)
+    assert prior is not None
+    assert plain > 3.6
+    assert abs(math.exp(prior.mean) - 3.0) < 0.45
