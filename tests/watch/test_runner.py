@@ -142,3 +142,42 @@ def test_an_anomaly_on_every_version_is_not_blamed_on_the_canary(tmp_path: Path)
     assert opened.culprit is None
     assert [a["outcome"] for a in opened.actions if a["kind"] != "notify"] == ["skipped"]
     assert watch.store.get("shop").phase != Phase.ROLLED_BACK
+
+
+class Stalled(World):
+    """What a stalled watcher read before it stalled: the route as it was (v2 at 100 %), not as it is now."""
+
+    def collect(self, query: WindowQuery) -> Window:
+        sides = []
+        for version, share in ((query.baseline_version, 0.0), (query.canary_version, 1.0)):
+            requests = int(2000 * share)
+            errors = sum(self.rng.random() < self.rate(version, query.end) for _ in range(requests))
+            sides.append(VersionStats(requests=requests, errors=errors, latency_sum_ms=20.0 * requests)
+                         if requests else None)
+        return Window(query.start, query.end, sides[0], sides[1], cursor={"n": 1})
+
+
+def test_two_watchers_of_one_service_open_one_incident_and_undo_once(tmp_path: Path) -> None:
+    """A watcher that stalled past its watch lease still writes when it wakes, on what it read before the
+    other watcher acted; the store keeps one open incident per service, so the stalled one adopts the
+    first's incident and acts no second time."""
+    plane, first, world, clock, _notes = setup(tmp_path)
+    stalled = Stalled(plane.store, clock)
+    second = Watch(plane.store, first.watch, lambda record: stalled,
+                   PlaneActuator(plane, first.watch, Notes()), clock, plane.audit)
+    plane.command("shop", "promote", Principal.local_user("ana"), "looks good", full=True)
+    both = [first, second]
+    for _ in range(30):
+        clock.advance(10)
+        for watch in both:
+            watch.tick()
+    for w in (world, stalled):
+        w.rates["v2"].append((clock.now() + 5, 0.08))
+    opened = []
+    for _ in range(8):
+        clock.advance(10)
+        for watch in both:
+            opened.extend(i for i in watch.tick() if i.status == "open")
+    assert len(opened) == 1
+    assert [i.id for i in first.watch.incidents(service="shop")] == [opened[0].id]
+    assert [r.action for r in plane.audit.entries()].count("watch.undo") == 1

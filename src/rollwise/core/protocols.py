@@ -370,7 +370,9 @@ class WatchStore(Protocol):
                 until: float | None = None) -> builtins.list[Change]:
         """The service's changes (changes to every service included), oldest first."""
 
-    def open_incident(self, incident: Incident) -> Incident: ...
+    def open_incident(self, incident: Incident) -> Incident:
+        """Store a new incident and return it with its id; at most one is open per service: if one
+        is, raise ``watch.incidents.IncidentAlreadyOpen`` carrying it."""
 
     def save_incident(self, incident: Incident) -> None: ...
 

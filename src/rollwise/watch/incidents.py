@@ -13,6 +13,18 @@ OPEN = "open"
 RESOLVED = "resolved"
 
 
+class IncidentAlreadyOpen(Exception):
+    """The store already holds an open incident for the service: at most one is open per service.
+
+    Raised by ``WatchStore.open_incident`` when another watcher (a stalled process whose watch lease
+    moved on, say) opened one first; the caller adopts ``incident`` instead of acting a second time.
+    """
+
+    def __init__(self, incident: Incident) -> None:
+        super().__init__(f"incident #{incident.id} is already open for {incident.service!r}")
+        self.incident = incident
+
+
 @dataclass(frozen=True)
 class Action:
     """One thing the watch did (or refused to do) about an incident, with the rule and the numbers."""

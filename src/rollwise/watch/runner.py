@@ -31,7 +31,7 @@ from rollwise.core.protocols import (
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
-from rollwise.watch.incidents import Action, Incident
+from rollwise.watch.incidents import Action, Incident, IncidentAlreadyOpen
 from rollwise.watch.policy import Planned, plan_actions
 from rollwise.watch.series import (
     ProcessReader,
@@ -242,7 +242,7 @@ class Watch:
         target.reset()  # the detectors learnt the anomaly's level: start them again from normal
         return resolved
 
-    def _open(self, target: _Target, metric: str, now: float) -> Incident:
+    def _open(self, target: _Target, metric: str, now: float) -> Incident | None:
         record, policy = target.record, target.policy
         points = list(target.points[metric])
         changes = self.watch.changes(service=record.spec.service, since=now - 6 * 3600.0, until=now)
@@ -250,10 +250,14 @@ class Watch:
                                 region=record.spec.region, flags=policy.flags,
                                 split=self._split(target, points) if metric == "errorRate" else None)
         onset = attribution.onset.at if attribution.onset else points[-1][0]
-        incident = self.watch.open_incident(Incident(
-            service=record.spec.service, opened_at=now, onset=onset, metric=metric, region=record.spec.region,
-            culprit=attribution.culprit.to_json() if attribution.culprit else None,
-            attribution=attribution.to_json(), series=tuple(points[-CHART_POINTS:])))
+        try:
+            incident = self.watch.open_incident(Incident(
+                service=record.spec.service, opened_at=now, onset=onset, metric=metric, region=record.spec.region,
+                culprit=attribution.culprit.to_json() if attribution.culprit else None,
+                attribution=attribution.to_json(), series=tuple(points[-CHART_POINTS:])))
+        except IncidentAlreadyOpen as taken:  # another watcher opened it first: adopt it, act no second time
+            target.incident, target.quiet = taken.incident, 0
+            return None
         self._audit("watch.incident", incident, {"metric": metric, "attribution": attribution.to_json()})
         for planned in plan_actions(attribution, policy):
             incident = incident.with_action(self._act(planned, record, incident, attribution, now))

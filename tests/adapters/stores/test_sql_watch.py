@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from sqlalchemy import text
+
 from rollwise.adapters.stores.memory import MemoryStore
 from rollwise.adapters.stores.sql import SqlStore
 from rollwise.adapters.stores.sql_watch import SqlWatchStore
 from rollwise.core.model import Event
 from rollwise.watch.changes import ANY_SERVICE, Change, outside_change
-from rollwise.watch.incidents import Action, Incident
+from rollwise.watch.incidents import Action, Incident, IncidentAlreadyOpen
 from support.store import make_record
 
 
@@ -59,3 +64,42 @@ def test_rollout_changes_are_derived_from_their_events() -> None:
     kinds = [(c.kind, c.version, c.previous_version) for c in SqlWatchStore(store).changes(service=record.spec.service)]
     assert kinds == [("rollout-start", "v2", "v1"), ("rollout-step", "v2", "v1"), ("promotion", "v2", "v1"),
                      ("undo", "v1", "v2")]
+
+
+def test_a_service_has_at_most_one_open_incident(store_url: str) -> None:
+    with SqlStore(store_url) as store:
+        watch = SqlWatchStore(store)
+        first = watch.open_incident(Incident(service="web", opened_at=1000.0, onset=990.0, metric="errorRate"))
+        with pytest.raises(IncidentAlreadyOpen) as taken:
+            watch.open_incident(Incident(service="web", opened_at=1001.0, onset=991.0, metric="latency"))
+        assert taken.value.incident == first
+        other = watch.open_incident(Incident(service="db", opened_at=1001.0, onset=991.0, metric="errorRate"))
+        watch.save_incident(first.resolved(1100.0))
+        again = watch.open_incident(Incident(service="web", opened_at=1200.0, onset=1190.0, metric="errorRate"))
+        assert len({first.id, other.id, again.id}) == 3
+        assert [i.id for i in watch.incidents(open_only=True)] == [other.id, again.id]
+
+
+def test_the_migration_keeps_the_newest_of_several_open_incidents(store_url: str) -> None:
+    """Open duplicates written before the rule: the newest stays open, the older are resolved (with a note)."""
+    from alembic import command
+    from alembic.config import Config
+
+    with SqlStore(store_url, migrate=False) as old:
+        config = Config()
+        config.set_main_option("script_location", "rollwise.adapters.stores:migrations")
+        with old.write() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "watch_changes")
+        with old.write() as conn:
+            for at in (100.0, 200.0, 300.0):
+                body = json.dumps(Incident(service="web", opened_at=at, onset=at, metric="errorRate").to_json())
+                conn.execute(text("INSERT INTO watch_incidents (service, opened_at, status, body) "
+                                  "VALUES ('web', :at, 'open', :body)"), {"at": at, "body": body})
+    with SqlStore(store_url) as upgraded:
+        watch = SqlWatchStore(upgraded)
+        assert [(i.opened_at, i.status) for i in watch.incidents(service="web")] == [
+            (100.0, "resolved"), (200.0, "resolved"), (300.0, "open")]
+        assert watch.incidents(service="web")[0].resolved_at == 300.0
+        with pytest.raises(IncidentAlreadyOpen):
+            watch.open_incident(Incident(service="web", opened_at=400.0, onset=400.0, metric="errorRate"))

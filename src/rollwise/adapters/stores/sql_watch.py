@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Connection, Double, Index, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import Column, Connection, Double, Index, MetaData, String, Table, Text, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from rollwise.adapters.stores.sql import JSONColumn, SerialId, SqlStore
 from rollwise.core.model import split_runs
 from rollwise.watch.changes import Change, changes_from_rollout, merge
 from rollwise.watch.changes import select as select_changes
-from rollwise.watch.incidents import OPEN, Incident
+from rollwise.watch.incidents import OPEN, Incident, IncidentAlreadyOpen
 
 metadata = MetaData()
 
@@ -51,6 +52,9 @@ incidents_table = Table(
     Column("resolved_at", Double, nullable=True),
     Column("body", JSONColumn, nullable=False),
     Index("ix_watch_incidents_service_status", "service", "status"),
+    # At most one open incident per service, whoever writes (migration ``one_open_incident``).
+    Index("ux_watch_incidents_open_service", "service", unique=True,
+          sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
     sqlite_autoincrement=True,
 )
 
@@ -118,13 +122,26 @@ class SqlWatchStore:
     # ------------------------------------------------------------ incidents
 
     def open_incident(self, incident: Incident) -> Incident:
-        with self._write() as conn:
-            new_id = conn.execute(insert(incidents_table).values(
-                service=incident.service, opened_at=incident.opened_at, status=incident.status,
-                resolved_at=incident.resolved_at, body=incident.to_json(),
-            ).returning(incidents_table.c.id)).scalar_one()
-            stored = Incident.from_json({**incident.to_json(), "id": int(new_id)})
-            conn.execute(update(incidents_table).where(incidents_table.c.id == new_id).values(body=stored.to_json()))
+        """Store ``incident`` with its id; ``IncidentAlreadyOpen`` if its service has one open already.
+
+        The database enforces the "one open per service" rule (a partial unique index), so two
+        watchers racing on one service (a lease that changed hands while its old holder stalled)
+        cannot both open one: the second adopts the first's instead of acting again.
+        """
+        try:
+            with self._write() as conn:
+                new_id = conn.execute(insert(incidents_table).values(
+                    service=incident.service, opened_at=incident.opened_at, status=incident.status,
+                    resolved_at=incident.resolved_at, body=incident.to_json(),
+                ).returning(incidents_table.c.id)).scalar_one()
+                stored = Incident.from_json({**incident.to_json(), "id": int(new_id)})
+                conn.execute(update(incidents_table).where(incidents_table.c.id == new_id)
+                             .values(body=stored.to_json()))
+        except IntegrityError:
+            existing = self.incidents(service=incident.service, open_only=True)
+            if not existing:
+                raise
+            raise IncidentAlreadyOpen(existing[-1]) from None
         return stored
 
     def save_incident(self, incident: Incident) -> None:
