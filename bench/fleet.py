@@ -288,8 +288,8 @@ def ads_main(args: argparse.Namespace) -> None:
             services.append((port, subprocess.Popen([sys.executable, "-m", "rollwise.demo.service", "--port",
                                                      str(port), "--version", version], stdin=subprocess.DEVNULL)))
         regions = [r for r in ("eu", "us", "ap") for _ in range(2)]
-        envoys = [start_envoy(tmp / "envoys", f"edge-{r}-{i % 2 + 1}", f"127.0.0.1:{ads.port}", region=r, wait=False)
-                  for i, r in enumerate(regions)]
+        envoys = [start_envoy(tmp / "envoys", f"edge-{r}-{i % 2 + 1}", f"127.0.0.1:{ads.port}", region=r, wait=False,
+                              delta=args.delta) for i, r in enumerate(regions)]
         for envoy in envoys:
             envoy.wait_live()
         time.sleep(1.0)  # the demo services are up by now
@@ -337,13 +337,15 @@ def ads_main(args: argparse.Namespace) -> None:
         if database is not None:
             _drop(database)
     everything = timings["weight"] + timings["cutover"]
-    flags = (" --postgres" if args.postgres else "") + (f" --output {args.output}" if args.output else "")
+    flags = ((" --postgres" if args.postgres else "") + (" --delta" if args.delta else "")
+             + (f" --output {args.output}" if args.output else ""))
+    protocol = "incremental (Delta xDS)" if args.delta else "state of the world"
     kind = "PostgreSQL" if args.postgres else "SQLite"
     lines = [
         "## Envoy fleet over ADS: apply -> ACK by all (part 1)", "",
         f"Command: `python bench/fleet.py --ads --changes {args.changes} --cutovers {args.cutovers} "
         f"--rate {args.rate:g} --gap {args.gap:g}{flags}`", "",
-        f"6 real Envoys 1.40 (`--concurrency 1`) in 3 regions on one ADS server (state of the world, in the "
+        f"6 real Envoys 1.40 (`--concurrency 1`) in 3 regions on one ADS server ({protocol}, in the "
         f"process, {kind} store); {platform.machine()}, {os.cpu_count()} cores shared with other work "
         f"(load average {os.getloadavg()[0]:.1f} at the end). Each change: commit the route to the store, then "
         "`envoy-ads` router `apply`, which pokes the server and returns when every Envoy's ACK of that "
@@ -380,6 +382,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="--ads: client requests per second at most")
     parser.add_argument("--gap", type=float, default=0.05, help="--ads: seconds between two changes")
     parser.add_argument("--postgres", action="store_true", help="--ads: a fresh PostgreSQL database, not SQLite")
+    parser.add_argument("--delta", action="store_true", help="--ads: the Envoys speak incremental xDS (DELTA_GRPC)")
     args = parser.parse_args()
     if args.ads:
         ads_main(args)

@@ -18,6 +18,7 @@ from rollwise.fleet.resources import (
     cluster,
     content_version,
     listener,
+    resource_version,
 )
 from rollwise.fleet.session import Session
 from rollwise.spec.models import HeaderMatch, HeaderRouteSpec, HealthCheckSpec, OutlierDetectionSpec, VersionRef
@@ -193,3 +194,52 @@ def test_an_envoy_reconnecting_behind_the_store_keeps_its_clusters_until_the_new
     again.subscribe(ROUTE_TYPE, ["rollwise"], first.acked_version[ROUTE_TYPE], moved)
     [grow] = again.pending(moved)
     assert {r["name"] for r in grow.resources} == {"shop-v1", "shop-v2", "shop-v3"}  # v1 kept: its routes still run
+
+
+def test_an_incremental_stream_sends_only_what_changed_and_names_what_to_remove() -> None:
+    session = Session(Node("e1", region="eu"))
+    desired = served(0, 1)
+    for type_url in (CLUSTER_TYPE, LISTENER_TYPE):
+        session.subscribe_delta(type_url, [], {}, desired)
+    session.subscribe_delta(ROUTE_TYPE, ["rollwise"], {}, desired)
+    _ack_everything(session, desired)
+    assert session.confirmed(desired) == {"shop": 1}
+
+    moved = Desired((Served("shop", RouteState(stable="v2", canary="v3", canary_weight=0, revision=2,
+                                                upstreams={"v2": "127.0.0.1:9002", "v3": "127.0.0.1:9003"}),
+                           primary=True),))
+    (grow,) = session.pending(moved)
+    changed, removed = session.difference(grow)
+    assert [r["name"] for r in changed] == ["shop-v3"] and removed == []  # v1 and v2 are held as they are
+    session.sent(grow, "c2")
+    session.ack(CLUSTER_TYPE, "c2")
+    (routes,) = session.pending(moved)
+    assert session.difference(routes)[0] == routes.resources  # the one route configuration changed
+    session.sent(routes, "r2")
+    session.ack(ROUTE_TYPE, "r2")
+    (shrink,) = session.pending(moved)
+    assert session.difference(shrink) == ([], ["shop-v1"])  # removed once the routes without it are ACKed
+
+
+def test_an_incremental_reconnect_presenting_current_versions_is_sent_nothing() -> None:
+    """What a restarted server tells an Envoy that presents ``initial_resource_versions``: nothing when they
+    are what the store wants; only the resource that differs otherwise."""
+    desired = served(20, 3)
+    first = Session(Node("e1", region="eu"))
+    for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
+        first.subscribe_delta(type_url, [], {}, desired)
+    _ack_everything(first, desired)
+    held = {t: {n: resource_version(r) for n, r in first.acked[t].items()} for t in first.acked}
+
+    again = Session(Node("e1", region="eu"))
+    for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
+        again.subscribe_delta(type_url, [], held[type_url], desired)
+    assert again.pending(desired) == []
+    assert again.confirmed(desired) == {"shop": 3}
+
+    stale = {**held[CLUSTER_TYPE], "shop-v2": "0123456789abcdef", "shop-old": "fedcba9876543210"}
+    behind = Session(Node("e1", region="eu"))
+    behind.subscribe_delta(CLUSTER_TYPE, [], stale, desired)
+    (push,) = behind.pending(desired)
+    changed, removed = behind.difference(push)
+    assert [r["name"] for r in changed] == ["shop-v2"] and removed == []  # shop-old goes once routes are current

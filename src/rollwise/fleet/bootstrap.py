@@ -24,8 +24,12 @@ def _socket(address: str) -> dict[str, Any]:
 
 def ads_bootstrap(node_id: str, *, ads: str, listen: str, admin: str, region: str | None = None,
                   zone: str | None = None, cluster: str = "rollwise", tls_cert: str | None = None,
-                  tls_key: str | None = None, stats_flush_interval_s: float = 1.0) -> dict[str, Any]:
-    """The bootstrap of one Envoy: node identity and metadata, admin, and ADS at ``ads`` (host:port)."""
+                  tls_key: str | None = None, stats_flush_interval_s: float = 1.0,
+                  delta: bool = False) -> dict[str, Any]:
+    """The bootstrap of one Envoy: node identity and metadata, admin, and ADS at ``ads`` (host:port).
+
+    ``delta`` asks for incremental xDS (``DELTA_GRPC``): updates carry only the resources that changed,
+    which matters when an Envoy holds many rollouts' routes and clusters; the server speaks both."""
     if bool(tls_cert) != bool(tls_key):
         raise ValueError("give both tls_cert and tls_key, or neither")
     listen_socket = _socket(listen)["socket_address"]
@@ -41,7 +45,8 @@ def ads_bootstrap(node_id: str, *, ads: str, listen: str, admin: str, region: st
                  **({"locality": {"region": region, "zone": zone or ""}} if region else {})},
         "admin": {"address": _socket(admin)},
         "dynamic_resources": {
-            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "grpc_services": [
+            "ads_config": {"api_type": "DELTA_GRPC" if delta else "GRPC", "transport_api_version": "V3",
+                           "grpc_services": [
                 {"envoy_grpc": {"cluster_name": "rollwise_xds", "retry_policy": {
                     "retry_back_off": {"base_interval": "0.1s", "max_interval": "1s"}}}}]},
             "lds_config": source,

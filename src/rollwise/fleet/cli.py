@@ -101,6 +101,8 @@ def fleet_bootstrap(
     zone: Annotated[str | None, typer.Option("--zone", help="Its zone.")] = None,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve TLS: certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Serve TLS: private key (PEM).")] = None,
+    delta: Annotated[bool, typer.Option("--delta", help="Incremental xDS (DELTA_GRPC): each update carries only "
+                                        "the resources that changed; the server speaks both.")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Write an Envoy bootstrap (JSON) for rollwise's ADS server; run it with `envoy -c FILE --base-id N`.
@@ -112,7 +114,7 @@ def fleet_bootstrap(
     try:
         document = ads_bootstrap(node_id, ads=ads, listen=listen, admin=admin, region=region, zone=zone,
                                  tls_cert=str(tls_cert.resolve()) if tls_cert else None,
-                                 tls_key=str(tls_key.resolve()) if tls_key else None)
+                                 tls_key=str(tls_key.resolve()) if tls_key else None, delta=delta)
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     text = json.dumps(document, indent=2) + "\n"

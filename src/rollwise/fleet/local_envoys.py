@@ -71,12 +71,12 @@ class LocalEnvoy:
 
 def start_envoy(workdir: Path, node_id: str, ads: str, *, region: str | None = None, zone: str | None = None,
                 binary: str | None = None, wait: bool = True, tls_cert: str | None = None,
-                tls_key: str | None = None) -> LocalEnvoy:
+                tls_key: str | None = None, delta: bool = False) -> LocalEnvoy:
     """Start one Envoy fed by the ADS server at ``ads`` (host:port), on free ports."""
     workdir.mkdir(parents=True, exist_ok=True)
     listen_port, admin_port = free_port(), free_port()
     boot = ads_bootstrap(node_id, ads=ads, listen=f"127.0.0.1:{listen_port}", admin=f"127.0.0.1:{admin_port}",
-                         region=region, zone=zone, tls_cert=tls_cert, tls_key=tls_key)
+                         region=region, zone=zone, tls_cert=tls_cert, tls_key=tls_key, delta=delta)
     path = workdir / f"{node_id}.json"
     path.write_text(json.dumps(boot))
     log_path = workdir / f"{node_id}.log"

@@ -267,6 +267,11 @@ def content_version(resources: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+def resource_version(resource: dict[str, Any]) -> str:
+    """One resource's version on an incremental (Delta xDS) stream: named by its content, like the sets'."""
+    return content_version(resource)
+
+
 @dataclass(frozen=True)
 class Desired:
     """What the store wants, per rollout: its clusters, its virtual host per region, and its revision."""

@@ -1,4 +1,7 @@
-"""One Envoy's state-of-the-world xDS stream as a pure state machine: what to send next, what it accepted.
+"""One Envoy's xDS stream as a pure state machine: what to send next, what it accepted.
+
+It thinks in whole resource sets per type (state of the world); an incremental (Delta xDS) stream
+uses the same rules and sends only the difference from what the Envoy ACKed (``difference``).
 
 The gRPC server (``adapters/xds/server.py``) feeds it requests and the desired state and sends what
 ``pending`` returns; everything here is plain data, so the ordering rules are tested without Envoy:
@@ -28,6 +31,7 @@ from rollwise.fleet.resources import (
     Node,
     content_version,
     listener,
+    resource_version,
     route_configuration,
 )
 
@@ -84,6 +88,33 @@ class Session:
         elif presented and self.known.get(type_url, ("", {}))[0] == presented:
             # Reconnected behind the store: its clusters are known, so the grow-then-shrink order holds.
             self.acked[type_url], self.acked_version[type_url] = self.known[type_url][1], presented
+
+    def subscribe_delta(self, type_url: str, names: list[str], presented: dict[str, str], desired: Desired) -> None:
+        """A new incremental (Delta xDS) subscription: ``presented`` is each resource the Envoy holds with its
+        version (``initial_resource_versions``, empty on a first connection). A resource whose version is
+        what the store wants, or what the store says it last ACKed, counts as held with that content; one
+        held with content unknown here (a name only) is replaced or removed by the next push."""
+        if type_url == ROUTE_TYPE and names and ROUTE_CONFIG not in names:
+            return
+        self.subscribed.add(type_url)
+        self.in_flight.pop(type_url, None)
+        self.rejected.pop(type_url, None)
+        if not presented:
+            return
+        target, known = self._target(type_url, desired), self.known.get(type_url, ("", {}))[1]
+        held: Resources = {}
+        for name, version in presented.items():
+            held[name] = next((source[name] for source in (target, known)
+                               if name in source and resource_version(source[name]) == version), {"name": name})
+        self.acked[type_url], self.acked_version[type_url] = held, content_version(_listed(held))
+
+    def difference(self, push: Push) -> tuple[list[dict[str, Any]], list[str]]:
+        """What an incremental stream sends for ``push``: the resources that differ from what the Envoy
+        ACKed, and the names it holds that ``push`` no longer has."""
+        acked = self.acked.get(push.type_url, {})
+        wanted = {str(r["name"]): r for r in push.resources}
+        changed = [body for name, body in wanted.items() if acked.get(name) != body]
+        return changed, sorted(set(acked) - set(wanted))
 
     def ack(self, type_url: str, nonce: str) -> bool:
         sent = self.in_flight.get(type_url)
@@ -163,12 +194,11 @@ class Session:
         acked = self.acked.get(CLUSTER_TYPE, {})
         for _, vhost in self.held.values():  # a held route still names the clusters it was accepted with
             final.update({c: acked[c] for c in _cluster_refs(vhost) if c in acked})
-        routes_current = (ROUTE_TYPE not in self.subscribed
-                          or self.acked_version.get(ROUTE_TYPE) == content_version(
-                              _listed(self._target(ROUTE_TYPE, desired))))
-        if routes_current:
-            return final
-        return {**acked, **final}  # grow first; shrink once the routes without them are ACKed
+        # Grow first; shrink once the routes without them are ACKed. Until the Envoy has (re)subscribed to
+        # the routes, the ones it runs may still name any cluster it holds: keep those too.
+        routes_current = self.acked_version.get(ROUTE_TYPE) == content_version(
+            _listed(self._target(ROUTE_TYPE, desired)))
+        return final if routes_current else {**acked, **final}
 
     def _vhosts(self, desired: Desired) -> dict[str, dict[str, Any]]:
         vhosts: dict[str, dict[str, Any]] = {}

@@ -76,12 +76,13 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture
-def envoys(tmp_path: Path) -> Iterator[Callable[[int], list[LocalEnvoy]]]:
+def envoys(tmp_path: Path) -> Iterator[Callable[..., list[LocalEnvoy]]]:
     started: list[LocalEnvoy] = []
 
-    def start(ads_port: int) -> list[LocalEnvoy]:
-        fleet = [start_envoy(tmp_path / "envoys", node, f"127.0.0.1:{ads_port}", region=region, wait=False)
-                 for node, region in REGIONS.items()]
+    def start(ads_port: int, delta: tuple[str, ...] = ()) -> list[LocalEnvoy]:
+        """The three Envoys; those named in ``delta`` speak incremental xDS, the others state of the world."""
+        fleet = [start_envoy(tmp_path / "envoys", node, f"127.0.0.1:{ads_port}", region=region, wait=False,
+                             delta=node in delta) for node, region in REGIONS.items()]
         started.extend(fleet)
         for envoy in fleet:
             envoy.wait_live()
@@ -182,8 +183,12 @@ def xds_counters(envoy: LocalEnvoy) -> dict[str, str]:
                        r"cluster_manager\.cluster_(modified|removed))$")
 
 
+@pytest.mark.parametrize("delta", [(), ("e-a1", "e-b1")], ids=["state-of-the-world", "delta-and-sotw"])
 def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
-        tmp_path: Path, start_service: ServiceFactory, envoys: Callable[[int], list[LocalEnvoy]]) -> None:
+        tmp_path: Path, start_service: ServiceFactory, envoys: Callable[..., list[LocalEnvoy]],
+        delta: tuple[str, ...]) -> None:
+    """Also with Envoys on incremental xDS beside state-of-the-world ones: the same versions (the whole set's
+    content hash) everywhere, and reconnecting with ``initial_resource_versions`` re-applies nothing."""
     v1, v2 = start_service("v1"), start_service("v2")
     cli = Cli(tmp_path)
     (tmp_path / "shop.yaml").write_text(spec_text(
@@ -192,7 +197,7 @@ def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
     ads_port = free_port()
     controller = cli.controller(ads_port)
     try:
-        fleet = envoys(ads_port)
+        fleet = envoys(ads_port, delta)
         cli.run("rollout", "start", "shop.yaml", "--no-wait")
         wait_for("weight 20", lambda: cli.route().canary_weight == 20)
         cli.wait_confirmed_by_all()

@@ -1,4 +1,5 @@
-"""An aggregated xDS (ADS) gRPC server, state of the world, feeding any number of Envoys from the store.
+"""An aggregated xDS (ADS) gRPC server feeding any number of Envoys from the store, over state-of-the-world
+and incremental (Delta xDS) streams alike.
 
 Why it is shaped like this (measured facts in ``shared/notes/ads.md``):
 
@@ -9,6 +10,10 @@ Why it is shaped like this (measured facts in ``shared/notes/ads.md``):
   reconnects with the current version is left alone.
 * **ACKs and NACKs go to the store** (``EnvoyFleet``), per Envoy, so the ``envoy-ads`` router can
   wait for them from any process, and ``rollwise fleet list`` can show them.
+* **Both protocols, one set of rules.** An incremental stream (``api_type: DELTA_GRPC``) runs the same
+  ``Session`` and sends only what differs from what its Envoy ACKed, plus the names to remove; each
+  resource's version is its content's hash, so an Envoy that reconnects presenting the versions it
+  holds (``initial_resource_versions``) is told nothing new when it is current.
 * **One event loop, one thread.** Each stream's rules are the pure ``fleet.session.Session``; the
   loop owns every session, so there are no locks. Store reads and writes run on one worker thread,
   in order, so a slow database never stalls a stream.
@@ -44,7 +49,15 @@ from google.protobuf import any_pb2, json_format
 from rollwise.core.fleet import EnvoyNode
 from rollwise.core.model import RolloutRecord
 from rollwise.core.protocols import EnvoyFleet, NotFoundError, Store
-from rollwise.fleet.resources import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, Desired, Node, desired_state
+from rollwise.fleet.resources import (
+    CLUSTER_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    Desired,
+    Node,
+    desired_state,
+    resource_version,
+)
 from rollwise.fleet.session import SHORT, Push, Session
 
 log = logging.getLogger(__name__)
@@ -75,9 +88,10 @@ class AdsServer:
         self._desired = Desired(())
         self._marks: dict[str, int] = {}
         self._records: dict[str, RolloutRecord] = {}
-        self._streams: dict[int, tuple[Session, asyncio.Queue[Any]]] = {}
+        self._streams: dict[int, tuple[Session, asyncio.Queue[Any], bool]] = {}  # id -> (session, out, delta)
         self._nonces = itertools.count(1)
         self._packed: dict[tuple[str, str], list[any_pb2.Any]] = {}
+        self._packed_one: dict[tuple[str, str], any_pb2.Any] = {}  # (type, resource version) -> packed
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ads-store")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -140,10 +154,10 @@ class AdsServer:
         await self._stopping.wait()
         for task in tasks:
             task.cancel()
-        for _session, out in self._streams.values():
+        for _session, out, _delta in self._streams.values():
             out.put_nowait(None)
         await server.stop(grace=0.5)
-        for session, _ in list(self._streams.values()):
+        for session, _out, _delta in list(self._streams.values()):
             await self._persist(session, connected=False)
         if self._flusher is not None:
             await self._flusher
@@ -164,8 +178,8 @@ class AdsServer:
                 log.warning("ADS: cannot read the store: %s", str(exc).splitlines()[0] if str(exc) else exc)
                 continue
             if changed:
-                for session, out in list(self._streams.values()):
-                    self._pump(session, out)
+                for session, out, delta in list(self._streams.values()):
+                    self._pump(session, out, delta)
                     await self._persist(session)
 
     async def _reload(self) -> bool:
@@ -200,7 +214,7 @@ class AdsServer:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            ids = [session.node.id for session, _ in self._streams.values()]
+            ids = [session.node.id for session, _out, _delta in self._streams.values()]
             try:
                 await loop.run_in_executor(self._io, self.fleet.heartbeat, self.server_id, ids, time.time())
             except Exception as exc:
@@ -233,9 +247,10 @@ class AdsServer:
 
     # ------------------------------------------------------------ streams
 
-    async def stream(self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest]
-                     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None] = asyncio.Queue()
+    async def stream(self, requests: AsyncIterator[Any], delta: bool = False) -> AsyncIterator[Any]:
+        """One Envoy's stream: ``DiscoveryRequest``s in and ``DiscoveryResponse``s out, or with ``delta``
+        their incremental forms (``DeltaDiscoveryRequest``/``DeltaDiscoveryResponse``)."""
+        out: asyncio.Queue[Any] = asyncio.Queue()
         key = id(out)
         holder: dict[str, Session] = {}
 
@@ -247,9 +262,9 @@ class AdsServer:
                         metadata = json_format.MessageToDict(request.node.metadata)
                         session = holder["session"] = Session(Node.from_metadata(request.node.id, metadata))
                         await self._recall(session)
-                        self._streams[key] = (session, out)
-                    if await self._handle(session, request):
-                        self._pump(session, out)
+                        self._streams[key] = (session, out, delta)
+                    if await self._handle(session, request, delta):
+                        self._pump(session, out, delta)
                         await self._persist(session)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
@@ -264,7 +279,7 @@ class AdsServer:
             reader.cancel()
             self._streams.pop(key, None)
             session = holder.get("session")
-            if session is not None and not any(s.node.id == session.node.id for s, _ in self._streams.values()):
+            if session is not None and not any(s.node.id == session.node.id for s, _o, _d in self._streams.values()):
                 await self._persist(session, connected=False)
 
     async def _recall(self, session: Session) -> None:
@@ -277,13 +292,17 @@ class AdsServer:
         if known and known.get("version") and isinstance(known.get("resources"), dict):
             session.recall(CLUSTER_TYPE, str(known["version"]), known["resources"])
 
-    async def _handle(self, session: Session, request: discovery_pb2.DiscoveryRequest) -> bool:
+    async def _handle(self, session: Session, request: Any, delta: bool) -> bool:
         """Apply one request to the session; True if something may need sending or recording."""
         type_url = request.type_url
         if type_url not in _MESSAGES:
             return False
         if not request.response_nonce:
-            session.subscribe(type_url, list(request.resource_names), request.version_info, self._desired)
+            if delta:
+                session.subscribe_delta(type_url, list(request.resource_names_subscribe),
+                                        dict(request.initial_resource_versions), self._desired)
+            else:
+                session.subscribe(type_url, list(request.resource_names), request.version_info, self._desired)
             return True
         if request.HasField("error_detail"):
             message = request.error_detail.message
@@ -293,26 +312,42 @@ class AdsServer:
             return False
         return session.ack(type_url, request.response_nonce)
 
-    def _pump(self, session: Session, out: asyncio.Queue[Any]) -> None:
+    def _pump(self, session: Session, out: asyncio.Queue[Any], delta: bool) -> None:
         for push in session.pending(self._desired):
             nonce = str(next(self._nonces))
+            if delta:
+                changed, removed = session.difference(push)
+                response: Any = discovery_pb2.DeltaDiscoveryResponse(
+                    system_version_info=push.version, type_url=push.type_url, nonce=nonce,
+                    resources=[self._resource(push.type_url, body) for body in changed], removed_resources=removed)
+            else:
+                response = discovery_pb2.DiscoveryResponse(
+                    version_info=push.version, type_url=push.type_url, nonce=nonce, resources=self._pack(push))
             session.sent(push, nonce)
-            out.put_nowait(discovery_pb2.DiscoveryResponse(
-                version_info=push.version, type_url=push.type_url, nonce=nonce, resources=self._pack(push)))
+            out.put_nowait(response)
 
     def _pack(self, push: Push) -> list[any_pb2.Any]:
         key = (push.type_url, push.version)
         if key not in self._packed:
             if len(self._packed) > 256:
                 self._packed.clear()
-            packed = []
-            for resource in push.resources:
-                message = json_format.ParseDict(resource, _MESSAGES[push.type_url]())
-                wrapped = any_pb2.Any()
-                wrapped.Pack(message)
-                packed.append(wrapped)
-            self._packed[key] = packed
+            self._packed[key] = [self._packed_resource(push.type_url, resource) for resource in push.resources]
         return self._packed[key]
+
+    def _resource(self, type_url: str, body: dict[str, Any]) -> discovery_pb2.Resource:
+        version = resource_version(body)
+        key = (type_url, version)
+        if key not in self._packed_one:
+            if len(self._packed_one) > 4096:
+                self._packed_one.clear()
+            self._packed_one[key] = self._packed_resource(type_url, body)
+        return discovery_pb2.Resource(name=str(body["name"]), version=version, resource=self._packed_one[key])
+
+    @staticmethod
+    def _packed_resource(type_url: str, body: dict[str, Any]) -> any_pb2.Any:
+        wrapped = any_pb2.Any()
+        wrapped.Pack(json_format.ParseDict(body, _MESSAGES[type_url]()))
+        return wrapped
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -324,4 +359,10 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
         # grpc.aio streams responses only from an async generator function (checked by inspection)
         async for response in self._server.stream(request_iterator):
+            yield response
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        async for response in self._server.stream(request_iterator, delta=True):
             yield response
