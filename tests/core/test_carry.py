@@ -15,6 +15,7 @@ from rollwise.adapters.stores.sql import SqlStore
 from rollwise.core.carry import Approval, BaselineRead, Carry, Hold, MetricsFailure, Promotion
 from rollwise.core.model import Phase, RolloutRecord, RouteState
 from rollwise.spec.loader import load_spec_text
+from support.migrations import migrate
 from support.pg import postgres_schema
 
 SPEC = """\
@@ -112,17 +113,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _migrate(store: SqlStore, action: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "rollwise.adapters.stores:migrations")
-    with store.write() as conn:
-        config.attributes["connection"] = conn
-        getattr(command, action)(config, revision)
-
-
 def _stored_state(store: SqlStore) -> dict[str, Any]:
     with store.engine.connect() as conn:
         state = conn.execute(text("SELECT state FROM rollouts WHERE name = 'checkout'")).scalar_one()
@@ -132,7 +122,7 @@ def _stored_state(store: SqlStore) -> dict[str, Any]:
 def test_the_migration_rewrites_stored_carries_to_the_typed_shape_and_back(store_url: str) -> None:
     legacy = _legacy_state()
     with SqlStore(store_url, migrate=False) as old:
-        _migrate(old, "upgrade", "route_applied")
+        migrate(old, "route_applied")
         with old.write() as conn:
             conn.execute(text("INSERT INTO rollouts (name, revision, generation, phase, spec, state, created_at, "
                               "updated_at) VALUES ('checkout', 3, 1, 'Progressing', '{}', :state, 1, 2)"),
@@ -145,5 +135,5 @@ def test_the_migration_rewrites_stored_carries_to_the_typed_shape_and_back(store
         assert stored["cutover_approved"] is True and stored["approved_step"] is None
         record = upgraded.get("checkout")
         assert record.carry == EXPECTED and record.cutover_approved
-        _migrate(upgraded, "downgrade", "route_applied")
+        migrate(upgraded, "route_applied", "downgrade")
         assert _stored_state(upgraded) == legacy

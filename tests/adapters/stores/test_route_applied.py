@@ -18,6 +18,7 @@ from rollwise.core.carry import Carry
 from rollwise.core.memory_store import MemoryStore
 from rollwise.core.model import Phase, RolloutRecord
 from rollwise.core.protocols import Store
+from support.migrations import migrate
 from support.pg import postgres_schema
 from support.store import make_event, make_record
 
@@ -95,14 +96,7 @@ def test_a_new_run_under_the_same_name_starts_unconfirmed(store: Store) -> None:
 def test_the_migration_counts_ended_rollouts_as_applied(store_url: str) -> None:
     """Upgrading re-applies nothing: ended rollouts were applied (or never will be) by older runners."""
     with SqlStore(store_url, migrate=False) as old:
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", "rollwise.adapters.stores:migrations")
-        with old.write() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
+        migrate(old, "0001")
         state = make_record().model_copy(update={"phase": Phase.ABORTED, "revision": 3})
         state = state.model_copy(update={"route": state.route.model_copy(update={"revision": 4})})
         with old.write() as conn:

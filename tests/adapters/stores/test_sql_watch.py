@@ -13,6 +13,7 @@ from rollwise.adapters.stores.sql_watch import SqlWatchStore
 from rollwise.core.model import Event
 from rollwise.watch.changes import ANY_SERVICE, Change, outside_change
 from rollwise.watch.incidents import Action, Incident, IncidentAlreadyOpen
+from support.migrations import migrate
 from support.store import make_record
 
 
@@ -82,15 +83,8 @@ def test_a_service_has_at_most_one_open_incident(store_url: str) -> None:
 
 def test_the_migration_keeps_the_newest_of_several_open_incidents(store_url: str) -> None:
     """Open duplicates written before the rule: the newest stays open, the older are resolved (with a note)."""
-    from alembic import command
-    from alembic.config import Config
-
     with SqlStore(store_url, migrate=False) as old:
-        config = Config()
-        config.set_main_option("script_location", "rollwise.adapters.stores:migrations")
-        with old.write() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "watch_changes")
+        migrate(old, "watch_changes")
         with old.write() as conn:
             for at in (100.0, 200.0, 300.0):
                 body = json.dumps(Incident(service="web", opened_at=at, onset=at, metric="errorRate").to_json())
