@@ -129,7 +129,8 @@ def _prior_line(prior: PriorEvidence) -> str:
     spread = math.exp(prior.sd) if prior.sd is not None else None
     return (f"  mixture prior: rate ratio ~{_num(prior.centreRatio)} (×/÷ {_num(spread)}), learned from "
             f"{whose.get(prior.source or '', prior.source or 'past releases')}: {prior.serviceReleases or 0} own "
-            f"of {prior.pooledReleases or 0} in all; {_num(prior.flat)} of the weight kept flat. Fixed "
+            f"of {prior.pooledReleases or 0} in all, each weighted by how much it measured (a test that stopped early "
+            f"reads high); {_num(prior.flat)} of the weight kept flat. Fixed "
             "before the rollout began, so it shapes speed, not the false-rollback bound")
 
 
