@@ -31,7 +31,7 @@ from rollwise.core.protocols import (
 from rollwise.spec.models import WatchSpec
 from rollwise.watch.attribution import Attribution, attribute, estimate_onset
 from rollwise.watch.detector import ALARM_SCORE, DetectorConfig, Direction, SeriesDetector
-from rollwise.watch.incidents import Action, Incident, IncidentAlreadyOpen
+from rollwise.watch.incidents import OPEN, Action, Incident, IncidentAlreadyOpen
 from rollwise.watch.policy import Planned, plan_actions
 from rollwise.watch.series import (
     ProcessReader,
@@ -232,6 +232,11 @@ class Watch:
         assert target.incident is not None
         target.quiet = 0 if alarming else target.quiet + 1
         if target.quiet < target.policy.resolveAfter:
+            return None
+        stored = self.watch.incident(target.incident.id)
+        if stored is not None and stored.status != OPEN:  # another watcher resolved it: keep it resolved once
+            target.incident, target.quiet = None, 0
+            target.reset()
             return None
         resolved = target.incident.resolved(now)
         self.watch.save_incident(resolved)
