@@ -29,6 +29,7 @@ class EnvoyNode:
     nacked: dict[str, int] = field(default_factory=dict)  # rollout -> route revision it rejected
     nack_message: str | None = None
     nack_at: float | None = None
+    protocol: str = "sotw"  # its stream's xDS flavour: "sotw" (state of the world) or "delta" (incremental)
     # The clusters it last ACKed ({"version": v, "resources": {name: cluster}}): written, never listed, and read
     # back by a restarted server (``EnvoyFleet.acked_clusters``) so a reconnecting Envoy's clusters are known.
     acked_clusters: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -42,7 +43,7 @@ class EnvoyNode:
             "node_id": self.node_id, "region": self.region, "zone": self.zone, "admin": self.admin,
             "listen": self.listen, "server": self.server, "connected": self.connected, "seen_at": self.seen_at,
             "versions": dict(self.versions), "confirmed": dict(self.confirmed), "nacked": dict(self.nacked),
-            "nack_message": self.nack_message, "nack_at": self.nack_at,
+            "nack_message": self.nack_message, "nack_at": self.nack_at, "protocol": self.protocol,
         }
         if now is not None:
             data["live"] = self.live_at(now)

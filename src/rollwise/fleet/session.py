@@ -58,6 +58,7 @@ class Push:
 @dataclass
 class Session:
     node: Node
+    incremental: bool = False  # a Delta xDS stream (sent ``difference``s) rather than state of the world
     subscribed: set[str] = field(default_factory=set)  # type URLs the Envoy asked for
     acked: dict[str, Resources] = field(default_factory=dict)
     acked_version: dict[str, str] = field(default_factory=dict)

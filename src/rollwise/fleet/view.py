@@ -50,12 +50,13 @@ def envoy_rows(nodes: list[EnvoyNode], now: float) -> list[dict[str, Any]]:
 def render_envoys(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return ["no Envoy has connected to an ADS server of this store (rollwise serve --ads-listen HOST:PORT)"]
-    lines = [f"{'NODE':<20} {'REGION':<12} {'ZONE':<10} {'STATE':<12} {'RDS VERSION':<17} ROUTES (rollout@revision)"]
+    lines = [f"{'NODE':<20} {'REGION':<12} {'ZONE':<10} {'STATE':<12} {'XDS':<6} {'RDS VERSION':<17} "
+             "ROUTES (rollout@revision)"]
     for row in rows:
         state = "connected" if row["live"] else "gone" if not row["connected"] else "stale"
         routes = ", ".join(f"{name}@{rev}" for name, rev in sorted(row["confirmed"].items())) or "-"
         lines.append(f"{row['node_id']:<20} {row['region'] or '-':<12} {row['zone'] or '-':<10} {state:<12} "
-                     f"{row['versions'].get('rds', '-'):<17} {routes}")
+                     f"{row.get('protocol', 'sotw'):<6} {row['versions'].get('rds', '-'):<17} {routes}")
         if row["nacked"]:
             nacked = ", ".join(f"{name}@{rev}" for name, rev in sorted(row["nacked"].items()))
             lines.append(f"{'':<20} NACK {nacked}: {row['nack_message']}")

@@ -231,6 +231,7 @@ def test_a_fleet_follows_the_store_and_a_killed_control_plane_reverts_nothing(
         rows = json.loads(cli.run("fleet", "list", "--output", "json").stdout)
         assert {(r["node_id"], r["region"], r["live"]) for r in rows} == {(n, g, True) for n, g in REGIONS.items()}
         assert {r["node_id"]: r["versions"]["rds"] for r in rows} == rds
+        assert {r["node_id"]: r["protocol"] for r in rows} == {n: "delta" if n in delta else "sotw" for n in REGIONS}
 
         cli.run("rollout", "promote", "shop")  # the rollout resumes under the restarted control plane
         wait_for("weight 100", lambda: cli.route().canary_weight == 100)

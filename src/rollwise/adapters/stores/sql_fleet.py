@@ -33,6 +33,7 @@ envoy_nodes_table = Table(
     Column("nack_message", Text, nullable=True),
     Column("nack_at", Double, nullable=True),
     Column("clusters", Text, nullable=True),
+    Column("protocol", String(16), nullable=True),  # migration envoy_protocol; NULL: state of the world
 )
 
 
@@ -51,6 +52,7 @@ class SqlEnvoyFleet:
             "versions": json.dumps(node.versions), "confirmed": json.dumps(node.confirmed),
             "nacked": json.dumps(node.nacked), "nack_message": node.nack_message, "nack_at": node.nack_at,
             "clusters": json.dumps(node.acked_clusters) if node.acked_clusters is not None else None,
+            "protocol": node.protocol,
         } for node in nodes]
         with self.store.write() as conn:  # delete + insert: the same on both databases, in one transaction
             conn.execute(delete(envoy_nodes_table).where(envoy_nodes_table.c.node_id.in_([r["node_id"] for r in rows])))
@@ -72,7 +74,8 @@ class SqlEnvoyFleet:
         return [EnvoyNode(node_id=r.node_id, region=r.region, zone=r.zone, admin=r.admin, listen=r.listen,
                           server=r.server, connected=bool(r.connected), seen_at=float(r.seen_at),
                           versions=json.loads(r.versions), confirmed=json.loads(r.confirmed),
-                          nacked=json.loads(r.nacked), nack_message=r.nack_message, nack_at=r.nack_at)
+                          nacked=json.loads(r.nacked), nack_message=r.nack_message, nack_at=r.nack_at,
+                          protocol=r.protocol or "sotw")
                 for r in rows]
 
     def acked_clusters(self, node_id: str) -> dict[str, Any] | None:

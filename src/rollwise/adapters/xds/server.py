@@ -232,6 +232,7 @@ class AdsServer:
             nack_message=session.nack_message, nack_at=time.time() if session.nack_message else None,
             acked_clusters={"version": session.acked_version[CLUSTER_TYPE], "resources": session.acked[CLUSTER_TYPE]}
             if CLUSTER_TYPE in session.acked_version else None,
+            protocol="delta" if session.incremental else "sotw",
         )
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -260,7 +261,8 @@ class AdsServer:
                     session = holder.get("session")
                     if session is None:
                         metadata = json_format.MessageToDict(request.node.metadata)
-                        session = holder["session"] = Session(Node.from_metadata(request.node.id, metadata))
+                        node = Node.from_metadata(request.node.id, metadata)
+                        session = holder["session"] = Session(node, incremental=delta)
                         await self._recall(session)
                         self._streams[key] = (session, out, delta)
                     if await self._handle(session, request, delta):
