@@ -178,6 +178,7 @@ PAGES = [
     ("flags", "#/flags", "#flag-table"),
     ("delivery-metrics", "#/metrics", "#dora-summary"),
     ("audit", "#/audit", "#audit table"),
+    ("fleet", "#/fleet", "#fleet-summary"),
 ]
 
 
@@ -266,3 +267,43 @@ def test_rollout_decisions_read_as_words(dashboard: Dashboard, tab: Tab) -> None
             if found := raw_bits(str(page.inner_text("#decisions"))):
                 problems[name] = sorted(set(found))
     assert problems == {}, problems
+
+
+def seed_envoys(store_url: str, now: float) -> None:
+    """Four Envoys as ADS servers record them: two in eu (one on incremental xDS, one a revision behind),
+    one in us refusing the newest route, one gone an hour ago."""
+    from rollwise.adapters.stores.sql_fleet import SqlEnvoyFleet
+    from rollwise.core.fleet import EnvoyNode
+
+    with SqlStore(store_url) as store:
+        SqlEnvoyFleet(store).record_nodes([
+            EnvoyNode("edge-eu-1", region="eu", zone="eu-1a", connected=True, seen_at=now, protocol="delta",
+                      confirmed={"web": 7}),
+            EnvoyNode("edge-eu-2", region="eu", zone="eu-1b", connected=True, seen_at=now, confirmed={"web": 6}),
+            EnvoyNode("edge-us-1", region="us", connected=True, seen_at=now, confirmed={"web": 7},
+                      nacked={"web": 8}, nack_message="invalid perl operator: (?=lookahead)", nack_at=now),
+            EnvoyNode("edge-us-2", region="us", connected=False, seen_at=now - 3600, confirmed={"web": 5}),
+        ])
+
+
+def test_the_fleet_page_shows_envoys_by_region_refusals_laggards_and_controllers(
+        dashboard: Dashboard, tab: Tab, screenshots: Path) -> None:
+    seed_envoys(dashboard.live.store_url, time.time())
+    page = tab.page
+    visit(page, dashboard, "#/fleet", "#fleet-envoys table")
+    page.screenshot(path=str(screenshots / "fleet.png"), full_page=True)
+    assert page.inner_text("#fleet-connected .big").strip() == "3 of 4"
+    assert page.inner_text("#fleet-nacking .big").strip() == "1"
+    assert page.inner_text("#fleet-behind .big").strip() == "1"  # edge-eu-2 serves web at 6, the fleet at 7
+    envoys = str(page.inner_text("#fleet-envoys"))
+    assert "region eu · 2 of 2 connected" in envoys.lower()  # headings are upper-cased by the stylesheet
+    assert "region us · 1 of 2 connected" in envoys.lower()
+    eu2 = str(page.inner_text("tr[data-envoy=edge-eu-2]"))
+    assert "behind: the fleet serves 7" in eu2 and "state of the world" in eu2
+    assert "incremental" in str(page.inner_text("tr[data-envoy=edge-eu-1]"))
+    assert "gone" in str(page.inner_text("tr[data-envoy=edge-us-2]")) and "1 h ago" in envoys
+    assert "refused web at revision 8: invalid perl operator" in envoys
+    controllers = str(page.inner_text("#fleet-controllers"))
+    assert "alive" in controllers  # the server's own controller, sharing the store
+    assert raw_bits(visible_text(page)) == []
+    assert tab.errors == []

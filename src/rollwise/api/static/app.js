@@ -598,7 +598,7 @@
     if (first === "rollouts" && rest.length) return { page: "rollout", name: decodeURIComponent(rest.join("/")) };
     if (first === "incidents") return { page: "incidents", id: rest[0] || "" };
     if (first === "experiments") return { page: "experiments", name: rest.length ? decodeURIComponent(rest.join("/")) : null };
-    if (["flags", "metrics", "audit"].includes(first)) return { page: first };
+    if (["flags", "metrics", "audit", "fleet"].includes(first)) return { page: first };
     return { page: "rollouts" };
   }
 
@@ -614,6 +614,7 @@
       else if (route.page === "experiments") await Experiments.render(view, api, showError, route.name);  // experiments.js
       else if (route.page === "audit") await renderAudit();
       else if (route.page === "incidents") await Incidents.render(view, api, showError, route.id);  // incidents.js
+      else if (route.page === "fleet") await Fleet.render(view, api, showError);  // fleet.js
       else await renderRollouts();
     } catch (err) {
       view.innerHTML = `<div class="empty">Could not load this page.</div>`;
