@@ -77,11 +77,8 @@ class Session:
 
     def subscribe(self, type_url: str, names: list[str], presented: str, desired: Desired) -> None:
         """A new (re)subscription: an empty nonce. What the Envoy presents is what it runs now."""
-        if type_url == ROUTE_TYPE and names and ROUTE_CONFIG not in names:
+        if not self._begin(type_url, names):
             return
-        self.subscribed.add(type_url)
-        self.in_flight.pop(type_url, None)
-        self.rejected.pop(type_url, None)
         target = self._target(type_url, desired)
         if presented and presented == content_version(_listed(target)):
             # Reconnected and already current (a restarted server with the same store): nothing to send.
@@ -95,12 +92,7 @@ class Session:
         version (``initial_resource_versions``, empty on a first connection). A resource whose version is
         what the store wants, or what the store says it last ACKed, counts as held with that content; one
         held with content unknown here (a name only) is replaced or removed by the next push."""
-        if type_url == ROUTE_TYPE and names and ROUTE_CONFIG not in names:
-            return
-        self.subscribed.add(type_url)
-        self.in_flight.pop(type_url, None)
-        self.rejected.pop(type_url, None)
-        if not presented:
+        if not self._begin(type_url, names) or not presented:
             return
         target, known = self._target(type_url, desired), self.known.get(type_url, ("", {}))[1]
         held: Resources = {}
@@ -108,6 +100,15 @@ class Session:
             held[name] = next((source[name] for source in (target, known)
                                if name in source and resource_version(source[name]) == version), {"name": name})
         self.acked[type_url], self.acked_version[type_url] = held, content_version(_listed(held))
+
+    def _begin(self, type_url: str, names: list[str]) -> bool:
+        """Start (or restart) a subscription to ``type_url``; False for routes other than rollwise's."""
+        if type_url == ROUTE_TYPE and names and ROUTE_CONFIG not in names:
+            return False
+        self.subscribed.add(type_url)
+        self.in_flight.pop(type_url, None)
+        self.rejected.pop(type_url, None)
+        return True
 
     def difference(self, push: Push) -> tuple[list[dict[str, Any]], list[str]]:
         """What an incremental stream sends for ``push``: the resources that differ from what the Envoy

@@ -88,7 +88,7 @@ class AdsServer:
         self._desired = Desired(())
         self._marks: dict[str, int] = {}
         self._records: dict[str, RolloutRecord] = {}
-        self._streams: dict[int, tuple[Session, asyncio.Queue[Any], bool]] = {}  # id -> (session, out, delta)
+        self._streams: dict[int, tuple[Session, asyncio.Queue[Any]]] = {}
         self._nonces = itertools.count(1)
         self._packed: dict[tuple[str, str], list[any_pb2.Any]] = {}
         self._packed_one: dict[tuple[str, str], any_pb2.Any] = {}  # (type, resource version) -> packed
@@ -154,10 +154,10 @@ class AdsServer:
         await self._stopping.wait()
         for task in tasks:
             task.cancel()
-        for _session, out, _delta in self._streams.values():
+        for _session, out in self._streams.values():
             out.put_nowait(None)
         await server.stop(grace=0.5)
-        for session, _out, _delta in list(self._streams.values()):
+        for session, _ in list(self._streams.values()):
             await self._persist(session, connected=False)
         if self._flusher is not None:
             await self._flusher
@@ -178,8 +178,8 @@ class AdsServer:
                 log.warning("ADS: cannot read the store: %s", str(exc).splitlines()[0] if str(exc) else exc)
                 continue
             if changed:
-                for session, out, delta in list(self._streams.values()):
-                    self._pump(session, out, delta)
+                for session, out in list(self._streams.values()):
+                    self._pump(session, out)
                     await self._persist(session)
 
     async def _reload(self) -> bool:
@@ -214,7 +214,7 @@ class AdsServer:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            ids = [session.node.id for session, _out, _delta in self._streams.values()]
+            ids = [session.node.id for session, _ in self._streams.values()]
             try:
                 await loop.run_in_executor(self._io, self.fleet.heartbeat, self.server_id, ids, time.time())
             except Exception as exc:
@@ -264,9 +264,9 @@ class AdsServer:
                         node = Node.from_metadata(request.node.id, metadata)
                         session = holder["session"] = Session(node, incremental=delta)
                         await self._recall(session)
-                        self._streams[key] = (session, out, delta)
-                    if await self._handle(session, request, delta):
-                        self._pump(session, out, delta)
+                        self._streams[key] = (session, out)
+                    if await self._handle(session, request):
+                        self._pump(session, out)
                         await self._persist(session)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
@@ -281,7 +281,7 @@ class AdsServer:
             reader.cancel()
             self._streams.pop(key, None)
             session = holder.get("session")
-            if session is not None and not any(s.node.id == session.node.id for s, _o, _d in self._streams.values()):
+            if session is not None and not any(s.node.id == session.node.id for s, _ in self._streams.values()):
                 await self._persist(session, connected=False)
 
     async def _recall(self, session: Session) -> None:
@@ -294,13 +294,13 @@ class AdsServer:
         if known and known.get("version") and isinstance(known.get("resources"), dict):
             session.recall(CLUSTER_TYPE, str(known["version"]), known["resources"])
 
-    async def _handle(self, session: Session, request: Any, delta: bool) -> bool:
+    async def _handle(self, session: Session, request: Any) -> bool:
         """Apply one request to the session; True if something may need sending or recording."""
         type_url = request.type_url
         if type_url not in _MESSAGES:
             return False
         if not request.response_nonce:
-            if delta:
+            if session.incremental:
                 session.subscribe_delta(type_url, list(request.resource_names_subscribe),
                                         dict(request.initial_resource_versions), self._desired)
             else:
@@ -314,10 +314,10 @@ class AdsServer:
             return False
         return session.ack(type_url, request.response_nonce)
 
-    def _pump(self, session: Session, out: asyncio.Queue[Any], delta: bool) -> None:
+    def _pump(self, session: Session, out: asyncio.Queue[Any]) -> None:
         for push in session.pending(self._desired):
             nonce = str(next(self._nonces))
-            if delta:
+            if session.incremental:
                 changed, removed = session.difference(push)
                 response: Any = discovery_pb2.DeltaDiscoveryResponse(
                     system_version_info=push.version, type_url=push.type_url, nonce=nonce,
