@@ -686,7 +686,8 @@ def controller(
 
 
 @app.command()
-def controllers(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+def controllers(store: StoreOpt = None, output: OutputOpt = Output.text, server: ServerOpt = None,
+                token: TokenOpt = None) -> None:
     """Controllers sharing this store, alive or gone, and the rollouts each holds a lease on (#token).
 
     Example: rollwise controllers --store postgresql://rollwise@db/rollwise
@@ -694,10 +695,16 @@ def controllers(store: StoreOpt = None, output: OutputOpt = Output.text) -> None
     import time
 
     from rollwise.fleet.view import fleet_view, render_fleet
-    from rollwise.wiring import open_leases
 
-    leases = open_leases(_existing_store(store))
-    rows = [] if leases is None else fleet_view(leases.controllers(), leases.leases(), time.time())
+    if server:
+        from rollwise.fleet.cli import remote_rows
+
+        rows = remote_rows(server, token, "/api/v1/fleet/controllers")
+    else:
+        from rollwise.wiring import open_leases
+
+        leases = open_leases(_existing_store(store))
+        rows = [] if leases is None else fleet_view(leases.controllers(), leases.leases(), time.time())
     if output == Output.json:
         _print_json(rows)
         return

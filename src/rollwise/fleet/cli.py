@@ -57,7 +57,7 @@ def fleet_list(
     from rollwise.fleet.view import envoy_rows, render_envoys
 
     if server:
-        rows = _remote_rows(server, token)
+        rows = remote_rows(server, token, "/api/v1/fleet/envoys")
     else:
         from rollwise.core.protocols import StoreUnavailable
         from rollwise.wiring import open_fleet, open_store_for_reading
@@ -75,12 +75,13 @@ def fleet_list(
         console.print(line, markup=False)
 
 
-def _remote_rows(server: str, token: str | None) -> list[dict[str, Any]]:
+def remote_rows(server: str, token: str | None, path: str) -> list[dict[str, Any]]:
+    """The rows a `rollwise serve` at ``server`` answers on ``path``; a failure is one line and exit 1."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(f"{server.rstrip('/')}/api/v1/fleet/envoys", headers=headers, timeout=30)
+        response = httpx.get(f"{server.rstrip('/')}{path}", headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise _fail(f"--server: {exc}") from None
     if response.status_code >= 400:

@@ -428,6 +428,10 @@ def test_serve_runs_the_ads_server_and_fleet_list_asks_it_over_http(tmp_path: Pa
         rows = json.loads(listed.stdout)
         assert {(r["node_id"], r["region"], r["live"]) for r in rows} == {(n, g, True) for n, g in REGIONS.items()}
         assert all(r["versions"].get("lds") for r in rows)  # each got (and ACKed) its own listener
+        seen = subprocess.run([sys.executable, "-m", "rollwise", "controllers", "--server", serve.url, "-o", "json"],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+        assert seen.returncode == 0, seen.stderr
+        assert [c["alive"] for c in json.loads(seen.stdout) if c["id"]] == [True]  # serve's own controller
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
