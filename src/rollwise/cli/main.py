@@ -709,7 +709,7 @@ def controllers(store: StoreOpt = None, output: OutputOpt = Output.text, server:
         _print_json(rows)
         return
     for line in render_fleet(rows):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

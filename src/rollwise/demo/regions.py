@@ -1,6 +1,7 @@
 """The ``regions`` demo: region waves over a real Envoy fleet on ADS, and a regional failure rolled back.
 
-Six Envoys (regions a, b and c, two each) connect to an ADS server in this process; each forwards the
+Six Envoys (regions a, b and c, two each; the second of each region on incremental xDS, as in a fleet
+moving to Delta) connect to an ADS server in this process; each forwards the
 rollout with its region's weight and names its region to the upstreams (``x-rollwise-region``). v2 has
 a regional config bug: it fails 30% of the requests that come in through region b (``--fail-header``).
 The waves are ``[a]``, ``[b]``, ``[c]``: wave a runs the canary's steps on region a alone, judged on
@@ -115,8 +116,8 @@ def run_regions(
     ads = None
     try:
         ads = start_ads(store, f"127.0.0.1:{free_port()}", runtime)
-        envoys = [start_envoy(folder / "envoys", node, f"127.0.0.1:{ads.port}", region=region, wait=False)
-                  for node, region in node_ids().items()]
+        envoys = [start_envoy(folder / "envoys", node, f"127.0.0.1:{ads.port}", region=region, wait=False,
+                              delta=node.endswith("2")) for node, region in node_ids().items()]
         for envoy in envoys:
             envoy.wait_live()
         _wait_connected(store, set(node_ids()))

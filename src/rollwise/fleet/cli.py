@@ -16,8 +16,8 @@ from rich.console import Console
 
 fleet_app = typer.Typer(help="An Envoy fleet over ADS: list the Envoys, write a bootstrap, run a server.",
                         no_args_is_help=True)
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # a table row stays one line, piped or not
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line, however long
 
 StoreOpt = Annotated[str | None, typer.Option("--store", envvar="ROLLWISE_STORE", help="Store URL.")]
 
