@@ -13,31 +13,9 @@ from rollwise.simulate import Behaviour, simulate
 from rollwise.spec import load_spec_text
 from support.api import LiveServer, make_tokens
 from support.browser import sign_in
+from support.specs import simulated_waves_spec
 
-WAVES = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1}
-  canary: {name: v2}
-traffic: {router: simulated}
-metrics: {source: simulated}
-strategy:
-  canary:
-    analysis:
-      interval: 10s
-      minStageTime: 20s
-      metrics:
-        - {name: error-rate, type: errorRate, slo: "< 1%", maxIncrease: 0%, critical: true}
-    steps:
-      - setWeight: 20
-      - pause: {duration: 30s}
-      - setWeight: 50
-    waves:
-      - {name: first, regions: [a], bake: 1m}
-      - {name: second, regions: [b], bake: 1m}
-      - {name: third, regions: [c], bake: 1m}
-"""
+WAVES = simulated_waves_spec(("first", "[a]"), ("second", "[b]"), ("third", "[c]"))
 
 
 def _decided(live: LiveServer) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from support.common import REPO
+from support.specs import simulated_waves_spec
 
 
 def rollwise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,29 +22,7 @@ def rollwise(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
                           cwd=REPO, env=env)
 
 
-SIMULATED = """
-name: shop
-service: shop
-versions:
-  stable: {name: v1}
-  canary: {name: v2}
-traffic: {router: simulated}
-metrics: {source: simulated}
-strategy:
-  canary:
-    analysis:
-      interval: 10s
-      minStageTime: 20s
-      metrics:
-        - {name: error-rate, type: errorRate, slo: "< 1%", maxIncrease: 0%, critical: true}
-    steps:
-      - setWeight: 20
-      - pause: {duration: 30s}
-      - setWeight: 50
-    waves:
-      - {name: one, regions: [a], bake: 1m}
-      - {name: two, regions: [b, c], bake: 1m}
-"""
+SIMULATED = simulated_waves_spec(("one", "[a]"), ("two", "[b, c]"))
 
 
 def test_simulate_a_fault_in_one_region_rolls_every_wave_back(tmp_path: Path) -> None:

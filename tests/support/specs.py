@@ -41,3 +41,34 @@ def stepped_file_spec(name: str, route_path: object, pause_s: float) -> str:
         if weight < 100:
             lines.append(f"      - pause: {{duration: {pause_s}s}}")
     return _STEPPED.format(name=name, route_path=route_path, steps="\n".join(lines))
+
+
+_SIMULATED_WAVES = """
+name: shop
+service: shop
+versions:
+  stable: {{name: v1}}
+  canary: {{name: v2}}
+traffic: {{router: simulated}}
+metrics: {{source: simulated}}
+strategy:
+  canary:
+    analysis:
+      interval: 10s
+      minStageTime: 20s
+      metrics:
+        - {{name: error-rate, type: errorRate, slo: "< 1%", maxIncrease: 0%, critical: true}}
+    steps:
+      - setWeight: 20
+      - pause: {{duration: 30s}}
+      - setWeight: 50
+    waves:
+{waves}
+"""
+
+
+def simulated_waves_spec(*waves: tuple[str, str]) -> str:
+    """Rollout ``shop`` on the simulated fleet, its canary in region waves: one ``(name, "[a, b]")`` per
+    wave, each baking a minute; the error rate is critical, so one region's fault rolls every wave back."""
+    return _SIMULATED_WAVES.format(waves="\n".join(
+        f"      - {{name: {name}, regions: {regions}, bake: 1m}}" for name, regions in waves))
