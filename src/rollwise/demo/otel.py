@@ -12,10 +12,14 @@ ms for order M``; every request logs ``served <route> for user N`` at INFO. The 
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+GATEWAY_TIMEOUT_MS = 3000
+GATEWAY_JITTER_MS = 400  # a real client's timer fires late by a varying amount: the logged wait varies
 
 MISSING = ("--otlp-endpoint needs the OpenTelemetry SDK: pip install 'rollwise[otel]' "
            "(opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http)")
@@ -46,6 +50,7 @@ class OtlpExport:
         self.tracer = self._traces.get_tracer("rollwise.demo")
         self.logger = self._logs.get_logger("rollwise.demo")
         self._orders = itertools.count(1)
+        self._jitter = random.Random()
 
     @contextmanager
     def request(self, route: str) -> Iterator[Any]:
@@ -68,7 +73,10 @@ class OtlpExport:
         order = next(self._orders)
         with self.tracer.start_as_current_span("payment gateway", kind=SpanKind.CLIENT) as span:
             span.set_status(Status(StatusCode.ERROR, "timeout"))
-        waited = int((time.monotonic() - started) * 1000) + 3000
+        # The wait varies from line to line as a real one does, so the lines share one template with the wait
+        # as a parameter (``<*> ms``) however quickly this machine answers.
+        waited = int((time.monotonic() - started) * 1000) + GATEWAY_TIMEOUT_MS \
+            + self._jitter.randrange(GATEWAY_JITTER_MS)
         self._log(f"payment gateway timeout after {waited} ms for order {order}", error=True)
 
     def finish(self, span: Any, route: str, status: int, user: int) -> None:

@@ -1,10 +1,17 @@
 """Which kinds of log line the canary brought: templates new in the canary, or logged more often per request.
 
 The counts come from the windows' ``VersionStats.extra`` (``log.count:<template>``), which the ``otlp``
-metric source fills from the OTLP logs the server mined into templates (``telemetry/logs.py``). A template
-is **new** when the baseline never logged it and the canary did at least ``MIN_RECORDS`` times; it
-**rose** when its rate per request is at least ``RISE_RATIO`` times the baseline's with a Poisson z of
-at least ``RISE_Z`` (pooled rate; one-sided p ≈ 0.001).
+metric source fills from the OTLP logs the server mined into templates (``telemetry/logs.py``).
+
+A template is **new** when the baseline never logged it, the canary did at least ``MIN_RECORDS`` times,
+and that split is unlikely by chance: if both versions logged it at one rate per request, each record
+lands in the canary with probability ``share`` (its fraction of the requests), so all ``k`` of them do
+with probability ``share ** k``, which must be at most ``NEW_P``. Three records on a 10 % canary pass
+(p 0.001); on a 50/50 split it takes seven. A fixed count would not do: a canary rolled back after its
+third failed request must still show the line those failures logged, and an even split needs more.
+
+A template **rose** when its rate per request is at least ``RISE_RATIO`` times the baseline's with a
+Poisson z of at least ``RISE_Z`` (pooled rate; one-sided p ≈ 0.001).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from dataclasses import dataclass
 from rollwise.core.model import VersionStats, Window
 from rollwise.telemetry.aggregate import LOG_KEY
 
-MIN_RECORDS = 5
+MIN_RECORDS = 3
+NEW_P = 0.01
 RISE_RATIO = 3.0
 RISE_Z = 3.1
 SHOWN = 5
@@ -60,7 +68,8 @@ def _change(template: str, ours: int, theirs: int, requests: int, baseline_reque
     per_1k = 1000 * ours / requests
     base_per_1k = 1000 * theirs / baseline_requests if baseline_requests else 0.0
     if theirs == 0:
-        return LogChange(template, "new", ours, theirs, per_1k, base_per_1k)
+        share = requests / (requests + baseline_requests)
+        return LogChange(template, "new", ours, theirs, per_1k, base_per_1k) if share ** ours <= NEW_P else None
     if baseline_requests == 0 or per_1k < RISE_RATIO * base_per_1k:
         return None
     pooled = (ours + theirs) / (requests + baseline_requests)
