@@ -85,7 +85,13 @@ def assert_demo_postmortem_debugs(run: dict[str, object]) -> None:
     routes = [line.strip() for line in rca.splitlines() if line.strip().startswith("- /")]
     assert routes and routes[0].startswith("- /checkout:") and "errors regressed here" in routes[0], rca
     assert not [r for r in routes[1:] if "errors regressed" in r], rca  # the other endpoints did not fail
-    assert "new in the canary: 'payment gateway timeout after <*> ms for order <*>'" in rca, rca
+    # Its slow tail can end the canary first on a loaded machine, after only a few failed checkouts; the RCA
+    # names a log template from three records on (tests/report/test_logs.py), and the last lines may still be
+    # in the service's export batch, so the template is required once five checkouts failed.
+    checkout = re.search(r"canary [\d.]+% \((\d+)/\d+\) errors", routes[0])
+    assert checkout, routes[0]
+    if int(checkout.group(1)) >= 5:
+        assert "new in the canary: 'payment gateway timeout after <*> ms for order <*>'" in rca, rca
     saturation = rca.split("Saturation (mean per window, canary vs baseline):", 1)[1].split("Logs (", 1)[0]
     assert re.search(r"CPU \(processes rollwise runs\): canary \d+\.\d+ cores vs baseline \d+\.\d+ cores", saturation)
     assert re.search(r"memory: canary \d+\.\d MiB vs baseline \d+\.\d MiB", saturation), saturation
