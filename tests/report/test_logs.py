@@ -35,3 +35,9 @@ def test_two_records_are_too_few_to_name() -> None:
 def test_a_template_both_versions_log_at_one_rate_did_not_rise() -> None:
     assert log_changes([_window(100, 10, 900, 90)]) == []
     assert [c.change for c in log_changes([_window(100, 10, 900, 3)])] == ["rose"]
+
+
+def test_a_rise_needs_an_unlikely_split_not_only_a_large_ratio() -> None:
+    """4 of 5 records on a 10 % canary: p 0.0005, it rose; 3 of 4: p 0.004, a ratio of 27 is still chance."""
+    assert [c.change for c in log_changes([_window(100, 4, 900, 1)])] == ["rose"]
+    assert log_changes([_window(100, 3, 900, 1)]) == []

@@ -3,22 +3,25 @@
 The counts come from the windows' ``VersionStats.extra`` (``log.count:<template>``), which the ``otlp``
 metric source fills from the OTLP logs the server mined into templates (``telemetry/logs.py``).
 
-A template is **new** when the baseline never logged it, the canary did at least ``MIN_RECORDS`` times,
-and that split is unlikely by chance: if both versions logged it at one rate per request, each record
-lands in the canary with probability ``share`` (its fraction of the requests), so all ``k`` of them do
-with probability ``share ** k``, which must be at most ``NEW_P``. Three records on a 10 % canary pass
-(p 0.001); on a 50/50 split it takes seven. A fixed count would not do: a canary rolled back after its
-third failed request must still show the line those failures logged, and an even split needs more.
+Both calls ask one question: could traffic alone explain how the template's records split between the
+versions? If both logged it at one rate per request, each record lands in the canary with probability
+``share`` (its fraction of the requests), so the canary's count, given the total, is binomial; its upper
+tail is the one-sided p (the exact conditional test of two Poisson rates). When the baseline never logged
+the template that p is ``share ** k`` for the canary's ``k`` records.
 
-A template **rose** when its rate per request is at least ``RISE_RATIO`` times the baseline's with a
-Poisson z of at least ``RISE_Z`` (pooled rate; one-sided p ≈ 0.001).
+A template is **new** when the baseline never logged it, the canary did at least ``MIN_RECORDS`` times,
+and p is at most ``NEW_P``: three records on a 10 % canary pass (p 0.001), an even split takes seven. A
+fixed count would not do: a canary rolled back after its third failed request must still show the line
+those failures logged, and an even split needs more. A template **rose** when its rate per request is at
+least ``RISE_RATIO`` times the baseline's and p is at most ``RISE_P``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from scipy.stats import binom
 
 from rollwise.core.model import VersionStats, Window
 from rollwise.telemetry.aggregate import LOG_KEY
@@ -26,7 +29,7 @@ from rollwise.telemetry.aggregate import LOG_KEY
 MIN_RECORDS = 3
 NEW_P = 0.01
 RISE_RATIO = 3.0
-RISE_Z = 3.1
+RISE_P = 0.001
 SHOWN = 5
 
 
@@ -67,11 +70,15 @@ def _change(template: str, ours: int, theirs: int, requests: int, baseline_reque
         return None
     per_1k = 1000 * ours / requests
     base_per_1k = 1000 * theirs / baseline_requests if baseline_requests else 0.0
+    p = _traffic_explains(ours, theirs, requests, baseline_requests)
     if theirs == 0:
-        share = requests / (requests + baseline_requests)
-        return LogChange(template, "new", ours, theirs, per_1k, base_per_1k) if share ** ours <= NEW_P else None
-    if baseline_requests == 0 or per_1k < RISE_RATIO * base_per_1k:
+        return LogChange(template, "new", ours, theirs, per_1k, base_per_1k) if p <= NEW_P else None
+    if per_1k < RISE_RATIO * base_per_1k or p > RISE_P:
         return None
-    pooled = (ours + theirs) / (requests + baseline_requests)
-    z = (ours / requests - theirs / baseline_requests) / math.sqrt(pooled / requests + pooled / baseline_requests)
-    return LogChange(template, "rose", ours, theirs, per_1k, base_per_1k) if z >= RISE_Z else None
+    return LogChange(template, "rose", ours, theirs, per_1k, base_per_1k)
+
+
+def _traffic_explains(ours: int, theirs: int, requests: int, baseline_requests: int) -> float:
+    """P(the canary holds ``ours`` or more of the ``ours + theirs`` records | one rate per request for both)."""
+    share = requests / (requests + baseline_requests)
+    return float(binom.sf(ours - 1, ours + theirs, share))
