@@ -12,8 +12,8 @@ the template that p is ``share ** k`` for the canary's ``k`` records.
 A template is **new** when the baseline never logged it, the canary did at least ``MIN_RECORDS`` times,
 and p is at most ``NEW_P``: three records on a 10 % canary pass (p 0.001), an even split takes seven. A
 fixed count would not do: a canary rolled back after its third failed request must still show the line
-those failures logged, and an even split needs more. A template **rose** when its rate per request is at
-least ``RISE_RATIO`` times the baseline's and p is at most ``RISE_P``.
+those failures logged. A template **rose** when its rate per request is at least ``RISE_RATIO`` times the
+baseline's and p is at most ``RISE_P``; with no baseline traffic, neither is called.
 """
 
 from __future__ import annotations
